@@ -1,0 +1,69 @@
+#include "layers/attention.h"
+
+#include "layers/ops.h"
+
+namespace tr {
+
+MultiHeadAttention::MultiHeadAttention(const std::string& name, std::int64_t d_model,
+                                       std::int64_t heads, bool causal, double dropout,
+                                       std::uint64_t layer_id, DType dtype)
+    : q_proj(name + ".q_proj", d_model, d_model, true, dtype),
+      k_proj(name + ".k_proj", d_model, d_model, true, dtype),
+      v_proj(name + ".v_proj", d_model, d_model, true, dtype),
+      o_proj(name + ".o_proj", d_model, d_model, true, dtype),
+      heads_(heads),
+      causal_(causal),
+      dropout_(dropout),
+      layer_id_(layer_id) {
+  TR_CHECK(d_model % heads == 0, "heads must divide d_model");
+}
+
+void MultiHeadAttention::collect_parameters(ParameterList& out) {
+  q_proj.collect_parameters(out);
+  k_proj.collect_parameters(out);
+  v_proj.collect_parameters(out);
+  o_proj.collect_parameters(out);
+}
+
+Tensor MultiHeadAttention::forward(const Tensor& x_q, const Tensor& x_kv, const Tensor& kv_len,
+                                   const ForwardContext& ctx) {
+  q_ = q_proj.forward(x_q);
+  k_ = k_proj.forward(x_kv);
+  v_ = v_proj.forward(x_kv);
+  kv_len_ = kv_len;
+  dropout_active_ = ctx.training && dropout_ > 0;
+  if (dropout_active_) {
+    make_dropout_mask(keep_, {x_q.dim(0), heads_, x_q.dim(1), x_kv.dim(1)}, dropout_, ctx,
+                      layer_id_);
+  }
+  const Tensor no_mask;
+  ops::attention_forward(context_, probs_, q_, k_, v_, kv_len, dropout_active_ ? keep_ : no_mask,
+                         dropout_active_ ? 1.0 / (1.0 - dropout_) : 1.0, heads_, causal_, 0);
+  return o_proj.forward(context_);
+}
+
+void MultiHeadAttention::backward_core(const Tensor& dy) {
+  dcontext_ = o_proj.backward(dy);
+  const Tensor no_mask;
+  ops::attention_backward(dq_, dk_, dv_, scratch_, dcontext_, probs_, q_, k_, v_,
+                          dropout_active_ ? keep_ : no_mask,
+                          dropout_active_ ? 1.0 / (1.0 - dropout_) : 1.0, heads_);
+}
+
+Tensor MultiHeadAttention::backward_self(const Tensor& dy) {
+  backward_core(dy);
+  // The query projection's input gradient buffer collects the key and value paths too.
+  dx_ = q_proj.backward(dq_);
+  k_proj.backward_accumulate(dx_, dk_);
+  v_proj.backward_accumulate(dx_, dv_);
+  return dx_;
+}
+
+Tensor MultiHeadAttention::backward_cross(const Tensor& dy, Tensor& dx_kv_sum) {
+  backward_core(dy);
+  k_proj.backward_accumulate(dx_kv_sum, dk_);
+  v_proj.backward_accumulate(dx_kv_sum, dv_);
+  return q_proj.backward(dq_);
+}
+
+}  // namespace tr

@@ -1,0 +1,34 @@
+#include "layers/feed_forward.h"
+
+namespace tr {
+
+ops::Activation parse_activation(const std::string& name) {
+  if (name == "relu") return ops::Activation::relu;
+  if (name == "gelu") return ops::Activation::gelu;
+  throw UserError("model.activation: expected relu or gelu, got '" + name + "'");
+}
+
+FeedForward::FeedForward(const std::string& name, std::int64_t d_model, std::int64_t d_ff,
+                         ops::Activation act, DType dtype)
+    : fc1(name + ".fc1", d_model, d_ff, true, dtype),
+      fc2(name + ".fc2", d_ff, d_model, true, dtype),
+      act_(act) {}
+
+void FeedForward::collect_parameters(ParameterList& out) {
+  fc1.collect_parameters(out);
+  fc2.collect_parameters(out);
+}
+
+Tensor FeedForward::forward(const Tensor& x) {
+  h_ = fc1.forward(x);
+  ops::activation_forward(a_, h_, act_);
+  return fc2.forward(a_);
+}
+
+Tensor FeedForward::backward(const Tensor& dy) {
+  Tensor da = fc2.backward(dy);
+  ops::activation_backward(dh_, da, h_, act_);
+  return fc1.backward(dh_);
+}
+
+}  // namespace tr

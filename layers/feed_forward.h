@@ -1,0 +1,28 @@
+// FeedForward: fc2(act(fc1(x))), fc1 d -> d_ff, fc2 d_ff -> d. Parameters {name}.fc1, {name}.fc2.
+#pragma once
+
+#include <string>
+
+#include "layers/linear.h"
+#include "layers/ops.h"
+
+namespace tr {
+
+ops::Activation parse_activation(const std::string& name);  // "relu" | "gelu"
+
+class FeedForward {
+ public:
+  FeedForward(const std::string& name, std::int64_t d_model, std::int64_t d_ff,
+              ops::Activation act, DType dtype);
+  void collect_parameters(ParameterList& out);
+  Tensor forward(const Tensor& x);
+  Tensor backward(const Tensor& dy);
+
+  Linear fc1, fc2;
+
+ private:
+  ops::Activation act_;
+  Tensor h_, a_, dh_;
+};
+
+}  // namespace tr

@@ -1,0 +1,24 @@
+// LayerNorm over the last axis, eps 1e-5, weight (ones) and bias (zeros) of size d.
+#pragma once
+
+#include <string>
+
+#include "layers/parameter.h"
+
+namespace tr {
+
+class LayerNorm {
+ public:
+  LayerNorm(const std::string& name, std::int64_t d, DType dtype);
+  void collect_parameters(ParameterList& out);
+  Tensor forward(const Tensor& x);
+  Tensor backward(const Tensor& dy);
+
+  Parameter weight, bias;
+  static constexpr double kEps = 1e-5;
+
+ private:
+  Tensor x_, y_, mean_, rstd_, dx_;
+};
+
+}  // namespace tr

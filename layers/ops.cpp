@@ -1,0 +1,253 @@
+#include "layers/ops.h"
+
+#include "layers/cpu/kernels.h"
+
+namespace tr::ops {
+
+namespace {
+
+// Runs `body` with T bound to the C++ type of a floating dtype, on the CPU.
+template <typename Body>
+void dispatch_float(const Tensor& t, Body&& body) {
+  TR_CHECK(t.device() == Device::cpu, "this op has no CUDA kernel in this build");
+  switch (t.dtype()) {
+    case DType::f32: body(float{}); return;
+    case DType::f64: body(double{}); return;
+    default: throw InternalError(std::string("op on a ") + dtype_name(t.dtype()) + " tensor");
+  }
+}
+
+void check_same(const Tensor& a, const Tensor& b, const char* what) {
+  TR_CHECK(a.shape() == b.shape(), std::string(what) + ": shapes " + shape_string(a.shape()) +
+                                       " and " + shape_string(b.shape()) + " differ");
+  TR_CHECK(a.dtype() == b.dtype(), std::string(what) + ": dtypes differ");
+}
+
+std::int64_t rows_of(const Tensor& x) { return x.numel() / x.dim(-1); }
+
+Shape with_last(const Shape& s, std::int64_t last) {
+  Shape r = s;
+  r.back() = last;
+  return r;
+}
+
+}  // namespace
+
+void linear_forward(Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  const std::int64_t in = weight.dim(1), out = weight.dim(0), N = rows_of(x);
+  TR_CHECK(x.dim(-1) == in, "linear: input " + shape_string(x.shape()) + " vs weight " +
+                                shape_string(weight.shape()));
+  ensure_shape(y, with_last(x.shape(), out), x.dtype(), x.device());
+  dispatch_float(x, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::gemm<T>(false, true, N, out, in, T(1), x.data<T>(), in, weight.data<T>(), in, T(0),
+                 y.data<T>(), out);
+    if (bias.defined()) cpu::bias_add<T>(y.data<T>(), y.data<T>(), bias.data<T>(), N, out);
+  });
+}
+
+void linear_backward(Tensor* dx, Tensor& dweight, Tensor* dbias, const Tensor& dy, const Tensor& x,
+                     const Tensor& weight) {
+  const std::int64_t in = weight.dim(1), out = weight.dim(0), N = rows_of(x);
+  TR_CHECK(dy.dim(-1) == out && rows_of(dy) == N, "linear backward: dy shape");
+  dispatch_float(x, [&](auto tag) {
+    using T = decltype(tag);
+    if (dx) {
+      ensure_shape(*dx, x.shape(), x.dtype(), x.device());
+      cpu::gemm<T>(false, false, N, in, out, T(1), dy.data<T>(), out, weight.data<T>(), in, T(0),
+                   dx->data<T>(), in);
+    }
+    cpu::gemm<T>(true, false, out, in, N, T(1), dy.data<T>(), out, x.data<T>(), in, T(1),
+                 dweight.data<T>(), in);
+    if (dbias && dbias->defined()) cpu::bias_backward_accumulate<T>(dbias->data<T>(), dy.data<T>(), N, out);
+  });
+}
+
+void layernorm_forward(Tensor& y, Tensor& mean, Tensor& rstd, const Tensor& x, const Tensor& weight,
+                       const Tensor& bias, double eps) {
+  const std::int64_t C = x.dim(-1), N = rows_of(x);
+  ensure_shape(y, x.shape(), x.dtype(), x.device());
+  ensure_shape(mean, {N}, x.dtype(), x.device());
+  ensure_shape(rstd, {N}, x.dtype(), x.device());
+  dispatch_float(x, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::layernorm_forward<T>(y.data<T>(), mean.data<T>(), rstd.data<T>(), x.data<T>(),
+                              weight.data<T>(), bias.data<T>(), N, C, T(eps));
+  });
+}
+
+void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor& dy,
+                        const Tensor& x, const Tensor& weight, const Tensor& mean,
+                        const Tensor& rstd) {
+  check_same(dy, x, "layernorm backward");
+  const std::int64_t C = x.dim(-1), N = rows_of(x);
+  ensure_shape(dx, x.shape(), x.dtype(), x.device());
+  dispatch_float(x, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::layernorm_backward<T>(dx.data<T>(), dweight.data<T>(), dbias.data<T>(), dy.data<T>(),
+                               x.data<T>(), weight.data<T>(), mean.data<T>(), rstd.data<T>(), N, C);
+  });
+}
+
+void activation_forward(Tensor& y, const Tensor& x, Activation act) {
+  ensure_shape(y, x.shape(), x.dtype(), x.device());
+  dispatch_float(x, [&](auto tag) {
+    using T = decltype(tag);
+    if (act == Activation::gelu)
+      cpu::gelu_forward<T>(y.data<T>(), x.data<T>(), x.numel());
+    else
+      cpu::relu_forward<T>(y.data<T>(), x.data<T>(), x.numel());
+  });
+}
+
+void activation_backward(Tensor& dx, const Tensor& dy, const Tensor& x, Activation act) {
+  check_same(dy, x, "activation backward");
+  ensure_shape(dx, x.shape(), x.dtype(), x.device());
+  dispatch_float(x, [&](auto tag) {
+    using T = decltype(tag);
+    if (act == Activation::gelu)
+      cpu::gelu_backward<T>(dx.data<T>(), dy.data<T>(), x.data<T>(), x.numel());
+    else
+      cpu::relu_backward<T>(dx.data<T>(), dy.data<T>(), x.data<T>(), x.numel());
+  });
+}
+
+void add(Tensor& out, const Tensor& a, const Tensor& b) {
+  check_same(a, b, "add");
+  if (!out.same_buffer(a) && !out.same_buffer(b)) ensure_shape(out, a.shape(), a.dtype(), a.device());
+  dispatch_float(a, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::add<T>(out.data<T>(), a.data<T>(), b.data<T>(), a.numel());
+  });
+}
+
+void add_accumulate(Tensor& out, const Tensor& a) {
+  check_same(out, a, "add_accumulate");
+  dispatch_float(a, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::add_accumulate<T>(out.data<T>(), a.data<T>(), a.numel());
+  });
+}
+
+void copy(Tensor& out, const Tensor& in) {
+  ensure_shape(out, in.shape(), in.dtype(), in.device());
+  out.copy_from(in);
+}
+
+void attention_forward(Tensor& out, Tensor& probs, const Tensor& q, const Tensor& k,
+                       const Tensor& v, const Tensor& kv_len, const Tensor& keep_mask,
+                       double keep_scale, std::int64_t heads, bool causal, std::int64_t q_offset) {
+  const std::int64_t B = q.dim(0), Tq = q.dim(1), Tk = k.dim(1), d = q.dim(2);
+  TR_CHECK(d % heads == 0, "attention: heads must divide the projection width");
+  TR_CHECK(k.shape() == v.shape() && k.dim(0) == B && k.dim(2) == d, "attention: k/v shapes");
+  const std::int64_t Dh = d / heads;
+  ensure_shape(out, q.shape(), q.dtype(), q.device());
+  ensure_shape(probs, {B, heads, Tq, Tk}, q.dtype(), q.device());
+  const std::int32_t* lens = kv_len.defined() ? kv_len.data<std::int32_t>() : nullptr;
+  const std::uint8_t* keep = keep_mask.defined() ? keep_mask.data<std::uint8_t>() : nullptr;
+  dispatch_float(q, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::attention_forward<T>(out.data<T>(), probs.data<T>(), q.data<T>(), k.data<T>(),
+                              v.data<T>(), lens, keep, T(keep_scale), B, heads, Tq, Tk, Dh, causal,
+                              q_offset);
+  });
+}
+
+void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, Tensor& scratch, const Tensor& dout,
+                        const Tensor& probs, const Tensor& q, const Tensor& k, const Tensor& v,
+                        const Tensor& keep_mask, double keep_scale, std::int64_t heads) {
+  const std::int64_t B = q.dim(0), Tq = q.dim(1), Tk = k.dim(1), d = q.dim(2);
+  const std::int64_t Dh = d / heads;
+  ensure_shape(dq, q.shape(), q.dtype(), q.device());
+  ensure_shape(dk, k.shape(), k.dtype(), k.device());
+  ensure_shape(dv, v.shape(), v.dtype(), v.device());
+  ensure_shape(scratch, {B, heads, Tq, Tk}, q.dtype(), q.device());
+  const std::uint8_t* keep = keep_mask.defined() ? keep_mask.data<std::uint8_t>() : nullptr;
+  dispatch_float(q, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::attention_backward<T>(dq.data<T>(), dk.data<T>(), dv.data<T>(), scratch.data<T>(),
+                               dout.data<T>(), probs.data<T>(), q.data<T>(), k.data<T>(),
+                               v.data<T>(), keep, T(keep_scale), B, heads, Tq, Tk, Dh);
+  });
+}
+
+void embedding_forward(Tensor& out, const Tensor& ids, const Tensor& table, double scale) {
+  const std::int64_t d = table.dim(1);
+  Shape shape = ids.shape();
+  shape.push_back(d);
+  ensure_shape(out, shape, table.dtype(), table.device());
+  dispatch_float(table, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::embedding_forward<T>(out.data<T>(), ids.data<std::int32_t>(), table.data<T>(),
+                              ids.numel(), d, T(scale));
+  });
+}
+
+void embedding_backward_accumulate(Tensor& dtable, const Tensor& ids, const Tensor& dout,
+                                   double scale) {
+  const std::int64_t d = dtable.dim(1);
+  TR_CHECK(dout.numel() == ids.numel() * d, "embedding backward: dout shape");
+  dispatch_float(dtable, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::embedding_backward_accumulate<T>(dtable.data<T>(), ids.data<std::int32_t>(),
+                                          dout.data<T>(), ids.numel(), d, T(scale));
+  });
+}
+
+double cross_entropy_forward(Tensor& logsumexp, const Tensor& logits, const Tensor& targets,
+                             double label_smoothing, std::int32_t ignore_index) {
+  const std::int64_t V = logits.dim(-1), N = rows_of(logits);
+  TR_CHECK(targets.numel() == N, "cross entropy: targets vs logits rows");
+  ensure_shape(logsumexp, {N}, logits.dtype(), logits.device());
+  double total = 0;
+  dispatch_float(logits, [&](auto tag) {
+    using T = decltype(tag);
+    Tensor per_row;  // pooled: no system allocation once warm
+    ensure_shape(per_row, {N}, logits.dtype(), logits.device());
+    total = cpu::cross_entropy_forward<T>(per_row.data<T>(), logsumexp.data<T>(),
+                                          logits.data<T>(), targets.data<std::int32_t>(), N, V,
+                                          T(label_smoothing), ignore_index);
+  });
+  return total;
+}
+
+void cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const Tensor& logsumexp,
+                            const Tensor& targets, double label_smoothing,
+                            std::int32_t ignore_index, double scale) {
+  const std::int64_t V = logits.dim(-1), N = rows_of(logits);
+  ensure_shape(dlogits, logits.shape(), logits.dtype(), logits.device());
+  dispatch_float(logits, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::cross_entropy_backward<T>(dlogits.data<T>(), logits.data<T>(), logsumexp.data<T>(),
+                                   targets.data<std::int32_t>(), N, V, T(label_smoothing),
+                                   ignore_index, T(scale));
+  });
+}
+
+void dropout_mask(Tensor& keep, const Shape& shape, double p, std::uint64_t seed,
+                  std::uint64_t stream, std::uint64_t offset) {
+  ensure_shape(keep, shape, DType::u8);
+  cpu::dropout_mask(keep.data<std::uint8_t>(), keep.numel(), static_cast<float>(p), seed, stream,
+                    offset);
+}
+
+void dropout_apply(Tensor& out, const Tensor& in, const Tensor& keep, double p) {
+  TR_CHECK(keep.numel() == in.numel(), "dropout: mask size");
+  if (!out.same_buffer(in)) ensure_shape(out, in.shape(), in.dtype(), in.device());
+  dispatch_float(in, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::dropout_apply<T>(out.data<T>(), in.data<T>(), keep.data<std::uint8_t>(), T(1.0 / (1.0 - p)),
+                          in.numel());
+  });
+}
+
+double sum_squares(const Tensor& x) {
+  double s = 0;
+  dispatch_float(x, [&](auto tag) {
+    using T = decltype(tag);
+    s = cpu::sum_squares<T>(x.data<T>(), x.numel());
+  });
+  return s;
+}
+
+}  // namespace tr::ops

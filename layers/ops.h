@@ -1,0 +1,64 @@
+// The dispatch layer: tensor-level operations that modules call. Each checks shapes, then
+// dispatches on the tensor's device (CPU today; CUDA plugs in here with the same signatures)
+// and dtype (f32 for training, f64 for gradient checks) to the raw kernels.
+//
+// Naming follows the kernels: outputs first; `_accumulate` adds into its output. Outputs are
+// (re)shaped by the op with ensure_shape, so callers keep them as members and nothing is
+// allocated once the shapes have been seen.
+#pragma once
+
+#include <cstdint>
+
+#include "layers/tensor.h"
+
+namespace tr::ops {
+
+// y[N, out] = x[N, in] W^T (+ b).   weight [out, in], bias [out] or undefined.
+void linear_forward(Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias);
+// dx = dy W (skipped when dx is null), dweight += dy^T x, dbias += colsum(dy) (when defined).
+void linear_backward(Tensor* dx, Tensor& dweight, Tensor* dbias, const Tensor& dy, const Tensor& x,
+                     const Tensor& weight);
+
+void layernorm_forward(Tensor& y, Tensor& mean, Tensor& rstd, const Tensor& x, const Tensor& weight,
+                       const Tensor& bias, double eps);
+void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor& dy,
+                        const Tensor& x, const Tensor& weight, const Tensor& mean,
+                        const Tensor& rstd);
+
+enum class Activation { relu, gelu };
+void activation_forward(Tensor& y, const Tensor& x, Activation act);
+void activation_backward(Tensor& dx, const Tensor& dy, const Tensor& x, Activation act);
+
+void add(Tensor& out, const Tensor& a, const Tensor& b);
+void add_accumulate(Tensor& out, const Tensor& a);
+void copy(Tensor& out, const Tensor& in);
+
+// Attention on projections laid out [B, T, H*Dh]; kv_len: i32 [B] or undefined; keep_mask:
+// u8 [B, H, Tq, Tk] or undefined (no dropout).
+void attention_forward(Tensor& out, Tensor& probs, const Tensor& q, const Tensor& k,
+                       const Tensor& v, const Tensor& kv_len, const Tensor& keep_mask,
+                       double keep_scale, std::int64_t heads, bool causal, std::int64_t q_offset);
+void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, Tensor& scratch, const Tensor& dout,
+                        const Tensor& probs, const Tensor& q, const Tensor& k, const Tensor& v,
+                        const Tensor& keep_mask, double keep_scale, std::int64_t heads);
+
+// out[..., d] = table[ids[...]] * scale; ids i32 of any shape, every id < rows of table.
+void embedding_forward(Tensor& out, const Tensor& ids, const Tensor& table, double scale);
+void embedding_backward_accumulate(Tensor& dtable, const Tensor& ids, const Tensor& dout,
+                                   double scale);
+
+// Returns the summed loss over non-ignored rows; fills logsumexp [N].
+double cross_entropy_forward(Tensor& logsumexp, const Tensor& logits, const Tensor& targets,
+                             double label_smoothing, std::int32_t ignore_index);
+void cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const Tensor& logsumexp,
+                            const Tensor& targets, double label_smoothing,
+                            std::int32_t ignore_index, double scale);
+
+// keep: u8 mask of x's shape, from the counter-based RNG.
+void dropout_mask(Tensor& keep, const Shape& shape, double p, std::uint64_t seed,
+                  std::uint64_t stream, std::uint64_t offset);
+void dropout_apply(Tensor& out, const Tensor& in, const Tensor& keep, double p);
+
+double sum_squares(const Tensor& x);
+
+}  // namespace tr::ops

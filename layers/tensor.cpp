@@ -1,0 +1,181 @@
+#include "layers/tensor.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+namespace tr {
+
+namespace {
+std::mutex& pool_mutex() {
+  static std::mutex m;
+  return m;
+}
+constexpr std::size_t kAlignment = 64;  // a cache line, and enough for AVX-512 loads
+}  // namespace
+
+std::size_t dtype_size(DType dtype) {
+  switch (dtype) {
+    case DType::f32: return 4;
+    case DType::f64: return 8;
+    case DType::bf16: return 2;
+    case DType::i32: return 4;
+    case DType::i64: return 8;
+    case DType::u8: return 1;
+  }
+  return 0;
+}
+
+const char* dtype_name(DType dtype) {
+  switch (dtype) {
+    case DType::f32: return "f32";
+    case DType::f64: return "f64";
+    case DType::bf16: return "bf16";
+    case DType::i32: return "i32";
+    case DType::i64: return "i64";
+    case DType::u8: return "u8";
+  }
+  return "?";
+}
+
+const char* device_name(Device device) { return device == Device::cpu ? "cpu" : "cuda"; }
+
+std::int64_t shape_numel(const Shape& shape) {
+  std::int64_t n = 1;
+  for (auto s : shape) n *= s;
+  return n;
+}
+
+std::string shape_string(const Shape& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(shape[i]);
+  }
+  return s + "]";
+}
+
+Buffer::~Buffer() {
+  if (data) BufferPool::instance(device).release(data, bytes);
+}
+
+BufferPool& BufferPool::instance(Device device) {
+  // Leaked on purpose: tensors held by static objects may be destroyed after the pool.
+  static BufferPool* cpu_pool = new BufferPool(Device::cpu);
+  TR_CHECK(device == Device::cpu, "the CUDA buffer pool lives in layers/cuda");
+  return *cpu_pool;
+}
+
+std::shared_ptr<Buffer> BufferPool::acquire(std::size_t bytes) {
+  std::size_t rounded = std::max<std::size_t>(kAlignment, (bytes + kAlignment - 1) / kAlignment * kAlignment);
+  auto buffer = std::make_shared<Buffer>();
+  buffer->bytes = rounded;
+  buffer->device = device_;
+  {
+    std::lock_guard<std::mutex> lock(pool_mutex());
+    for (std::size_t i = 0; i < free_blocks_.size(); ++i) {
+      if (free_blocks_[i].first == rounded) {
+        buffer->data = free_blocks_[i].second;
+        free_blocks_[i] = free_blocks_.back();
+        free_blocks_.pop_back();
+        cached_bytes_ -= rounded;
+        return buffer;
+      }
+    }
+    ++system_allocations_;
+  }
+  buffer->data = std::aligned_alloc(kAlignment, rounded);
+  if (!buffer->data) throw std::bad_alloc();
+  return buffer;
+}
+
+void BufferPool::release(void* data, std::size_t bytes) {
+  std::lock_guard<std::mutex> lock(pool_mutex());
+  free_blocks_.emplace_back(bytes, data);
+  cached_bytes_ += bytes;
+}
+
+void BufferPool::trim() {
+  std::lock_guard<std::mutex> lock(pool_mutex());
+  for (auto& [bytes, data] : free_blocks_) std::free(data);
+  free_blocks_.clear();
+  cached_bytes_ = 0;
+}
+
+BufferPool::~BufferPool() { trim(); }
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+  for (auto s : shape) TR_CHECK(s >= 0, "negative dimension in " + shape_string(shape));
+  Tensor t;
+  t.shape_ = shape;
+  t.dtype_ = dtype;
+  t.device_ = device;
+  t.buffer_ = BufferPool::instance(device).acquire(t.bytes());
+  return t;
+}
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
+  Tensor t = empty(shape, dtype, device);
+  t.zero_();
+  return t;
+}
+
+std::int64_t Tensor::dim(int axis) const {
+  int n = ndim();
+  if (axis < 0) axis += n;
+  TR_CHECK(axis >= 0 && axis < n, "axis out of range for shape " + shape_string(shape_));
+  return shape_[static_cast<std::size_t>(axis)];
+}
+
+Tensor Tensor::view(const Shape& shape) const {
+  TR_CHECK(shape_numel(shape) == numel(),
+           "cannot view " + shape_string(shape_) + " as " + shape_string(shape));
+  Tensor t = *this;
+  t.shape_ = shape;
+  return t;
+}
+
+Tensor Tensor::clone() const {
+  Tensor t = empty(shape_, dtype_, device_);
+  if (numel() > 0) std::memcpy(t.raw(), raw(), bytes());
+  return t;
+}
+
+void Tensor::zero_() {
+  TR_CHECK(device_ == Device::cpu, "zero_ on a CUDA tensor goes through ops");
+  if (numel() > 0) std::memset(raw(), 0, bytes());
+}
+
+void Tensor::copy_from(const Tensor& source) {
+  TR_CHECK(source.numel() == numel(), "copy_from: " + shape_string(source.shape()) + " into " +
+                                           shape_string(shape_));
+  TR_CHECK(device_ == Device::cpu && source.device() == Device::cpu, "copy_from is host-only");
+  if (source.dtype() == dtype_) {
+    if (numel() > 0) std::memcpy(raw(), source.raw(), bytes());
+    return;
+  }
+  const std::int64_t n = numel();
+  if (source.dtype() == DType::f32 && dtype_ == DType::f64) {
+    const float* s = source.data<float>();
+    double* d = data<double>();
+    for (std::int64_t i = 0; i < n; ++i) d[i] = s[i];
+  } else if (source.dtype() == DType::f64 && dtype_ == DType::f32) {
+    const double* s = source.data<double>();
+    float* d = data<float>();
+    for (std::int64_t i = 0; i < n; ++i) d[i] = static_cast<float>(s[i]);
+  } else {
+    throw InternalError(std::string("copy_from: no conversion ") + dtype_name(source.dtype()) +
+                        " -> " + dtype_name(dtype_));
+  }
+}
+
+void ensure_shape(Tensor& t, const Shape& shape, DType dtype, Device device) {
+  if (t.defined() && t.dtype() == dtype && t.device() == device && t.numel() == shape_numel(shape)) {
+    t = t.view(shape);
+    return;
+  }
+  t = Tensor::empty(shape, dtype, device);
+}
+
+}  // namespace tr

@@ -1,0 +1,116 @@
+// Tensor: a shape, an element type, a device and a reference-counted buffer.
+//
+// Tensors are always contiguous and row-major. A view (reshape) shares the buffer. Buffers
+// come from a per-device BufferPool that keeps released blocks for reuse, so that after the
+// first training step (warm-up) a step allocates nothing from the system.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "layers/error.h"
+
+namespace tr {
+
+enum class DType { f32, f64, bf16, i32, i64, u8 };
+enum class Device { cpu, cuda };
+
+std::size_t dtype_size(DType dtype);
+const char* dtype_name(DType dtype);
+const char* device_name(Device device);
+
+template <typename T>
+constexpr DType dtype_of();
+template <>
+constexpr DType dtype_of<float>() { return DType::f32; }
+template <>
+constexpr DType dtype_of<double>() { return DType::f64; }
+template <>
+constexpr DType dtype_of<std::int32_t>() { return DType::i32; }
+template <>
+constexpr DType dtype_of<std::int64_t>() { return DType::i64; }
+template <>
+constexpr DType dtype_of<std::uint8_t>() { return DType::u8; }
+
+using Shape = std::vector<std::int64_t>;
+std::int64_t shape_numel(const Shape& shape);
+std::string shape_string(const Shape& shape);
+
+// A block of device memory, handed back to its pool when the last tensor using it goes away.
+struct Buffer {
+  void* data = nullptr;
+  std::size_t bytes = 0;
+  Device device = Device::cpu;
+  ~Buffer();
+};
+
+// Caches released blocks by exact size. Training reuses the same shapes every step, so exact
+// matching gives full reuse without fragmentation logic.
+class BufferPool {
+ public:
+  static BufferPool& instance(Device device);
+  std::shared_ptr<Buffer> acquire(std::size_t bytes);
+  void release(void* data, std::size_t bytes);
+  // Number of allocations that went to the system since start; a warm step leaves it unchanged.
+  std::int64_t system_allocations() const { return system_allocations_; }
+  std::size_t cached_bytes() const { return cached_bytes_; }
+  void trim();  // frees every cached block
+  ~BufferPool();
+
+ private:
+  explicit BufferPool(Device device) : device_(device) {}
+  Device device_;
+  std::vector<std::pair<std::size_t, void*>> free_blocks_;
+  std::int64_t system_allocations_ = 0;
+  std::size_t cached_bytes_ = 0;
+};
+
+class Tensor {
+ public:
+  Tensor() = default;
+  // Uninitialised memory.
+  static Tensor empty(const Shape& shape, DType dtype, Device device = Device::cpu);
+  static Tensor zeros(const Shape& shape, DType dtype, Device device = Device::cpu);
+
+  bool defined() const { return buffer_ != nullptr; }
+  const Shape& shape() const { return shape_; }
+  std::int64_t dim(int axis) const;  // negative axes count from the end
+  int ndim() const { return static_cast<int>(shape_.size()); }
+  std::int64_t numel() const { return shape_numel(shape_); }
+  std::size_t bytes() const { return static_cast<std::size_t>(numel()) * dtype_size(dtype_); }
+  DType dtype() const { return dtype_; }
+  Device device() const { return device_; }
+
+  void* raw() const { return buffer_ ? buffer_->data : nullptr; }
+  template <typename T>
+  T* data() const {
+    TR_CHECK(dtype_of<T>() == dtype_, std::string("tensor holds ") + dtype_name(dtype_) +
+                                          ", accessed as " + dtype_name(dtype_of<T>()));
+    return static_cast<T*>(raw());
+  }
+
+  // Same buffer, another shape with the same element count.
+  Tensor view(const Shape& shape) const;
+  // A new tensor holding a copy of the data (same device and dtype).
+  Tensor clone() const;
+  void zero_();
+  // Copies values from `source` (same shape; dtypes may differ between f32 and f64).
+  void copy_from(const Tensor& source);
+  bool same_buffer(const Tensor& other) const { return buffer_ == other.buffer_; }
+
+ private:
+  std::shared_ptr<Buffer> buffer_;
+  Shape shape_;
+  DType dtype_ = DType::f32;
+  Device device_ = Device::cpu;
+};
+
+// Makes `t` a tensor of the given shape, reusing its buffer when the size already matches.
+// Modules keep their activations in members and call this each step: no allocation once warm.
+void ensure_shape(Tensor& t, const Shape& shape, DType dtype, Device device = Device::cpu);
+
+}  // namespace tr

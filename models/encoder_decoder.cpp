@@ -1,0 +1,106 @@
+#include "models/encoder_decoder.h"
+
+#include <cmath>
+
+#include "layers/ops.h"
+
+namespace tr {
+
+namespace {
+PositionalEncoding make_positions(const std::string& name, const ModelConfig& c, DType dtype) {
+  return PositionalEncoding(name, parse_positional(c.positional), c.max_len, c.d_model, dtype);
+}
+}  // namespace
+
+EncoderDecoder::EncoderDecoder(const ModelConfig& c, DType dtype, double label_smoothing)
+    : Model(c),
+      shared_(c.share_embeddings),
+      pre_(c.norm == "pre"),
+      src_pos_(make_positions("src_pos", c, dtype)),
+      tgt_pos_(make_positions("tgt_pos", c, dtype)),
+      src_drop_(c.dropout, dropout_ids_.take()),
+      tgt_drop_(c.dropout, dropout_ids_.take()),
+      loss_(label_smoothing, c.pad_id) {
+  if (shared_) {
+    src_embed_ = std::make_unique<Embedding>("embed", c.vocab_size, c.d_model, dtype);
+  } else {
+    src_embed_ = std::make_unique<Embedding>("src_embed", c.vocab_size, c.d_model, dtype);
+    tgt_embed_ = std::make_unique<Embedding>("tgt_embed", c.vocab_size, c.d_model, dtype);
+    init_parameter(output_, "output.weight", {c.vocab_size, c.d_model}, dtype, /*decay=*/true);
+    output_.init = {InitRule::Kind::normal, 1.0 / std::sqrt(static_cast<double>(c.d_model))};
+  }
+  for (std::int64_t i = 0; i < c.encoder_layers; ++i)
+    encoder_.push_back(std::make_unique<EncoderLayer>("encoder.layers." + std::to_string(i), c,
+                                                      dropout_ids_, dtype));
+  for (std::int64_t i = 0; i < c.decoder_layers; ++i)
+    decoder_.push_back(std::make_unique<DecoderLayer>("decoder.layers." + std::to_string(i), c,
+                                                      dropout_ids_, dtype));
+  if (pre_) {
+    encoder_norm_ = std::make_unique<LayerNorm>("encoder.norm", c.d_model, dtype);
+    decoder_norm_ = std::make_unique<LayerNorm>("decoder.norm", c.d_model, dtype);
+  }
+
+  src_embed_->collect_parameters(parameters_);
+  if (!shared_) {
+    tgt_embed_->collect_parameters(parameters_);
+    parameters_.push_back(&output_);
+  }
+  src_pos_.collect_parameters(parameters_);
+  tgt_pos_.collect_parameters(parameters_);
+  for (auto& layer : encoder_) layer->collect_parameters(parameters_);
+  if (pre_) encoder_norm_->collect_parameters(parameters_);
+  for (auto& layer : decoder_) layer->collect_parameters(parameters_);
+  if (pre_) decoder_norm_->collect_parameters(parameters_);
+}
+
+Tensor EncoderDecoder::encode(const Tensor& src, const Tensor& src_len,
+                              const ForwardContext& ctx) {
+  src_ids_ = src;
+  src_embedding().forward(src_x_, src);
+  src_pos_.forward_inplace(src_x_);
+  Tensor x = src_drop_.forward(src_x_, ctx);
+  for (auto& layer : encoder_) x = layer->forward(x, src_len, ctx);
+  memory_ = pre_ ? encoder_norm_->forward(x) : x;
+  return memory_;
+}
+
+Tensor EncoderDecoder::decode(const Tensor& tgt_in, const Tensor& tgt_len, const Tensor& memory,
+                              const Tensor& src_len, const ForwardContext& ctx) {
+  tgt_ids_ = tgt_in;
+  tgt_embedding().forward(tgt_x_, tgt_in);
+  tgt_pos_.forward_inplace(tgt_x_);
+  Tensor y = tgt_drop_.forward(tgt_x_, ctx);
+  for (auto& layer : decoder_) y = layer->forward(y, tgt_len, memory, src_len, ctx);
+  dec_out_ = pre_ ? decoder_norm_->forward(y) : y;
+  // Output projection tied to (or separate from) the embedding table, no bias.
+  ops::linear_forward(logits_, dec_out_, output_weight().value, Tensor());
+  return logits_;
+}
+
+double EncoderDecoder::forward(const Batch& batch, const ForwardContext& ctx) {
+  src_len_ = batch.src_len;
+  Tensor memory = encode(batch.src, batch.src_len, ctx);
+  decode(batch.tgt_in, batch.tgt_len, memory, batch.src_len, ctx);
+  return loss_.forward(logits_, batch.tgt_out);
+}
+
+void EncoderDecoder::backward(double scale) {
+  Tensor dlogits = loss_.backward(scale);
+  ops::linear_backward(&ddec_, output_weight().grad, nullptr, dlogits, dec_out_,
+                       output_weight().value);
+  Tensor dy = pre_ ? decoder_norm_->backward(ddec_) : ddec_;
+  ensure_shape(dmemory_, memory_.shape(), memory_.dtype(), memory_.device());
+  dmemory_.zero_();
+  for (auto it = decoder_.rbegin(); it != decoder_.rend(); ++it) dy = (*it)->backward(dy, dmemory_);
+  dy = tgt_drop_.backward(dy);
+  tgt_pos_.backward_accumulate(dy);
+  tgt_embedding().backward_accumulate(tgt_ids_, dy);
+
+  Tensor dx = pre_ ? encoder_norm_->backward(dmemory_) : dmemory_;
+  for (auto it = encoder_.rbegin(); it != encoder_.rend(); ++it) dx = (*it)->backward(dx);
+  dx = src_drop_.backward(dx);
+  src_pos_.backward_accumulate(dx);
+  src_embedding().backward_accumulate(src_ids_, dx);
+}
+
+}  // namespace tr

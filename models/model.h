@@ -1,0 +1,59 @@
+// The interface the trainer sees: a model that takes a micro-batch, returns its summed loss,
+// and accumulates gradients for a given loss scale.
+#pragma once
+
+#include <memory>
+
+#include "layers/dropout.h"
+#include "layers/parameter.h"
+#include "models/model_config.h"
+
+namespace tr {
+
+// One micro-batch. Translation: token ids right-padded with pad_id (DESIGN section 4);
+// images: normalised pixels. Unused fields stay undefined.
+struct Batch {
+  Tensor src;      // i32 [B, S]  record + [eos]
+  Tensor src_len;  // i32 [B]     valid source positions, eos included
+  Tensor tgt_in;   // i32 [B, T]  [bos] + record
+  Tensor tgt_out;  // i32 [B, T]  record + [eos]; pad where ignored
+  Tensor tgt_len;  // i32 [B]
+  Tensor images;   // f32|f64 [B, C, H, W]
+  Tensor labels;   // i32 [B]
+  std::int64_t size() const { return images.defined() ? images.dim(0) : src.dim(0); }
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  const ModelConfig& config() const { return config_; }
+  // Canonical order (DESIGN section 4 names); the order of checkpoints and optimizer state.
+  const ParameterList& parameters() const { return parameters_; }
+
+  // Returns the loss summed over the micro-batch's counted targets (non-pad tokens or images).
+  virtual double forward(const Batch& batch, const ForwardContext& ctx) = 0;
+  // Accumulates d(scale * summed loss)/d params. scale = 1 / (targets counted in the step).
+  virtual void backward(double scale) = 0;
+  // Targets counted by the last forward.
+  virtual std::int64_t counted_targets() const = 0;
+  // Logits of the last forward: [B, T, V] (translation) or [B, classes] (images).
+  virtual Tensor logits() const = 0;
+
+  void zero_grad();
+
+ protected:
+  Model(const ModelConfig& config) : config_(config) {}
+  ModelConfig config_;
+  ParameterList parameters_;
+};
+
+// Builds the model named by config.type with parameters in `dtype`, then initialises them
+// (models/init.h) from `seed`. Label smoothing applies to the training loss.
+std::unique_ptr<Model> make_model(const ModelConfig& config, DType dtype, double label_smoothing,
+                                  std::uint64_t seed);
+
+// Checks the config's values (positive sizes, heads dividing d_model, ...); throws UserError
+// naming the key, e.g. "model.heads: 5 does not divide model.d_model 256".
+void validate_model_config(const ModelConfig& config);
+
+}  // namespace tr

@@ -1,0 +1,97 @@
+#include "models/transformer_layers.h"
+
+#include "layers/ops.h"
+
+namespace tr {
+
+ResidualBlock::ResidualBlock(const std::string& norm_name, std::int64_t d, bool pre_norm,
+                             double dropout, DropoutIds& ids, DType dtype)
+    : norm(norm_name, d, dtype), pre_(pre_norm), drop_(dropout, ids.take()) {}
+
+Tensor ResidualBlock::begin(const Tensor& x) {
+  x_ = x;
+  return pre_ ? norm.forward(x) : x;
+}
+
+Tensor ResidualBlock::end(const Tensor& f_out, const ForwardContext& ctx) {
+  ops::add(sum_, x_, drop_.forward(f_out, ctx));
+  return pre_ ? sum_ : norm.forward(sum_);
+}
+
+Tensor ResidualBlock::begin_backward(const Tensor& dy) {
+  // d(sum) is dy (pre) or the norm's input gradient (post); it flows to x and through drop(f).
+  dsum_ = pre_ ? dy : norm.backward(dy);
+  return drop_.backward(dsum_);
+}
+
+Tensor ResidualBlock::finish_backward(const Tensor& df_in) {
+  // dx = dsum + (pre ? norm.backward(df_in) : df_in)
+  ops::add(dx_, dsum_, pre_ ? norm.backward(df_in) : df_in);
+  return dx_;
+}
+
+EncoderLayer::EncoderLayer(const std::string& name, const ModelConfig& c, DropoutIds& ids,
+                           DType dtype)
+    : self_attn_(name + ".self_attn", c.d_model, c.heads, /*causal=*/false, c.dropout, ids.take(),
+                 dtype),
+      ffn_(name + ".ffn", c.d_model, c.d_ff, parse_activation(c.activation), dtype),
+      attn_block_(name + ".norm1", c.d_model, c.norm == "pre", c.dropout, ids, dtype),
+      ffn_block_(name + ".norm2", c.d_model, c.norm == "pre", c.dropout, ids, dtype) {}
+
+void EncoderLayer::collect_parameters(ParameterList& out) {
+  self_attn_.collect_parameters(out);
+  attn_block_.collect_parameters(out);
+  ffn_.collect_parameters(out);
+  ffn_block_.collect_parameters(out);
+}
+
+Tensor EncoderLayer::forward(const Tensor& x, const Tensor& src_len, const ForwardContext& ctx) {
+  Tensor h = attn_block_.begin(x);
+  Tensor x1 = attn_block_.end(self_attn_.forward(h, h, src_len, ctx), ctx);
+  Tensor h2 = ffn_block_.begin(x1);
+  return ffn_block_.end(ffn_.forward(h2), ctx);
+}
+
+Tensor EncoderLayer::backward(const Tensor& dy) {
+  Tensor dx1 = ffn_block_.finish_backward(ffn_.backward(ffn_block_.begin_backward(dy)));
+  return attn_block_.finish_backward(self_attn_.backward_self(attn_block_.begin_backward(dx1)));
+}
+
+DecoderLayer::DecoderLayer(const std::string& name, const ModelConfig& c, DropoutIds& ids,
+                           DType dtype)
+    : self_attn_(name + ".self_attn", c.d_model, c.heads, /*causal=*/true, c.dropout, ids.take(),
+                 dtype),
+      cross_attn_(name + ".cross_attn", c.d_model, c.heads, /*causal=*/false, c.dropout,
+                  ids.take(), dtype),
+      ffn_(name + ".ffn", c.d_model, c.d_ff, parse_activation(c.activation), dtype),
+      self_block_(name + ".norm1", c.d_model, c.norm == "pre", c.dropout, ids, dtype),
+      cross_block_(name + ".norm2", c.d_model, c.norm == "pre", c.dropout, ids, dtype),
+      ffn_block_(name + ".norm3", c.d_model, c.norm == "pre", c.dropout, ids, dtype) {}
+
+void DecoderLayer::collect_parameters(ParameterList& out) {
+  self_attn_.collect_parameters(out);
+  cross_attn_.collect_parameters(out);
+  ffn_.collect_parameters(out);
+  self_block_.collect_parameters(out);
+  cross_block_.collect_parameters(out);
+  ffn_block_.collect_parameters(out);
+}
+
+Tensor DecoderLayer::forward(const Tensor& x, const Tensor& tgt_len, const Tensor& memory,
+                             const Tensor& src_len, const ForwardContext& ctx) {
+  Tensor h1 = self_block_.begin(x);
+  Tensor x1 = self_block_.end(self_attn_.forward(h1, h1, tgt_len, ctx), ctx);
+  Tensor h2 = cross_block_.begin(x1);
+  Tensor x2 = cross_block_.end(cross_attn_.forward(h2, memory, src_len, ctx), ctx);
+  Tensor h3 = ffn_block_.begin(x2);
+  return ffn_block_.end(ffn_.forward(h3), ctx);
+}
+
+Tensor DecoderLayer::backward(const Tensor& dy, Tensor& dmemory_sum) {
+  Tensor dx2 = ffn_block_.finish_backward(ffn_.backward(ffn_block_.begin_backward(dy)));
+  Tensor dx1 = cross_block_.finish_backward(
+      cross_attn_.backward_cross(cross_block_.begin_backward(dx2), dmemory_sum));
+  return self_block_.finish_backward(self_attn_.backward_self(self_block_.begin_backward(dx1)));
+}
+
+}  // namespace tr

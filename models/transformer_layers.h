@@ -1,0 +1,75 @@
+// Encoder and decoder layers, pre-LN or post-LN (DESIGN section 4).
+//   pre:  x = x + drop(attn(norm1(x)));            x = x + drop(ffn(norm2(x)))
+//   post: x = norm1(x + drop(attn(x)));            x = norm2(x + drop(ffn(x)))
+// The decoder adds cross-attention (norm2) between them and its FFN uses norm3.
+#pragma once
+
+#include <string>
+
+#include "layers/attention.h"
+#include "layers/dropout.h"
+#include "layers/feed_forward.h"
+#include "layers/layer_norm.h"
+#include "models/model_config.h"
+
+namespace tr {
+
+// Hands out dropout layer ids in construction order: deterministic for a given config.
+struct DropoutIds {
+  std::uint64_t next = 1;
+  std::uint64_t take() { return next++; }
+};
+
+// A residual sub-block: the wrapped function f with its norm, dropout and skip connection.
+// Keeps the pre/post-LN bookkeeping in one place for attention and FFN blocks alike.
+class ResidualBlock {
+ public:
+  ResidualBlock(const std::string& norm_name, std::int64_t d, bool pre_norm, double dropout,
+                DropoutIds& ids, DType dtype);
+  void collect_parameters(ParameterList& out) { norm.collect_parameters(out); }
+  // Returns the input of f (norm(x) for pre-LN, x for post-LN).
+  Tensor begin(const Tensor& x);
+  // Given f's output, finishes the block and returns its output.
+  Tensor end(const Tensor& f_out, const ForwardContext& ctx);
+  // Backward of the residual/norm part: returns d(f output); then call finish_backward with
+  // d(f input) to obtain dx.
+  Tensor begin_backward(const Tensor& dy);
+  Tensor finish_backward(const Tensor& df_in);
+
+  LayerNorm norm;
+
+ private:
+  bool pre_;
+  Dropout drop_;
+  Tensor x_, sum_, dsum_, dx_;
+};
+
+class EncoderLayer {
+ public:
+  EncoderLayer(const std::string& name, const ModelConfig& c, DropoutIds& ids, DType dtype);
+  void collect_parameters(ParameterList& out);
+  Tensor forward(const Tensor& x, const Tensor& src_len, const ForwardContext& ctx);
+  Tensor backward(const Tensor& dy);
+
+ private:
+  MultiHeadAttention self_attn_;
+  FeedForward ffn_;
+  ResidualBlock attn_block_, ffn_block_;
+};
+
+class DecoderLayer {
+ public:
+  DecoderLayer(const std::string& name, const ModelConfig& c, DropoutIds& ids, DType dtype);
+  void collect_parameters(ParameterList& out);
+  Tensor forward(const Tensor& x, const Tensor& tgt_len, const Tensor& memory,
+                 const Tensor& src_len, const ForwardContext& ctx);
+  // Adds the memory gradient into dmemory_sum (shaped like memory).
+  Tensor backward(const Tensor& dy, Tensor& dmemory_sum);
+
+ private:
+  MultiHeadAttention self_attn_, cross_attn_;
+  FeedForward ffn_;
+  ResidualBlock self_block_, cross_block_, ffn_block_;
+};
+
+}  // namespace tr

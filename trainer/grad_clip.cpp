@@ -1,0 +1,67 @@
+#include "trainer/grad_clip.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "layers/cpu/kernels.h"
+#include "layers/error.h"
+
+namespace tr {
+
+namespace {
+
+void check_host_float(const Parameter& p) {
+  TR_CHECK(p.grad.device() == Device::cpu, "gradient of " + p.name + " is not on the CPU");
+  TR_CHECK(p.grad.dtype() == DType::f32 || p.grad.dtype() == DType::f64,
+           "gradient of " + p.name + " is " + dtype_name(p.grad.dtype()));
+}
+
+}  // namespace
+
+double grad_sum_squares(const ParameterList& params) {
+  double total = 0.0;
+  for (const Parameter* p : params) {
+    check_host_float(*p);
+    const Tensor& g = p->grad;
+    total += g.dtype() == DType::f64 ? cpu::sum_squares(g.data<double>(), g.numel())
+                                     : cpu::sum_squares(g.data<float>(), g.numel());
+  }
+  return total;
+}
+
+double global_grad_norm(const ParameterList& params, const SumSquaresReducer& reduce_sum_squares) {
+  double sum = grad_sum_squares(params);
+  if (reduce_sum_squares) sum = reduce_sum_squares(sum);
+  return std::sqrt(sum);
+}
+
+double clip_coefficient(double total_norm, double max_norm) {
+  const double coefficient = max_norm / (total_norm + 1e-6);
+  // A NaN norm must stay visible to the caller, not become "no clipping".
+  if (std::isnan(coefficient)) return coefficient;
+  return std::min(coefficient, 1.0);
+}
+
+void scale_grads(const ParameterList& params, double coefficient) {
+  for (Parameter* p : params) {
+    check_host_float(*p);
+    Tensor& g = p->grad;
+    if (g.dtype() == DType::f64) {
+      cpu::scale(g.data<double>(), g.data<double>(), coefficient, g.numel());
+    } else {
+      cpu::scale(g.data<float>(), g.data<float>(), static_cast<float>(coefficient), g.numel());
+    }
+  }
+}
+
+double clip_grad_norm(const ParameterList& params, double max_norm,
+                      const SumSquaresReducer& reduce_sum_squares) {
+  TR_CHECK(max_norm > 0.0, "clip_grad_norm with max_norm " + std::to_string(max_norm) +
+                               "; the trainer skips clipping when it is disabled");
+  const double norm = global_grad_norm(params, reduce_sum_squares);
+  const double coefficient = clip_coefficient(norm, max_norm);
+  if (coefficient < 1.0) scale_grads(params, coefficient);
+  return norm;
+}
+
+}  // namespace tr
