@@ -1,0 +1,159 @@
+// Whole-model backward against central finite differences in fp64, for every model variant,
+// with dropout active (its masks are deterministic) and label smoothing.
+#include <gtest/gtest.h>
+
+#include "common/grad_check.h"
+#include "models/model.h"
+#include "trainer/synthetic_data.h"
+
+namespace tr {
+namespace {
+
+using testing::Checked;
+using testing::expect_gradients_match;
+
+ModelConfig tiny_translation(const std::string& norm, bool shared, const std::string& act,
+                             const std::string& positional) {
+  ModelConfig c;
+  c.type = "encoder_decoder";
+  c.d_model = 8;
+  c.heads = 2;
+  c.d_ff = 12;
+  c.encoder_layers = 2;
+  c.decoder_layers = 2;
+  c.norm = norm;
+  c.share_embeddings = shared;
+  c.activation = act;
+  c.positional = positional;
+  c.vocab_size = 13;
+  c.max_len = 8;
+  c.dropout = 0.2;
+  return c;
+}
+
+ModelConfig tiny_vit() {
+  ModelConfig c;
+  c.type = "vit";
+  c.d_model = 8;
+  c.heads = 2;
+  c.d_ff = 16;
+  c.encoder_layers = 2;
+  c.image_size = 6;
+  c.patch_size = 3;
+  c.channels = 2;
+  c.num_classes = 3;
+  c.dropout = 0.2;
+  return c;
+}
+
+void check_model(const ModelConfig& config, double label_smoothing) {
+  auto model = make_model(config, DType::f64, label_smoothing, 5);
+  // Random-ish LayerNorm parameters too: ones and zeros would hide errors in their gradients.
+  std::mt19937_64 rng(3);
+  for (Parameter* p : model->parameters())
+    p->value.copy_from(testing::random_tensor(p->value.shape(), rng, 0.4));
+  Batch batch;
+  if (config.type == "vit")
+    synthetic_image_batch(batch, config, 3, 9, 0, DType::f64);
+  else
+    synthetic_copy_batch(batch, config, 3, 5, 9, 0);
+  const ForwardContext ctx{true, 17, 2, 0};
+  auto loss = [&] {
+    const double sum = model->forward(batch, ctx);
+    return sum / static_cast<double>(model->counted_targets());
+  };
+  auto both = [&] {
+    model->zero_grad();
+    loss();
+    model->backward(1.0 / static_cast<double>(model->counted_targets()));
+  };
+  std::vector<Checked> checks;
+  for (Parameter* p : model->parameters()) checks.push_back({p->name, p->value, p->grad});
+  expect_gradients_match(loss, both, checks, 1e-6, /*max_elements=*/6);
+}
+
+TEST(ModelGradients, EncoderDecoderPreLnSharedReluSinusoidal) {
+  check_model(tiny_translation("pre", true, "relu", "sinusoidal"), 0.1);
+}
+
+TEST(ModelGradients, EncoderDecoderPostLnSeparateGeluLearned) {
+  check_model(tiny_translation("post", false, "gelu", "learned"), 0.1);
+}
+
+TEST(ModelGradients, VisionTransformer) { check_model(tiny_vit(), 0.0); }
+
+TEST(ModelGradients, ParameterNamesAreCanonical) {
+  auto shared = make_model(tiny_translation("pre", true, "relu", "sinusoidal"), DType::f32, 0, 1);
+  std::vector<std::string> names;
+  for (Parameter* p : shared->parameters()) names.push_back(p->name);
+  auto has = [&](const std::string& n) {
+    return std::find(names.begin(), names.end(), n) != names.end();
+  };
+  EXPECT_TRUE(has("embed.weight"));
+  EXPECT_TRUE(has("encoder.layers.1.self_attn.o_proj.bias"));
+  EXPECT_TRUE(has("decoder.layers.0.cross_attn.k_proj.weight"));
+  EXPECT_TRUE(has("decoder.layers.1.norm3.weight"));
+  EXPECT_TRUE(has("encoder.norm.weight"));
+  EXPECT_TRUE(has("decoder.norm.bias"));
+  EXPECT_FALSE(has("output.weight"));
+
+  auto separate = make_model(tiny_translation("post", false, "gelu", "learned"), DType::f32, 0, 1);
+  names.clear();
+  for (Parameter* p : separate->parameters()) names.push_back(p->name);
+  EXPECT_TRUE(has("src_embed.weight"));
+  EXPECT_TRUE(has("tgt_embed.weight"));
+  EXPECT_TRUE(has("output.weight"));
+  EXPECT_TRUE(has("src_pos.weight"));
+  EXPECT_FALSE(has("encoder.norm.weight"));
+
+  auto vit = make_model(tiny_vit(), DType::f32, 0, 1);
+  names.clear();
+  for (Parameter* p : vit->parameters()) names.push_back(p->name);
+  for (const char* n : {"patch_embed.weight", "patch_embed.bias", "cls_token", "pos_embed",
+                        "encoder.layers.1.ffn.fc2.weight", "norm.weight", "head.bias"})
+    EXPECT_TRUE(has(n)) << n;
+  for (Parameter* p : vit->parameters()) {
+    const bool decays = p->name.ends_with(".weight") && p->name.find("norm") == std::string::npos;
+    EXPECT_EQ(p->decay, decays) << p->name;
+  }
+}
+
+TEST(ModelGradients, InitialisationIsSeededAndKeyedByName) {
+  auto a = make_model(tiny_vit(), DType::f32, 0, 7);
+  auto b = make_model(tiny_vit(), DType::f32, 0, 7);
+  auto c = make_model(tiny_vit(), DType::f32, 0, 8);
+  bool any_difference = false;
+  for (std::size_t i = 0; i < a->parameters().size(); ++i) {
+    const Tensor& x = a->parameters()[i]->value;
+    const Tensor& y = b->parameters()[i]->value;
+    const Tensor& z = c->parameters()[i]->value;
+    for (std::int64_t k = 0; k < x.numel(); ++k) {
+      EXPECT_EQ(x.data<float>()[k], y.data<float>()[k]);
+      any_difference |= x.data<float>()[k] != z.data<float>()[k];
+    }
+  }
+  EXPECT_TRUE(any_difference);
+  // LayerNorm starts as the identity.
+  for (Parameter* p : a->parameters())
+    if (p->name == "norm.weight") EXPECT_EQ(p->value.data<float>()[0], 1.0f);
+}
+
+TEST(ModelGradients, WarmTrainingStepAllocatesNothing) {
+  auto model = make_model(tiny_translation("pre", true, "relu", "sinusoidal"), DType::f32, 0.1, 1);
+  Batch batch;
+  synthetic_copy_batch(batch, model->config(), 4, 5, 1, 0);
+  auto step = [&](std::uint64_t s) {
+    model->zero_grad();
+    model->forward(batch, ForwardContext{true, 1, s, 0});
+    model->backward(1.0 / static_cast<double>(model->counted_targets()));
+  };
+  step(1);
+  step(2);
+  const std::int64_t before = BufferPool::instance(Device::cpu).system_allocations();
+  step(3);
+  step(4);
+  EXPECT_EQ(BufferPool::instance(Device::cpu).system_allocations(), before);
+}
+
+}  // namespace
+}  // namespace tr
