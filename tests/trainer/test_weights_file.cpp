@@ -10,6 +10,7 @@
 #include <fstream>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "data/h5.h"
@@ -247,6 +248,27 @@ TEST(WeightsFile, UnwritableDirectoryLeavesNothing) {
       user_error_of([&] { write_weights(path, "vit", "type: vit\n", out.list); });
   EXPECT_EQ(message.rfind(path + ".tmp: cannot create file", 0), 0u) << message;
   EXPECT_TRUE(dir.entries().empty());
+}
+
+TEST(WeightsFile, QuietInAnotherThread) {
+  // A thread-safe HDF5 keeps the error-printing switch per thread: a loader's prefetch thread
+  // must be silenced as well as the main thread.
+  TempDir dir;
+  const std::string path = dir.file("no_such_dir/w.h5");
+  Params out(DType::f32);
+  std::string message;
+  const std::string printed = user_error_of([&] {
+    std::thread worker([&] {
+      try {
+        write_weights(path, "vit", "type: vit\n", out.list);
+      } catch (const UserError& e) {
+        message = e.what();
+      }
+    });
+    worker.join();
+    throw UserError(message);
+  });
+  EXPECT_EQ(printed.rfind(path + ".tmp: cannot create file", 0), 0u) << printed;
 }
 
 TEST(WeightsFile, OverwritesAnExistingFileAtomically) {
