@@ -24,6 +24,8 @@ int run(int argc, char** argv) {
   smoke_cmd->add_option("--lr", smoke.lr, "peak learning rate")->capture_default_str();
   smoke_cmd->add_option("--log-every", smoke.log_every, "steps between log lines")
       ->capture_default_str();
+  smoke_cmd->add_option("--init", smoke.init, "weights file to start from");
+  smoke_cmd->add_option("--save", smoke.save, "write the trained weights to this file");
   double min_accuracy = 0;
   smoke_cmd->add_option("--min-accuracy", min_accuracy,
                         "exit 1 when the held-out accuracy ends below this fraction");

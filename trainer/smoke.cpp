@@ -8,7 +8,9 @@
 #include "trainer/grad_clip.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/optimizer.h"
+#include "trainer/model_config_yaml.h"
 #include "trainer/synthetic_data.h"
+#include "trainer/weights_file.h"
 
 namespace tr {
 
@@ -54,6 +56,7 @@ double run_smoke(const SmokeOptions& o) {
   if (o.batch <= 0) throw UserError("--batch: expected a positive integer");
   const ModelConfig config = smoke_config(o.model);
   auto model = make_model(config, DType::f32, /*label_smoothing=*/0.0, o.seed);
+  if (!o.init.empty()) read_weights(o.init, model->parameters());
   AdamW optimizer(model->parameters(), AdamWConfig{0.9, 0.98, 1e-8, 0.01});
   ScheduleConfig schedule;
   schedule.type = ScheduleType::cosine;
@@ -101,6 +104,10 @@ double run_smoke(const SmokeOptions& o) {
   std::printf("held-out accuracy: %.2f%% (%lld of %lld %s)\n", 100 * total.rate(),
               static_cast<long long>(total.correct), static_cast<long long>(total.counted),
               config.type == "vit" ? "images" : "tokens");
+  if (!o.save.empty()) {
+    write_weights(o.save, config.type, model_config_to_yaml_text(config), model->parameters());
+    std::printf("weights written to %s\n", o.save.c_str());
+  }
   return total.rate();
 }
 

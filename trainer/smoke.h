@@ -15,6 +15,8 @@ struct SmokeOptions {
   std::uint64_t seed = 1;
   double lr = 1e-3;
   std::int64_t log_every = 20;
+  std::string init;  // weights file to start from (DESIGN section 5); empty: seeded init
+  std::string save;  // weights file written after training; empty: none
 };
 
 // Returns the held-out accuracy in [0, 1].
