@@ -14,6 +14,23 @@
 // within a window, and packed into micro-batches whose padded size (rows x longest sequence)
 // stays within max_tokens; a step takes the next dp_size * A micro-batches in a seeded order.
 // Epochs wrap around: the permutation of epoch e is seeded by (seed, e).
+//
+// drop_last picks the kind of stream. true (training): epochs wrap, and records that do not
+// fill a whole step at the end of an epoch are left out of it (with shuffle, other ones each
+// epoch). false (evaluation): one pass over every record exactly once; the last step may be
+// short, its span of records (token batching: micro-batches) split among the DP ranks in
+// near-equal contiguous parts, so a rank may get fewer micro-batches than `accumulation`, or
+// none; every rank still gets the same number of steps, then next() returns false. Call
+// restore({}) to start another pass.
+//
+// Dropout keys: sample i of micro-batch j has the global index
+// micro_batch_first_sample[j] + i = epoch * records + (the number of samples the epoch's
+// steps deliver before it, over all ranks), unique across epochs and, for a given global
+// batch, independent of the TP x DP layout.
+//
+// Thread safety: one thread uses a Loader; the prefetch thread is internal. Errors met while
+// reading ahead (a bad token, a label out of range, an I/O failure) are rethrown, unchanged,
+// by the next() that would have returned the failed step, and by every next() after it.
 #pragma once
 
 #include <cstdint>
@@ -41,6 +58,8 @@ struct LoaderOptions {
   DType image_dtype = DType::f32;      // dtype of Batch::images
   std::int64_t max_len = 0;            // translation: longest src+eos / bos+tgt allowed; 0 = any
   bool drop_last = false;              // evaluation: false keeps a short final batch, no wrap
+  std::int64_t sort_window = 0;        // token batching: records sorted by length together;
+                                       // 0 = about 64 micro-batches' worth
 };
 
 // Where the stream stands; saved in checkpoints so a resumed run continues with the same data.
@@ -57,6 +76,7 @@ struct StepBatches {
                                       // (epoch * records + position): keys dropout masks
   std::int64_t local_samples = 0;     // records in this rank's micro-batches
   std::int64_t local_targets = 0;     // non-pad target tokens (translation) or images
+  std::vector<std::int64_t> micro_batch_first_sample;  // first_sample of each micro-batch
 };
 
 class Loader {
@@ -71,7 +91,11 @@ class Loader {
   // false once every record was delivered exactly once.
   bool next(StepBatches& out);
   LoaderState state() const;        // the state before the next call to next()
+  // Continues from `state` as an uninterrupted loader would (read-ahead work is dropped).
+  // Token batching: resume with the same dp_size * accumulation (micro-batches per step).
   void restore(const LoaderState& state);
+  // Steps of the epoch state() is in (token batching: the count varies a little between
+  // shuffled epochs, since packing follows the order).
   std::int64_t steps_per_epoch() const;
 
  private:

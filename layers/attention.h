@@ -27,6 +27,7 @@ class MultiHeadAttention {
   Tensor backward_cross(const Tensor& dy, Tensor& dx_kv_sum);
 
   Linear q_proj, k_proj, v_proj, o_proj;
+  std::int64_t heads() const { return heads_; }
 
  private:
   void backward_core(const Tensor& dy);

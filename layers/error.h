@@ -2,7 +2,8 @@
 //
 // UserError: something the user gave us is wrong (config, data, weights, checkpoint, command
 // line). The executable prints its one-line message and exits with code 2.
-// InternalError: a bug or a runtime fault of our own; exits nonzero with a different code.
+// RunFailure: the run itself failed (diverged, a rank died); exit code 3.
+// InternalError: a bug of our own; exit code 1.
 #pragma once
 
 #include <stdexcept>
@@ -13,6 +14,13 @@ namespace tr {
 class UserError : public std::runtime_error {
  public:
   explicit UserError(const std::string& message) : std::runtime_error(message) {}
+};
+
+// A run that cannot go on for reasons of its own making (loss diverged, a rank died): exits
+// with code 3 after saying why; checkpoints written before stay usable.
+class RunFailure : public std::runtime_error {
+ public:
+  explicit RunFailure(const std::string& message) : std::runtime_error(message) {}
 };
 
 class InternalError : public std::logic_error {

@@ -19,6 +19,7 @@ class FeedForward {
   Tensor backward(const Tensor& dy);
 
   Linear fc1, fc2;
+  ops::Activation activation() const { return act_; }
 
  private:
   ops::Activation act_;

@@ -26,6 +26,16 @@ class EncoderDecoder : public Model {
   Tensor decode(const Tensor& tgt_in, const Tensor& tgt_len, const Tensor& memory,
                 const Tensor& src_len, const ForwardContext& ctx);
 
+  // Read-only views of the decoder for incremental decoding (models/decoder_cache.h).
+  bool pre_norm() const { return pre_; }
+  const Embedding& target_embedding() const { return shared_ ? *src_embed_ : *tgt_embed_; }
+  const PositionalEncoding& target_positions() const { return tgt_pos_; }
+  const std::vector<std::unique_ptr<DecoderLayer>>& decoder_layers() const { return decoder_; }
+  const LayerNorm* final_decoder_norm() const { return decoder_norm_.get(); }  // null: post-LN
+  const Tensor& output_projection() const {
+    return shared_ ? src_embed_->weight.value : output_.value;
+  }
+
  private:
   Embedding& src_embedding() { return *src_embed_; }
   Embedding& tgt_embedding() { return shared_ ? *src_embed_ : *tgt_embed_; }

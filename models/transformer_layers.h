@@ -37,6 +37,7 @@ class ResidualBlock {
   Tensor finish_backward(const Tensor& df_in);
 
   LayerNorm norm;
+  bool pre_norm() const { return pre_; }
 
  private:
   bool pre_;
@@ -65,6 +66,14 @@ class DecoderLayer {
                  const Tensor& src_len, const ForwardContext& ctx);
   // Adds the memory gradient into dmemory_sum (shaped like memory).
   Tensor backward(const Tensor& dy, Tensor& dmemory_sum);
+
+  // Read-only views for incremental decoding (models/decoder_cache.h).
+  const MultiHeadAttention& self_attn() const { return self_attn_; }
+  const MultiHeadAttention& cross_attn() const { return cross_attn_; }
+  const FeedForward& ffn() const { return ffn_; }
+  const ResidualBlock& self_block() const { return self_block_; }
+  const ResidualBlock& cross_block() const { return cross_block_; }
+  const ResidualBlock& ffn_block() const { return ffn_block_; }
 
  private:
   MultiHeadAttention self_attn_, cross_attn_;

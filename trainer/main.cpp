@@ -1,12 +1,21 @@
 // The `trainer` executable: one binary, subcommands like git (DESIGN section 6).
-// Exit codes: 0 success, 2 bad input (one line on stderr), 1 internal fault.
+// Exit codes: 0 success, 2 bad input (one line on stderr), 3 the run failed (diverged),
+// 1 internal fault.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <exception>
+#include <iostream>
 
+#include "data/prepare_images.h"
+#include "data/prepare_translation.h"
 #include "layers/error.h"
+#include "trainer/commands.h"
+#include "trainer/config.h"
+#include "trainer/inspect.h"
+#include "trainer/plot.h"
 #include "trainer/smoke.h"
+#include "trainer/training.h"
 
 namespace {
 
@@ -14,7 +23,85 @@ int run(int argc, char** argv) {
   CLI::App app{"Distributed transformer trainer (encoder-decoder translation, ViT)"};
   app.require_subcommand(1);
 
+  tr::TrainArgs train;
+  bool help_config = false;
+  CLI::App* train_cmd = app.add_subcommand("train", "train a model from a YAML config");
+  train_cmd->add_option("--config", train.config_path, "run configuration (YAML)");
+  train_cmd->add_option("--set", train.overrides, "override a config key: key.path=value")
+      ->take_all();
+  train_cmd->add_option("--resume", train.resume,
+                        "auto (continue RUN_DIR's newest checkpoint), never, or a checkpoint");
+  train_cmd->add_flag("--help-config", help_config, "list every config key with its default");
+
+  tr::EvalArgs eval;
+  CLI::App* eval_cmd = app.add_subcommand("eval", "evaluate a checkpoint or weights file (JSON)");
+  eval_cmd->add_option("--config", eval.config_path, "run configuration (YAML)")->required();
+  eval_cmd->add_option("--set", eval.overrides, "override a config key")->take_all();
+  eval_cmd->add_option("--checkpoint", eval.checkpoint, "checkpoint or run directory");
+  eval_cmd->add_option("--weights", eval.weights, "weights file");
+  eval_cmd->add_option("--data", eval.data, "dataset to evaluate (default: data.valid)");
+  eval_cmd->add_option("--beam", eval.beam, "beam size for BLEU (default: eval.beam)");
+
+  tr::TranslateArgs translate;
+  CLI::App* translate_cmd =
+      app.add_subcommand("translate", "translate sentences from stdin to stdout");
+  translate_cmd->add_option("--checkpoint", translate.checkpoint, "checkpoint or run directory")
+      ->required();
+  translate_cmd->add_option("--beam", translate.beam, "beam size (1 = greedy)")
+      ->capture_default_str();
+  translate_cmd->add_option("--batch", translate.batch, "sentences per batch")
+      ->capture_default_str();
+  translate_cmd->add_option("--length-penalty", translate.length_penalty,
+                            "alpha of score / length^alpha")
+      ->capture_default_str();
+
+  tr::PredictArgs predict;
+  CLI::App* predict_cmd = app.add_subcommand("predict", "print the predicted class per image");
+  predict_cmd->add_option("--checkpoint", predict.checkpoint, "checkpoint or run directory")
+      ->required();
+  predict_cmd->add_option("--data", predict.data, "image dataset (HDF5)")->required();
+
+  std::string export_checkpoint, export_out;
+  CLI::App* export_cmd = app.add_subcommand("export", "write a checkpoint's weights file");
+  export_cmd->add_option("--checkpoint", export_checkpoint, "checkpoint or run directory")
+      ->required();
+  export_cmd->add_option("--out", export_out, "weights file to write")->required();
+
+  std::string inspect_path;
+  CLI::App* inspect_cmd =
+      app.add_subcommand("inspect", "summarise a dataset, weights file or checkpoint");
+  inspect_cmd->add_option("path", inspect_path, "file or directory")->required();
+
+  std::string plot_dir, plot_out = "curves.png";
+  CLI::App* plot_cmd = app.add_subcommand("plot", "plot a run's metrics to a PNG");
+  plot_cmd->add_option("run_dir", plot_dir, "run directory")->required();
+  plot_cmd->add_option("--out", plot_out, "PNG to write")->capture_default_str();
+
+  CLI::App* prepare_cmd = app.add_subcommand("prepare", "convert raw data to HDF5 datasets");
+  prepare_cmd->require_subcommand(1);
+  tr::PrepareImagesOptions images;
+  std::string class_names;
+  CLI::App* images_cmd = prepare_cmd->add_subcommand("images", "IDX image + label files");
+  images_cmd->add_option("--images", images.images, "X-images-idx3-ubyte[.gz]")->required();
+  images_cmd->add_option("--labels", images.labels, "X-labels-idx1-ubyte[.gz]")->required();
+  images_cmd->add_option("--out", images.out, "HDF5 file to write")->required();
+  images_cmd->add_option("--stats-from", images.stats_from,
+                         "reuse mean/std of this prepared file (test sets)");
+  images_cmd->add_option("--num-classes", images.num_classes, "default: largest label + 1");
+  images_cmd->add_option("--class-names", class_names, "fashion-mnist, or a comma list");
+  tr::PrepareTranslationOptions text;
+  CLI::App* text_cmd = prepare_cmd->add_subcommand("translation", "parallel text files");
+  text_cmd->add_option("--src", text.src, "source sentences, one per line [.gz]")->required();
+  text_cmd->add_option("--tgt", text.tgt, "target sentences, one per line [.gz]")->required();
+  text_cmd->add_option("--out", text.out, "HDF5 file to write")->required();
+  text_cmd->add_option("--vocab-size", text.vocab_size, "joint SentencePiece vocabulary size");
+  text_cmd->add_option("--tokenizer", text.tokenizer,
+                       "reuse this .model or prepared dataset's tokenizer");
+  text_cmd->add_option("--max-len", text.max_len, "drop pairs longer than max_len - 1 tokens");
+  text_cmd->add_option("--model-type", text.model_type, "unigram | bpe")->capture_default_str();
+
   tr::SmokeOptions smoke;
+  double min_accuracy = 0;
   CLI::App* smoke_cmd =
       app.add_subcommand("smoke", "train a small model on a synthetic task and report accuracy");
   smoke_cmd->add_option("--model", smoke.model, "vit | encoder_decoder")->capture_default_str();
@@ -26,7 +113,6 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   smoke_cmd->add_option("--init", smoke.init, "weights file to start from");
   smoke_cmd->add_option("--save", smoke.save, "write the trained weights to this file");
-  double min_accuracy = 0;
   smoke_cmd->add_option("--min-accuracy", min_accuracy,
                         "exit 1 when the held-out accuracy ends below this fraction");
 
@@ -39,6 +125,61 @@ int run(int argc, char** argv) {
     return 2;
   }
 
+  if (*train_cmd) {
+    if (help_config) {
+      std::fputs(tr::config_help().c_str(), stdout);
+      return 0;
+    }
+    if (train.config_path.empty()) throw tr::UserError("train: --config is required");
+    return tr::run_training(train);
+  }
+  if (*eval_cmd) {
+    std::printf("%s\n", tr::run_eval_command(eval).c_str());
+    return 0;
+  }
+  if (*translate_cmd) {
+    std::ios::sync_with_stdio(false);
+    tr::run_translate_command(translate, std::cin, std::cout);
+    return 0;
+  }
+  if (*predict_cmd) {
+    const double accuracy = tr::run_predict_command(predict, std::cout);
+    std::fprintf(stderr, "accuracy against the file's labels: %.2f%%\n", 100 * accuracy);
+    return 0;
+  }
+  if (*export_cmd) {
+    tr::run_export_command(export_checkpoint, export_out);
+    std::fprintf(stderr, "weights written to %s\n", export_out.c_str());
+    return 0;
+  }
+  if (*inspect_cmd) {
+    std::fputs(tr::inspect_path(inspect_path).c_str(), stdout);
+    return 0;
+  }
+  if (*plot_cmd) {
+    tr::plot_run(plot_dir, plot_out);
+    std::fprintf(stderr, "plot written to %s\n", plot_out.c_str());
+    return 0;
+  }
+  if (*images_cmd) {
+    if (!class_names.empty()) images.class_names = tr::parse_class_names(class_names);
+    const tr::PreparedImages r = tr::prepare_images(images);
+    std::fprintf(stderr, "%s: %lld images %lldx%lldx%lld, %lld classes\n", images.out.c_str(),
+                 static_cast<long long>(r.records), static_cast<long long>(r.height),
+                 static_cast<long long>(r.width), static_cast<long long>(r.channels),
+                 static_cast<long long>(r.num_classes));
+    return 0;
+  }
+  if (*text_cmd) {
+    text.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+    const tr::PreparedTranslation r = tr::prepare_translation(text);
+    std::fprintf(stderr,
+                 "%s: %lld pairs (%lld empty and %lld too long dropped), vocabulary %d\n",
+                 text.out.c_str(), static_cast<long long>(r.records),
+                 static_cast<long long>(r.dropped_empty), static_cast<long long>(r.dropped_long),
+                 r.vocab_size);
+    return 0;
+  }
   if (*smoke_cmd) {
     const double accuracy = tr::run_smoke(smoke);
     return accuracy >= min_accuracy ? 0 : 1;
@@ -54,6 +195,9 @@ int main(int argc, char** argv) {
   } catch (const tr::UserError& e) {
     std::fprintf(stderr, "trainer: %s\n", e.what());
     return 2;
+  } catch (const tr::RunFailure& e) {
+    std::fprintf(stderr, "trainer: %s\n", e.what());
+    return 3;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "trainer: internal error: %s\n", e.what());
     return 1;

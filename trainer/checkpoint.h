@@ -1,0 +1,61 @@
+// Checkpoints (DESIGN section 5): RUN_DIR/checkpoints/step_00001000/ holding
+//   model_tp00.h5       the model (per tensor-parallel rank; a weights file when TP = 1)
+//   optim_rank0000.h5   optimizer state: datasets "<param>/<state>" (exp_avg, exp_avg_sq, ...)
+//   meta.yaml           step, data cursor, optimizer step count, layout, resolved config,
+//                       checksums of every file
+// written into "step_00001000.tmp" and renamed into place once complete and synced;
+// RUN_DIR/checkpoints/latest (replaced atomically) names the newest complete checkpoint.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "data/loader.h"
+#include "layers/parameter.h"
+#include "trainer/optimizer.h"
+
+namespace tr {
+
+struct CheckpointMeta {
+  std::int64_t step = 0;              // optimizer steps completed
+  std::int64_t samples = 0;           // samples consumed
+  LoaderState loader;                 // data cursor
+  std::uint64_t seed = 0;             // run.seed: dropout masks are keyed by (seed, step, ...)
+  std::string optimizer_type;         // adamw | sgd
+  std::int64_t optimizer_steps = 0;   // bias-correction step count
+  std::int64_t bad_steps_in_row = 0;  // non-finite steps skipped in a row
+  int tensor_parallel = 1, data_parallel = 1, zero = 0;
+  std::string model_type;
+  std::string model_yaml;             // the model section (also the weights' `config`)
+  std::string config_yaml;            // the whole resolved run config
+  std::map<std::string, std::string> checksums;  // file name -> FNV-1a 64 hex
+};
+
+// Name of the tokenizer a translation checkpoint carries (SentencePiece model bytes).
+inline constexpr const char* kCheckpointTokenizerFile = "tokenizer.model";
+
+// Writes a complete checkpoint for `step` under run_dir/checkpoints, then prunes to `keep`
+// newest (keep <= 0: keep all). `extra_files` (name -> bytes) are written inside it too and
+// covered by the checksums. Returns the checkpoint directory.
+std::string save_checkpoint(const std::string& run_dir, const CheckpointMeta& meta,
+                            const ParameterList& params, const Optimizer* optimizer, int keep,
+                            const std::map<std::string, std::string>& extra_files = {});
+
+// The newest complete, intact checkpoint of a run directory ("" when there is none). A newest
+// checkpoint whose files do not match their checksums is reported through `warning` and the
+// one before it is tried.
+std::string find_latest_checkpoint(const std::string& run_dir, std::string* warning = nullptr);
+
+// Reads meta.yaml and verifies every file's checksum; UserError naming the file otherwise.
+CheckpointMeta read_checkpoint_meta(const std::string& checkpoint_dir);
+// Loads model parameters (and optimizer state when `optimizer` is given).
+void load_checkpoint(const std::string& checkpoint_dir, const ParameterList& params,
+                     Optimizer* optimizer);
+// Path of the model file inside a checkpoint (a weights file when TP = 1).
+std::string checkpoint_model_file(const std::string& checkpoint_dir);
+
+std::string file_checksum(const std::string& path);  // FNV-1a 64 of the bytes, hex
+
+}  // namespace tr

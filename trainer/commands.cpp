@@ -1,0 +1,204 @@
+#include "trainer/commands.h"
+
+#include <filesystem>
+#include <istream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <ostream>
+
+#include "data/dataset_info.h"
+#include "data/h5.h"
+#include "data/loader.h"
+#include "data/tokenizer.h"
+#include "models/encoder_decoder.h"
+#include "trainer/checkpoint.h"
+#include "trainer/config.h"
+#include "trainer/decoding.h"
+#include "trainer/evaluation.h"
+#include "trainer/model_config_yaml.h"
+#include "trainer/weights_file.h"
+
+namespace tr {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// A checkpoint directory as given, or the newest one of a run directory.
+std::string resolve_checkpoint(const std::string& path) {
+  if (fs::exists(fs::path(path) / "meta.yaml")) return path;
+  if (fs::is_directory(path)) {
+    std::string warning;
+    const std::string latest = find_latest_checkpoint(path, &warning);
+    if (!warning.empty()) std::fprintf(stderr, "%s\n", warning.c_str());
+    if (!latest.empty()) return latest;
+  }
+  throw UserError(path + ": not a checkpoint (no meta.yaml) nor a run directory holding one");
+}
+
+struct LoadedModel {
+  std::unique_ptr<Model> model;
+  std::optional<Tokenizer> tokenizer;
+  CheckpointMeta meta;
+};
+
+LoadedModel load_from_checkpoint(const std::string& path) {
+  LoadedModel loaded;
+  const std::string dir = resolve_checkpoint(path);
+  loaded.meta = read_checkpoint_meta(dir);
+  const ModelConfig config =
+      model_config_from_yaml_text(loaded.meta.model_yaml, dir + "/meta.yaml: model");
+  loaded.model = make_model(config, DType::f32, 0.0, 0);
+  load_checkpoint(dir, loaded.model->parameters(), nullptr);
+  const fs::path tokenizer = fs::path(dir) / kCheckpointTokenizerFile;
+  if (fs::exists(tokenizer)) loaded.tokenizer = Tokenizer::load(tokenizer.string());
+  return loaded;
+}
+
+}  // namespace
+
+std::string run_eval_command(const EvalArgs& args) {
+  if (args.checkpoint.empty() == args.weights.empty())
+    throw UserError("eval: give exactly one of --checkpoint and --weights");
+  RunConfig config = load_run_config(args.config_path, args.overrides);
+  const std::string data = args.data.empty() ? config.data.valid : args.data;
+  if (data.empty()) throw UserError("data.valid: empty, and no --data given: nothing to evaluate");
+  const DatasetInfo info = read_dataset_info(data);
+  check_config_against_data(config, info, nullptr);
+
+  std::unique_ptr<Model> model;
+  std::optional<Tokenizer> tokenizer;
+  nlohmann::json out;
+  if (!args.weights.empty()) {
+    h5::File file = h5::File::open(args.weights);
+    const std::string yaml = file.read_attr_string("/", "config");
+    check_config_against_weights(config, yaml, args.weights);
+    model = make_model(config.model, DType::f32, config.train.label_smoothing, 0);
+    read_weights(args.weights, model->parameters());
+  } else {
+    const std::string dir = resolve_checkpoint(args.checkpoint);
+    const CheckpointMeta meta = read_checkpoint_meta(dir);
+    check_config_against_weights(config, meta.model_yaml, dir);
+    model = make_model(config.model, DType::f32, config.train.label_smoothing, 0);
+    load_checkpoint(dir, model->parameters(), nullptr);
+    out["step"] = meta.step;
+  }
+  if (info.has_tokenizer) tokenizer = Tokenizer::load(data);
+
+  EvalOptions options;
+  options.path = data;
+  options.batch = std::max<std::int64_t>(1, micro_batch_size(config, 1));
+  options.beam = args.beam > 0 ? args.beam : static_cast<int>(config.eval.beam);
+  options.tokenizer = tokenizer ? &*tokenizer : nullptr;
+  options.bleu = tokenizer.has_value();
+  const EvalResult r = evaluate(*model, options);
+  out["data"] = data;
+  out["records"] = r.records;
+  out["loss"] = r.loss;
+  if (r.accuracy >= 0) out["accuracy"] = r.accuracy;
+  if (r.bleu >= 0) out["bleu"] = r.bleu;
+  return out.dump();
+}
+
+void run_translate_command(const TranslateArgs& args, std::istream& in, std::ostream& out) {
+  LoadedModel loaded = load_from_checkpoint(args.checkpoint);
+  if (loaded.meta.model_type != "encoder_decoder")
+    throw UserError(args.checkpoint + ": holds a " + loaded.meta.model_type +
+                    " model; translate needs an encoder_decoder");
+  if (!loaded.tokenizer)
+    throw UserError(args.checkpoint + ": holds no tokenizer (" + kCheckpointTokenizerFile + ")");
+  if (args.batch <= 0) throw UserError("--batch: expected a positive integer");
+  auto& model = static_cast<EncoderDecoder&>(*loaded.model);
+  const ModelConfig& c = model.config();
+  DecodeOptions decode;
+  decode.beam = args.beam;
+  decode.length_penalty = args.length_penalty;
+  decode.bos_id = c.bos_id;
+  decode.eos_id = c.eos_id;
+  decode.pad_id = c.pad_id;
+  validate_decode_options(decode);
+
+  std::vector<std::string> lines;
+  auto flush = [&] {
+    if (lines.empty()) return;
+    std::vector<std::vector<std::int32_t>> ids;
+    std::int64_t longest = 1;
+    for (const auto& line : lines) {
+      ids.push_back(loaded.tokenizer->encode(line));
+      // The source must fit the model's positions with its eos: longer input is cut.
+      if (static_cast<std::int64_t>(ids.back().size()) > c.max_len - 1) ids.back().resize(c.max_len - 1);
+      ids.back().push_back(c.eos_id);
+      longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(ids.back().size()));
+    }
+    const auto B = static_cast<std::int64_t>(lines.size());
+    Batch batch;
+    batch.src = Tensor::empty({B, longest}, DType::i32);
+    batch.src_len = Tensor::empty({B}, DType::i32);
+    for (std::int64_t b = 0; b < B; ++b) {
+      std::int32_t* row = batch.src.data<std::int32_t>() + b * longest;
+      std::fill(row, row + longest, c.pad_id);
+      std::copy(ids[b].begin(), ids[b].end(), row);
+      batch.src_len.data<std::int32_t>()[b] = static_cast<std::int32_t>(ids[b].size());
+    }
+    for (const auto& hypothesis : translate_batch(model, batch, decode))
+      out << loaded.tokenizer->decode(hypothesis) << "\n";
+    out.flush();
+    lines.clear();
+  };
+  for (std::string line; std::getline(in, line);) {
+    lines.push_back(line);
+    if (static_cast<std::int64_t>(lines.size()) == args.batch) flush();
+  }
+  flush();
+}
+
+double run_predict_command(const PredictArgs& args, std::ostream& out) {
+  LoadedModel loaded = load_from_checkpoint(args.checkpoint);
+  if (loaded.meta.model_type != "vit")
+    throw UserError(args.checkpoint + ": holds a " + loaded.meta.model_type +
+                    " model; predict needs a vit");
+  if (args.batch <= 0) throw UserError("--batch: expected a positive integer");
+  const ModelConfig& c = loaded.model->config();
+  const DatasetInfo info = read_dataset_info(args.data);
+  if (info.kind != "images")
+    throw UserError(args.data + ": a " + info.kind + " dataset; predict needs images");
+  if (info.height != c.image_size || info.width != c.image_size || info.channels != c.channels)
+    throw UserError(args.data + ": images are " + std::to_string(info.height) + "x" +
+                    std::to_string(info.width) + "x" + std::to_string(info.channels) +
+                    ", the model expects " + std::to_string(c.image_size) + "x" +
+                    std::to_string(c.image_size) + "x" + std::to_string(c.channels));
+  LoaderOptions lo;
+  lo.path = args.data;
+  lo.shuffle = false;
+  lo.global_batch = lo.micro_batch = args.batch;
+  lo.prefetch = 1;
+  lo.drop_last = false;
+  Loader loader(lo);
+  StepBatches step;
+  std::int64_t index = 0, correct = 0;
+  while (loader.next(step)) {
+    for (const Batch& batch : step.micro_batches) {
+      loaded.model->forward(batch, ForwardContext{});
+      const Tensor logits = loaded.model->logits();
+      const std::int64_t K = logits.dim(1);
+      for (std::int64_t b = 0; b < batch.size(); ++b, ++index) {
+        const float* row = logits.data<float>() + b * K;
+        const auto best = static_cast<std::int64_t>(std::max_element(row, row + K) - row);
+        correct += best == batch.labels.data<std::int32_t>()[b];
+        out << index << "\t" << best;
+        if (best < static_cast<std::int64_t>(info.class_names.size()))
+          out << "\t" << info.class_names[best];
+        out << "\n";
+      }
+    }
+  }
+  return index > 0 ? static_cast<double>(correct) / static_cast<double>(index) : 0.0;
+}
+
+void run_export_command(const std::string& checkpoint, const std::string& out) {
+  LoadedModel loaded = load_from_checkpoint(checkpoint);
+  write_weights(out, loaded.meta.model_type, loaded.meta.model_yaml, loaded.model->parameters());
+}
+
+}  // namespace tr

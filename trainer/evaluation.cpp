@@ -1,0 +1,81 @@
+#include "trainer/evaluation.h"
+
+#include "data/loader.h"
+#include "models/encoder_decoder.h"
+#include "trainer/accuracy.h"
+#include "trainer/bleu.h"
+#include "trainer/decoding.h"
+
+namespace tr {
+
+namespace {
+
+// A record's reference ids: tgt_out up to (not including) eos.
+std::vector<std::int32_t> reference_ids(const Batch& batch, std::int64_t row, std::int32_t eos) {
+  const std::int64_t T = batch.tgt_out.dim(1);
+  const std::int32_t* ids = batch.tgt_out.data<std::int32_t>() + row * T;
+  const std::int64_t n = batch.tgt_len.data<std::int32_t>()[row];
+  std::vector<std::int32_t> out;
+  for (std::int64_t t = 0; t < n && ids[t] != eos; ++t) out.push_back(ids[t]);
+  return out;
+}
+
+}  // namespace
+
+EvalResult evaluate(Model& model, const EvalOptions& options) {
+  const ModelConfig& c = model.config();
+  LoaderOptions lo;
+  lo.path = options.path;
+  lo.shuffle = false;
+  lo.global_batch = lo.micro_batch = options.batch;
+  lo.accumulation = 1;
+  lo.prefetch = 1;
+  lo.drop_last = false;
+  lo.max_len = c.type == "encoder_decoder" ? c.max_len : 0;
+  Loader loader(lo);
+
+  const bool translation = c.type == "encoder_decoder";
+  const bool want_bleu = translation && options.bleu;
+  if (want_bleu && !options.tokenizer)
+    throw UserError(options.path + ": BLEU needs a tokenizer (the dataset stores none)");
+  DecodeOptions decode;
+  decode.beam = options.beam;
+  decode.bos_id = c.bos_id;
+  decode.eos_id = c.eos_id;
+  decode.pad_id = c.pad_id;
+
+  EvalResult result;
+  double loss_sum = 0;
+  AccuracyCount accuracy;
+  std::vector<std::string> hypotheses, references;
+  StepBatches step;
+  std::int64_t batches = 0;
+  while ((options.max_batches <= 0 || batches < options.max_batches) && loader.next(step)) {
+    for (const Batch& batch : step.micro_batches) {
+      loss_sum += model.forward(batch, ForwardContext{});
+      result.targets += model.counted_targets();
+      result.records += batch.size();
+      if (!translation) {
+        const AccuracyCount a = count_correct(model.logits(), batch.labels, -1);
+        accuracy.correct += a.correct;
+        accuracy.counted += a.counted;
+      }
+      if (want_bleu) {
+        auto& seq2seq = static_cast<EncoderDecoder&>(model);
+        const auto outputs = translate_batch(seq2seq, batch, decode);
+        for (std::int64_t row = 0; row < batch.size(); ++row) {
+          hypotheses.push_back(options.tokenizer->decode(outputs[row]));
+          references.push_back(options.tokenizer->decode(reference_ids(batch, row, c.eos_id)));
+        }
+      }
+    }
+    ++batches;
+  }
+  result.loss = result.targets > 0 ? loss_sum / static_cast<double>(result.targets) : 0;
+  if (!translation) result.accuracy = accuracy.rate();
+  if (want_bleu) result.bleu = corpus_bleu(hypotheses, references).score;
+  if (options.hypotheses) *options.hypotheses = std::move(hypotheses);
+  return result;
+}
+
+}  // namespace tr

@@ -1,0 +1,34 @@
+// Evaluation on a held-out dataset: loss (the training criterion), and accuracy (ViT) or
+// corpus BLEU (translation, sacreBLEU's 13a on detokenised greedy or beam output).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/tokenizer.h"
+#include "models/model.h"
+
+namespace tr {
+
+struct EvalOptions {
+  std::string path;              // dataset file
+  std::int64_t batch = 64;       // records per forward pass
+  std::int64_t max_batches = 0;  // 0 = every record
+  bool bleu = true;              // translation: decode and score (slower than the loss alone)
+  int beam = 1;                  // 1 = greedy
+  const Tokenizer* tokenizer = nullptr;  // translation BLEU: detokenises both sides
+  std::vector<std::string>* hypotheses = nullptr;  // when set, receives the translations
+};
+
+struct EvalResult {
+  double loss = 0;
+  std::int64_t targets = 0;  // tokens or images the loss averages over
+  std::int64_t records = 0;
+  double accuracy = -1;      // images: share of correct predictions; -1 otherwise
+  double bleu = -1;          // translation with options.bleu; -1 otherwise
+};
+
+EvalResult evaluate(Model& model, const EvalOptions& options);
+
+}  // namespace tr

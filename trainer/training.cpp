@@ -1,0 +1,289 @@
+#include "trainer/training.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+
+#include "data/h5.h"
+#include "data/loader.h"
+#include "data/tokenizer.h"
+#include "models/model.h"
+#include "trainer/checkpoint.h"
+#include "trainer/config.h"
+#include "trainer/evaluation.h"
+#include "trainer/grad_clip.h"
+#include "trainer/metrics_log.h"
+#include "trainer/model_config_yaml.h"
+#include "trainer/progress.h"
+#include "trainer/stop_signals.h"
+#include "trainer/weights_file.h"
+
+namespace tr {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// The CPU is this build's only device; say so instead of silently training elsewhere.
+void check_device(const RunConfig& c) {
+  if (c.train.device == "cuda")
+    throw UserError("train.device: cuda requested, but this trainer has no CUDA backend or no "
+                    "GPU is present (use cpu or auto)");
+  if (c.train.precision == "bf16")
+    throw UserError("train.precision: bf16 needs train.device cuda; the CPU path trains in fp32");
+}
+
+std::unique_ptr<Optimizer> make_optimizer(const RunConfig& c, const ParameterList& params) {
+  if (c.train.optimizer.type == "sgd") return std::make_unique<SGD>(params, c.train.optimizer.sgd());
+  return std::make_unique<AdamW>(params, c.train.optimizer.adamw());
+}
+
+// Which checkpoint to continue from ("" = a fresh start), decided before anything is written.
+std::string resolve_resume(const RunConfig& c, const std::string& mode) {
+  const fs::path run_dir = c.run.dir;
+  if (mode == "auto") {
+    std::string warning;
+    std::string found = find_latest_checkpoint(run_dir.string(), &warning);
+    if (!warning.empty()) std::fprintf(stderr, "%s\n", warning.c_str());
+    return found;
+  }
+  if (mode == "never") {
+    if (fs::exists(run_dir / "checkpoints") || fs::exists(run_dir / "metrics.jsonl"))
+      throw UserError("run.dir: " + run_dir.string() +
+                      " already holds a run; continue it with --resume auto, or choose another "
+                      "run.dir");
+    return "";
+  }
+  read_checkpoint_meta(mode);  // verifies it is a complete, intact checkpoint
+  return mode;
+}
+
+LoaderOptions train_loader_options(const RunConfig& c, int dp_rank, int dp_size) {
+  LoaderOptions lo;
+  lo.path = c.data.train;
+  lo.shuffle = c.data.shuffle;
+  lo.seed = c.run.seed;
+  lo.batching = c.data.batching;
+  lo.global_batch = c.train.global_batch;
+  lo.micro_batch = micro_batch_size(c, dp_size);
+  lo.max_tokens = c.data.max_tokens;
+  lo.accumulation = accumulation_steps(c, dp_size);
+  lo.dp_rank = dp_rank;
+  lo.dp_size = dp_size;
+  lo.prefetch = static_cast<int>(c.data.prefetch);
+  lo.max_len = c.model.type == "encoder_decoder" ? c.model.max_len : 0;
+  return lo;
+}
+
+struct RunState {
+  std::int64_t step = 0;  // last completed step
+  std::int64_t samples = 0;
+  std::int64_t bad_in_row = 0;
+  std::int64_t skipped = 0;
+};
+
+}  // namespace
+
+int run_training(const TrainArgs& args) {
+  // ---- everything the user gave, checked before anything is written ----
+  RunConfig config = load_run_config(args.config_path, args.overrides);
+  const std::string resume_mode = args.resume.empty() ? config.checkpoint.resume : args.resume;
+  const int world_size = 1, rank = 0;
+  const int dp_size = data_parallel_size(config, world_size);
+  const int dp_rank = rank;
+  check_device(config);
+  const DatasetInfo train_info = read_dataset_info(config.data.train);
+  std::optional<DatasetInfo> valid_info;
+  if (!config.data.valid.empty()) valid_info = read_dataset_info(config.data.valid);
+  check_config_against_data(config, train_info, valid_info ? &*valid_info : nullptr);
+  if (!config.model.init.empty()) {
+    h5::File init = h5::File::open(config.model.init);
+    check_config_against_weights(config, init.read_attr_string("/", "config"), config.model.init);
+  }
+  const std::int64_t total = total_steps(config, train_info.records);
+  config.train.schedule.total_steps = total;
+  validate_schedule(config.train.schedule);
+  const LoaderOptions loader_options = train_loader_options(config, dp_rank, dp_size);
+  const std::string resume_from = resolve_resume(config, resume_mode);
+  std::optional<CheckpointMeta> meta;
+  if (!resume_from.empty()) {
+    meta = read_checkpoint_meta(resume_from);
+    check_config_against_weights(config, meta->model_yaml, resume_from);
+  }
+  const bool translation = config.model.type == "encoder_decoder";
+  std::optional<Tokenizer> tokenizer;
+  if (translation && valid_info && valid_info->has_tokenizer)
+    tokenizer = Tokenizer::load(config.data.valid);
+  Loader loader(loader_options);  // validates the training file's records as it reads
+
+  // ---- the run ----
+  const fs::path run_dir = config.run.dir;
+  fs::create_directories(run_dir);
+  write_resolved_config(config, (run_dir / "config.yaml").string());
+  auto model = make_model(config.model, DType::f32, config.train.label_smoothing, config.run.seed);
+  const ParameterList& params = model->parameters();
+  auto optimizer = make_optimizer(config, params);
+  RunState state;
+  if (meta) {
+    load_checkpoint(resume_from, params, optimizer.get());
+    loader.restore(meta->loader);
+    state.step = meta->step;
+    state.samples = meta->samples;
+    state.bad_in_row = meta->bad_steps_in_row;
+    std::fprintf(stderr, "resuming from %s (step %lld)\n", resume_from.c_str(),
+                 static_cast<long long>(meta->step));
+  } else if (!config.model.init.empty()) {
+    read_weights(config.model.init, params);
+  }
+
+  MetricsLog metrics(rank == 0 ? (run_dir / "metrics.jsonl").string() : "");
+  Progress progress(total, config.log.progress);
+  install_stop_signals();
+  const std::string config_yaml = run_config_to_yaml(config);  // for meta.yaml
+  // Translation checkpoints carry their tokenizer, so `trainer translate` needs nothing else.
+  std::map<std::string, std::string> extra_files;
+  if (tokenizer) extra_files[kCheckpointTokenizerFile] = tokenizer->bytes();
+  std::int64_t last_saved = meta ? meta->step : -1;
+
+  auto save = [&]() {
+    CheckpointMeta m;
+    m.step = state.step;
+    m.samples = state.samples;
+    m.loader = loader.state();
+    m.seed = config.run.seed;
+    m.optimizer_type = optimizer->type();
+    m.optimizer_steps = optimizer->step_count();
+    m.bad_steps_in_row = state.bad_in_row;
+    m.data_parallel = dp_size;
+    m.tensor_parallel = static_cast<int>(config.parallel.tensor);
+    m.zero = static_cast<int>(config.parallel.zero);
+    m.model_type = config.model.type;
+    m.model_yaml = model_config_to_yaml_text(config.model);
+    m.config_yaml = config_yaml;
+    const std::string dir = save_checkpoint(run_dir.string(), m, params, optimizer.get(),
+                                            static_cast<int>(config.checkpoint.keep), extra_files);
+    last_saved = state.step;
+    progress.message("checkpoint " + dir);
+  };
+
+  auto run_eval = [&]() {
+    EvalOptions eo;
+    eo.path = config.data.valid;
+    eo.batch = loader_options.micro_batch;
+    eo.max_batches = config.eval.max_batches;
+    eo.beam = static_cast<int>(config.eval.beam);
+    eo.tokenizer = tokenizer ? &*tokenizer : nullptr;
+    eo.bleu = translation && tokenizer.has_value();
+    const EvalResult r = evaluate(*model, eo);
+    nlohmann::json row = {{"step", state.step}, {"eval_loss", r.loss}};
+    char text[160];
+    if (r.accuracy >= 0) {
+      row["accuracy"] = r.accuracy;
+      std::snprintf(text, sizeof text, "eval step %lld : loss %.4f : accuracy %.2f%%",
+                    static_cast<long long>(state.step), r.loss, 100 * r.accuracy);
+    } else if (r.bleu >= 0) {
+      row["bleu"] = r.bleu;
+      std::snprintf(text, sizeof text, "eval step %lld : loss %.4f : BLEU %.2f",
+                    static_cast<long long>(state.step), r.loss, r.bleu);
+    } else {
+      std::snprintf(text, sizeof text, "eval step %lld : loss %.4f",
+                    static_cast<long long>(state.step), r.loss);
+    }
+    metrics.write(row);
+    progress.message(text);
+  };
+
+  const auto start = Clock::now();
+  auto interval_start = start;
+  std::int64_t interval_samples = 0, interval_tokens = 0, last_eval = -1;
+  StepBatches step_batches;
+  while (state.step < total && !stop_requested()) {
+    const std::int64_t step = state.step + 1;
+    loader.next(step_batches);
+    // World of one here; the distributed loop reduces these counts over DP ranks.
+    const std::int64_t global_targets = step_batches.local_targets;
+    const std::int64_t global_samples = step_batches.local_samples;
+    optimizer->zero_grad();
+    double loss_sum = 0;
+    std::int64_t sample_offset = step_batches.first_sample;
+    for (const Batch& batch : step_batches.micro_batches) {
+      const ForwardContext ctx{true, config.run.seed, static_cast<std::uint64_t>(step),
+                               sample_offset};
+      loss_sum += model->forward(batch, ctx);
+      model->backward(1.0 / static_cast<double>(global_targets));
+      sample_offset += batch.size();
+    }
+    const double loss = loss_sum / static_cast<double>(global_targets);
+    const double grad_norm = config.train.grad_clip > 0
+                                 ? clip_grad_norm(params, config.train.grad_clip)
+                                 : global_grad_norm(params);
+    const double lr = learning_rate(config.train.schedule, step);
+    if (std::isfinite(loss) && std::isfinite(grad_norm)) {
+      optimizer->step(lr);
+      state.bad_in_row = 0;
+    } else {
+      ++state.bad_in_row;
+      ++state.skipped;
+      progress.message("step " + std::to_string(step) + ": non-finite loss or gradient, update "
+                       "skipped (" + std::to_string(state.bad_in_row) + " in a row)");
+      if (state.bad_in_row >= config.train.max_bad_steps)
+        throw RunFailure("training stopped at step " + std::to_string(step) + ": " +
+                         std::to_string(state.bad_in_row) +
+                         " non-finite steps in a row (train.max_bad_steps); the last good "
+                         "checkpoint is kept in " + (run_dir / "checkpoints").string());
+    }
+    state.step = step;
+    state.samples += global_samples;
+    interval_samples += global_samples;
+    interval_tokens += global_targets;
+
+    if (step % config.log.every_steps == 0 || step == total) {
+      const double seconds = std::max(seconds_since(interval_start), 1e-9);
+      nlohmann::json row = {{"step", step},
+                            {"epoch", step_batches.epoch},
+                            {"loss", loss},
+                            {"lr", lr},
+                            {"grad_norm", grad_norm},
+                            {"samples_per_s", interval_samples / seconds},
+                            {"elapsed_s", seconds_since(start)},
+                            {"skipped_steps", state.skipped}};
+      if (translation) row["tokens_per_s"] = interval_tokens / seconds;
+      metrics.write(row);
+      progress.update({step, step_batches.epoch, loss, lr, grad_norm, interval_samples / seconds,
+                       translation ? interval_tokens / seconds : 0.0});
+      interval_start = Clock::now();
+      interval_samples = interval_tokens = 0;
+    }
+    if (valid_info && config.eval.every_steps > 0 && step % config.eval.every_steps == 0) {
+      run_eval();
+      last_eval = step;
+    }
+    if (config.checkpoint.every_steps > 0 && step % config.checkpoint.every_steps == 0) save();
+  }
+
+  if (stop_requested()) {
+    if (last_saved != state.step) save();
+    progress.message(std::string("stopped by ") + stop_signal_name() + " after step " +
+                     std::to_string(state.step) + "; resume with --resume auto");
+    progress.finish();
+    return 0;
+  }
+  if (valid_info && last_eval != state.step && config.eval.every_steps > 0) run_eval();
+  if (last_saved != state.step) save();
+  progress.finish();
+  std::fprintf(stderr, "done: %lld steps in %.1f s, run directory %s\n",
+               static_cast<long long>(state.step), seconds_since(start), run_dir.c_str());
+  return 0;
+}
+
+}  // namespace tr
