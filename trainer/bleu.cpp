@@ -258,7 +258,8 @@ BleuScore bleu_from_stats(const BleuStats& stats) {
   s.sys_len = stats.sys_len;
   s.ref_len = stats.ref_len;
   if (stats.sys_len < stats.ref_len)
-    s.bp = stats.sys_len > 0 ? std::exp(1.0 - static_cast<double>(stats.ref_len) / stats.sys_len)
+    s.bp = stats.sys_len > 0 ? std::exp(1.0 - static_cast<double>(stats.ref_len) /
+                                                  static_cast<double>(stats.sys_len))
                              : 0.0;
   else
     s.bp = 1.0;

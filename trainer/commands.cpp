@@ -1,11 +1,13 @@
 #include "trainer/commands.h"
 
+#include <charconv>
 #include <filesystem>
 #include <istream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <ostream>
+#include <sstream>
 
 #include "data/dataset_info.h"
 #include "data/h5.h"
@@ -96,7 +98,7 @@ std::string run_eval_command(const EvalArgs& args) {
   out["data"] = data;
   out["records"] = r.records;
   out["loss"] = r.loss;
-  if (r.accuracy >= 0) out["accuracy"] = r.accuracy;
+  out["accuracy"] = r.accuracy;
   if (r.bleu >= 0) out["bleu"] = r.bleu;
   return out.dump();
 }
@@ -106,8 +108,9 @@ void run_translate_command(const TranslateArgs& args, std::istream& in, std::ost
   if (loaded.meta.model_type != "encoder_decoder")
     throw UserError(args.checkpoint + ": holds a " + loaded.meta.model_type +
                     " model; translate needs an encoder_decoder");
-  if (!loaded.tokenizer)
-    throw UserError(args.checkpoint + ": holds no tokenizer (" + kCheckpointTokenizerFile + ")");
+  if (!loaded.tokenizer && !args.ids)
+    throw UserError(args.checkpoint + ": holds no tokenizer (" + kCheckpointTokenizerFile +
+                    "; its data had none); translate token ids with --ids");
   if (args.batch <= 0) throw UserError("--batch: expected a positive integer");
   auto& model = static_cast<EncoderDecoder&>(*loaded.model);
   const ModelConfig& c = model.config();
@@ -120,12 +123,29 @@ void run_translate_command(const TranslateArgs& args, std::istream& in, std::ost
   validate_decode_options(decode);
 
   std::vector<std::string> lines;
+  std::int64_t lines_read = 0;
+  // "--ids" input: whitespace-separated ids, each in [0, vocab_size).
+  auto parse_ids = [&](const std::string& line, std::int64_t line_number) {
+    std::vector<std::int32_t> ids;
+    std::istringstream words(line);
+    for (std::string word; words >> word;) {
+      std::int64_t id = -1;
+      const auto [end, ec] = std::from_chars(word.data(), word.data() + word.size(), id);
+      if (ec != std::errc() || end != word.data() + word.size() || id < 0 || id >= c.vocab_size)
+        throw UserError("stdin line " + std::to_string(line_number) + ": '" + word +
+                        "' is not a token id in [0, " + std::to_string(c.vocab_size) + ")");
+      ids.push_back(static_cast<std::int32_t>(id));
+    }
+    return ids;
+  };
   auto flush = [&] {
     if (lines.empty()) return;
     std::vector<std::vector<std::int32_t>> ids;
     std::int64_t longest = 1;
+    std::int64_t line_number = lines_read - static_cast<std::int64_t>(lines.size());
     for (const auto& line : lines) {
-      ids.push_back(loaded.tokenizer->encode(line));
+      ++line_number;
+      ids.push_back(args.ids ? parse_ids(line, line_number) : loaded.tokenizer->encode(line));
       // The source must fit the model's positions with its eos: longer input is cut.
       if (static_cast<std::int64_t>(ids.back().size()) > c.max_len - 1) ids.back().resize(c.max_len - 1);
       ids.back().push_back(c.eos_id);
@@ -141,13 +161,20 @@ void run_translate_command(const TranslateArgs& args, std::istream& in, std::ost
       std::copy(ids[b].begin(), ids[b].end(), row);
       batch.src_len.data<std::int32_t>()[b] = static_cast<std::int32_t>(ids[b].size());
     }
-    for (const auto& hypothesis : translate_batch(model, batch, decode))
-      out << loaded.tokenizer->decode(hypothesis) << "\n";
+    for (const auto& hypothesis : translate_batch(model, batch, decode)) {
+      if (args.ids) {
+        for (std::size_t i = 0; i < hypothesis.size(); ++i) out << (i ? " " : "") << hypothesis[i];
+        out << "\n";
+      } else {
+        out << loaded.tokenizer->decode(hypothesis) << "\n";
+      }
+    }
     out.flush();
     lines.clear();
   };
   for (std::string line; std::getline(in, line);) {
     lines.push_back(line);
+    ++lines_read;
     if (static_cast<std::int64_t>(lines.size()) == args.batch) flush();
   }
   flush();

@@ -26,8 +26,12 @@ struct TranslateArgs {
   int beam = 4;
   std::int64_t batch = 32;
   double length_penalty = 1.0;
+  // Lines are token ids separated by spaces (no bos/eos), in and out, instead of text: for
+  // models trained on data without a tokenizer (`trainer prepare synthetic`) and for debugging.
+  bool ids = false;
 };
-// Sentences from `in`, one per line; translations to `out`, one per line, in order.
+// Sentences from `in`, one per line; translations to `out`, one per line, in order. A line
+// that is not a list of ids in [0, vocab_size) (with `ids`) is a UserError naming the line.
 void run_translate_command(const TranslateArgs& args, std::istream& in, std::ostream& out);
 
 struct PredictArgs {

@@ -55,11 +55,12 @@ EvalResult evaluate(Model& model, const EvalOptions& options) {
       loss_sum += model.forward(batch, ForwardContext{});
       result.targets += model.counted_targets();
       result.records += batch.size();
-      if (!translation) {
-        const AccuracyCount a = count_correct(model.logits(), batch.labels, -1);
-        accuracy.correct += a.correct;
-        accuracy.counted += a.counted;
-      }
+      // Images: top-1 accuracy. Translation: teacher-forced next-token accuracy over
+      // non-pad targets (meaningful without a tokenizer, e.g. on synthetic copy tasks).
+      const AccuracyCount a = translation ? count_correct(model.logits(), batch.tgt_out, c.pad_id)
+                                          : count_correct(model.logits(), batch.labels, -1);
+      accuracy.correct += a.correct;
+      accuracy.counted += a.counted;
       if (want_bleu) {
         auto& seq2seq = static_cast<EncoderDecoder&>(model);
         const auto outputs = translate_batch(seq2seq, batch, decode);
@@ -72,7 +73,7 @@ EvalResult evaluate(Model& model, const EvalOptions& options) {
     ++batches;
   }
   result.loss = result.targets > 0 ? loss_sum / static_cast<double>(result.targets) : 0;
-  if (!translation) result.accuracy = accuracy.rate();
+  result.accuracy = accuracy.rate();
   if (want_bleu) result.bleu = corpus_bleu(hypotheses, references).score;
   if (options.hypotheses) *options.hypotheses = std::move(hypotheses);
   return result;

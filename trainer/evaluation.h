@@ -1,5 +1,5 @@
-// Evaluation on a held-out dataset: loss (the training criterion), and accuracy (ViT) or
-// corpus BLEU (translation, sacreBLEU's 13a on detokenised greedy or beam output).
+// Evaluation on a held-out dataset: loss (the training criterion), accuracy (ViT: top-1;
+// translation: teacher-forced next-token accuracy) and, for translation, corpus BLEU (translation, sacreBLEU's 13a on detokenised greedy or beam output).
 #pragma once
 
 #include <cstdint>
@@ -25,7 +25,7 @@ struct EvalResult {
   double loss = 0;
   std::int64_t targets = 0;  // tokens or images the loss averages over
   std::int64_t records = 0;
-  double accuracy = -1;      // images: share of correct predictions; -1 otherwise
+  double accuracy = 0;       // images: top-1; translation: teacher-forced token accuracy
   double bleu = -1;          // translation with options.bleu; -1 otherwise
 };
 

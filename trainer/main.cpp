@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "data/prepare_images.h"
+#include "data/prepare_synthetic.h"
 #include "data/prepare_translation.h"
 #include "layers/error.h"
 #include "trainer/commands.h"
@@ -54,6 +55,9 @@ int run(int argc, char** argv) {
   translate_cmd->add_option("--length-penalty", translate.length_penalty,
                             "alpha of score / length^alpha")
       ->capture_default_str();
+  translate_cmd->add_flag("--ids", translate.ids,
+                          "lines are space-separated token ids, in and out (data without a "
+                          "tokenizer, e.g. prepare synthetic)");
 
   tr::PredictArgs predict;
   CLI::App* predict_cmd = app.add_subcommand("predict", "print the predicted class per image");
@@ -99,6 +103,20 @@ int run(int argc, char** argv) {
                        "reuse this .model or prepared dataset's tokenizer");
   text_cmd->add_option("--max-len", text.max_len, "drop pairs longer than max_len - 1 tokens");
   text_cmd->add_option("--model-type", text.model_type, "unigram | bpe")->capture_default_str();
+  tr::PrepareSyntheticOptions synthetic;
+  CLI::App* synthetic_cmd = prepare_cmd->add_subcommand(
+      "synthetic", "random token sequences for a copy or reverse task (no tokenizer)");
+  synthetic_cmd->add_option("--task", synthetic.task, "copy | reverse")->capture_default_str();
+  synthetic_cmd->add_option("--records", synthetic.records, "sequence pairs")
+      ->capture_default_str();
+  synthetic_cmd->add_option("--vocab", synthetic.vocab_size, "vocabulary size (ids 0-3 special)")
+      ->capture_default_str();
+  synthetic_cmd->add_option("--min-len", synthetic.min_len, "shortest sequence, in tokens")
+      ->capture_default_str();
+  synthetic_cmd->add_option("--max-len", synthetic.max_len, "longest sequence, in tokens")
+      ->capture_default_str();
+  synthetic_cmd->add_option("--seed", synthetic.seed, "generator seed")->capture_default_str();
+  synthetic_cmd->add_option("--out", synthetic.out, "HDF5 file to write")->required();
 
   tr::SmokeOptions smoke;
   double min_accuracy = 0;
@@ -178,6 +196,13 @@ int run(int argc, char** argv) {
                  text.out.c_str(), static_cast<long long>(r.records),
                  static_cast<long long>(r.dropped_empty), static_cast<long long>(r.dropped_long),
                  r.vocab_size);
+    return 0;
+  }
+  if (*synthetic_cmd) {
+    const tr::PreparedSynthetic r = tr::prepare_synthetic(synthetic);
+    std::fprintf(stderr, "%s: %lld %s pairs, %lld tokens a side, vocabulary %d\n",
+                 synthetic.out.c_str(), static_cast<long long>(r.records),
+                 synthetic.task.c_str(), static_cast<long long>(r.tokens), synthetic.vocab_size);
     return 0;
   }
   if (*smoke_cmd) {

@@ -82,6 +82,7 @@ LoaderOptions train_loader_options(const RunConfig& c, int dp_rank, int dp_size)
   lo.dp_size = dp_size;
   lo.prefetch = static_cast<int>(c.data.prefetch);
   lo.max_len = c.model.type == "encoder_decoder" ? c.model.max_len : 0;
+  lo.drop_last = true;  // the training stream: epochs wrap, partial final steps are skipped
   return lo;
 }
 
@@ -126,10 +127,10 @@ int run_training(const TrainArgs& args) {
     tokenizer = Tokenizer::load(config.data.valid);
   Loader loader(loader_options);  // validates the training file's records as it reads
 
-  // ---- the run ----
-  const fs::path run_dir = config.run.dir;
-  fs::create_directories(run_dir);
-  write_resolved_config(config, (run_dir / "config.yaml").string());
+  // The model and its starting weights, and the first step's data: a weights file that does
+  // not fit, or a bad record among the first step's, ends the run before anything is written.
+  // (Records are validated as they are read, so a bad one further on ends the run later, still
+  // with exit 2 naming the file and record.)
   auto model = make_model(config.model, DType::f32, config.train.label_smoothing, config.run.seed);
   const ParameterList& params = model->parameters();
   auto optimizer = make_optimizer(config, params);
@@ -140,11 +141,24 @@ int run_training(const TrainArgs& args) {
     state.step = meta->step;
     state.samples = meta->samples;
     state.bad_in_row = meta->bad_steps_in_row;
-    std::fprintf(stderr, "resuming from %s (step %lld)\n", resume_from.c_str(),
-                 static_cast<long long>(meta->step));
   } else if (!config.model.init.empty()) {
     read_weights(config.model.init, params);
   }
+  StepBatches step_batches;
+  bool have_batches = false;  // step_batches holds the next step's data, not yet trained on
+  const LoaderState before_first = loader.state();
+  if (state.step < total) {
+    loader.next(step_batches);
+    have_batches = true;
+  }
+
+  // ---- the run ----
+  const fs::path run_dir = config.run.dir;
+  fs::create_directories(run_dir);
+  write_resolved_config(config, (run_dir / "config.yaml").string());
+  if (meta)
+    std::fprintf(stderr, "resuming from %s (step %lld)\n", resume_from.c_str(),
+                 static_cast<long long>(meta->step));
 
   MetricsLog metrics(rank == 0 ? (run_dir / "metrics.jsonl").string() : "");
   Progress progress(total, config.log.progress);
@@ -159,7 +173,7 @@ int run_training(const TrainArgs& args) {
     CheckpointMeta m;
     m.step = state.step;
     m.samples = state.samples;
-    m.loader = loader.state();
+    m.loader = have_batches ? before_first : loader.state();
     m.seed = config.run.seed;
     m.optimizer_type = optimizer->type();
     m.optimizer_steps = optimizer->step_count();
@@ -185,19 +199,13 @@ int run_training(const TrainArgs& args) {
     eo.tokenizer = tokenizer ? &*tokenizer : nullptr;
     eo.bleu = translation && tokenizer.has_value();
     const EvalResult r = evaluate(*model, eo);
-    nlohmann::json row = {{"step", state.step}, {"eval_loss", r.loss}};
+    nlohmann::json row = {{"step", state.step}, {"eval_loss", r.loss}, {"accuracy", r.accuracy}};
     char text[160];
-    if (r.accuracy >= 0) {
-      row["accuracy"] = r.accuracy;
-      std::snprintf(text, sizeof text, "eval step %lld : loss %.4f : accuracy %.2f%%",
-                    static_cast<long long>(state.step), r.loss, 100 * r.accuracy);
-    } else if (r.bleu >= 0) {
+    const int n = std::snprintf(text, sizeof text, "eval step %lld : loss %.4f : accuracy %.2f%%",
+                                static_cast<long long>(state.step), r.loss, 100 * r.accuracy);
+    if (r.bleu >= 0) {
       row["bleu"] = r.bleu;
-      std::snprintf(text, sizeof text, "eval step %lld : loss %.4f : BLEU %.2f",
-                    static_cast<long long>(state.step), r.loss, r.bleu);
-    } else {
-      std::snprintf(text, sizeof text, "eval step %lld : loss %.4f",
-                    static_cast<long long>(state.step), r.loss);
+      std::snprintf(text + n, sizeof text - n, " : BLEU %.2f", r.bleu);
     }
     metrics.write(row);
     progress.message(text);
@@ -206,10 +214,10 @@ int run_training(const TrainArgs& args) {
   const auto start = Clock::now();
   auto interval_start = start;
   std::int64_t interval_samples = 0, interval_tokens = 0, last_eval = -1;
-  StepBatches step_batches;
   while (state.step < total && !stop_requested()) {
     const std::int64_t step = state.step + 1;
-    loader.next(step_batches);
+    if (!have_batches) loader.next(step_batches);
+    have_batches = false;
     // World of one here; the distributed loop reduces these counts over DP ranks.
     const std::int64_t global_targets = step_batches.local_targets;
     const std::int64_t global_samples = step_batches.local_samples;

@@ -1,0 +1,131 @@
+// End-to-end parity with PyTorch: `trainer train` from a weights file on a dataset file
+// (shuffle off, dropout 0, constant learning rate, AdamW, gradient accumulation over two
+// micro-batches, gradient clipping) logs the same 8 step losses as a float64 PyTorch run,
+// within 1e-4 relative. Golden files: tests/golden/train/, written by
+// tests/golden/make_train_golden.py (see docs/FORMATS.md); the test needs no Python.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "e2e/cli_runner.h"
+
+namespace tr {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::run_trainer;
+using testing::scratch_dir;
+
+constexpr double kTolerance = 1e-4;  // relative, the acceptance bound
+
+const fs::path kGolden = fs::path(TR_GOLDEN_DIR) / "train";
+
+nlohmann::json read_json_file(const fs::path& path) {
+  std::ifstream in(path);
+  EXPECT_TRUE(in.good()) << "cannot open " << path;
+  return nlohmann::json::parse(in);
+}
+
+// The training rows of metrics.jsonl (those with "step" and "loss"), in file order.
+std::vector<nlohmann::json> training_rows(const fs::path& path) {
+  std::ifstream in(path);
+  EXPECT_TRUE(in.good()) << "cannot open " << path;
+  std::vector<nlohmann::json> rows;
+  std::string line;
+  int number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    if (line.empty()) continue;
+    nlohmann::json row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    EXPECT_TRUE(row.is_object()) << path << " line " << number << " is not a JSON object: "
+                                 << line;
+    if (row.is_object() && row.contains("step") && row.contains("loss")) rows.push_back(row);
+  }
+  return rows;
+}
+
+double relative(double actual, double expected) {
+  return std::abs(actual - expected) / std::abs(expected);
+}
+
+std::string quoted(const fs::path& p) {
+  return "'" + p.string() + "'";
+}
+
+class TrainParity : public ::testing::TestWithParam<const char*> {
+ protected:
+  void TearDown() override {
+    if (!dir_.empty() && !HasFailure()) fs::remove_all(dir_);  // kept for a look on failure
+  }
+  fs::path dir_;
+};
+
+TEST_P(TrainParity, EightAdamWStepsMatchPyTorch) {
+  const std::string name = GetParam();
+  const nlohmann::json all = read_json_file(kGolden / "expected.json");
+  ASSERT_TRUE(all.contains(name)) << "expected.json has no entry " << name;
+  const nlohmann::json& expected = all[name];
+  const auto losses = expected["losses"].get<std::vector<double>>();
+  const auto norms = expected["grad_norms"].get<std::vector<double>>();
+  const double lr = expected["lr"].get<double>();
+  ASSERT_EQ(losses.size(), 8u);
+  ASSERT_EQ(norms.size(), losses.size());
+
+  dir_ = scratch_dir("train_parity_" + name);
+  const fs::path run_dir = dir_ / "run";
+  const auto r = run_trainer("train --config " + quoted(kGolden / (name + ".yaml")) +
+                             " --set data.train=" + quoted(kGolden / (name + "_data.h5")) +
+                             " --set model.init=" + quoted(kGolden / (name + "_weights.h5")) +
+                             " --set run.dir=" + quoted(run_dir));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  const std::vector<nlohmann::json> rows = training_rows(run_dir / "metrics.jsonl");
+  ASSERT_EQ(rows.size(), losses.size()) << "training rows in " << run_dir / "metrics.jsonl";
+
+  double worst_loss = 0, worst_norm = 0;
+  std::ostringstream table;
+  table << name << ": step, trainer loss, PyTorch loss, relative error\n";
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const nlohmann::json& row = rows[i];
+    ASSERT_EQ(row["step"].get<std::int64_t>(), static_cast<std::int64_t>(i + 1))
+        << "rows out of order: " << row.dump();
+    // A loss of null would be a non-finite value.
+    ASSERT_TRUE(row["loss"].is_number()) << row.dump();
+    ASSERT_TRUE(row.contains("grad_norm") && row["grad_norm"].is_number()) << row.dump();
+    ASSERT_TRUE(row.contains("lr") && row["lr"].is_number()) << row.dump();
+    const double loss = row["loss"].get<double>();
+    const double norm = row["grad_norm"].get<double>();
+    const double loss_err = relative(loss, losses[i]);
+    const double norm_err = relative(norm, norms[i]);
+    worst_loss = std::max(worst_loss, loss_err);
+    worst_norm = std::max(worst_norm, norm_err);
+    EXPECT_LE(loss_err, kTolerance) << name << " step " << i + 1 << ": loss " << loss
+                                    << ", PyTorch " << losses[i];
+    // The norm before clipping: a second, independent view of the same gradients.
+    EXPECT_LE(norm_err, kTolerance) << name << " step " << i + 1 << ": grad_norm " << norm
+                                    << ", PyTorch " << norms[i];
+    EXPECT_NEAR(row["lr"].get<double>(), lr, 1e-12 * lr) << "constant schedule, step " << i + 1;
+    char line[160];
+    std::snprintf(line, sizeof line, "  %zu  %.10f  %.10f  %.2e\n", i + 1, loss, losses[i],
+                  loss_err);
+    table << line;
+  }
+  table << "  max relative error: loss " << worst_loss << ", grad_norm " << worst_norm << "\n";
+  std::fputs(table.str().c_str(), stdout);
+  RecordProperty("max_relative_loss_error", std::to_string(worst_loss));
+  RecordProperty("max_relative_grad_norm_error", std::to_string(worst_norm));
+}
+
+INSTANTIATE_TEST_SUITE_P(PyTorch, TrainParity,
+                         ::testing::Values("vit", "encdec_pre", "encdec_post"),
+                         [](const auto& info) { return std::string(info.param); });
+
+}  // namespace
+}  // namespace tr
