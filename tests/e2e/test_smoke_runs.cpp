@@ -135,14 +135,14 @@ class SmokeTranslation : public ::testing::Test {
     const auto tokens = f.read<std::int32_t>("src/tokens");
     const auto offsets = f.read<std::int64_t>("src/offsets");
     for (int i = 0; i < n; ++i) {
-      std::string line, reversed;
+      std::ostringstream line, reversed;
       for (std::int64_t k = offsets[i]; k < offsets[i + 1]; ++k) {
-        line += (k > offsets[i] ? " " : "") + std::to_string(tokens[k]);
-        reversed += (k > offsets[i] ? " " : "") +
-                    std::to_string(tokens[offsets[i + 1] - 1 - (k - offsets[i])]);
+        const char* space = k > offsets[i] ? " " : "";
+        line << space << tokens[k];
+        reversed << space << tokens[offsets[i + 1] - 1 - (k - offsets[i])];
       }
-      input += line + "\n";
-      expected.push_back(reversed);
+      input += line.str() + "\n";
+      expected.push_back(reversed.str());
     }
   }
 

@@ -1,0 +1,85 @@
+#include "parallel/runtime.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+#ifdef TR_HAVE_MPI
+#include <mpi.h>
+
+#include "parallel/mpi_communicator.h"
+#endif
+
+namespace tr {
+
+bool launched_by_mpi() {
+  // Open MPI's mpirun, PMIx (srun --mpi=pmix), PMI-1/2 (MPICH, srun --mpi=pmi2).
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK"})
+    if (std::getenv(var)) return true;
+  return false;
+}
+
+ParallelRuntime::ParallelRuntime(int* argc, char*** argv) {
+#ifdef TR_HAVE_MPI
+  if (launched_by_mpi()) {
+    int provided = 0;
+    MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided);
+    if (provided < MPI_THREAD_MULTIPLE) {
+      std::fprintf(stderr, "trainer: this MPI does not provide MPI_THREAD_MULTIPLE\n");
+      MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    mpi_ = true;
+    MPI_Comm_size(MPI_COMM_WORLD, &world_size_);
+    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank_);
+    MPI_Comm node;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, world_rank_, MPI_INFO_NULL, &node);
+    MPI_Comm_size(node, &local_size_);
+    MPI_Comm_rank(node, &local_rank_);
+    MPI_Comm_free(&node);
+    world_comm_ = make_mpi_communicator(MPI_COMM_WORLD, "world", 0);
+  }
+#else
+  (void)argc;
+  (void)argv;
+#endif
+  if (!world_comm_) world_comm_ = make_single_process_communicator("world");
+}
+
+ParallelRuntime::~ParallelRuntime() {
+  tp_comm_.reset();
+  dp_comm_.reset();
+  world_comm_.reset();
+#ifdef TR_HAVE_MPI
+  if (mpi_) MPI_Finalize();
+#endif
+}
+
+void ParallelRuntime::setup_grid(int tensor, int data, double watchdog_seconds) {
+  grid_ = ProcessGrid::make(world_size_, world_rank_, tensor, data);
+#ifdef TR_HAVE_MPI
+  if (mpi_) {
+    MPI_Comm tp, dp;
+    MPI_Comm_split(MPI_COMM_WORLD, grid_.dp_rank, grid_.tp_rank, &tp);
+    MPI_Comm_split(MPI_COMM_WORLD, grid_.tp_rank, grid_.dp_rank, &dp);
+    tp_comm_ = make_mpi_communicator(tp, "tp", watchdog_seconds);
+    dp_comm_ = make_mpi_communicator(dp, "dp", watchdog_seconds);
+    MPI_Comm_free(&tp);
+    MPI_Comm_free(&dp);
+    world_comm_ = make_mpi_communicator(MPI_COMM_WORLD, "world", watchdog_seconds);
+    return;
+  }
+#endif
+  (void)watchdog_seconds;
+  tp_comm_ = make_single_process_communicator("tp");
+  dp_comm_ = make_single_process_communicator("dp");
+}
+
+void ParallelRuntime::abort(int exit_code) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+#ifdef TR_HAVE_MPI
+  if (mpi_ && world_size_ > 1) MPI_Abort(MPI_COMM_WORLD, exit_code);
+#endif
+  std::exit(exit_code);
+}
+
+}  // namespace tr

@@ -1,0 +1,51 @@
+// The process's place in a job: MPI's lifetime, the world, the TP x DP grid and the
+// communicators of its groups.
+//
+// Launched by mpirun or srun (detected from the launcher's environment) the world is MPI's;
+// started directly, the world is this one process and MPI is never initialised, so single
+// runs and GPU hosts without an MPI installation work the same way.
+#pragma once
+
+#include <memory>
+
+#include "parallel/communicator.h"
+#include "parallel/process_grid.h"
+
+namespace tr {
+
+class ParallelRuntime {
+ public:
+  // Initialises MPI when launched by an MPI launcher (and this build has MPI).
+  ParallelRuntime(int* argc, char*** argv);
+  ~ParallelRuntime();
+  ParallelRuntime(const ParallelRuntime&) = delete;
+  ParallelRuntime& operator=(const ParallelRuntime&) = delete;
+
+  bool distributed() const { return mpi_; }
+  int world_size() const { return world_size_; }
+  int world_rank() const { return world_rank_; }
+  // Ranks on this node (an MPI shared-memory split): GPU choice and thread counts.
+  int local_size() const { return local_size_; }
+  int local_rank() const { return local_rank_; }
+
+  // Builds the grid and its communicators; UserError when the layout does not fit the world.
+  void setup_grid(int tensor, int data, double watchdog_seconds);
+  const ProcessGrid& grid() const { return grid_; }
+  Communicator& world() { return *world_comm_; }
+  Communicator& tp() { return *tp_comm_; }
+  Communicator& dp() { return *dp_comm_; }
+
+  // Ends every rank of the job (MPI_Abort), or exits when alone.
+  [[noreturn]] void abort(int exit_code);
+
+ private:
+  bool mpi_ = false;
+  int world_size_ = 1, world_rank_ = 0, local_size_ = 1, local_rank_ = 0;
+  ProcessGrid grid_;
+  std::unique_ptr<Communicator> world_comm_, tp_comm_, dp_comm_;
+};
+
+// True when this process was started by mpirun/mpiexec or srun with an MPI job around it.
+bool launched_by_mpi();
+
+}  // namespace tr
