@@ -11,6 +11,11 @@
 
 namespace tr {
 
+namespace {
+// The world group's watchdog (setup_grid gives the TP and DP groups theirs).
+constexpr double kDefaultWatchdogSeconds = 300;
+}  // namespace
+
 bool launched_by_mpi() {
   // Open MPI's mpirun, PMIx (srun --mpi=pmix), PMI-1/2 (MPICH, srun --mpi=pmi2).
   for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK"})
@@ -35,7 +40,7 @@ ParallelRuntime::ParallelRuntime(int* argc, char*** argv) {
     MPI_Comm_size(node, &local_size_);
     MPI_Comm_rank(node, &local_rank_);
     MPI_Comm_free(&node);
-    world_comm_ = make_mpi_communicator(MPI_COMM_WORLD, "world", 0);
+    world_comm_ = make_mpi_communicator(MPI_COMM_WORLD, "world", kDefaultWatchdogSeconds);
   }
 #else
   (void)argc;
@@ -43,6 +48,8 @@ ParallelRuntime::ParallelRuntime(int* argc, char*** argv) {
 #endif
   if (!world_comm_) world_comm_ = make_single_process_communicator("world");
 }
+
+ParallelRuntime::ParallelRuntime() : world_comm_(make_single_process_communicator("world")) {}
 
 ParallelRuntime::~ParallelRuntime() {
   tp_comm_.reset();
@@ -64,7 +71,6 @@ void ParallelRuntime::setup_grid(int tensor, int data, double watchdog_seconds) 
     dp_comm_ = make_mpi_communicator(dp, "dp", watchdog_seconds);
     MPI_Comm_free(&tp);
     MPI_Comm_free(&dp);
-    world_comm_ = make_mpi_communicator(MPI_COMM_WORLD, "world", watchdog_seconds);
     return;
   }
 #endif

@@ -17,6 +17,8 @@ class ParallelRuntime {
  public:
   // Initialises MPI when launched by an MPI launcher (and this build has MPI).
   ParallelRuntime(int* argc, char*** argv);
+  // A world of this one process, whatever launched it (tests compare against it).
+  ParallelRuntime();
   ~ParallelRuntime();
   ParallelRuntime(const ParallelRuntime&) = delete;
   ParallelRuntime& operator=(const ParallelRuntime&) = delete;
@@ -28,7 +30,8 @@ class ParallelRuntime {
   int local_size() const { return local_size_; }
   int local_rank() const { return local_rank_; }
 
-  // Builds the grid and its communicators; UserError when the layout does not fit the world.
+  // Builds the grid and its TP and DP communicators (again on each call: the world group and
+  // references to it stay valid); UserError when the layout does not fit the world.
   void setup_grid(int tensor, int data, double watchdog_seconds);
   const ProcessGrid& grid() const { return grid_; }
   Communicator& world() { return *world_comm_; }

@@ -31,6 +31,11 @@ EvalResult evaluate(Model& model, const EvalOptions& options) {
   lo.accumulation = 1;
   lo.prefetch = 1;
   lo.drop_last = false;
+  if (options.dp) {
+    lo.dp_rank = options.dp->rank();
+    lo.dp_size = options.dp->size();
+    lo.global_batch = options.batch * lo.dp_size;
+  }
   lo.max_len = c.type == "encoder_decoder" ? c.max_len : 0;
   Loader loader(lo);
 
@@ -72,9 +77,35 @@ EvalResult evaluate(Model& model, const EvalOptions& options) {
     }
     ++batches;
   }
+  BleuStats bleu = want_bleu ? corpus_bleu_stats(hypotheses, references) : BleuStats{};
+  if (options.dp && options.dp->size() > 1) {
+    // Sums in double are exact for these integer counts; the loss sum is rounded once.
+    std::vector<double> sums = {loss_sum, static_cast<double>(result.targets),
+                                static_cast<double>(result.records),
+                                static_cast<double>(accuracy.correct),
+                                static_cast<double>(accuracy.counted),
+                                static_cast<double>(bleu.sys_len), static_cast<double>(bleu.ref_len)};
+    for (std::size_t n = 0; n < bleu.correct.size(); ++n) {
+      sums.push_back(static_cast<double>(bleu.correct[n]));
+      sums.push_back(static_cast<double>(bleu.total[n]));
+    }
+    options.dp->all_reduce(sums.data(), static_cast<std::int64_t>(sums.size()), DType::f64,
+                           ReduceOp::sum);
+    loss_sum = sums[0];
+    result.targets = static_cast<std::int64_t>(sums[1]);
+    result.records = static_cast<std::int64_t>(sums[2]);
+    accuracy.correct = static_cast<std::int64_t>(sums[3]);
+    accuracy.counted = static_cast<std::int64_t>(sums[4]);
+    bleu.sys_len = static_cast<std::int64_t>(sums[5]);
+    bleu.ref_len = static_cast<std::int64_t>(sums[6]);
+    for (std::size_t n = 0; n < bleu.correct.size(); ++n) {
+      bleu.correct[n] = static_cast<std::int64_t>(sums[7 + 2 * n]);
+      bleu.total[n] = static_cast<std::int64_t>(sums[8 + 2 * n]);
+    }
+  }
   result.loss = result.targets > 0 ? loss_sum / static_cast<double>(result.targets) : 0;
   result.accuracy = accuracy.rate();
-  if (want_bleu) result.bleu = corpus_bleu(hypotheses, references).score;
+  if (want_bleu) result.bleu = bleu_from_stats(bleu).score;
   if (options.hypotheses) *options.hypotheses = std::move(hypotheses);
   return result;
 }

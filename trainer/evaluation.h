@@ -8,6 +8,7 @@
 
 #include "data/tokenizer.h"
 #include "models/model.h"
+#include "parallel/communicator.h"
 
 namespace tr {
 
@@ -18,7 +19,10 @@ struct EvalOptions {
   bool bleu = true;              // translation: decode and score (slower than the loss alone)
   int beam = 1;                  // 1 = greedy
   const Tokenizer* tokenizer = nullptr;  // translation BLEU: detokenises both sides
-  std::vector<std::string>* hypotheses = nullptr;  // when set, receives the translations
+  std::vector<std::string>* hypotheses = nullptr;  // when set, receives this rank's translations
+  // Data-parallel evaluation: each DP rank evaluates its share, results are summed over the
+  // group (BLEU from summed n-gram statistics). Null: the whole set on this process.
+  Communicator* dp = nullptr;
 };
 
 struct EvalResult {

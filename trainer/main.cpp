@@ -11,6 +11,7 @@
 #include "data/prepare_synthetic.h"
 #include "data/prepare_translation.h"
 #include "layers/error.h"
+#include "parallel/runtime.h"
 #include "trainer/commands.h"
 #include "trainer/config.h"
 #include "trainer/inspect.h"
@@ -20,7 +21,7 @@
 
 namespace {
 
-int run(int argc, char** argv) {
+int run(int argc, char** argv, tr::ParallelRuntime& runtime) {
   CLI::App app{"Distributed transformer trainer (encoder-decoder translation, ViT)"};
   app.require_subcommand(1);
 
@@ -149,7 +150,7 @@ int run(int argc, char** argv) {
       return 0;
     }
     if (train.config_path.empty()) throw tr::UserError("train: --config is required");
-    return tr::run_training(train);
+    return tr::run_training(train, runtime);
   }
   if (*eval_cmd) {
     std::printf("%s\n", tr::run_eval_command(eval).c_str());
@@ -162,6 +163,8 @@ int run(int argc, char** argv) {
   }
   if (*predict_cmd) {
     const double accuracy = tr::run_predict_command(predict, std::cout);
+    std::cout.flush();  // every prediction line before the summary, also when both are piped
+    std::fflush(stdout);
     std::fprintf(stderr, "accuracy against the file's labels: %.2f%%\n", 100 * accuracy);
     return 0;
   }
@@ -212,19 +215,28 @@ int run(int argc, char** argv) {
   return 0;
 }
 
+// Reports a failure; in a job of several ranks, ends every rank (a peer waiting in a
+// collective would otherwise wait for the watchdog).
+int fail(tr::ParallelRuntime& runtime, int code, const std::string& message) {
+  if (runtime.world_size() > 1)
+    std::fprintf(stderr, "trainer: rank %d: %s\n", runtime.world_rank(), message.c_str());
+  else
+    std::fprintf(stderr, "trainer: %s\n", message.c_str());
+  if (runtime.world_size() > 1) runtime.abort(code);
+  return code;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  tr::ParallelRuntime runtime(&argc, &argv);
   try {
-    return run(argc, argv);
+    return run(argc, argv, runtime);
   } catch (const tr::UserError& e) {
-    std::fprintf(stderr, "trainer: %s\n", e.what());
-    return 2;
+    return fail(runtime, 2, e.what());
   } catch (const tr::RunFailure& e) {
-    std::fprintf(stderr, "trainer: %s\n", e.what());
-    return 3;
+    return fail(runtime, 3, e.what());
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "trainer: internal error: %s\n", e.what());
-    return 1;
+    return fail(runtime, 1, std::string("internal error: ") + e.what());
   }
 }

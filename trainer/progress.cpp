@@ -8,7 +8,7 @@
 namespace tr {
 
 Progress::Progress(std::int64_t total_steps, bool bar, std::FILE* out)
-    : total_(total_steps), bar_(bar && isatty(fileno(out))), out_(out) {}
+    : total_(total_steps), bar_(out && bar && isatty(fileno(out))), out_(out) {}
 
 std::string Progress::eta(std::int64_t step) const {
   if (first_step_ < 0 || step <= first_step_) return "--:--";
@@ -26,6 +26,7 @@ std::string Progress::eta(std::int64_t step) const {
 }
 
 void Progress::update(const ProgressRow& r) {
+  if (!out_) return;
   if (first_step_ < 0) {
     first_step_ = r.step;
     first_time_ = std::chrono::steady_clock::now();
@@ -55,6 +56,7 @@ void Progress::update(const ProgressRow& r) {
 }
 
 void Progress::message(const std::string& text) {
+  if (!out_) return;
   if (bar_visible_) std::fputs("\r\033[K", out_);
   std::fprintf(out_, "%s\n", text.c_str());
   bar_visible_ = false;
@@ -62,6 +64,7 @@ void Progress::message(const std::string& text) {
 }
 
 void Progress::finish() {
+  if (!out_) return;
   if (bar_visible_) std::fputc('\n', out_);
   bar_visible_ = false;
   std::fflush(out_);

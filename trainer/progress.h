@@ -22,7 +22,7 @@ struct ProgressRow {
 
 class Progress {
  public:
-  // bar: draw the bar (only honoured when `out` is a terminal).
+  // bar: draw the bar (only honoured when `out` is a terminal). out null: silent (ranks > 0).
   Progress(std::int64_t total_steps, bool bar, std::FILE* out = stderr);
   // Called at every log step.
   void update(const ProgressRow& row);

@@ -12,6 +12,8 @@
 #include "data/loader.h"
 #include "data/tokenizer.h"
 #include "models/model.h"
+#include "parallel/gradient_reducer.h"
+#include "parallel/runtime.h"
 #include "trainer/checkpoint.h"
 #include "trainer/config.h"
 #include "trainer/evaluation.h"
@@ -86,6 +88,9 @@ LoaderOptions train_loader_options(const RunConfig& c, int dp_rank, int dp_size)
   return lo;
 }
 
+// A collective that has not completed after this long means a peer died or hung.
+constexpr double kCollectiveTimeoutSeconds = 300;
+
 struct RunState {
   std::int64_t step = 0;  // last completed step
   std::int64_t samples = 0;
@@ -95,13 +100,18 @@ struct RunState {
 
 }  // namespace
 
-int run_training(const TrainArgs& args) {
+int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   // ---- everything the user gave, checked before anything is written ----
   RunConfig config = load_run_config(args.config_path, args.overrides);
   const std::string resume_mode = args.resume.empty() ? config.checkpoint.resume : args.resume;
-  const int world_size = 1, rank = 0;
-  const int dp_size = data_parallel_size(config, world_size);
-  const int dp_rank = rank;
+  const int dp_size = data_parallel_size(config, runtime.world_size());
+  runtime.setup_grid(static_cast<int>(config.parallel.tensor), dp_size, kCollectiveTimeoutSeconds);
+  const ProcessGrid& grid = runtime.grid();
+  if (grid.tp_size > 1)
+    throw UserError("parallel.tensor: " + std::to_string(grid.tp_size) +
+                    " requested, but this build trains with parallel.tensor 1 only so far");
+  const int rank = grid.world_rank, dp_rank = grid.dp_rank;
+  Communicator& dp = runtime.dp();
   check_device(config);
   const DatasetInfo train_info = read_dataset_info(config.data.train);
   std::optional<DatasetInfo> valid_info;
@@ -154,14 +164,17 @@ int run_training(const TrainArgs& args) {
 
   // ---- the run ----
   const fs::path run_dir = config.run.dir;
-  fs::create_directories(run_dir);
-  write_resolved_config(config, (run_dir / "config.yaml").string());
-  if (meta)
+  if (rank == 0) {
+    fs::create_directories(run_dir);
+    write_resolved_config(config, (run_dir / "config.yaml").string());
+  }
+  if (meta && rank == 0)
     std::fprintf(stderr, "resuming from %s (step %lld)\n", resume_from.c_str(),
                  static_cast<long long>(meta->step));
 
   MetricsLog metrics(rank == 0 ? (run_dir / "metrics.jsonl").string() : "");
-  Progress progress(total, config.log.progress);
+  Progress progress(total, config.log.progress, rank == 0 ? stderr : nullptr);
+  GradientReducer reducer(params, dp, config.parallel.bucket_mb, config.parallel.overlap);
   install_stop_signals();
   const std::string config_yaml = run_config_to_yaml(config);  // for meta.yaml
   // Translation checkpoints carry their tokenizer, so `trainer translate` needs nothing else.
@@ -184,10 +197,16 @@ int run_training(const TrainArgs& args) {
     m.model_type = config.model.type;
     m.model_yaml = model_config_to_yaml_text(config.model);
     m.config_yaml = config_yaml;
-    const std::string dir = save_checkpoint(run_dir.string(), m, params, optimizer.get(),
-                                            static_cast<int>(config.checkpoint.keep), extra_files);
+    // Replicas hold identical parameters and optimizer state: rank 0 writes, the others wait
+    // so that nobody runs ahead of a checkpoint that might fail.
+    if (rank == 0) {
+      const std::string dir = save_checkpoint(run_dir.string(), m, params, optimizer.get(),
+                                              static_cast<int>(config.checkpoint.keep),
+                                              extra_files);
+      progress.message("checkpoint " + dir);
+    }
+    runtime.world().barrier();
     last_saved = state.step;
-    progress.message("checkpoint " + dir);
   };
 
   auto run_eval = [&]() {
@@ -198,6 +217,7 @@ int run_training(const TrainArgs& args) {
     eo.beam = static_cast<int>(config.eval.beam);
     eo.tokenizer = tokenizer ? &*tokenizer : nullptr;
     eo.bleu = translation && tokenizer.has_value();
+    eo.dp = &dp;
     const EvalResult r = evaluate(*model, eo);
     nlohmann::json row = {{"step", state.step}, {"eval_loss", r.loss}, {"accuracy", r.accuracy}};
     char text[160];
@@ -214,24 +234,32 @@ int run_training(const TrainArgs& args) {
   const auto start = Clock::now();
   auto interval_start = start;
   std::int64_t interval_samples = 0, interval_tokens = 0, last_eval = -1;
-  while (state.step < total && !stop_requested()) {
+  bool stopping = false;
+  while (state.step < total && !stopping) {
     const std::int64_t step = state.step + 1;
     if (!have_batches) loader.next(step_batches);
     have_batches = false;
-    // World of one here; the distributed loop reduces these counts over DP ranks.
-    const std::int64_t global_targets = step_batches.local_targets;
-    const std::int64_t global_samples = step_batches.local_samples;
+    // Targets and samples of the whole global batch: every rank scales its loss by the same
+    // 1 / targets, so summing gradients over DP gives the single-process step.
+    std::int64_t counts[2] = {step_batches.local_targets, step_batches.local_samples};
+    dp.all_reduce(counts, 2, DType::i64, ReduceOp::sum);
+    const std::int64_t global_targets = counts[0], global_samples = counts[1];
     optimizer->zero_grad();
+    reducer.begin_step();
     double loss_sum = 0;
-    std::int64_t sample_offset = step_batches.first_sample;
-    for (const Batch& batch : step_batches.micro_batches) {
+    for (std::size_t j = 0; j < step_batches.micro_batches.size(); ++j) {
       const ForwardContext ctx{true, config.run.seed, static_cast<std::uint64_t>(step),
-                               sample_offset};
-      loss_sum += model->forward(batch, ctx);
+                               step_batches.micro_batch_first_sample[j]};
+      loss_sum += model->forward(step_batches.micro_batches[j], ctx);
       model->backward(1.0 / static_cast<double>(global_targets));
-      sample_offset += batch.size();
     }
-    const double loss = loss_sum / static_cast<double>(global_targets);
+    for (Parameter* p : params) reducer.mark_ready(p);
+    reducer.finish();
+    // The loss sum and a stop request travel together: every rank stops after the same step.
+    double reduced[2] = {loss_sum, stop_requested() ? 1.0 : 0.0};
+    dp.all_reduce(reduced, 2, DType::f64, ReduceOp::sum);
+    stopping = runtime.world().all_reduce_scalar(reduced[1], ReduceOp::max) > 0;
+    const double loss = reduced[0] / static_cast<double>(global_targets);
     const double grad_norm = config.train.grad_clip > 0
                                  ? clip_grad_norm(params, config.train.grad_clip)
                                  : global_grad_norm(params);
@@ -279,7 +307,7 @@ int run_training(const TrainArgs& args) {
     if (config.checkpoint.every_steps > 0 && step % config.checkpoint.every_steps == 0) save();
   }
 
-  if (stop_requested()) {
+  if (stopping) {
     if (last_saved != state.step) save();
     progress.message(std::string("stopped by ") + stop_signal_name() + " after step " +
                      std::to_string(state.step) + "; resume with --resume auto");
@@ -289,7 +317,8 @@ int run_training(const TrainArgs& args) {
   if (valid_info && last_eval != state.step && config.eval.every_steps > 0) run_eval();
   if (last_saved != state.step) save();
   progress.finish();
-  std::fprintf(stderr, "done: %lld steps in %.1f s, run directory %s\n",
+  if (rank == 0)
+    std::fprintf(stderr, "done: %lld steps in %.1f s, run directory %s\n",
                static_cast<long long>(state.step), seconds_since(start), run_dir.c_str());
   return 0;
 }

@@ -19,7 +19,10 @@ struct TrainArgs {
   std::string resume;                  // --resume auto|never|DIR; "" = checkpoint.resume
 };
 
-// Returns the process exit code (0 also after a requested stop).
-int run_training(const TrainArgs& args);
+class ParallelRuntime;
+
+// Runs this rank's part of the training; every rank of the job calls it. Returns the process
+// exit code (0 also after a requested stop).
+int run_training(const TrainArgs& args, ParallelRuntime& runtime);
 
 }  // namespace tr

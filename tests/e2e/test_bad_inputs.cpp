@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -134,6 +135,7 @@ class BadInputs : public ::testing::Test {
   void expect_refused(const std::string& args, const std::vector<std::string>& named) {
     const std::set<std::string> before = listing(dir_);
     const testing::CliResult r = run_trainer("train " + args);
+    std::printf("[ output   ] %s", r.output.c_str());  // the message, for the test log
     EXPECT_EQ(r.exit_code, 2) << r.output;
     EXPECT_GE(count_lines(r.output), 1) << r.output;
     EXPECT_LE(count_lines(r.output), 3) << r.output;
