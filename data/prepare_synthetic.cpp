@@ -43,8 +43,8 @@ SplitMix64 record_rng(std::uint64_t seed, std::int64_t index) {
 }
 
 std::int64_t record_length(const PrepareSyntheticOptions& o, SplitMix64& rng) {
-  return o.min_len + static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(
-                         o.max_len - o.min_len + 1)));
+  return o.min_len + static_cast<std::int64_t>(
+                         rng.below(static_cast<std::uint64_t>(o.max_len - o.min_len + 1)));
 }
 
 void validate(const PrepareSyntheticOptions& o) {
@@ -71,9 +71,9 @@ class RowWriter {
  public:
   RowWriter(h5::File& file, std::string name, std::int64_t rows, std::int64_t chunk)
       : file_(file), name_(std::move(name)), chunk_(chunk) {
-    file_.create_dataset(name_, {rows}, dtype_of<T>(),
-                         h5::WriteOptions{std::min<std::int64_t>(chunk, std::max<std::int64_t>(
-                                                                             rows, 1))});
+    file_.create_dataset(
+        name_, {rows}, dtype_of<T>(),
+        h5::WriteOptions{std::min<std::int64_t>(chunk, std::max<std::int64_t>(rows, 1))});
   }
   void add(T value) {
     buffer_.push_back(value);

@@ -23,7 +23,7 @@ struct PrepareSyntheticOptions {
   std::int64_t min_len = 1;      // tokens per record (without eos/bos), at least 1
   std::int64_t max_len = 10;
   std::uint64_t seed = 0;
-  std::string out;                     // HDF5 file to write (parent directories are created)
+  std::string out;                      // HDF5 file to write (parent directories are created)
   std::int64_t chunk_tokens = 1 << 16;  // HDF5 chunk of the token arrays, and write buffer
 };
 

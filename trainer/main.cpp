@@ -204,8 +204,8 @@ int run(int argc, char** argv, tr::ParallelRuntime& runtime) {
   if (*synthetic_cmd) {
     const tr::PreparedSynthetic r = tr::prepare_synthetic(synthetic);
     std::fprintf(stderr, "%s: %lld %s pairs, %lld tokens a side, vocabulary %d\n",
-                 synthetic.out.c_str(), static_cast<long long>(r.records),
-                 synthetic.task.c_str(), static_cast<long long>(r.tokens), synthetic.vocab_size);
+                 synthetic.out.c_str(), static_cast<long long>(r.records), synthetic.task.c_str(),
+                 static_cast<long long>(r.tokens), synthetic.vocab_size);
     return 0;
   }
   if (*smoke_cmd) {

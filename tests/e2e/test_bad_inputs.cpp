@@ -264,6 +264,21 @@ TEST_F(BadInputs, TokenIdOutsideTheVocabulary) {
   expect_refused_seq("--set data.train=" + path, {"bad_token.h5", "record 5", "25"});
 }
 
+// Records are validated as they are read (a full scan up front would read the whole dataset):
+// a bad record after the first step still ends the run with exit 2 naming the file and record,
+// but only once the steps before it have run, so the run directory exists by then.
+TEST_F(BadInputs, TokenIdOutsideTheVocabularyInALaterStep) {
+  const std::string path = (dir_ / "late_bad_token.h5").string();
+  write_tokens(path, 12);  // in the second step (records 8-15)
+  const testing::CliResult r =
+      run_trainer("train --config " + seq_config_ + " --set data.train=" + path);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_LE(count_lines(r.output), 3) << r.output;
+  EXPECT_NE(r.output.find("late_bad_token.h5: record 12"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("HDF5-DIAG"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(run_dir_ / "checkpoints")) << "no checkpoint of a failed run";
+}
+
 // ---- model against data ------------------------------------------------------------------
 
 TEST_F(BadInputs, VocabularyDisagreesWithData) {

@@ -68,8 +68,7 @@ std::string file_bytes(const fs::path& path, std::size_t n) {
 CliResult timed(const std::string& what, const std::string& args) {
   const auto start = std::chrono::steady_clock::now();
   CliResult r = run_trainer(args);
-  const double s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("[ timing   ] %s: %.1f s (exit %d)\n", what.c_str(), s, r.exit_code);
   return r;
 }
@@ -104,7 +103,9 @@ Metrics check_metrics(const fs::path& run_dir, bool translation) {
 // OpenMP's fork/join per kernel dominates, and on a shared 2-core machine spinning threads stall
 // each other (the translation run took 7 s on one thread and 20-100 s on two, under load).
 // Speed is measured by bench/, never by tests; the threaded kernels have their own unit tests.
-void use_one_thread() { setenv("OMP_NUM_THREADS", "1", 1); }
+void use_one_thread() {
+  setenv("OMP_NUM_THREADS", "1", 1);
+}
 
 class SmokeTranslation : public ::testing::Test {
  protected:
@@ -118,11 +119,10 @@ class SmokeTranslation : public ::testing::Test {
         "prepare synthetic --task reverse --vocab 20 --min-len 4 --max-len 12 ";
     prepare_train_ = timed("prepare synthetic (train)",
                            prepare + "--records 4000 --seed 1 --out " + train_data_);
-    prepare_valid_ = timed("prepare synthetic (valid)",
-                           prepare + "--records 256 --seed 2 --out " + valid_data_);
-    train_ = timed("train smoke_translation",
-                   "train --config " + config() + " " + data_sets() + " --set run.dir=" +
-                       run_dir_.string());
+    prepare_valid_ =
+        timed("prepare synthetic (valid)", prepare + "--records 256 --seed 2 --out " + valid_data_);
+    train_ = timed("train smoke_translation", "train --config " + config() + " " + data_sets() +
+                                                  " --set run.dir=" + run_dir_.string());
   }
   static void TearDownTestSuite() { fs::remove_all(dir_); }
 
@@ -223,8 +223,8 @@ TEST_F(SmokeTranslation, TranslateWithoutTokenizerAsksForIds) {
 
 TEST_F(SmokeTranslation, ExportedWeightsInitializeARunAndInspect) {
   const fs::path weights = dir_ / "weights.h5";
-  CliResult r = timed("export", "export --checkpoint " + run_dir_.string() + " --out " +
-                                    weights.string());
+  CliResult r =
+      timed("export", "export --checkpoint " + run_dir_.string() + " --out " + weights.string());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   ASSERT_TRUE(fs::exists(weights));
 
@@ -238,8 +238,8 @@ TEST_F(SmokeTranslation, ExportedWeightsInitializeARunAndInspect) {
   // The exported weights are the trained ones: as model.init, the first evaluation is as good.
   const fs::path init_run = dir_ / "init_run";
   r = timed("train from model.init",
-            "train --config " + config() + " " + data_sets() + " --set run.dir=" +
-                init_run.string() + " --set model.init=" + weights.string() +
+            "train --config " + config() + " " + data_sets() +
+                " --set run.dir=" + init_run.string() + " --set model.init=" + weights.string() +
                 " --set train.steps=2 --set eval.every_steps=2 --set log.every_steps=1"
                 " --set train.schedule.type=constant --set train.optimizer.lr=1.0e-6");
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -274,8 +274,7 @@ TEST_F(SmokeTranslation, InspectDatasetAndCheckpoint) {
 
 TEST_F(SmokeTranslation, PlotWritesPng) {
   const fs::path png = dir_ / "curves.png";
-  const CliResult r =
-      timed("plot", "plot " + run_dir_.string() + " --out " + png.string());
+  const CliResult r = timed("plot", "plot " + run_dir_.string() + " --out " + png.string());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   ASSERT_TRUE(fs::exists(png));
   EXPECT_GT(fs::file_size(png), 1000u);
@@ -302,8 +301,8 @@ class SmokeVit : public ::testing::Test {
     if (prepare_train_.exit_code != 0) return;
     prepare_test_ = timed("prepare images (test)",
                           "prepare images --images " + src + "t10k-images-idx3-ubyte.gz" +
-                              " --labels " + src + "t10k-labels-idx1-ubyte.gz" +
-                              " --stats-from " + train_data_ + " --out " + test_data_);
+                              " --labels " + src + "t10k-labels-idx1-ubyte.gz" + " --stats-from " +
+                              train_data_ + " --out " + test_data_);
     if (prepare_test_.exit_code != 0) return;
     train_ = timed("train smoke_vit", "train --config " + config() + " " + data_sets() +
                                           " --set run.dir=" + run_dir_.string());
@@ -343,9 +342,9 @@ TEST_F(SmokeVit, BeatsSeventyPercent) {
 }
 
 TEST_F(SmokeVit, EvalOnTheWholeTestSet) {
-  const CliResult r = timed("eval (10000 test images)", "eval --config " + config() + " " +
-                                                            data_sets() + " --checkpoint " +
-                                                            run_dir_.string());
+  const CliResult r =
+      timed("eval (10000 test images)",
+            "eval --config " + config() + " " + data_sets() + " --checkpoint " + run_dir_.string());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const nlohmann::json j = json_line(r.output);
   EXPECT_EQ(j["records"], 10000) << j;
@@ -355,9 +354,8 @@ TEST_F(SmokeVit, EvalOnTheWholeTestSet) {
 }
 
 TEST_F(SmokeVit, PredictPrintsOneClassPerImage) {
-  const CliResult r = timed("predict (10000 images)", "predict --checkpoint " +
-                                                          run_dir_.string() + " --data " +
-                                                          test_data_);
+  const CliResult r = timed("predict (10000 images)",
+                            "predict --checkpoint " + run_dir_.string() + " --data " + test_data_);
   ASSERT_EQ(r.exit_code, 0) << r.output.substr(0, 2000);
   std::vector<std::string> lines = split_lines(r.output);
   // 10000 "index<TAB>class<TAB>name" lines and one accuracy line on stderr.
@@ -384,8 +382,8 @@ TEST_F(SmokeVit, PredictPrintsOneClassPerImage) {
 
 TEST_F(SmokeVit, ExportedWeightsInitializeARunAndInspect) {
   const fs::path weights = dir_ / "weights.h5";
-  CliResult r = run_trainer("export --checkpoint " + run_dir_.string() + " --out " +
-                            weights.string());
+  CliResult r =
+      run_trainer("export --checkpoint " + run_dir_.string() + " --out " + weights.string());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   r = run_trainer("inspect " + weights.string());
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -395,8 +393,8 @@ TEST_F(SmokeVit, ExportedWeightsInitializeARunAndInspect) {
 
   const fs::path init_run = dir_ / "init_run";
   r = timed("train from model.init",
-            "train --config " + config() + " " + data_sets() + " --set run.dir=" +
-                init_run.string() + " --set model.init=" + weights.string() +
+            "train --config " + config() + " " + data_sets() +
+                " --set run.dir=" + init_run.string() + " --set model.init=" + weights.string() +
                 " --set train.steps=2 --set eval.every_steps=2 --set log.every_steps=1"
                 " --set train.schedule.type=constant --set train.optimizer.lr=1.0e-6");
   ASSERT_EQ(r.exit_code, 0) << r.output;
