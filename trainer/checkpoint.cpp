@@ -56,7 +56,84 @@ void write_optimizer_state(const std::string& path, const Optimizer& optimizer) 
   file.close();
 }
 
-void read_optimizer_state(const std::string& path, Optimizer& optimizer) {
+// The AdamW moments of every parameter as one flat vector in canonical order, from the files
+// of a checkpoint written with ZeRO-1 (shard files) or without (one per-parameter file).
+struct FlatState {
+  std::string type;
+  std::int64_t steps = 0;
+  std::vector<float> exp_avg, exp_avg_sq;
+};
+
+bool is_shard_file(const h5::File& file) { return file.has_attr("/", "shard_offset"); }
+
+FlatState read_flat_state(const std::string& dir, const ParameterList& params) {
+  std::int64_t total = 0;
+  for (const Parameter* p : params) total += p->value.numel();
+  FlatState state;
+  state.exp_avg.assign(static_cast<std::size_t>(total), 0.0f);
+  state.exp_avg_sq.assign(static_cast<std::size_t>(total), 0.0f);
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(dir))
+    if (entry.path().filename().string().rfind("optim_rank", 0) == 0) files.push_back(entry.path());
+  if (files.empty()) throw UserError(dir + ": optimizer state missing from the checkpoint");
+  std::sort(files.begin(), files.end());
+  std::int64_t covered = 0;
+  for (const fs::path& path : files) {
+    h5::File file = h5::File::open(path.string());
+    state.type = file.read_attr_string("/", "type");
+    state.steps = file.read_attr_scalar<std::int64_t>("/", "steps");
+    if (is_shard_file(file)) {
+      if (file.read_attr_scalar<std::int64_t>("/", "total") != total)
+        throw UserError(path.string() + ": optimizer shard of another model size");
+      const auto offset = file.read_attr_scalar<std::int64_t>("/", "shard_offset");
+      const auto m = file.read<float>("exp_avg"), v = file.read<float>("exp_avg_sq");
+      const std::int64_t n = std::min<std::int64_t>(static_cast<std::int64_t>(m.size()), total - offset);
+      for (std::int64_t i = 0; i < n; ++i) {
+        state.exp_avg[offset + i] = m[i];
+        state.exp_avg_sq[offset + i] = v[i];
+      }
+      covered += std::max<std::int64_t>(n, 0);
+    } else {
+      if (state.type != "adamw")
+        throw UserError(path.string() + ": holds " + state.type + " state; ZeRO-1 needs adamw");
+      std::int64_t offset = 0;
+      for (const Parameter* p : params) {
+        const auto m = file.read<float>(p->name + "/exp_avg");
+        const auto v = file.read<float>(p->name + "/exp_avg_sq");
+        std::copy(m.begin(), m.end(), state.exp_avg.begin() + offset);
+        std::copy(v.begin(), v.end(), state.exp_avg_sq.begin() + offset);
+        offset += p->value.numel();
+      }
+      covered = total;
+    }
+  }
+  if (covered != total)
+    throw UserError(dir + ": optimizer shards cover " + std::to_string(covered) + " of " +
+                    std::to_string(total) + " elements (a shard file is missing)");
+  return state;
+}
+
+void read_optimizer_state(const std::string& dir, Optimizer& optimizer) {
+  const fs::path single = fs::path(dir) / kOptimizerFile;
+  if (fs::exists(single) && is_shard_file(h5::File::open(single.string()))) {
+    // Written with ZeRO-1: reassemble the flat moments, then hand each parameter its part.
+    if (std::string(optimizer.type()) != "adamw")
+      throw UserError(dir + ": holds adamw state, but train.optimizer.type is " +
+                      optimizer.type());
+    const FlatState state = read_flat_state(dir, optimizer.parameters());
+    std::int64_t offset = 0;
+    for (std::size_t i = 0; i < optimizer.parameters().size(); ++i) {
+      const std::int64_t n = optimizer.parameters()[i]->value.numel();
+      std::copy_n(state.exp_avg.begin() + offset, n, optimizer.state(i, "exp_avg").data<float>());
+      std::copy_n(state.exp_avg_sq.begin() + offset, n,
+                  optimizer.state(i, "exp_avg_sq").data<float>());
+      offset += n;
+    }
+    optimizer.set_step_count(state.steps);
+    return;
+  }
+  const std::string path = single.string();
+  if (!fs::exists(path)) throw UserError(path + ": optimizer state missing from the checkpoint");
   h5::File file = h5::File::open(path);
   const std::string type = file.read_attr_string("/", "type");
   if (type != optimizer.type())
@@ -144,19 +221,62 @@ std::string checkpoint_model_file(const std::string& checkpoint_dir) {
   return (fs::path(checkpoint_dir) / kModelFile).string();
 }
 
+std::string checkpoint_tmp_dir(const std::string& run_dir, std::int64_t step) {
+  return (fs::path(run_dir) / "checkpoints" / (step_name(step) + ".tmp")).string();
+}
+
+std::string prepare_checkpoint_dir(const std::string& run_dir, std::int64_t step) {
+  const fs::path tmp_dir = checkpoint_tmp_dir(run_dir, step);
+  std::error_code ec;
+  fs::remove_all(tmp_dir, ec);
+  if (!fs::create_directories(tmp_dir, ec))
+    throw UserError(tmp_dir.string() + ": cannot create checkpoint directory (" + ec.message() + ")");
+  return tmp_dir.string();
+}
+
+void write_optimizer_shard(const std::string& dir, int dp_rank, ShardedAdamW& optimizer) {
+  char name[32];
+  std::snprintf(name, sizeof name, "optim_rank%04d.h5", dp_rank);
+  h5::File file = h5::File::create((fs::path(dir) / name).string());
+  file.write_attr("/", "type", "adamw");
+  file.write_attr_scalar<std::int64_t>("/", "steps", optimizer.step_count());
+  file.write_attr_scalar<std::int64_t>("/", "shard_offset", optimizer.shard_offset());
+  file.write_attr_scalar<std::int64_t>("/", "total", optimizer.total());
+  file.write("exp_avg", optimizer.exp_avg());
+  file.write("exp_avg_sq", optimizer.exp_avg_sq());
+  file.close();
+}
+
+void load_optimizer_shard(const std::string& checkpoint_dir, ShardedAdamW& optimizer) {
+  const FlatState state = read_flat_state(checkpoint_dir, optimizer.parameters());
+  if (state.type != "adamw")
+    throw UserError(checkpoint_dir + ": holds " + state.type + " state; ZeRO-1 needs adamw");
+  float* m = optimizer.exp_avg().data<float>();
+  float* v = optimizer.exp_avg_sq().data<float>();
+  for (std::int64_t i = 0; i < optimizer.shard_size(); ++i) {
+    const std::int64_t g = optimizer.shard_offset() + i;
+    const bool inside = g < optimizer.total();
+    m[i] = inside ? state.exp_avg[g] : 0.0f;
+    v[i] = inside ? state.exp_avg_sq[g] : 0.0f;
+  }
+  optimizer.set_step_count(state.steps);
+}
+
 std::string save_checkpoint(const std::string& run_dir, const CheckpointMeta& meta_in,
                             const ParameterList& params, const Optimizer* optimizer, int keep,
-                            const std::map<std::string, std::string>& extra_files) {
+                            const std::map<std::string, std::string>& extra_files,
+                            bool keep_prepared) {
   const fs::path root = fs::path(run_dir) / "checkpoints";
   const fs::path final_dir = root / step_name(meta_in.step);
   const fs::path tmp_dir = root / (step_name(meta_in.step) + ".tmp");
   std::error_code ec;
-  fs::create_directories(root, ec);
-  fs::remove_all(tmp_dir, ec);
-  if (!fs::create_directories(tmp_dir, ec))
-    throw UserError(tmp_dir.string() + ": cannot create checkpoint directory (" + ec.message() + ")");
+  if (!keep_prepared) prepare_checkpoint_dir(run_dir, meta_in.step);
   try {
     CheckpointMeta meta = meta_in;
+    for (const auto& entry : fs::directory_iterator(tmp_dir)) {  // shards of the other ranks
+      fsync_path(entry.path());
+      meta.checksums[entry.path().filename().string()] = file_checksum(entry.path().string());
+    }
     write_weights((tmp_dir / kModelFile).string(), meta.model_type, meta.model_yaml, params);
     meta.checksums[kModelFile] = file_checksum((tmp_dir / kModelFile).string());
     if (optimizer) {
@@ -246,11 +366,7 @@ std::string find_latest_checkpoint(const std::string& run_dir, std::string* warn
 void load_checkpoint(const std::string& checkpoint_dir, const ParameterList& params,
                      Optimizer* optimizer) {
   read_weights(checkpoint_model_file(checkpoint_dir), params);
-  if (optimizer) {
-    const std::string path = (fs::path(checkpoint_dir) / kOptimizerFile).string();
-    if (!fs::exists(path)) throw UserError(path + ": optimizer state missing from the checkpoint");
-    read_optimizer_state(path, *optimizer);
-  }
+  if (optimizer) read_optimizer_state(checkpoint_dir, *optimizer);
 }
 
 }  // namespace tr

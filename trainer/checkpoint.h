@@ -15,6 +15,7 @@
 #include "data/loader.h"
 #include "layers/parameter.h"
 #include "trainer/optimizer.h"
+#include "trainer/sharded_adamw.h"
 
 namespace tr {
 
@@ -39,9 +40,22 @@ inline constexpr const char* kCheckpointTokenizerFile = "tokenizer.model";
 // Writes a complete checkpoint for `step` under run_dir/checkpoints, then prunes to `keep`
 // newest (keep <= 0: keep all). `extra_files` (name -> bytes) are written inside it too and
 // covered by the checksums. Returns the checkpoint directory.
+// With sharded optimizer state (ZeRO-1) every rank first writes its shard into the temporary
+// directory (prepare_checkpoint_dir on rank 0, then write_optimizer_shard everywhere); this call
+// (rank 0, optimizer null, `keep_prepared` true) then adds the rest and checksums everything.
 std::string save_checkpoint(const std::string& run_dir, const CheckpointMeta& meta,
                             const ParameterList& params, const Optimizer* optimizer, int keep,
-                            const std::map<std::string, std::string>& extra_files = {});
+                            const std::map<std::string, std::string>& extra_files = {},
+                            bool keep_prepared = false);
+// Creates the (empty) temporary directory of the checkpoint for `step`, and returns it.
+std::string prepare_checkpoint_dir(const std::string& run_dir, std::int64_t step);
+std::string checkpoint_tmp_dir(const std::string& run_dir, std::int64_t step);
+// This DP rank's ZeRO-1 shard: optim_rank<dp rank>.h5 with flat exp_avg / exp_avg_sq and the
+// shard's place in the flat parameter vector, so any layout can reassemble it.
+void write_optimizer_shard(const std::string& dir, int dp_rank, ShardedAdamW& optimizer);
+// Loads the optimizer state of a checkpoint written under any layout (sharded or not) into a
+// sharded optimizer.
+void load_optimizer_shard(const std::string& checkpoint_dir, ShardedAdamW& optimizer);
 
 // The newest complete, intact checkpoint of a run directory ("" when there is none). A newest
 // checkpoint whose files do not match their checksums is reported through `warning` and the

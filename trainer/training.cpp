@@ -21,6 +21,7 @@
 #include "trainer/metrics_log.h"
 #include "trainer/model_config_yaml.h"
 #include "trainer/progress.h"
+#include "trainer/sharded_adamw.h"
 #include "trainer/stop_signals.h"
 #include "trainer/weights_file.h"
 
@@ -143,10 +144,22 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   // with exit 2 naming the file and record.)
   auto model = make_model(config.model, DType::f32, config.train.label_smoothing, config.run.seed);
   const ParameterList& params = model->parameters();
-  auto optimizer = make_optimizer(config, params);
+  // ZeRO-1 keeps the AdamW state sharded over the DP ranks (trainer/sharded_adamw.h);
+  // otherwise every replica holds the whole optimizer.
+  const bool zero = config.parallel.zero == 1;
+  if (zero && config.train.optimizer.type != "adamw")
+    throw UserError("parallel.zero: 1 shards AdamW state, but train.optimizer.type is " +
+                    config.train.optimizer.type);
+  std::unique_ptr<Optimizer> optimizer;
+  std::unique_ptr<ShardedAdamW> sharded;
+  if (zero)
+    sharded = std::make_unique<ShardedAdamW>(params, config.train.optimizer.adamw(), dp);
+  else
+    optimizer = make_optimizer(config, params);
   RunState state;
   if (meta) {
     load_checkpoint(resume_from, params, optimizer.get());
+    if (sharded) load_optimizer_shard(resume_from, *sharded);
     loader.restore(meta->loader);
     state.step = meta->step;
     state.samples = meta->samples;
@@ -188,8 +201,8 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
     m.samples = state.samples;
     m.loader = have_batches ? before_first : loader.state();
     m.seed = config.run.seed;
-    m.optimizer_type = optimizer->type();
-    m.optimizer_steps = optimizer->step_count();
+    m.optimizer_type = zero ? "adamw" : optimizer->type();
+    m.optimizer_steps = zero ? sharded->step_count() : optimizer->step_count();
     m.bad_steps_in_row = state.bad_in_row;
     m.data_parallel = dp_size;
     m.tensor_parallel = static_cast<int>(config.parallel.tensor);
@@ -197,12 +210,21 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
     m.model_type = config.model.type;
     m.model_yaml = model_config_to_yaml_text(config.model);
     m.config_yaml = config_yaml;
-    // Replicas hold identical parameters and optimizer state: rank 0 writes, the others wait
-    // so that nobody runs ahead of a checkpoint that might fail.
+    // Replicas hold identical parameters (and, without ZeRO, optimizer state): rank 0 writes
+    // them, each ZeRO rank its optimizer shard; the others wait so that nobody runs ahead of a
+    // checkpoint that might fail.
+    if (zero) {
+      if (rank == 0) prepare_checkpoint_dir(run_dir.string(), state.step);
+      runtime.world().barrier();
+      if (grid.tp_rank == 0)
+        write_optimizer_shard(checkpoint_tmp_dir(run_dir.string(), state.step), dp_rank,
+                              *sharded);
+      runtime.world().barrier();
+    }
     if (rank == 0) {
       const std::string dir = save_checkpoint(run_dir.string(), m, params, optimizer.get(),
                                               static_cast<int>(config.checkpoint.keep),
-                                              extra_files);
+                                              extra_files, /*keep_prepared=*/zero);
       progress.message("checkpoint " + dir);
     }
     runtime.world().barrier();
@@ -244,7 +266,7 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
     std::int64_t counts[2] = {step_batches.local_targets, step_batches.local_samples};
     dp.all_reduce(counts, 2, DType::i64, ReduceOp::sum);
     const std::int64_t global_targets = counts[0], global_samples = counts[1];
-    optimizer->zero_grad();
+    for (Parameter* p : params) p->grad.zero_();
     reducer.begin_step();
     double loss_sum = 0;
     for (std::size_t j = 0; j < step_batches.micro_batches.size(); ++j) {
@@ -253,19 +275,36 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
       loss_sum += model->forward(step_batches.micro_batches[j], ctx);
       model->backward(1.0 / static_cast<double>(global_targets));
     }
-    for (Parameter* p : params) reducer.mark_ready(p);
-    reducer.finish();
+    if (!zero) {
+      for (Parameter* p : params) reducer.mark_ready(p);
+      reducer.finish();
+    }
     // The loss sum and a stop request travel together: every rank stops after the same step.
     double reduced[2] = {loss_sum, stop_requested() ? 1.0 : 0.0};
     dp.all_reduce(reduced, 2, DType::f64, ReduceOp::sum);
     stopping = runtime.world().all_reduce_scalar(reduced[1], ReduceOp::max) > 0;
     const double loss = reduced[0] / static_cast<double>(global_targets);
-    const double grad_norm = config.train.grad_clip > 0
-                                 ? clip_grad_norm(params, config.train.grad_clip)
-                                 : global_grad_norm(params);
     const double lr = learning_rate(config.train.schedule, step);
-    if (std::isfinite(loss) && std::isfinite(grad_norm)) {
-      optimizer->step(lr);
+    double grad_norm = 0;
+    bool updated = false;
+    if (zero) {  // reduce-scatter, clip on the global norm, update the shard, all-gather
+      // The loss is the same on every rank, so all of them skip together.
+      if (std::isfinite(loss)) {
+        const auto r = sharded->step(lr, config.train.grad_clip);
+        grad_norm = r.grad_norm;
+        updated = r.updated;
+      } else {
+        grad_norm = loss;
+      }
+    } else {
+      grad_norm = config.train.grad_clip > 0 ? clip_grad_norm(params, config.train.grad_clip)
+                                             : global_grad_norm(params);
+      if (std::isfinite(loss) && std::isfinite(grad_norm)) {
+        optimizer->step(lr);
+        updated = true;
+      }
+    }
+    if (updated) {
       state.bad_in_row = 0;
     } else {
       ++state.bad_in_row;

@@ -1,6 +1,6 @@
 // Data parallelism reproduces the single-process run: per-step losses within 1e-5 relative and
-// parameters after 8 steps within 1e-5, with and without gradient accumulation and overlap,
-// for both models (the golden training runs of tests/golden/train).
+// parameters after 8 steps within 1e-5, with and without gradient accumulation, overlap and
+// ZeRO-1, for both models (the golden training runs of tests/golden/train).
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -97,6 +97,16 @@ TEST_P(DataParallel, MatchesSingleProcessWithAccumulationAndNoOverlap) {
                                 {"train.micro_batch=1", "parallel.overlap=false",
                                  "parallel.bucket_mb=0.001"},
                                 "accumulation_" + std::to_string(n));
+}
+
+TEST_P(DataParallel, MatchesSingleProcessWithZeroOne) {
+  // Optimizer state sharded over the ranks (any element count: the flat vector is padded).
+  expect_matches_single_process(GetParam(), {"train.micro_batch=0", "parallel.zero=1"}, "zero");
+}
+
+TEST_P(DataParallel, MatchesSingleProcessWithZeroOneAndAccumulation) {
+  expect_matches_single_process(GetParam(), {"train.micro_batch=1", "parallel.zero=1"},
+                                "zero_accumulation");
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, DataParallel,

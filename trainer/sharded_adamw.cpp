@@ -1,0 +1,85 @@
+#include "trainer/sharded_adamw.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "layers/cpu/kernels.h"
+
+namespace tr {
+
+ShardedAdamW::ShardedAdamW(ParameterList params, const AdamWConfig& config, Communicator& dp)
+    : params_(std::move(params)), config_(config), dp_(dp) {
+  validate_adamw_config(config_);
+  for (Parameter* p : params_) {
+    TR_CHECK(p->value.dtype() == DType::f32, "ZeRO-1 shards fp32 parameters");
+    total_ += p->value.numel();
+  }
+  const std::int64_t ranks = dp_.size();
+  shard_ = (total_ + ranks - 1) / ranks;
+  const std::int64_t begin = shard_ * dp_.rank(), end = begin + shard_;
+  std::int64_t offset = 0;
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    const Parameter* p = params_[i];
+    const std::int64_t n = p->value.numel();
+    const std::int64_t lo = std::max(begin, offset), hi = std::min(end, offset + n);
+    if (lo < hi)
+      segments_.push_back(
+          {i, lo - begin, lo - offset, hi - lo, p->decay ? config_.weight_decay : 0.0});
+    offset += n;
+  }
+  flat_ = Tensor::zeros({shard_ * ranks}, DType::f32);
+  grad_shard_ = Tensor::zeros({shard_}, DType::f32);
+  param_shard_ = Tensor::zeros({shard_}, DType::f32);
+  m_ = Tensor::zeros({shard_}, DType::f32);
+  v_ = Tensor::zeros({shard_}, DType::f32);
+}
+
+void ShardedAdamW::zero_grad() {
+  for (Parameter* p : params_) p->grad.zero_();
+}
+
+ShardedAdamW::StepResult ShardedAdamW::step(double lr, double max_norm) {
+  float* flat = flat_.data<float>();
+  std::int64_t offset = 0;
+  for (Parameter* p : params_) {
+    std::memcpy(flat + offset, p->grad.raw(), p->grad.bytes());
+    offset += p->grad.numel();
+  }
+  std::memset(flat + offset, 0, sizeof(float) * static_cast<std::size_t>(flat_.numel() - offset));
+  dp_.reduce_scatter(flat, grad_shard_.data<float>(), shard_, DType::f32, ReduceOp::sum);
+
+  StepResult result;
+  const double squares = dp_.all_reduce_scalar(cpu::sum_squares(grad_shard_.data<float>(), shard_));
+  result.grad_norm = std::sqrt(squares);
+  if (!std::isfinite(result.grad_norm)) return result;
+  // As torch.nn.utils.clip_grad_norm_: scale only when the coefficient is below 1.
+  if (max_norm > 0) {
+    const double coefficient = max_norm / (result.grad_norm + 1e-6);
+    if (coefficient < 1)
+      cpu::scale(grad_shard_.data<float>(), grad_shard_.data<float>(),
+                 static_cast<float>(coefficient), shard_);
+  }
+
+  ++steps_;
+  float* shard = param_shard_.data<float>();
+  for (const Segment& s : segments_)  // this rank's slice of the current parameters
+    std::memcpy(shard + s.shard_begin, params_[s.param]->value.data<float>() + s.param_begin,
+                sizeof(float) * static_cast<std::size_t>(s.count));
+  for (const Segment& s : segments_)
+    cpu::adamw_update<float>(shard + s.shard_begin, grad_shard_.data<float>() + s.shard_begin,
+                             m_.data<float>() + s.shard_begin, v_.data<float>() + s.shard_begin,
+                             s.count, static_cast<float>(lr), static_cast<float>(config_.beta1),
+                             static_cast<float>(config_.beta2), static_cast<float>(config_.eps),
+                             static_cast<float>(s.weight_decay), steps_);
+
+  dp_.all_gather(shard, flat, shard_, DType::f32);
+  offset = 0;
+  for (Parameter* p : params_) {
+    std::memcpy(p->value.raw(), flat + offset, p->value.bytes());
+    offset += p->value.numel();
+  }
+  result.updated = true;
+  return result;
+}
+
+}  // namespace tr
