@@ -1,7 +1,10 @@
-// Multi-head attention on the CPU: per (batch, head) GEMMs that read the head's columns in
-// place (leading dimension H*Dh), with scaling and masking fused into the softmax.
+// Multi-head attention on the CPU, scaling and masking fused into the softmax. Two paths:
+// - fused (small heads, the common case): per (batch, head) register-tiled products written
+//   here, everything of one head on one thread; see "fused path" below.
+// - BLAS (large heads): per (batch, head) GEMMs that read the head's columns in place
+//   (leading dimension H*Dh).
 //
-// Work split: when one head's GEMMs are small, OpenBLAS runs them on the calling thread, so
+// BLAS path work split: when one head's GEMMs are small, OpenBLAS runs them on the calling thread, so
 // OpenMP takes the (b, h) pairs in parallel. Above that size OpenBLAS would start its own
 // threads inside each OpenMP thread; then the heads run one after another and the parallelism
 // is OpenBLAS's (GEMMs) and OpenMP's over rows (softmax). Each output element is produced by
@@ -9,9 +12,12 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "layers/cpu/kernels.h"
+#include "layers/cpu/simd.h"
+#include "layers/cpu/vec_math.h"
 
 namespace tr::cpu {
 
@@ -113,6 +119,203 @@ void head_backward(T* dq, T* dk, T* dv, T* ds, const T* dout, const T* probs, co
   gemm<T>(true, false, Tk, Dh, Tq, scale, ds, Tk, q, ld, T(0), dk, ld);
 }
 
+// ---- fused path: own register-tiled GEMMs per (batch, head) -------------------------------
+//
+// For the small heads of the reference models (Tk ~ 32-64, Dh ~ 24-64) a BLAS call per head and
+// product costs more in call, packing and beta-pass overhead than the product itself. Here one
+// (b, h) pair runs start to finish on one thread: K^T (or V^T) is packed once into a
+// thread-local buffer, the score block stays in cache from the QK^T product through the
+// softmax to the PV product, and OpenMP splits the (b, h) pairs.
+
+// Fused when a head's K (or V) fits comfortably in L2; beyond, BLAS's cache blocking wins.
+constexpr i64 kFusedMaxKeyElements = 32768;
+constexpr i64 kFusedMaxHeadDim = 256;
+// Total multiply-adds below which the (b, h) loop stays on the calling thread.
+constexpr double kFusedParallelMin = 1 << 15;
+
+inline bool use_fused(i64 Tk, i64 Dh) {
+  return Dh <= kFusedMaxHeadDim && Tk * Dh <= kFusedMaxKeyElements;
+}
+
+template <typename T>
+TR_INLINE T exp_t(T x) {
+  if constexpr (std::is_same_v<T, float>)
+    return vm::exp_f(x);
+  else
+    return std::exp(x);
+}
+
+// Sum of x[0, n) in a fixed order: 8 strided partial sums, then a fixed pairwise tree.
+template <typename T>
+TR_INLINE T fixed_sum(const T* x, i64 n) {
+  T part[8] = {};
+  i64 j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int l = 0; l < 8; ++l) part[l] += x[j + l];
+  for (int l = 0; j < n; ++j, ++l) part[l] += x[j];
+  return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+}
+
+// sum_j x[j] * y[j] in the same fixed order.
+template <typename T>
+TR_INLINE T fixed_dot(const T* x, const T* y, i64 n) {
+  T part[8] = {};
+  i64 j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int l = 0; l < 8; ++l) part[l] += x[j + l] * y[j + l];
+  for (int l = 0; j < n; ++j, ++l) part[l] += x[j] * y[j];
+  return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+}
+
+// dst[r, c] = src[c * ld + r] for r < rows, c < cols; columns [cols, ldd) of dst zeroed.
+template <typename T>
+TR_INLINE void pack_transposed(T* dst, i64 ldd, const T* src, i64 ld, i64 rows, i64 cols) {
+  for (i64 c = 0; c < cols; ++c) {
+    const T* s = src + c * ld;
+    for (i64 r = 0; r < rows; ++r) dst[r * ldd + c] = s[r];
+  }
+  for (i64 r = 0; r < rows; ++r)
+    for (i64 c = cols; c < ldd; ++c) dst[r * ldd + c] = T(0);
+}
+
+// Rows of a [rows, Dh] head slice (row stride ld) as a GEMM B operand: in place when Dh is a
+// whole number of vectors, else copied into `buf` with zero padding. Returns the row stride.
+template <typename T>
+TR_INLINE const T* head_rows(T* buf, const T* src, i64 ld, i64 rows, i64 Dh, i64* ldb) {
+  if (Dh % simd::Vec<T>::lanes == 0) {
+    *ldb = ld;
+    return src;
+  }
+  const i64 Dp = simd::round_up_lanes<T>(Dh);
+  for (i64 r = 0; r < rows; ++r) {
+    for (i64 d = 0; d < Dh; ++d) buf[r * Dp + d] = src[r * ld + d];
+    for (i64 d = Dh; d < Dp; ++d) buf[r * Dp + d] = T(0);
+  }
+  *ldb = Dp;
+  return buf;
+}
+
+template <typename T>
+TR_INLINE void fused_head_forward(T* out, T* probs, const T* q, const T* k, const T* v, i64 kv,
+                                  const std::uint8_t* keep, T keep_scale, i64 Tq, i64 Tk, i64 ld,
+                                  i64 Dh, bool causal, i64 q_offset) {
+  const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(Dh)));
+  const i64 Tkp = simd::round_up_lanes<T>(Tk), Dp = simd::round_up_lanes<T>(Dh);
+  T* kt = thread_buffer<T>(Dh * Tkp + Tk * Dp + Tq * Tk);
+  T* vbuf = kt + Dh * Tkp;
+  T* dropped = vbuf + Tk * Dp;
+  // S = scale * Q K^T over the keys that exist (columns >= kv are zeroed below).
+  pack_transposed(kt, Tkp, k, ld, Dh, kv);
+  simd::small_gemm<T>(probs, Tk, q, ld, 1, kt, Tkp, Tq, kv, Dh, scale);
+  for (i64 i = 0; i < Tq; ++i) {
+    T* row = probs + i * Tk;
+    const i64 limit = key_limit(kv, i, causal, q_offset);
+    if (limit > 0) {
+      T mx = row[0];
+      for (i64 j = 1; j < limit; ++j) mx = row[j] > mx ? row[j] : mx;
+      for (i64 j = 0; j < limit; ++j) row[j] = exp_t(row[j] - mx);
+      const T inv = T(1) / fixed_sum(row, limit);
+      for (i64 j = 0; j < limit; ++j) row[j] *= inv;
+    }
+    // A query with no visible key gets zero probabilities (and output), not NaN.
+    for (i64 j = limit; j < Tk; ++j) row[j] = T(0);
+  }
+  const T* p = probs;
+  if (keep != nullptr) {
+    for (i64 i = 0; i < Tq; ++i)
+      for (i64 j = 0; j < kv; ++j)
+        dropped[i * Tk + j] = probs[i * Tk + j] * (keep[i * Tk + j] ? keep_scale : T(0));
+    p = dropped;
+  }
+  i64 ldv;
+  const T* vb = head_rows(vbuf, v, ld, kv, Dh, &ldv);
+  simd::small_gemm<T>(out, ld, p, Tk, 1, vb, ldv, Tq, Dh, kv, T(1));
+}
+
+template <typename T>
+TR_INLINE void fused_head_backward(T* dq, T* dk, T* dv, T* ds, const T* dout, const T* probs,
+                                   const T* q, const T* k, const T* v, const std::uint8_t* keep,
+                                   T keep_scale, i64 Tq, i64 Tk, i64 ld, i64 Dh) {
+  const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(Dh)));
+  const i64 Tkp = simd::round_up_lanes<T>(Tk), Dp = simd::round_up_lanes<T>(Dh);
+  T* vt = thread_buffer<T>(Dh * Tkp + Tk * Dp + 2 * Tq * Dp + Tq * Tk);
+  T* kbuf = vt + Dh * Tkp;
+  T* qbuf = kbuf + Tk * Dp;
+  T* obuf = qbuf + Tq * Dp;
+  T* dropped = obuf + Tq * Dp;
+  // d(dropped P) = dout V^T
+  pack_transposed(vt, Tkp, v, ld, Dh, Tk);
+  simd::small_gemm<T>(ds, Tk, dout, ld, 1, vt, Tkp, Tq, Tk, Dh, T(1));
+  // Back through the mask and the softmax: dS = P * (dP - rowsum(dP * P)).
+  for (i64 i = 0; i < Tq; ++i) {
+    T* d = ds + i * Tk;
+    const T* pr = probs + i * Tk;
+    if (keep != nullptr) {
+      const std::uint8_t* kr = keep + i * Tk;
+      for (i64 j = 0; j < Tk; ++j) d[j] *= kr[j] ? keep_scale : T(0);
+    }
+    const T r = fixed_dot(d, pr, Tk);
+    for (i64 j = 0; j < Tk; ++j) d[j] = pr[j] * (d[j] - r);
+  }
+  // dq = scale dS K;  dk = scale dS^T Q;  dv = dropped(P)^T dout.
+  i64 ldk, ldq, ldo;
+  const T* kb = head_rows(kbuf, k, ld, Tk, Dh, &ldk);
+  simd::small_gemm<T>(dq, ld, ds, Tk, 1, kb, ldk, Tq, Dh, Tk, scale);
+  const T* qb = head_rows(qbuf, q, ld, Tq, Dh, &ldq);
+  simd::small_gemm<T>(dk, ld, ds, 1, Tk, qb, ldq, Tk, Dh, Tq, scale);
+  const T* p = probs;
+  if (keep != nullptr) {
+    for (i64 i = 0; i < Tq * Tk; ++i) dropped[i] = probs[i] * (keep[i] ? keep_scale : T(0));
+    p = dropped;
+  }
+  const T* ob = head_rows(obuf, dout, ld, Tq, Dh, &ldo);
+  simd::small_gemm<T>(dv, ld, p, 1, Tk, ob, ldo, Tk, Dh, Tq, T(1));
+}
+
+template <typename T>
+using FusedForward = void (*)(T*, T*, const T*, const T*, const T*, i64, const std::uint8_t*, T,
+                              i64, i64, i64, i64, bool, i64);
+template <typename T>
+using FusedBackward = void (*)(T*, T*, T*, T*, const T*, const T*, const T*, const T*, const T*,
+                               const std::uint8_t*, T, i64, i64, i64, i64);
+
+template <typename T>
+TR_TARGET_AVX2 void fused_forward_avx2(T* out, T* probs, const T* q, const T* k, const T* v,
+                                       i64 kv, const std::uint8_t* keep, T keep_scale, i64 Tq,
+                                       i64 Tk, i64 ld, i64 Dh, bool causal, i64 q_offset) {
+  fused_head_forward<T>(out, probs, q, k, v, kv, keep, keep_scale, Tq, Tk, ld, Dh, causal,
+                        q_offset);
+}
+template <typename T>
+void fused_forward_base(T* out, T* probs, const T* q, const T* k, const T* v, i64 kv,
+                        const std::uint8_t* keep, T keep_scale, i64 Tq, i64 Tk, i64 ld, i64 Dh,
+                        bool causal, i64 q_offset) {
+  fused_head_forward<T>(out, probs, q, k, v, kv, keep, keep_scale, Tq, Tk, ld, Dh, causal,
+                        q_offset);
+}
+template <typename T>
+TR_TARGET_AVX2 void fused_backward_avx2(T* dq, T* dk, T* dv, T* ds, const T* dout,
+                                        const T* probs, const T* q, const T* k, const T* v,
+                                        const std::uint8_t* keep, T keep_scale, i64 Tq, i64 Tk,
+                                        i64 ld, i64 Dh) {
+  fused_head_backward<T>(dq, dk, dv, ds, dout, probs, q, k, v, keep, keep_scale, Tq, Tk, ld, Dh);
+}
+template <typename T>
+void fused_backward_base(T* dq, T* dk, T* dv, T* ds, const T* dout, const T* probs, const T* q,
+                         const T* k, const T* v, const std::uint8_t* keep, T keep_scale, i64 Tq,
+                         i64 Tk, i64 ld, i64 Dh) {
+  fused_head_backward<T>(dq, dk, dv, ds, dout, probs, q, k, v, keep, keep_scale, Tq, Tk, ld, Dh);
+}
+
+template <typename T>
+FusedForward<T> fused_forward_variant() {
+  return cpu_has_avx2_fma() ? &fused_forward_avx2<T> : &fused_forward_base<T>;
+}
+template <typename T>
+FusedBackward<T> fused_backward_variant() {
+  return cpu_has_avx2_fma() ? &fused_backward_avx2<T> : &fused_backward_base<T>;
+}
+
 }  // namespace
 
 template <typename T>
@@ -120,6 +323,20 @@ void attention_forward(T* out, T* probs, const T* q, const T* k, const T* v,
                        const std::int32_t* kv_len, const std::uint8_t* keep_mask, T keep_scale,
                        i64 B, i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal, i64 q_offset) {
   const i64 ld = H * Dh;
+  if (use_fused(Tk, Dh)) {
+    const FusedForward<T> head = fused_forward_variant<T>();
+    const bool par = B * H > 1 && static_cast<double>(B * H) * Tq * Tk * Dh > kFusedParallelMin;
+#pragma omp parallel for schedule(static) if (par)
+    for (i64 bh = 0; bh < B * H; ++bh) {
+      const i64 b = bh / H, h = bh % H;
+      const i64 kv = kv_len ? std::clamp<i64>(kv_len[b], 0, Tk) : Tk;
+      const i64 po = bh * Tq * Tk;
+      head(out + b * Tq * ld + h * Dh, probs + po, q + b * Tq * ld + h * Dh,
+           k + b * Tk * ld + h * Dh, v + b * Tk * ld + h * Dh, kv,
+           keep_mask ? keep_mask + po : nullptr, keep_scale, Tq, Tk, ld, Dh, causal, q_offset);
+    }
+    return;
+  }
   const bool small = static_cast<double>(Tq) * Tk * Dh <= kBlasSingleThreadMnk;
 #pragma omp parallel for schedule(static) if (small && B * H > 1)
   for (i64 bh = 0; bh < B * H; ++bh) {
@@ -138,6 +355,19 @@ void attention_backward(T* dq, T* dk, T* dv, T* scratch, const T* dout, const T*
                         const T* k, const T* v, const std::uint8_t* keep_mask, T keep_scale, i64 B,
                         i64 H, i64 Tq, i64 Tk, i64 Dh) {
   const i64 ld = H * Dh;
+  if (use_fused(Tk, Dh)) {
+    const FusedBackward<T> head = fused_backward_variant<T>();
+    const bool par = B * H > 1 && static_cast<double>(B * H) * Tq * Tk * Dh > kFusedParallelMin;
+#pragma omp parallel for schedule(static) if (par)
+    for (i64 bh = 0; bh < B * H; ++bh) {
+      const i64 b = bh / H, h = bh % H;
+      const i64 po = bh * Tq * Tk;
+      const i64 qo = b * Tq * ld + h * Dh, ko = b * Tk * ld + h * Dh;
+      head(dq + qo, dk + ko, dv + ko, scratch + po, dout + qo, probs + po, q + qo, k + ko, v + ko,
+           keep_mask ? keep_mask + po : nullptr, keep_scale, Tq, Tk, ld, Dh);
+    }
+    return;
+  }
   const bool small = static_cast<double>(Tq) * Tk * Dh <= kBlasSingleThreadMnk;
 #pragma omp parallel for schedule(static) if (small && B * H > 1)
   for (i64 bh = 0; bh < B * H; ++bh) {

@@ -10,12 +10,30 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <string>
 
+#include "layers/cpu/simd.h"
+#include "layers/cpu/vec_math.h"
 #include "layers/error.h"
 
 namespace tr::cpu {
+
+bool cpu_has_avx2_fma() {
+#if TR_HAVE_ISA_DISPATCH
+  static const bool has = [] {
+    const char* isa = std::getenv("TR_CPU_ISA");
+    if (isa != nullptr && std::strcmp(isa, "baseline") == 0) return false;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
 
 namespace {
 

@@ -135,7 +135,9 @@ TEST(ModelGradients, InitialisationIsSeededAndKeyedByName) {
   EXPECT_TRUE(any_difference);
   // LayerNorm starts as the identity.
   for (Parameter* p : a->parameters()) {
-    if (p->name == "norm.weight") EXPECT_EQ(p->value.data<float>()[0], 1.0f);
+    if (p->name == "norm.weight") {
+      EXPECT_EQ(p->value.data<float>()[0], 1.0f);
+    }
   }
 }
 

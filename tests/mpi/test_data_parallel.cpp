@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <unistd.h>
+
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -47,15 +49,28 @@ TrainArgs golden_args(const std::string& model, const fs::path& run_dir,
 void expect_matches_single_process(const std::string& model, const std::vector<std::string>& extra,
                                    const std::string& label) {
   Communicator& world = g_runtime->world();
-  const fs::path base = fs::temp_directory_path() / ("tr_dp_" + model + "_" + label);
+  // Unique per job (rank 0's pid, shared by broadcast): concurrent jobs must not meet.
+  std::int64_t job = world.rank() == 0 ? static_cast<std::int64_t>(getpid()) : 0;
+  world.broadcast(&job, 1, DType::i64, 0);
+  const fs::path base = fs::temp_directory_path() /
+                        ("tr_dp_" + model + "_" + label + "_" + std::to_string(job));
   const fs::path single = base / "single", multi = base / "multi";
+  // Exceptions are caught so that every rank still reaches the barriers: a rank leaving the
+  // test early would leave the others waiting in a collective.
+  auto train = [](const TrainArgs& args, ParallelRuntime& runtime) {
+    try {
+      EXPECT_EQ(run_training(args, runtime), 0);
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << e.what();
+    }
+  };
   if (world.rank() == 0) {
     fs::remove_all(base);
     ParallelRuntime alone;
-    EXPECT_EQ(run_training(golden_args(model, single, extra), alone), 0);
+    train(golden_args(model, single, extra), alone);
   }
   world.barrier();
-  EXPECT_EQ(run_training(golden_args(model, multi, extra), *g_runtime), 0);
+  train(golden_args(model, multi, extra), *g_runtime);
   world.barrier();
   if (world.rank() != 0) return;
   const auto a = losses(single), b = losses(multi);
