@@ -35,12 +35,18 @@ void BM_linear_gemm(benchmark::State& st) {
                          out);
     benchmark::ClobberMemory();
   }
-  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * N * in * out, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+  st.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * N * in * out, benchmark::Counter::kIsIterationInvariantRate,
+                         benchmark::Counter::kIs1000);
 }
 BENCHMARK(BM_linear_gemm)
-    ->Args({128 * 50, 96, 96})->Args({128 * 50, 96, 384})->Args({128 * 50, 384, 96})
-    ->Args({128 * 50, 192, 192})->Args({128 * 50, 192, 768})
-    ->Args({64 * 32, 256, 1024})->Args({64 * 32, 256, 8000})
+    ->Args({128 * 50, 96, 96})
+    ->Args({128 * 50, 96, 384})
+    ->Args({128 * 50, 384, 96})
+    ->Args({128 * 50, 192, 192})
+    ->Args({128 * 50, 192, 768})
+    ->Args({64 * 32, 256, 1024})
+    ->Args({64 * 32, 256, 8000})
     ->Args({2048, 2048, 2048});
 
 void BM_linear_forward_bias(benchmark::State& st) {
@@ -53,7 +59,9 @@ void BM_linear_forward_bias(benchmark::State& st) {
     tr::cpu::bias_add<float>(y.data(), y.data(), b.data(), N, out);
     benchmark::ClobberMemory();
   }
-  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * N * in * out, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+  st.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * N * in * out, benchmark::Counter::kIsIterationInvariantRate,
+                         benchmark::Counter::kIs1000);
 }
 BENCHMARK(BM_linear_forward_bias)->Args({128 * 50, 96, 96})->Args({128 * 50, 96, 384});
 
@@ -141,15 +149,20 @@ void BM_attention_forward(benchmark::State& st) {
   for (i64 b = 0; b < B; ++b) len[b] = static_cast<std::int32_t>(T - b % (T / 2));
   for (auto _ : st) {
     tr::cpu::attention_forward<float>(out.data(), probs.data(), q.data(), k.data(), v.data(),
-                                      len.data(), drop ? keep.data() : nullptr, 1.f / 0.9f, B, H,
-                                      T, T, Dh, causal, 0);
+                                      len.data(), drop ? keep.data() : nullptr, 1.f / 0.9f, B, H, T,
+                                      T, Dh, causal, 0);
     benchmark::ClobberMemory();
   }
-  st.counters["GFLOP/s"] = benchmark::Counter(4.0 * B * H * T * T * Dh, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+  st.counters["GFLOP/s"] =
+      benchmark::Counter(4.0 * B * H * T * T * Dh, benchmark::Counter::kIsIterationInvariantRate,
+                         benchmark::Counter::kIs1000);
 }
 BENCHMARK(BM_attention_forward)
-    ->Args({128, 4, 50, 24, 0, 0})->Args({128, 4, 50, 48, 0, 1})->Args({128, 3, 50, 64, 0, 0})
-    ->Args({64, 4, 32, 64, 0, 1})->Args({64, 4, 32, 64, 1, 1});
+    ->Args({128, 4, 50, 24, 0, 0})
+    ->Args({128, 4, 50, 48, 0, 1})
+    ->Args({128, 3, 50, 64, 0, 0})
+    ->Args({64, 4, 32, 64, 0, 1})
+    ->Args({64, 4, 32, 64, 1, 1});
 
 void BM_attention_backward(benchmark::State& st) {
   const i64 B = st.range(0), H = st.range(1), T = st.range(2), Dh = st.range(3);
@@ -173,11 +186,16 @@ void BM_attention_backward(benchmark::State& st) {
                                        drop ? keep.data() : nullptr, 1.f / 0.9f, B, H, T, T, Dh);
     benchmark::ClobberMemory();
   }
-  st.counters["GFLOP/s"] = benchmark::Counter(8.0 * B * H * T * T * Dh, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+  st.counters["GFLOP/s"] =
+      benchmark::Counter(8.0 * B * H * T * T * Dh, benchmark::Counter::kIsIterationInvariantRate,
+                         benchmark::Counter::kIs1000);
 }
 BENCHMARK(BM_attention_backward)
-    ->Args({128, 4, 50, 24, 0, 0})->Args({128, 4, 50, 48, 0, 1})->Args({128, 3, 50, 64, 0, 0})
-    ->Args({64, 4, 32, 64, 0, 1})->Args({64, 4, 32, 64, 1, 1});
+    ->Args({128, 4, 50, 24, 0, 0})
+    ->Args({128, 4, 50, 48, 0, 1})
+    ->Args({128, 3, 50, 64, 0, 0})
+    ->Args({64, 4, 32, 64, 0, 1})
+    ->Args({64, 4, 32, 64, 1, 1});
 
 // ---- cross entropy (encoder-decoder output: 2048 rows x 8000) ----------------------------------
 void BM_cross_entropy(benchmark::State& st) {

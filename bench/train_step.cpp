@@ -58,9 +58,7 @@ void make_vit_batch(Batch& b, const tr::ModelConfig& c, std::int64_t B) {
 
 void make_translation_batch(Batch& b, const tr::ModelConfig& c, std::int64_t B, std::int64_t L) {
   Lcg rng{7};
-  auto ids = [&](Tensor& t) {
-    t = Tensor::empty({B, L}, DType::i32);
-  };
+  auto ids = [&](Tensor& t) { t = Tensor::empty({B, L}, DType::i32); };
   ids(b.src);
   ids(b.tgt_in);
   ids(b.tgt_out);
@@ -73,7 +71,9 @@ void make_translation_batch(Batch& b, const tr::ModelConfig& c, std::int64_t B, 
     b.src_len.data<std::int32_t>()[s] = static_cast<std::int32_t>(ls);
     b.tgt_len.data<std::int32_t>()[s] = static_cast<std::int32_t>(lt);
     for (std::int64_t t = 0; t < L; ++t) {
-      const auto tok = [&] { return static_cast<std::int32_t>(3 + rng.next() % (c.vocab_size - 3)); };
+      const auto tok = [&] {
+        return static_cast<std::int32_t>(3 + rng.next() % (c.vocab_size - 3));
+      };
       b.src.data<std::int32_t>()[s * L + t] = t < ls ? tok() : c.pad_id;
       b.tgt_in.data<std::int32_t>()[s * L + t] = t == 0 ? c.bos_id : (t < lt ? tok() : c.pad_id);
       b.tgt_out.data<std::int32_t>()[s * L + t] = t < lt ? tok() : c.pad_id;
@@ -139,11 +139,12 @@ int main(int argc, char** argv) {
   const double loss = tr_bench_timed_steps(model.get(), &opt, &batch, warmup, steps);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::int64_t targets = model->counted_targets();
-  std::printf("%s d=%lld layers=%lld heads=%lld ff=%lld batch=%lld: %lld steps in %.3f s, "
-              "%.1f %s/s, loss %.6f\n",
-              argv[1], (long long)c.d_model, (long long)c.encoder_layers, (long long)c.heads,
-              (long long)c.d_ff, (long long)B, (long long)steps, s,
-              static_cast<double>(targets) * steps / s, vit ? "images" : "target tokens", loss);
+  std::printf(
+      "%s d=%lld layers=%lld heads=%lld ff=%lld batch=%lld: %lld steps in %.3f s, "
+      "%.1f %s/s, loss %.6f\n",
+      argv[1], (long long)c.d_model, (long long)c.encoder_layers, (long long)c.heads,
+      (long long)c.d_ff, (long long)B, (long long)steps, s,
+      static_cast<double>(targets) * steps / s, vit ? "images" : "target tokens", loss);
   if (vit) {
     const std::int64_t tokens = (c.image_size / c.patch_size) * (c.image_size / c.patch_size) + 1;
     std::printf("  %.0f tokens/s\n", static_cast<double>(B * tokens) * steps / s);

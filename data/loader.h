@@ -54,12 +54,12 @@ struct LoaderOptions {
   std::int64_t accumulation = 1;       // micro-batches per step per DP rank
   int dp_rank = 0;
   int dp_size = 1;
-  int prefetch = 2;                    // steps read ahead; 0 = read on demand, no thread
-  DType image_dtype = DType::f32;      // dtype of Batch::images
-  std::int64_t max_len = 0;            // translation: longest src+eos / bos+tgt allowed; 0 = any
-  bool drop_last = false;              // evaluation: false keeps a short final batch, no wrap
-  std::int64_t sort_window = 0;        // token batching: records sorted by length together;
-                                       // 0 = about 64 micro-batches' worth
+  int prefetch = 2;                // steps read ahead; 0 = read on demand, no thread
+  DType image_dtype = DType::f32;  // dtype of Batch::images
+  std::int64_t max_len = 0;        // translation: longest src+eos / bos+tgt allowed; 0 = any
+  bool drop_last = false;          // evaluation: false keeps a short final batch, no wrap
+  std::int64_t sort_window = 0;    // token batching: records sorted by length together;
+                                   // 0 = about 64 micro-batches' worth
 };
 
 // Where the stream stands; saved in checkpoints so a resumed run continues with the same data.
@@ -72,10 +72,10 @@ struct LoaderState {
 struct StepBatches {
   std::vector<Batch> micro_batches;  // `accumulation` entries (fewer only at the end, eval)
   std::int64_t epoch = 0;
-  std::int64_t first_sample = 0;      // global index of this rank's first sample this step
-                                      // (epoch * records + position): keys dropout masks
-  std::int64_t local_samples = 0;     // records in this rank's micro-batches
-  std::int64_t local_targets = 0;     // non-pad target tokens (translation) or images
+  std::int64_t first_sample = 0;   // global index of this rank's first sample this step
+                                   // (epoch * records + position): keys dropout masks
+  std::int64_t local_samples = 0;  // records in this rank's micro-batches
+  std::int64_t local_targets = 0;  // non-pad target tokens (translation) or images
   std::vector<std::int64_t> micro_batch_first_sample;  // first_sample of each micro-batch
 };
 
@@ -90,7 +90,7 @@ class Loader {
   // Training: never ends (epochs wrap). Evaluation (drop_last false, shuffle false): returns
   // false once every record was delivered exactly once.
   bool next(StepBatches& out);
-  LoaderState state() const;        // the state before the next call to next()
+  LoaderState state() const;  // the state before the next call to next()
   // Continues from `state` as an uninterrupted loader would (read-ahead work is dropped).
   // Token batching: resume with the same dp_size * accumulation (micro-batches per step).
   void restore(const LoaderState& state);

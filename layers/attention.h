@@ -12,8 +12,8 @@ namespace tr {
 
 class MultiHeadAttention {
  public:
-  MultiHeadAttention(const std::string& name, std::int64_t d_model, std::int64_t heads,
-                     bool causal, double dropout, std::uint64_t layer_id, DType dtype);
+  MultiHeadAttention(const std::string& name, std::int64_t d_model, std::int64_t heads, bool causal,
+                     double dropout, std::uint64_t layer_id, DType dtype);
   void collect_parameters(ParameterList& out);
 
   // x_q [B, Tq, d]; x_kv [B, Tk, d] (the same tensor for self-attention); kv_len i32 [B] or

@@ -13,9 +13,9 @@ namespace tr {
 
 // What a forward pass needs to know besides its inputs.
 struct ForwardContext {
-  bool training = false;         // dropout active
-  std::uint64_t seed = 0;        // run.seed
-  std::uint64_t step = 0;        // optimizer step (1-based)
+  bool training = false;           // dropout active
+  std::uint64_t seed = 0;          // run.seed
+  std::uint64_t step = 0;          // optimizer step (1-based)
   std::int64_t sample_offset = 0;  // global index of this micro-batch's first sample
 };
 

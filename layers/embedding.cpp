@@ -13,7 +13,9 @@ Embedding::Embedding(const std::string& name, std::int64_t vocab, std::int64_t d
   weight.init = {InitRule::Kind::normal, 1.0 / scale_};
 }
 
-void Embedding::collect_parameters(ParameterList& out) { out.push_back(&weight); }
+void Embedding::collect_parameters(ParameterList& out) {
+  out.push_back(&weight);
+}
 
 void Embedding::forward(Tensor& out, const Tensor& ids) const {
   ops::embedding_forward(out, ids, weight.value, scale_);

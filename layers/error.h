@@ -30,10 +30,10 @@ class InternalError : public std::logic_error {
 
 // Checks an internal invariant; failing it is a bug, never a user mistake.
 #define TR_CHECK(cond, msg)                                                                     \
-  do {                                                                                         \
-    if (!(cond))                                                                               \
+  do {                                                                                          \
+    if (!(cond))                                                                                \
       throw ::tr::InternalError(std::string(__FILE__) + ":" + std::to_string(__LINE__) + ": " + \
-                                (msg));                                                        \
+                                (msg));                                                         \
   } while (0)
 
 }  // namespace tr

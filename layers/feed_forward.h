@@ -12,8 +12,8 @@ ops::Activation parse_activation(const std::string& name);  // "relu" | "gelu"
 
 class FeedForward {
  public:
-  FeedForward(const std::string& name, std::int64_t d_model, std::int64_t d_ff,
-              ops::Activation act, DType dtype);
+  FeedForward(const std::string& name, std::int64_t d_model, std::int64_t d_ff, ops::Activation act,
+              DType dtype);
   void collect_parameters(ParameterList& out);
   Tensor forward(const Tensor& x);
   Tensor backward(const Tensor& dy);

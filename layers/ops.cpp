@@ -23,7 +23,9 @@ void check_same(const Tensor& a, const Tensor& b, const char* what) {
   TR_CHECK(a.dtype() == b.dtype(), std::string(what) + ": dtypes differ");
 }
 
-std::int64_t rows_of(const Tensor& x) { return x.numel() / x.dim(-1); }
+std::int64_t rows_of(const Tensor& x) {
+  return x.numel() / x.dim(-1);
+}
 
 Shape with_last(const Shape& s, std::int64_t last) {
   Shape r = s;
@@ -59,7 +61,8 @@ void linear_backward(Tensor* dx, Tensor& dweight, Tensor* dbias, const Tensor& d
     }
     cpu::gemm<T>(true, false, out, in, N, T(1), dy.data<T>(), out, x.data<T>(), in, T(1),
                  dweight.data<T>(), in);
-    if (dbias && dbias->defined()) cpu::bias_backward_accumulate<T>(dbias->data<T>(), dy.data<T>(), N, out);
+    if (dbias && dbias->defined())
+      cpu::bias_backward_accumulate<T>(dbias->data<T>(), dy.data<T>(), N, out);
   });
 }
 
@@ -114,7 +117,8 @@ void activation_backward(Tensor& dx, const Tensor& dy, const Tensor& x, Activati
 
 void add(Tensor& out, const Tensor& a, const Tensor& b) {
   check_same(a, b, "add");
-  if (!out.same_buffer(a) && !out.same_buffer(b)) ensure_shape(out, a.shape(), a.dtype(), a.device());
+  if (!out.same_buffer(a) && !out.same_buffer(b))
+    ensure_shape(out, a.shape(), a.dtype(), a.device());
   dispatch_float(a, [&](auto tag) {
     using T = decltype(tag);
     cpu::add<T>(out.data<T>(), a.data<T>(), b.data<T>(), a.numel());
@@ -147,9 +151,8 @@ void attention_forward(Tensor& out, Tensor& probs, const Tensor& q, const Tensor
   const std::uint8_t* keep = keep_mask.defined() ? keep_mask.data<std::uint8_t>() : nullptr;
   dispatch_float(q, [&](auto tag) {
     using T = decltype(tag);
-    cpu::attention_forward<T>(out.data<T>(), probs.data<T>(), q.data<T>(), k.data<T>(),
-                              v.data<T>(), lens, keep, T(keep_scale), B, heads, Tq, Tk, Dh, causal,
-                              q_offset);
+    cpu::attention_forward<T>(out.data<T>(), probs.data<T>(), q.data<T>(), k.data<T>(), v.data<T>(),
+                              lens, keep, T(keep_scale), B, heads, Tq, Tk, Dh, causal, q_offset);
   });
 }
 
@@ -178,8 +181,8 @@ void embedding_forward(Tensor& out, const Tensor& ids, const Tensor& table, doub
   ensure_shape(out, shape, table.dtype(), table.device());
   dispatch_float(table, [&](auto tag) {
     using T = decltype(tag);
-    cpu::embedding_forward<T>(out.data<T>(), ids.data<std::int32_t>(), table.data<T>(),
-                              ids.numel(), d, T(scale));
+    cpu::embedding_forward<T>(out.data<T>(), ids.data<std::int32_t>(), table.data<T>(), ids.numel(),
+                              d, T(scale));
   });
 }
 
@@ -204,9 +207,9 @@ double cross_entropy_forward(Tensor& logsumexp, const Tensor& logits, const Tens
     using T = decltype(tag);
     Tensor per_row;  // pooled: no system allocation once warm
     ensure_shape(per_row, {N}, logits.dtype(), logits.device());
-    total = cpu::cross_entropy_forward<T>(per_row.data<T>(), logsumexp.data<T>(),
-                                          logits.data<T>(), targets.data<std::int32_t>(), N, V,
-                                          T(label_smoothing), ignore_index);
+    total = cpu::cross_entropy_forward<T>(per_row.data<T>(), logsumexp.data<T>(), logits.data<T>(),
+                                          targets.data<std::int32_t>(), N, V, T(label_smoothing),
+                                          ignore_index);
   });
   return total;
 }
@@ -236,8 +239,8 @@ void dropout_apply(Tensor& out, const Tensor& in, const Tensor& keep, double p) 
   if (!out.same_buffer(in)) ensure_shape(out, in.shape(), in.dtype(), in.device());
   dispatch_float(in, [&](auto tag) {
     using T = decltype(tag);
-    cpu::dropout_apply<T>(out.data<T>(), in.data<T>(), keep.data<std::uint8_t>(), T(1.0 / (1.0 - p)),
-                          in.numel());
+    cpu::dropout_apply<T>(out.data<T>(), in.data<T>(), keep.data<std::uint8_t>(),
+                          T(1.0 / (1.0 - p)), in.numel());
   });
 }
 

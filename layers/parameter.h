@@ -18,8 +18,8 @@ struct InitRule {
 struct Parameter {
   std::string name;  // canonical full name, e.g. "encoder.layers.0.self_attn.q_proj.weight"
   Tensor value;
-  Tensor grad;       // same shape and dtype as value; accumulated by backward
-  bool decay = true; // AdamW weight decay applies (weights of Linear, Embedding, PatchEmbedding)
+  Tensor grad;        // same shape and dtype as value; accumulated by backward
+  bool decay = true;  // AdamW weight decay applies (weights of Linear, Embedding, PatchEmbedding)
   InitRule init;
 };
 

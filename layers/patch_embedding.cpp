@@ -7,8 +7,8 @@ namespace tr {
 namespace {
 
 template <typename T>
-void images_to_patches(T* patches, const T* images, std::int64_t B, std::int64_t C,
-                       std::int64_t H, std::int64_t W, std::int64_t P) {
+void images_to_patches(T* patches, const T* images, std::int64_t B, std::int64_t C, std::int64_t H,
+                       std::int64_t W, std::int64_t P) {
   const std::int64_t gh = H / P, gw = W / P, patch_len = C * P * P;
 #pragma omp parallel for collapse(2) schedule(static)
   for (std::int64_t b = 0; b < B; ++b)
@@ -29,7 +29,9 @@ PatchEmbedding::PatchEmbedding(const std::string& name, std::int64_t channels, s
                                std::int64_t d, DType dtype)
     : proj(name, channels * patch * patch, d, true, dtype), channels_(channels), patch_(patch) {}
 
-void PatchEmbedding::collect_parameters(ParameterList& out) { proj.collect_parameters(out); }
+void PatchEmbedding::collect_parameters(ParameterList& out) {
+  proj.collect_parameters(out);
+}
 
 Tensor PatchEmbedding::forward(const Tensor& images) {
   const std::int64_t B = images.dim(0), C = images.dim(1), H = images.dim(2), W = images.dim(3);
@@ -45,8 +47,7 @@ Tensor PatchEmbedding::forward(const Tensor& images) {
 }
 
 void PatchEmbedding::backward(const Tensor& dy) {
-  ops::linear_backward(nullptr, proj.weight.grad, &proj.bias.grad, dy, patches_,
-                       proj.weight.value);
+  ops::linear_backward(nullptr, proj.weight.grad, &proj.bias.grad, dy, patches_, proj.weight.value);
 }
 
 }  // namespace tr

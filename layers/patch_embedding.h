@@ -12,8 +12,8 @@ namespace tr {
 
 class PatchEmbedding {
  public:
-  PatchEmbedding(const std::string& name, std::int64_t channels, std::int64_t patch,
-                 std::int64_t d, DType dtype);
+  PatchEmbedding(const std::string& name, std::int64_t channels, std::int64_t patch, std::int64_t d,
+                 DType dtype);
   void collect_parameters(ParameterList& out);
   Tensor forward(const Tensor& images);
   // Images are inputs, not learned: only the projection's gradients are accumulated.

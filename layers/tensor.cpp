@@ -39,7 +39,9 @@ const char* dtype_name(DType dtype) {
   return "?";
 }
 
-const char* device_name(Device device) { return device == Device::cpu ? "cpu" : "cuda"; }
+const char* device_name(Device device) {
+  return device == Device::cpu ? "cpu" : "cuda";
+}
 
 std::int64_t shape_numel(const Shape& shape) {
   std::int64_t n = 1;
@@ -68,7 +70,8 @@ BufferPool& BufferPool::instance(Device device) {
 }
 
 std::shared_ptr<Buffer> BufferPool::acquire(std::size_t bytes) {
-  std::size_t rounded = std::max<std::size_t>(kAlignment, (bytes + kAlignment - 1) / kAlignment * kAlignment);
+  std::size_t rounded =
+      std::max<std::size_t>(kAlignment, (bytes + kAlignment - 1) / kAlignment * kAlignment);
   auto buffer = std::make_shared<Buffer>();
   buffer->bytes = rounded;
   buffer->device = device_;
@@ -103,7 +106,9 @@ void BufferPool::trim() {
   cached_bytes_ = 0;
 }
 
-BufferPool::~BufferPool() { trim(); }
+BufferPool::~BufferPool() {
+  trim();
+}
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   for (auto s : shape) TR_CHECK(s >= 0, "negative dimension in " + shape_string(shape));
@@ -148,8 +153,8 @@ void Tensor::zero_() {
 }
 
 void Tensor::copy_from(const Tensor& source) {
-  TR_CHECK(source.numel() == numel(), "copy_from: " + shape_string(source.shape()) + " into " +
-                                           shape_string(shape_));
+  TR_CHECK(source.numel() == numel(),
+           "copy_from: " + shape_string(source.shape()) + " into " + shape_string(shape_));
   TR_CHECK(device_ == Device::cpu && source.device() == Device::cpu, "copy_from is host-only");
   if (source.dtype() == dtype_) {
     if (numel() > 0) std::memcpy(raw(), source.raw(), bytes());
@@ -171,7 +176,8 @@ void Tensor::copy_from(const Tensor& source) {
 }
 
 void ensure_shape(Tensor& t, const Shape& shape, DType dtype, Device device) {
-  if (t.defined() && t.dtype() == dtype && t.device() == device && t.numel() == shape_numel(shape)) {
+  if (t.defined() && t.dtype() == dtype && t.device() == device &&
+      t.numel() == shape_numel(shape)) {
     t = t.view(shape);
     return;
   }

@@ -53,8 +53,7 @@ EncoderDecoder::EncoderDecoder(const ModelConfig& c, DType dtype, double label_s
   if (pre_) decoder_norm_->collect_parameters(parameters_);
 }
 
-Tensor EncoderDecoder::encode(const Tensor& src, const Tensor& src_len,
-                              const ForwardContext& ctx) {
+Tensor EncoderDecoder::encode(const Tensor& src, const Tensor& src_len, const ForwardContext& ctx) {
   src_ids_ = src;
   src_embedding().forward(src_x_, src);
   src_pos_.forward_inplace(src_x_);

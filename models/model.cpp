@@ -15,7 +15,8 @@ void require(bool ok, const std::string& message) {
   if (!ok) throw UserError(message);
 }
 std::string positive(const char* key, std::int64_t value) {
-  return std::string("model.") + key + ": expected a positive integer, got " + std::to_string(value);
+  return std::string("model.") + key + ": expected a positive integer, got " +
+         std::to_string(value);
 }
 }  // namespace
 
@@ -41,18 +42,19 @@ void validate_model_config(const ModelConfig& c) {
     require(c.max_len > 1, "model.max_len: expected at least 2, got " + std::to_string(c.max_len));
     require(c.positional == "sinusoidal" || c.positional == "learned",
             "model.positional: expected sinusoidal or learned, got '" + c.positional + "'");
-    for (auto [key, id] : {std::pair{"pad_id", c.pad_id}, {"bos_id", c.bos_id}, {"eos_id", c.eos_id}})
+    for (auto [key, id] :
+         {std::pair{"pad_id", c.pad_id}, {"bos_id", c.bos_id}, {"eos_id", c.eos_id}})
       require(id >= 0 && id < c.vocab_size, std::string("model.") + key + ": " +
                                                 std::to_string(id) + " is outside the vocabulary");
   } else {
     require(c.image_size > 0, positive("image_size", c.image_size));
     require(c.patch_size > 0, positive("patch_size", c.patch_size));
     require(c.channels > 0, positive("channels", c.channels));
-    require(c.num_classes > 1, "model.num_classes: expected at least 2, got " +
-                                   std::to_string(c.num_classes));
-    require(c.image_size % c.patch_size == 0,
-            "model.image_size: " + std::to_string(c.image_size) +
-                " is not a multiple of model.patch_size " + std::to_string(c.patch_size));
+    require(c.num_classes > 1,
+            "model.num_classes: expected at least 2, got " + std::to_string(c.num_classes));
+    require(c.image_size % c.patch_size == 0, "model.image_size: " + std::to_string(c.image_size) +
+                                                  " is not a multiple of model.patch_size " +
+                                                  std::to_string(c.patch_size));
     require(c.norm == "pre", "model.norm: the ViT is pre-LN only, got '" + c.norm + "'");
   }
 }

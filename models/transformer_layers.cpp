@@ -61,8 +61,8 @@ DecoderLayer::DecoderLayer(const std::string& name, const ModelConfig& c, Dropou
                            DType dtype)
     : self_attn_(name + ".self_attn", c.d_model, c.heads, /*causal=*/true, c.dropout, ids.take(),
                  dtype),
-      cross_attn_(name + ".cross_attn", c.d_model, c.heads, /*causal=*/false, c.dropout,
-                  ids.take(), dtype),
+      cross_attn_(name + ".cross_attn", c.d_model, c.heads, /*causal=*/false, c.dropout, ids.take(),
+                  dtype),
       ffn_(name + ".ffn", c.d_model, c.d_ff, parse_activation(c.activation), dtype),
       self_block_(name + ".norm1", c.d_model, c.norm == "pre", c.dropout, ids, dtype),
       cross_block_(name + ".norm2", c.d_model, c.norm == "pre", c.dropout, ids, dtype),

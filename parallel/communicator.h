@@ -37,8 +37,8 @@ class Communicator {
 
   // In place: data[count] of every rank reduced, result on every rank.
   virtual void all_reduce(void* data, std::int64_t count, DType dtype, ReduceOp op) = 0;
-  virtual std::unique_ptr<CommRequest> all_reduce_async(void* data, std::int64_t count,
-                                                        DType dtype, ReduceOp op) = 0;
+  virtual std::unique_ptr<CommRequest> all_reduce_async(void* data, std::int64_t count, DType dtype,
+                                                        ReduceOp op) = 0;
   // send[size * count] reduced over ranks; rank r receives block r: recv[count].
   virtual void reduce_scatter(const void* send, void* recv, std::int64_t count, DType dtype,
                               ReduceOp op) = 0;

@@ -25,7 +25,9 @@ MPI_Datatype mpi_datatype(DType dtype) {
 
 namespace {
 
-MPI_Op mpi_op(ReduceOp op) { return op == ReduceOp::sum ? MPI_SUM : MPI_MAX; }
+MPI_Op mpi_op(ReduceOp op) {
+  return op == ReduceOp::sum ? MPI_SUM : MPI_MAX;
+}
 
 using Clock = std::chrono::steady_clock;
 
@@ -126,8 +128,8 @@ class MpiCommunicator final : public Communicator {
 
  private:
   static int checked(std::int64_t count) {
-    TR_CHECK(count >= 0 && count <= INT32_MAX, "MPI message of " + std::to_string(count) +
-                                                   " elements exceeds the int count limit");
+    TR_CHECK(count >= 0 && count <= INT32_MAX,
+             "MPI message of " + std::to_string(count) + " elements exceeds the int count limit");
     return static_cast<int>(count);
   }
 
@@ -140,7 +142,8 @@ class MpiCommunicator final : public Communicator {
     for (int polls = 0;; ++polls) {
       MPI_Test(&request, &done, MPI_STATUS_IGNORE);
       if (done) return;
-      if (polls > 100) std::this_thread::sleep_for(std::chrono::microseconds(polls > 1000 ? 500 : 20));
+      if (polls > 100)
+        std::this_thread::sleep_for(std::chrono::microseconds(polls > 1000 ? 500 : 20));
       if (watchdog_seconds_ > 0 && (polls & 255) == 0 &&
           std::chrono::duration<double>(Clock::now() - start).count() > watchdog_seconds_) {
         std::fprintf(stderr,

@@ -13,7 +13,6 @@ struct AccuracyCount {
   double rate() const { return counted ? static_cast<double>(correct) / counted : 0.0; }
 };
 
-AccuracyCount count_correct(const Tensor& logits, const Tensor& targets,
-                            std::int32_t ignore_index);
+AccuracyCount count_correct(const Tensor& logits, const Tensor& targets, std::int32_t ignore_index);
 
 }  // namespace tr

@@ -2,13 +2,12 @@
 
 #include <fcntl.h>
 #include <unistd.h>
+#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-
-#include <yaml-cpp/yaml.h>
 
 #include "data/h5.h"
 #include "layers/error.h"
@@ -64,7 +63,9 @@ struct FlatState {
   std::vector<float> exp_avg, exp_avg_sq;
 };
 
-bool is_shard_file(const h5::File& file) { return file.has_attr("/", "shard_offset"); }
+bool is_shard_file(const h5::File& file) {
+  return file.has_attr("/", "shard_offset");
+}
 
 FlatState read_flat_state(const std::string& dir, const ParameterList& params) {
   std::int64_t total = 0;
@@ -87,7 +88,8 @@ FlatState read_flat_state(const std::string& dir, const ParameterList& params) {
         throw UserError(path.string() + ": optimizer shard of another model size");
       const auto offset = file.read_attr_scalar<std::int64_t>("/", "shard_offset");
       const auto m = file.read<float>("exp_avg"), v = file.read<float>("exp_avg_sq");
-      const std::int64_t n = std::min<std::int64_t>(static_cast<std::int64_t>(m.size()), total - offset);
+      const std::int64_t n =
+          std::min<std::int64_t>(static_cast<std::int64_t>(m.size()), total - offset);
       for (std::int64_t i = 0; i < n; ++i) {
         state.exp_avg[offset + i] = m[i];
         state.exp_avg_sq[offset + i] = v[i];
@@ -118,8 +120,7 @@ void read_optimizer_state(const std::string& dir, Optimizer& optimizer) {
   if (fs::exists(single) && is_shard_file(h5::File::open(single.string()))) {
     // Written with ZeRO-1: reassemble the flat moments, then hand each parameter its part.
     if (std::string(optimizer.type()) != "adamw")
-      throw UserError(dir + ": holds adamw state, but train.optimizer.type is " +
-                      optimizer.type());
+      throw UserError(dir + ": holds adamw state, but train.optimizer.type is " + optimizer.type());
     const FlatState state = read_flat_state(dir, optimizer.parameters());
     std::int64_t offset = 0;
     for (std::size_t i = 0; i < optimizer.parameters().size(); ++i) {
@@ -230,7 +231,8 @@ std::string prepare_checkpoint_dir(const std::string& run_dir, std::int64_t step
   std::error_code ec;
   fs::remove_all(tmp_dir, ec);
   if (!fs::create_directories(tmp_dir, ec))
-    throw UserError(tmp_dir.string() + ": cannot create checkpoint directory (" + ec.message() + ")");
+    throw UserError(tmp_dir.string() + ": cannot create checkpoint directory (" + ec.message() +
+                    ")");
   return tmp_dir.string();
 }
 
@@ -356,8 +358,9 @@ std::string find_latest_checkpoint(const std::string& run_dir, std::string* warn
       read_checkpoint_meta(it->string());
       return it->string();
     } catch (const UserError& e) {
-      if (warning) *warning += std::string(warning->empty() ? "" : "\n") + "warning: " + e.what() +
-                               "; falling back to the previous checkpoint";
+      if (warning)
+        *warning += std::string(warning->empty() ? "" : "\n") + "warning: " + e.what() +
+                    "; falling back to the previous checkpoint";
     }
   }
   return "";

@@ -29,8 +29,8 @@ struct CheckpointMeta {
   std::int64_t bad_steps_in_row = 0;  // non-finite steps skipped in a row
   int tensor_parallel = 1, data_parallel = 1, zero = 0;
   std::string model_type;
-  std::string model_yaml;             // the model section (also the weights' `config`)
-  std::string config_yaml;            // the whole resolved run config
+  std::string model_yaml;                        // the model section (also the weights' `config`)
+  std::string config_yaml;                       // the whole resolved run config
   std::map<std::string, std::string> checksums;  // file name -> FNV-1a 64 hex
 };
 

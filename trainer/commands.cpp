@@ -147,7 +147,8 @@ void run_translate_command(const TranslateArgs& args, std::istream& in, std::ost
       ++line_number;
       ids.push_back(args.ids ? parse_ids(line, line_number) : loaded.tokenizer->encode(line));
       // The source must fit the model's positions with its eos: longer input is cut.
-      if (static_cast<std::int64_t>(ids.back().size()) > c.max_len - 1) ids.back().resize(c.max_len - 1);
+      if (static_cast<std::int64_t>(ids.back().size()) > c.max_len - 1)
+        ids.back().resize(c.max_len - 1);
       ids.back().push_back(c.eos_id);
       longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(ids.back().size()));
     }

@@ -80,11 +80,13 @@ EvalResult evaluate(Model& model, const EvalOptions& options) {
   BleuStats bleu = want_bleu ? corpus_bleu_stats(hypotheses, references) : BleuStats{};
   if (options.dp && options.dp->size() > 1) {
     // Sums in double are exact for these integer counts; the loss sum is rounded once.
-    std::vector<double> sums = {loss_sum, static_cast<double>(result.targets),
+    std::vector<double> sums = {loss_sum,
+                                static_cast<double>(result.targets),
                                 static_cast<double>(result.records),
                                 static_cast<double>(accuracy.correct),
                                 static_cast<double>(accuracy.counted),
-                                static_cast<double>(bleu.sys_len), static_cast<double>(bleu.ref_len)};
+                                static_cast<double>(bleu.sys_len),
+                                static_cast<double>(bleu.ref_len)};
     for (std::size_t n = 0; n < bleu.correct.size(); ++n) {
       sums.push_back(static_cast<double>(bleu.correct[n]));
       sums.push_back(static_cast<double>(bleu.total[n]));

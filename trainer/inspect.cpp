@@ -71,8 +71,8 @@ std::string describe_checkpoint(const std::string& dir) {
   const CheckpointMeta meta = read_checkpoint_meta(dir);
   std::ostringstream out;
   out << "checkpoint " << dir << " (checksums verified)\n"
-      << "  step: " << meta.step << ", samples: " << meta.samples << ", epoch "
-      << meta.loader.epoch << " (step " << meta.loader.step_in_epoch << " of it)\n"
+      << "  step: " << meta.step << ", samples: " << meta.samples << ", epoch " << meta.loader.epoch
+      << " (step " << meta.loader.step_in_epoch << " of it)\n"
       << "  layout: tensor " << meta.tensor_parallel << " x data " << meta.data_parallel
       << ", zero " << meta.zero << "\n"
       << "  optimizer: " << meta.optimizer_type << " after " << meta.optimizer_steps
@@ -95,9 +95,11 @@ std::string inspect_path(const std::string& path) {
   }
   h5::File file = h5::File::open(path);
   if (file.has_attr("/", "model_type")) return describe_weights(file);
-  if (file.exists("/images") || file.exists("/src")) return describe_dataset(read_dataset_info(path));
-  throw UserError(path + ": not a dataset, weights file or checkpoint (no /images, /src or "
-                         "model_type attribute)");
+  if (file.exists("/images") || file.exists("/src"))
+    return describe_dataset(read_dataset_info(path));
+  throw UserError(path +
+                  ": not a dataset, weights file or checkpoint (no /images, /src or "
+                  "model_type attribute)");
 }
 
 }  // namespace tr

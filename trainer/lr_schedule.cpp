@@ -34,12 +34,9 @@ ScheduleType parse_schedule_type(std::string_view name) {
 
 const char* schedule_type_name(ScheduleType type) {
   switch (type) {
-    case ScheduleType::constant:
-      return "constant";
-    case ScheduleType::inverse_sqrt:
-      return "inverse_sqrt";
-    case ScheduleType::cosine:
-      return "cosine";
+    case ScheduleType::constant: return "constant";
+    case ScheduleType::inverse_sqrt: return "inverse_sqrt";
+    case ScheduleType::cosine: return "cosine";
   }
   return "?";
 }
@@ -67,10 +64,8 @@ double learning_rate(const ScheduleConfig& c, std::int64_t step) {
   const double warmup = static_cast<double>(c.warmup_steps);
   if (step <= c.warmup_steps) return c.lr * s / warmup;
   switch (c.type) {
-    case ScheduleType::constant:
-      return c.lr;
-    case ScheduleType::inverse_sqrt:
-      return c.lr * std::sqrt(std::max(warmup, 1.0) / s);
+    case ScheduleType::constant: return c.lr;
+    case ScheduleType::inverse_sqrt: return c.lr * std::sqrt(std::max(warmup, 1.0) / s);
     case ScheduleType::cosine: {
       // step > warmup_steps here, so total_steps == warmup_steps lands in the first branch.
       if (step >= c.total_steps) return c.min_lr;

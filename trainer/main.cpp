@@ -1,10 +1,9 @@
 // The `trainer` executable: one binary, subcommands like git (DESIGN section 6).
 // Exit codes: 0 success, 2 bad input (one line on stderr), 3 the run failed (diverged),
 // 1 internal fault.
-#include <CLI/CLI.hpp>
-
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -56,8 +55,8 @@ int run(int argc, char** argv, tr::ParallelRuntime& runtime) {
       ->capture_default_str();
   translate_cmd->add_option("--batch", translate.batch, "sentences per batch")
       ->capture_default_str();
-  translate_cmd->add_option("--length-penalty", translate.length_penalty,
-                            "alpha of score / length^alpha")
+  translate_cmd
+      ->add_option("--length-penalty", translate.length_penalty, "alpha of score / length^alpha")
       ->capture_default_str();
   translate_cmd->add_flag("--ids", translate.ids,
                           "lines are space-separated token ids, in and out (data without a "
@@ -197,8 +196,7 @@ int run(int argc, char** argv, tr::ParallelRuntime& runtime) {
   if (*text_cmd) {
     text.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
     const tr::PreparedTranslation r = tr::prepare_translation(text);
-    std::fprintf(stderr,
-                 "%s: %lld pairs (%lld empty and %lld too long dropped), vocabulary %d\n",
+    std::fprintf(stderr, "%s: %lld pairs (%lld empty and %lld too long dropped), vocabulary %d\n",
                  text.out.c_str(), static_cast<long long>(r.records),
                  static_cast<long long>(r.dropped_empty), static_cast<long long>(r.dropped_long),
                  r.vocab_size);

@@ -2,9 +2,9 @@
 // their `config` attribute, so a file describes the model that reads it.
 #pragma once
 
-#include <string>
-
 #include <yaml-cpp/yaml.h>
+
+#include <string>
 
 #include "models/model_config.h"
 

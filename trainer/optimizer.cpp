@@ -25,8 +25,12 @@ void require(bool ok, const char* key, const char* expected, double got) {
 }
 
 // Negated comparisons below so that NaN fails every check.
-bool in_unit_interval(double x) { return x >= 0.0 && x < 1.0; }
-bool non_negative(double x) { return x >= 0.0 && std::isfinite(x); }
+bool in_unit_interval(double x) {
+  return x >= 0.0 && x < 1.0;
+}
+bool non_negative(double x) {
+  return x >= 0.0 && std::isfinite(x);
+}
 
 }  // namespace
 

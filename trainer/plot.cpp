@@ -25,7 +25,8 @@ std::string column(const nlohmann::json& row, const char* key) {
 void plot_run(const std::string& run_dir, const std::string& out_png) {
   const fs::path metrics = fs::path(run_dir) / "metrics.jsonl";
   std::ifstream in(metrics);
-  if (!in) throw UserError(metrics.string() + ": no such file (is " + run_dir + " a run directory?)");
+  if (!in)
+    throw UserError(metrics.string() + ": no such file (is " + run_dir + " a run directory?)");
 
   const fs::path work = fs::temp_directory_path() / ("tr_plot_" + std::to_string(getpid()));
   fs::create_directories(work);
@@ -43,14 +44,16 @@ void plot_run(const std::string& run_dir, const std::string& out_png) {
     }
     if (!row.contains("step")) continue;
     if (row.contains("eval_loss")) {
-      if (row.contains("bleu")) eval_metric = "bleu";
-      else if (row.contains("accuracy")) eval_metric = "accuracy";
+      if (row.contains("bleu"))
+        eval_metric = "bleu";
+      else if (row.contains("accuracy"))
+        eval_metric = "accuracy";
       eval << column(row, "step") << " " << column(row, "eval_loss") << " "
            << (eval_metric.empty() ? "?" : column(row, eval_metric.c_str())) << "\n";
     } else {
       const char* throughput = row.contains("tokens_per_s") ? "tokens_per_s" : "samples_per_s";
-      train << column(row, "step") << " " << column(row, "loss") << " " << column(row, "lr")
-            << " " << column(row, throughput) << "\n";
+      train << column(row, "step") << " " << column(row, "loss") << " " << column(row, "lr") << " "
+            << column(row, throughput) << "\n";
       ++rows;
     }
   }
@@ -66,15 +69,16 @@ void plot_run(const std::string& run_dir, const std::string& out_png) {
          << "set xlabel 'step'\nset grid\n"
          << "set title 'loss'\nplot '" << (work / "train.dat").string()
          << "' using 1:2 with lines title 'train'"
-         << (fs::file_size(work / "eval.dat") > 0
-                 ? ", '" + (work / "eval.dat").string() + "' using 1:2 with linespoints title 'eval'"
-                 : std::string())
+         << (fs::file_size(work / "eval.dat") > 0 ? ", '" + (work / "eval.dat").string() +
+                                                        "' using 1:2 with linespoints title 'eval'"
+                                                  : std::string())
          << "\n"
          << "set title '" << metric_label << "'\n"
          << (fs::file_size(work / "eval.dat") > 0
                  ? "plot '" + (work / "eval.dat").string() +
                        "' using 1:3 with linespoints title '" + metric_label + "'\n"
-                 : "unset xlabel\nset label 1 'no evaluation rows' at graph 0.4,0.5\nplot NaN notitle\nunset label 1\nset xlabel 'step'\n")
+                 : "unset xlabel\nset label 1 'no evaluation rows' at graph 0.4,0.5\nplot NaN "
+                   "notitle\nunset label 1\nset xlabel 'step'\n")
          << "set title 'learning rate'\nplot '" << (work / "train.dat").string()
          << "' using 1:3 with lines title 'lr'\n"
          << "set title 'throughput'\nplot '" << (work / "train.dat").string()

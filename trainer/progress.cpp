@@ -47,10 +47,10 @@ void Progress::update(const ProgressRow& r) {
                  eta(r.step).c_str(), r.loss, throughput);
     bar_visible_ = true;
   } else {
-    std::fprintf(out_, "Ep. %lld : Up. %lld/%lld : loss %.4f : lr %.3e : gNorm %.3f : %s : ETA %s\n",
-                 static_cast<long long>(r.epoch), static_cast<long long>(r.step),
-                 static_cast<long long>(total_), r.loss, r.lr, r.grad_norm, throughput,
-                 eta(r.step).c_str());
+    std::fprintf(
+        out_, "Ep. %lld : Up. %lld/%lld : loss %.4f : lr %.3e : gNorm %.3f : %s : ETA %s\n",
+        static_cast<long long>(r.epoch), static_cast<long long>(r.step),
+        static_cast<long long>(total_), r.loss, r.lr, r.grad_norm, throughput, eta(r.step).c_str());
   }
   std::fflush(out_);
 }

@@ -7,8 +7,8 @@
 #include "trainer/accuracy.h"
 #include "trainer/grad_clip.h"
 #include "trainer/lr_schedule.h"
-#include "trainer/optimizer.h"
 #include "trainer/model_config_yaml.h"
+#include "trainer/optimizer.h"
 #include "trainer/synthetic_data.h"
 #include "trainer/weights_file.h"
 
@@ -95,9 +95,9 @@ double run_smoke(const SmokeOptions& o) {
   for (std::int64_t i = 0; i < 8; ++i) {
     fill_batch(batch, config, o.batch, o.seed, kHeldOut + i * o.batch);
     model->forward(batch, ForwardContext{});
-    const AccuracyCount acc = count_correct(
-        model->logits(), config.type == "vit" ? batch.labels : batch.tgt_out,
-        config.type == "vit" ? -1 : config.pad_id);
+    const AccuracyCount acc =
+        count_correct(model->logits(), config.type == "vit" ? batch.labels : batch.tgt_out,
+                      config.type == "vit" ? -1 : config.pad_id);
     total.correct += acc.correct;
     total.counted += acc.counted;
   }

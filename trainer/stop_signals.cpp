@@ -1,9 +1,10 @@
 #include "trainer/stop_signals.h"
 
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdlib>
 #include <initializer_list>
-#include <unistd.h>
 
 namespace tr {
 
@@ -29,7 +30,9 @@ void install_stop_signals() {
   for (int s : {SIGTERM, SIGUSR1, SIGINT}) sigaction(s, &action, nullptr);
 }
 
-bool stop_requested() { return g_stop_signal != 0; }
+bool stop_requested() {
+  return g_stop_signal != 0;
+}
 
 const char* stop_signal_name() {
   switch (g_stop_signal) {

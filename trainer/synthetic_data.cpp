@@ -40,7 +40,8 @@ void synthetic_copy_batch(Batch& batch, const ModelConfig& c, std::int64_t B,
   // Token ids start after the special ids; lengths vary in [2, max_tokens].
   const std::int32_t first = std::max({c.pad_id, c.bos_id, c.eos_id}) + 1;
   const std::int64_t L = max_tokens + 1;  // + eos / bos
-  for (Tensor* t : {&batch.src, &batch.tgt_in, &batch.tgt_out}) ensure_shape(*t, {B, L}, DType::i32);
+  for (Tensor* t : {&batch.src, &batch.tgt_in, &batch.tgt_out})
+    ensure_shape(*t, {B, L}, DType::i32);
   for (Tensor* t : {&batch.src_len, &batch.tgt_len}) ensure_shape(*t, {B}, DType::i32);
   std::vector<double> u(static_cast<std::size_t>(max_tokens + 1));
   for (std::int64_t b = 0; b < B; ++b) {

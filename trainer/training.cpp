@@ -40,14 +40,16 @@ double seconds_since(Clock::time_point t) {
 // The CPU is this build's only device; say so instead of silently training elsewhere.
 void check_device(const RunConfig& c) {
   if (c.train.device == "cuda")
-    throw UserError("train.device: cuda requested, but this trainer has no CUDA backend or no "
-                    "GPU is present (use cpu or auto)");
+    throw UserError(
+        "train.device: cuda requested, but this trainer has no CUDA backend or no "
+        "GPU is present (use cpu or auto)");
   if (c.train.precision == "bf16")
     throw UserError("train.precision: bf16 needs train.device cuda; the CPU path trains in fp32");
 }
 
 std::unique_ptr<Optimizer> make_optimizer(const RunConfig& c, const ParameterList& params) {
-  if (c.train.optimizer.type == "sgd") return std::make_unique<SGD>(params, c.train.optimizer.sgd());
+  if (c.train.optimizer.type == "sgd")
+    return std::make_unique<SGD>(params, c.train.optimizer.sgd());
   return std::make_unique<AdamW>(params, c.train.optimizer.adamw());
 }
 
@@ -217,14 +219,13 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
       if (rank == 0) prepare_checkpoint_dir(run_dir.string(), state.step);
       runtime.world().barrier();
       if (grid.tp_rank == 0)
-        write_optimizer_shard(checkpoint_tmp_dir(run_dir.string(), state.step), dp_rank,
-                              *sharded);
+        write_optimizer_shard(checkpoint_tmp_dir(run_dir.string(), state.step), dp_rank, *sharded);
       runtime.world().barrier();
     }
     if (rank == 0) {
       const std::string dir = save_checkpoint(run_dir.string(), m, params, optimizer.get(),
-                                              static_cast<int>(config.checkpoint.keep),
-                                              extra_files, /*keep_prepared=*/zero);
+                                              static_cast<int>(config.checkpoint.keep), extra_files,
+                                              /*keep_prepared=*/zero);
       progress.message("checkpoint " + dir);
     }
     runtime.world().barrier();
@@ -309,13 +310,16 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
     } else {
       ++state.bad_in_row;
       ++state.skipped;
-      progress.message("step " + std::to_string(step) + ": non-finite loss or gradient, update "
-                       "skipped (" + std::to_string(state.bad_in_row) + " in a row)");
+      progress.message("step " + std::to_string(step) +
+                       ": non-finite loss or gradient, update "
+                       "skipped (" +
+                       std::to_string(state.bad_in_row) + " in a row)");
       if (state.bad_in_row >= config.train.max_bad_steps)
         throw RunFailure("training stopped at step " + std::to_string(step) + ": " +
                          std::to_string(state.bad_in_row) +
                          " non-finite steps in a row (train.max_bad_steps); the last good "
-                         "checkpoint is kept in " + (run_dir / "checkpoints").string());
+                         "checkpoint is kept in " +
+                         (run_dir / "checkpoints").string());
     }
     state.step = step;
     state.samples += global_samples;
@@ -358,7 +362,7 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   progress.finish();
   if (rank == 0)
     std::fprintf(stderr, "done: %lld steps in %.1f s, run directory %s\n",
-               static_cast<long long>(state.step), seconds_since(start), run_dir.c_str());
+                 static_cast<long long>(state.step), seconds_since(start), run_dir.c_str());
   return 0;
 }
 

@@ -15,7 +15,9 @@ struct CliResult {
   std::string output;  // stdout and stderr together, in order
 };
 
-inline std::string trainer_path() { return std::string(TR_BINARY_DIR) + "/trainer"; }
+inline std::string trainer_path() {
+  return std::string(TR_BINARY_DIR) + "/trainer";
+}
 
 inline CliResult run_trainer(const std::string& args) {
   const std::string command = trainer_path() + " " + args + " 2>&1";
@@ -24,7 +26,8 @@ inline CliResult run_trainer(const std::string& args) {
   if (!pipe) return result;
   std::array<char, 4096> buffer;
   std::size_t n;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) result.output.append(buffer.data(), n);
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
+    result.output.append(buffer.data(), n);
   const int status = pclose(pipe);
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return result;
@@ -38,7 +41,8 @@ inline int count_lines(const std::string& text) {
 
 // A fresh, empty directory for one test.
 inline std::filesystem::path scratch_dir(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() / ("tr_e2e_" + name + "_" + std::to_string(getpid()));
+  auto dir =
+      std::filesystem::temp_directory_path() / ("tr_e2e_" + name + "_" + std::to_string(getpid()));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;

@@ -44,8 +44,7 @@ std::vector<nlohmann::json> training_rows(const fs::path& path) {
     ++number;
     if (line.empty()) continue;
     nlohmann::json row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    EXPECT_TRUE(row.is_object()) << path << " line " << number << " is not a JSON object: "
-                                 << line;
+    EXPECT_TRUE(row.is_object()) << path << " line " << number << " is not a JSON object: " << line;
     if (row.is_object() && row.contains("step") && row.contains("loss")) rows.push_back(row);
   }
   return rows;
@@ -106,11 +105,11 @@ TEST_P(TrainParity, EightAdamWStepsMatchPyTorch) {
     const double norm_err = relative(norm, norms[i]);
     worst_loss = std::max(worst_loss, loss_err);
     worst_norm = std::max(worst_norm, norm_err);
-    EXPECT_LE(loss_err, kTolerance) << name << " step " << i + 1 << ": loss " << loss
-                                    << ", PyTorch " << losses[i];
+    EXPECT_LE(loss_err, kTolerance)
+        << name << " step " << i + 1 << ": loss " << loss << ", PyTorch " << losses[i];
     // The norm before clipping: a second, independent view of the same gradients.
-    EXPECT_LE(norm_err, kTolerance) << name << " step " << i + 1 << ": grad_norm " << norm
-                                    << ", PyTorch " << norms[i];
+    EXPECT_LE(norm_err, kTolerance)
+        << name << " step " << i + 1 << ": grad_norm " << norm << ", PyTorch " << norms[i];
     EXPECT_NEAR(row["lr"].get<double>(), lr, 1e-12 * lr) << "constant schedule, step " << i + 1;
     char line[160];
     std::snprintf(line, sizeof line, "  %zu  %.10f  %.10f  %.2e\n", i + 1, loss, losses[i],

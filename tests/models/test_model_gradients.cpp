@@ -80,7 +80,9 @@ TEST(ModelGradients, EncoderDecoderPostLnSeparateGeluLearned) {
   check_model(tiny_translation("post", false, "gelu", "learned"), 0.1);
 }
 
-TEST(ModelGradients, VisionTransformer) { check_model(tiny_vit(), 0.0); }
+TEST(ModelGradients, VisionTransformer) {
+  check_model(tiny_vit(), 0.0);
+}
 
 TEST(ModelGradients, ParameterNamesAreCanonical) {
   auto shared = make_model(tiny_translation("pre", true, "relu", "sinusoidal"), DType::f32, 0, 1);

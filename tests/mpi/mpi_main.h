@@ -20,13 +20,15 @@ inline int run_mpi_tests(int argc, char** argv) {
   }
   int failed = RUN_ALL_TESTS();
   // Every rank must agree on the outcome, or mpirun would report success for rank 0 only.
-  failed = static_cast<int>(runtime.world().all_reduce_scalar(static_cast<std::int64_t>(failed),
-                                                              ReduceOp::max));
+  failed = static_cast<int>(
+      runtime.world().all_reduce_scalar(static_cast<std::int64_t>(failed), ReduceOp::max));
   g_runtime = nullptr;
   return failed;
 }
 
 }  // namespace tr::testing
 
-#define TR_MPI_TEST_MAIN \
-  int main(int argc, char** argv) { return tr::testing::run_mpi_tests(argc, argv); }
+#define TR_MPI_TEST_MAIN                           \
+  int main(int argc, char** argv) {                \
+    return tr::testing::run_mpi_tests(argc, argv); \
+  }

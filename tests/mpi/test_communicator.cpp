@@ -21,7 +21,8 @@ TEST(MpiCommunicator, AllReduceSumAndMaxInPlace) {
   std::vector<double> m = {static_cast<double>(r)};
   world.all_reduce(m.data(), 1, DType::f64, ReduceOp::max);
   EXPECT_EQ(m[0], n - 1);
-  EXPECT_EQ(world.all_reduce_scalar(std::int64_t{r + 1}), static_cast<std::int64_t>(n * (n + 1) / 2));
+  EXPECT_EQ(world.all_reduce_scalar(std::int64_t{r + 1}),
+            static_cast<std::int64_t>(n * (n + 1) / 2));
 }
 
 TEST(MpiCommunicator, AsyncAllReducesCompleteInOrder) {

@@ -2,11 +2,10 @@
 // parameters after 8 steps within 1e-5, with and without gradient accumulation, overlap and
 // ZeRO-1, for both models (the golden training runs of tests/golden/train).
 #include <gtest/gtest.h>
-
-#include <filesystem>
 #include <unistd.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -52,8 +51,8 @@ void expect_matches_single_process(const std::string& model, const std::vector<s
   // Unique per job (rank 0's pid, shared by broadcast): concurrent jobs must not meet.
   std::int64_t job = world.rank() == 0 ? static_cast<std::int64_t>(getpid()) : 0;
   world.broadcast(&job, 1, DType::i64, 0);
-  const fs::path base = fs::temp_directory_path() /
-                        ("tr_dp_" + model + "_" + label + "_" + std::to_string(job));
+  const fs::path base =
+      fs::temp_directory_path() / ("tr_dp_" + model + "_" + label + "_" + std::to_string(job));
   const fs::path single = base / "single", multi = base / "multi";
   // Exceptions are caught so that every rank still reaches the barriers: a rank leaving the
   // test early would leave the others waiting in a collective.
@@ -108,10 +107,9 @@ TEST_P(DataParallel, MatchesSingleProcess) {
 TEST_P(DataParallel, MatchesSingleProcessWithAccumulationAndNoOverlap) {
   const int n = g_runtime->world_size();
   // global 8 = micro 1 x accumulation (8 / n) x n ranks; 1-element buckets force many.
-  expect_matches_single_process(GetParam(),
-                                {"train.micro_batch=1", "parallel.overlap=false",
-                                 "parallel.bucket_mb=0.001"},
-                                "accumulation_" + std::to_string(n));
+  expect_matches_single_process(
+      GetParam(), {"train.micro_batch=1", "parallel.overlap=false", "parallel.bucket_mb=0.001"},
+      "accumulation_" + std::to_string(n));
 }
 
 TEST_P(DataParallel, MatchesSingleProcessWithZeroOne) {

@@ -44,7 +44,9 @@ constexpr float kClippedGrads32[] = {
 constexpr std::array<std::int64_t, 3> kSizes = {1, 7, 13};
 
 // Same formula as the Python script (exact dyadic rationals).
-double grad_value(int i, int j) { return ((5 * i + 3 * j + 7) % 17 - 8) / 16.0; }
+double grad_value(int i, int j) {
+  return ((5 * i + 3 * j + 7) % 17 - 8) / 16.0;
+}
 
 class TestGrads {
  public:

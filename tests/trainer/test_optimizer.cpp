@@ -133,7 +133,9 @@ double init_value(int i, int j) {
   const int k = 3 * i + 7 * j;
   return (k % 2 == 0 ? 1.0 : -1.0) * (0.5 + (k % 11) / 16.0);
 }
-double grad_value(int i, int j, int step) { return ((5 * i + 3 * j + 7 * step) % 17 - 8) / 16.0; }
+double grad_value(int i, int j, int step) {
+  return ((5 * i + 3 * j + 7 * step) % 17 - 8) / 16.0;
+}
 
 // Three parameters, owned here; the list points into this object, so it is not copyable.
 class TestParams {
@@ -183,8 +185,12 @@ void run_steps(Optimizer& opt, TestParams& params, int first, int last, LrOf lr_
     opt.step(lr_of(step));
   }
 }
-double lr_1e2(int) { return 1e-2; }
-double lr_5e2(int) { return 0.05; }
+double lr_1e2(int) {
+  return 1e-2;
+}
+double lr_5e2(int) {
+  return 0.05;
+}
 
 // Concatenation of tensor t_i (i = 0..2) in order, as the reference arrays are laid out.
 template <typename GetTensor>
@@ -231,7 +237,9 @@ std::vector<double> state_values(const Optimizer& opt, const char* name) {
 AdamWConfig reference_adamw() {
   return {.beta1 = 0.9, .beta2 = 0.98, .eps = 1e-8, .weight_decay = 0.1};
 }
-SGDConfig reference_sgd() { return {.momentum = 0.9, .weight_decay = 0.01}; }
+SGDConfig reference_sgd() {
+  return {.momentum = 0.9, .weight_decay = 0.01};
+}
 
 TEST(AdamW, MatchesTorchFloat64) {
   TestParams params(DType::f64);
