@@ -235,7 +235,13 @@ int main(int argc, char** argv) {
   // cores). libgomp reads OMP_WAIT_POLICY when it loads, before main, so set it and start again.
   if (!std::getenv("OMP_WAIT_POLICY")) {
     setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-    execv("/proc/self/exe", argv);  // returns only on failure: then run as we are
+    // The resolved path, not /proc/self/exe: the process keeps its name ("trainer") in ps.
+    char self[4096];
+    const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+      self[n] = '\0';
+      execv(self, argv);  // returns only on failure: then run as we are
+    }
   }
   tr::ParallelRuntime runtime(&argc, &argv);
   try {
