@@ -49,21 +49,34 @@ BENCHMARK(BM_linear_gemm)
     ->Args({64 * 32, 256, 8000})
     ->Args({2048, 2048, 2048});
 
+// Linear forward with bias: fused (bias broadcast into y, GEMM with beta = 1, as
+// ops::linear_forward does) when the last argument is 1, else GEMM (beta = 0) then bias_add.
 void BM_linear_forward_bias(benchmark::State& st) {
   const i64 N = st.range(0), in = st.range(1), out = st.range(2);
+  const bool fused = st.range(3) != 0;
   auto x = random_vector(N * in, 1), w = random_vector(out * in, 2), b = random_vector(out, 3);
   std::vector<float> y(static_cast<std::size_t>(N * out));
   for (auto _ : st) {
-    tr::cpu::gemm<float>(false, true, N, out, in, 1.f, x.data(), in, w.data(), in, 0.f, y.data(),
-                         out);
-    tr::cpu::bias_add<float>(y.data(), y.data(), b.data(), N, out);
+    if (fused) {
+      tr::cpu::bias_fill<float>(y.data(), b.data(), N, out);
+      tr::cpu::gemm<float>(false, true, N, out, in, 1.f, x.data(), in, w.data(), in, 1.f,
+                           y.data(), out);
+    } else {
+      tr::cpu::gemm<float>(false, true, N, out, in, 1.f, x.data(), in, w.data(), in, 0.f,
+                           y.data(), out);
+      tr::cpu::bias_add<float>(y.data(), y.data(), b.data(), N, out);
+    }
     benchmark::ClobberMemory();
   }
   st.counters["GFLOP/s"] =
       benchmark::Counter(2.0 * N * in * out, benchmark::Counter::kIsIterationInvariantRate,
                          benchmark::Counter::kIs1000);
 }
-BENCHMARK(BM_linear_forward_bias)->Args({128 * 50, 96, 96})->Args({128 * 50, 96, 384});
+BENCHMARK(BM_linear_forward_bias)
+    ->Args({128 * 50, 96, 96, 0})
+    ->Args({128 * 50, 96, 96, 1})
+    ->Args({128 * 50, 96, 384, 0})
+    ->Args({128 * 50, 96, 384, 1});
 
 // ---- elementwise -------------------------------------------------------------------------------
 void BM_gelu_forward(benchmark::State& st) {

@@ -24,6 +24,17 @@ Tensor Dropout::forward(const Tensor& x, const ForwardContext& ctx) {
   return y_;
 }
 
+void Dropout::forward_add(Tensor& out, const Tensor& skip, const Tensor& x,
+                          const ForwardContext& ctx) {
+  active_ = ctx.training && p_ > 0;
+  if (!active_) {
+    ops::add(out, skip, x);
+    return;
+  }
+  make_dropout_mask(keep_, x.shape(), p_, ctx, layer_id_);
+  ops::dropout_add(out, skip, x, keep_, p_);
+}
+
 Tensor Dropout::backward(const Tensor& dy) {
   if (!active_) return dy;
   ops::dropout_apply(dx_, dy, keep_, p_);

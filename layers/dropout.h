@@ -32,6 +32,8 @@ class Dropout {
   Dropout(double p, std::uint64_t layer_id) : p_(p), layer_id_(layer_id) {}
   // Returns x itself when inactive (p == 0 or not training).
   Tensor forward(const Tensor& x, const ForwardContext& ctx);
+  // out = skip + forward(x, ctx), in one pass when active (residual branches).
+  void forward_add(Tensor& out, const Tensor& skip, const Tensor& x, const ForwardContext& ctx);
   Tensor backward(const Tensor& dy);
   double p() const { return p_; }
 

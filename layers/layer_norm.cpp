@@ -26,4 +26,10 @@ Tensor LayerNorm::backward(const Tensor& dy) {
   return dx_;
 }
 
+Tensor LayerNorm::backward_add(const Tensor& dy, const Tensor& residual) {
+  ops::layernorm_backward(dx_, weight.grad, bias.grad, dy, x_, weight.value, mean_, rstd_,
+                          &residual);
+  return dx_;
+}
+
 }  // namespace tr

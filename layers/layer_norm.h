@@ -13,6 +13,8 @@ class LayerNorm {
   void collect_parameters(ParameterList& out);
   Tensor forward(const Tensor& x);
   Tensor backward(const Tensor& dy);
+  // backward(dy) + residual, in one pass (pre-LN blocks add the skip gradient).
+  Tensor backward_add(const Tensor& dy, const Tensor& residual);
 
   Parameter weight, bias;
   static constexpr double kEps = 1e-5;

@@ -31,8 +31,8 @@ Tensor Linear::backward(const Tensor& dy) {
 }
 
 void Linear::backward_accumulate(Tensor& dx_sum, const Tensor& dy) {
-  ops::linear_backward(&dx_, weight.grad, has_bias_ ? &bias.grad : nullptr, dy, x_, weight.value);
-  ops::add_accumulate(dx_sum, dx_);
+  ops::linear_backward_accumulate(dx_sum, weight.grad, has_bias_ ? &bias.grad : nullptr, dy, x_,
+                                  weight.value);
 }
 
 }  // namespace tr

@@ -42,9 +42,11 @@ void linear_forward(Tensor& y, const Tensor& x, const Tensor& weight, const Tens
   ensure_shape(y, with_last(x.shape(), out), x.dtype(), x.device());
   dispatch_float(x, [&](auto tag) {
     using T = decltype(tag);
-    cpu::gemm<T>(false, true, N, out, in, T(1), x.data<T>(), in, weight.data<T>(), in, T(0),
-                 y.data<T>(), out);
-    if (bias.defined()) cpu::bias_add<T>(y.data<T>(), y.data<T>(), bias.data<T>(), N, out);
+    // With a bias, y starts as the broadcast bias and the GEMM adds the product (beta = 1):
+    // one pass over y instead of BLAS's beta = 0 pass plus a bias pass.
+    if (bias.defined()) cpu::bias_fill<T>(y.data<T>(), bias.data<T>(), N, out);
+    cpu::gemm<T>(false, true, N, out, in, T(1), x.data<T>(), in, weight.data<T>(), in,
+                 bias.defined() ? T(1) : T(0), y.data<T>(), out);
   });
 }
 
@@ -66,6 +68,21 @@ void linear_backward(Tensor* dx, Tensor& dweight, Tensor* dbias, const Tensor& d
   });
 }
 
+void linear_backward_accumulate(Tensor& dx_sum, Tensor& dweight, Tensor* dbias, const Tensor& dy,
+                                const Tensor& x, const Tensor& weight) {
+  const std::int64_t in = weight.dim(1), out = weight.dim(0), N = rows_of(x);
+  TR_CHECK(dy.dim(-1) == out && rows_of(dy) == N, "linear backward: dy shape");
+  check_same(dx_sum, x, "linear backward_accumulate: dx_sum vs x");
+  dispatch_float(x, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::gemm<T>(false, false, N, in, out, T(1), dy.data<T>(), out, weight.data<T>(), in, T(1),
+                 dx_sum.data<T>(), in);
+    cpu::gemm<T>(true, false, out, in, N, T(1), dy.data<T>(), out, x.data<T>(), in, T(1),
+                 dweight.data<T>(), in);
+    if (dbias && dbias->defined()) cpu::bias_backward_accumulate<T>(dbias->data<T>(), dy.data<T>(), N, out);
+  });
+}
+
 void layernorm_forward(Tensor& y, Tensor& mean, Tensor& rstd, const Tensor& x, const Tensor& weight,
                        const Tensor& bias, double eps) {
   const std::int64_t C = x.dim(-1), N = rows_of(x);
@@ -81,14 +98,18 @@ void layernorm_forward(Tensor& y, Tensor& mean, Tensor& rstd, const Tensor& x, c
 
 void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor& dy,
                         const Tensor& x, const Tensor& weight, const Tensor& mean,
-                        const Tensor& rstd) {
+                        const Tensor& rstd, const Tensor* residual) {
   check_same(dy, x, "layernorm backward");
+  if (residual != nullptr) check_same(*residual, x, "layernorm backward residual");
   const std::int64_t C = x.dim(-1), N = rows_of(x);
+  // dx must not share the residual's buffer: rows are read and written in the same pass, which
+  // is fine, but a caller's view of the residual would silently change.
   ensure_shape(dx, x.shape(), x.dtype(), x.device());
   dispatch_float(x, [&](auto tag) {
     using T = decltype(tag);
     cpu::layernorm_backward<T>(dx.data<T>(), dweight.data<T>(), dbias.data<T>(), dy.data<T>(),
-                               x.data<T>(), weight.data<T>(), mean.data<T>(), rstd.data<T>(), N, C);
+                               x.data<T>(), weight.data<T>(), mean.data<T>(), rstd.data<T>(), N, C,
+                               residual ? residual->data<T>() : nullptr);
   });
 }
 
@@ -241,6 +262,17 @@ void dropout_apply(Tensor& out, const Tensor& in, const Tensor& keep, double p) 
     using T = decltype(tag);
     cpu::dropout_apply<T>(out.data<T>(), in.data<T>(), keep.data<std::uint8_t>(),
                           T(1.0 / (1.0 - p)), in.numel());
+  });
+}
+
+void dropout_add(Tensor& out, const Tensor& skip, const Tensor& in, const Tensor& keep, double p) {
+  check_same(skip, in, "dropout_add");
+  TR_CHECK(keep.numel() == in.numel(), "dropout: mask size");
+  if (!out.same_buffer(skip)) ensure_shape(out, in.shape(), in.dtype(), in.device());
+  dispatch_float(in, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::dropout_add<T>(out.data<T>(), skip.data<T>(), in.data<T>(), keep.data<std::uint8_t>(),
+                        T(1.0 / (1.0 - p)), in.numel());
   });
 }
 

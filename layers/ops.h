@@ -18,12 +18,17 @@ void linear_forward(Tensor& y, const Tensor& x, const Tensor& weight, const Tens
 // dx = dy W (skipped when dx is null), dweight += dy^T x, dbias += colsum(dy) (when defined).
 void linear_backward(Tensor* dx, Tensor& dweight, Tensor* dbias, const Tensor& dy, const Tensor& x,
                      const Tensor& weight);
+// As linear_backward, but dx_sum += dy W (dx_sum shaped like x): the GEMM accumulates in place
+// (beta = 1), for inputs that feed several projections.
+void linear_backward_accumulate(Tensor& dx_sum, Tensor& dweight, Tensor* dbias, const Tensor& dy,
+                                const Tensor& x, const Tensor& weight);
 
 void layernorm_forward(Tensor& y, Tensor& mean, Tensor& rstd, const Tensor& x, const Tensor& weight,
                        const Tensor& bias, double eps);
+// dx = d(input) (+ *residual when given: a pre-LN block's skip gradient added in the same pass).
 void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor& dy,
                         const Tensor& x, const Tensor& weight, const Tensor& mean,
-                        const Tensor& rstd);
+                        const Tensor& rstd, const Tensor* residual = nullptr);
 
 enum class Activation { relu, gelu };
 void activation_forward(Tensor& y, const Tensor& x, Activation act);
@@ -58,6 +63,8 @@ void cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const Tensor&
 void dropout_mask(Tensor& keep, const Shape& shape, double p, std::uint64_t seed,
                   std::uint64_t stream, std::uint64_t offset);
 void dropout_apply(Tensor& out, const Tensor& in, const Tensor& keep, double p);
+// out = skip + dropout(in): a residual branch's dropout and the skip add in one pass.
+void dropout_add(Tensor& out, const Tensor& skip, const Tensor& in, const Tensor& keep, double p);
 
 double sum_squares(const Tensor& x);
 

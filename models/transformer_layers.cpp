@@ -14,7 +14,7 @@ Tensor ResidualBlock::begin(const Tensor& x) {
 }
 
 Tensor ResidualBlock::end(const Tensor& f_out, const ForwardContext& ctx) {
-  ops::add(sum_, x_, drop_.forward(f_out, ctx));
+  drop_.forward_add(sum_, x_, f_out, ctx);
   return pre_ ? sum_ : norm.forward(sum_);
 }
 
@@ -26,7 +26,8 @@ Tensor ResidualBlock::begin_backward(const Tensor& dy) {
 
 Tensor ResidualBlock::finish_backward(const Tensor& df_in) {
   // dx = dsum + (pre ? norm.backward(df_in) : df_in)
-  ops::add(dx_, dsum_, pre_ ? norm.backward(df_in) : df_in);
+  if (pre_) return norm.backward_add(df_in, dsum_);
+  ops::add(dx_, dsum_, df_in);
   return dx_;
 }
 

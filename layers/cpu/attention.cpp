@@ -145,28 +145,6 @@ TR_INLINE T exp_t(T x) {
     return std::exp(x);
 }
 
-// Sum of x[0, n) in a fixed order: 8 strided partial sums, then a fixed pairwise tree.
-template <typename T>
-TR_INLINE T fixed_sum(const T* x, i64 n) {
-  T part[8] = {};
-  i64 j = 0;
-  for (; j + 8 <= n; j += 8)
-    for (int l = 0; l < 8; ++l) part[l] += x[j + l];
-  for (int l = 0; j < n; ++j, ++l) part[l] += x[j];
-  return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
-}
-
-// sum_j x[j] * y[j] in the same fixed order.
-template <typename T>
-TR_INLINE T fixed_dot(const T* x, const T* y, i64 n) {
-  T part[8] = {};
-  i64 j = 0;
-  for (; j + 8 <= n; j += 8)
-    for (int l = 0; l < 8; ++l) part[l] += x[j + l] * y[j + l];
-  for (int l = 0; j < n; ++j, ++l) part[l] += x[j] * y[j];
-  return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
-}
-
 // dst[r, c] = src[c * ld + r] for r < rows, c < cols; columns [cols, ldd) of dst zeroed.
 template <typename T>
 TR_INLINE void pack_transposed(T* dst, i64 ldd, const T* src, i64 ld, i64 rows, i64 cols) {
@@ -211,10 +189,9 @@ TR_INLINE void fused_head_forward(T* out, T* probs, const T* q, const T* k, cons
     T* row = probs + i * Tk;
     const i64 limit = key_limit(kv, i, causal, q_offset);
     if (limit > 0) {
-      T mx = row[0];
-      for (i64 j = 1; j < limit; ++j) mx = row[j] > mx ? row[j] : mx;
+      const T mx = simd::max(row, limit);
       for (i64 j = 0; j < limit; ++j) row[j] = exp_t(row[j] - mx);
-      const T inv = T(1) / fixed_sum(row, limit);
+      const T inv = T(1) / simd::sum(row, limit);
       for (i64 j = 0; j < limit; ++j) row[j] *= inv;
     }
     // A query with no visible key gets zero probabilities (and output), not NaN.
@@ -254,7 +231,7 @@ TR_INLINE void fused_head_backward(T* dq, T* dk, T* dv, T* ds, const T* dout, co
       const std::uint8_t* kr = keep + i * Tk;
       for (i64 j = 0; j < Tk; ++j) d[j] *= kr[j] ? keep_scale : T(0);
     }
-    const T r = fixed_dot(d, pr, Tk);
+    const T r = simd::dot(d, pr, Tk);
     for (i64 j = 0; j < Tk; ++j) d[j] = pr[j] * (d[j] - r);
   }
   // dq = scale dS K;  dk = scale dS^T Q;  dv = dropped(P)^T dout.

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <type_traits>
 
 #include "layers/cpu/simd.h"
 #include "layers/cpu/vec_math.h"
@@ -61,6 +62,242 @@ inline void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int 
   cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+// Elements per task of the chunked elementwise loops: whole chunks, so an element's result
+// never depends on how the range is split.
+constexpr i64 kChunk = 1 << 12;
+
+// Runs fn(begin, end) over [0, n) in chunks of kChunk, in parallel above kParallelMin.
+template <typename Fn>
+void for_chunks(i64 n, Fn&& fn) {
+  if (n <= kParallelMin) {
+    if (n > 0) fn(i64{0}, n);
+    return;
+  }
+  const i64 chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static)
+  for (i64 c = 0; c < chunks; ++c) fn(c * kChunk, std::min(n, (c + 1) * kChunk));
+}
+
+// ---- fp32 elementwise bodies, compiled for AVX2+FMA and for the baseline ----------------------
+
+TR_INLINE void gelu_forward_f32(float* out, const float* in, i64 n) {
+  for (i64 i = 0; i < n; ++i) {
+    const float x = in[i];
+    out[i] = x * vm::normal_cdf_f(x);
+  }
+}
+TR_ISA_VARIANTS(gelu_forward_f32, (float* out, const float* in, i64 n), (out, in, n))
+
+TR_INLINE void gelu_backward_f32(float* din, const float* dout, const float* in, i64 n) {
+  constexpr float kInvSqrt2Pi = 0.398942280401432677939946f;
+  for (i64 i = 0; i < n; ++i) {
+    const float x = in[i];
+    const float pdf = kInvSqrt2Pi * vm::exp_f(-0.5f * x * x);
+    din[i] = dout[i] * (vm::normal_cdf_f(x) + x * pdf);
+  }
+}
+TR_ISA_VARIANTS(gelu_backward_f32, (float* din, const float* dout, const float* in, i64 n),
+                (din, dout, in, n))
+
+// Softmax of rows [r0, r1) in float: exp through vm::exp_f, fixed-order float sums.
+TR_INLINE void softmax_rows_f32(float* out, const float* in, i64 r0, i64 r1, i64 cols) {
+  for (i64 r = r0; r < r1; ++r) {
+    const float* x = in + r * cols;
+    float* y = out + r * cols;
+    const float mx = simd::max(x, cols);
+    for (i64 c = 0; c < cols; ++c) y[c] = vm::exp_f(x[c] - mx);
+    const float inv = 1.0f / simd::sum(y, cols);
+    for (i64 c = 0; c < cols; ++c) y[c] *= inv;
+  }
+}
+TR_ISA_VARIANTS(softmax_rows_f32, (float* out, const float* in, i64 r0, i64 r1, i64 cols),
+                (out, in, r0, r1, cols))
+
+// LayerNorm rows [r0, r1) in float: statistics from fixed-order float sums (simd::sum: the
+// order depends on cols only), two passes as in the fp64 kernel.
+TR_INLINE void layernorm_rows_f32(float* out, float* mean, float* rstd, const float* in,
+                                  const float* weight, const float* bias, i64 r0, i64 r1, i64 cols,
+                                  float eps) {
+  using V = simd::Vec<float>::type;
+  constexpr int L = simd::Vec<float>::lanes;
+  const float inv_cols = 1.0f / static_cast<float>(cols);
+  for (i64 r = r0; r < r1; ++r) {
+    const float* x = in + r * cols;
+    float* y = out + r * cols;
+    const float mu = simd::sum(x, cols) * inv_cols;
+    const V vmu = simd::splat(mu);
+    V acc{};
+    i64 c = 0;
+    for (; c + L <= cols; c += L) {
+      const V d = simd::load(x + c) - vmu;
+      acc += d * d;
+    }
+    if (c < cols) {
+      const V d = simd::load_partial(x + c, cols - c, mu) - vmu;  // padding lanes give 0
+      acc += d * d;
+    }
+    const float s = 1.0f / std::sqrt(simd::hsum(acc) * inv_cols + eps);
+    mean[r] = mu;
+    rstd[r] = s;
+    for (i64 j = 0; j < cols; ++j) y[j] = (x[j] - mu) * s * weight[j] + bias[j];
+  }
+}
+TR_ISA_VARIANTS(layernorm_rows_f32,
+                (float* out, float* mean, float* rstd, const float* in, const float* weight,
+                 const float* bias, i64 r0, i64 r1, i64 cols, float eps),
+                (out, mean, rstd, in, weight, bias, r0, r1, cols, eps))
+
+// LayerNorm input gradient of rows [r0, r1) in float (fixed-order row sums).
+TR_INLINE void layernorm_din_rows_f32(float* din, const float* dout, const float* in,
+                                      const float* weight, const float* mean, const float* rstd,
+                                      const float* residual, i64 r0, i64 r1, i64 cols) {
+  using V = simd::Vec<float>::type;
+  constexpr int L = simd::Vec<float>::lanes;
+  const float inv_cols = 1.0f / static_cast<float>(cols);
+  for (i64 r = r0; r < r1; ++r) {
+    const float* x = in + r * cols;
+    const float* g = dout + r * cols;
+    float* dx = din + r * cols;
+    const float m = mean[r], s = rstd[r];
+    const V vm_ = simd::splat(m), vs = simd::splat(s);
+    V pa{}, pb{};
+    i64 c = 0;
+    for (; c + L <= cols; c += L) {
+      const V xhat = (simd::load(x + c) - vm_) * vs;
+      const V dxhat = simd::load(g + c) * simd::load(weight + c);
+      pa += dxhat;
+      pb += dxhat * xhat;
+    }
+    if (c < cols) {
+      const i64 n = cols - c;
+      const V xhat = (simd::load_partial(x + c, n, m) - vm_) * vs;
+      const V dxhat = simd::load_partial(g + c, n, 0.0f) * simd::load_partial(weight + c, n, 0.0f);
+      pa += dxhat;
+      pb += dxhat * xhat;
+    }
+    const float a = simd::hsum(pa) * inv_cols;
+    const float b = simd::hsum(pb) * inv_cols;
+    if (residual != nullptr) {
+      const float* res = residual + r * cols;
+      for (i64 j = 0; j < cols; ++j) {
+        const float xhat = (x[j] - m) * s;
+        dx[j] = res[j] + s * (g[j] * weight[j] - a - xhat * b);
+      }
+    } else {
+      for (i64 j = 0; j < cols; ++j) {
+        const float xhat = (x[j] - m) * s;
+        dx[j] = s * (g[j] * weight[j] - a - xhat * b);
+      }
+    }
+  }
+}
+TR_ISA_VARIANTS(layernorm_din_rows_f32,
+                (float* din, const float* dout, const float* in, const float* weight,
+                 const float* mean, const float* rstd, const float* residual, i64 r0, i64 r1,
+                 i64 cols),
+                (din, dout, in, weight, mean, rstd, residual, r0, r1, cols))
+
+// Columns per task of the column reductions below (two vectors: the double accumulators of
+// dweight and dbias then stay in registers).
+constexpr i64 kRedCols = 16;
+
+// dweight[c] += sum_r dout[r, c] * xhat[r, c] and dbias[c] += sum_r dout[r, c] for columns
+// [c0, c0 + kRedCols) clipped to cols: each column summed over rows in row order, in double.
+TR_INLINE void layernorm_dparams_cols_f32(float* dweight, float* dbias, const float* dout,
+                                          const float* in, const float* mean, const float* rstd,
+                                          i64 rows, i64 cols, i64 c0) {
+  using V = simd::Vec<float>::type;
+  typedef double V4 __attribute__((vector_size(32)));
+  const i64 w = std::min<i64>(kRedCols, cols - c0);
+  V4 dw[4] = {}, db[4] = {};
+  for (i64 r = 0; r < rows; ++r) {
+    const float* x = in + r * cols + c0;
+    const float* g = dout + r * cols + c0;
+    const V m = simd::splat(mean[r]), s = simd::splat(rstd[r]);
+    for (int h = 0; h < 2; ++h) {
+      const i64 n = w - 8 * h;
+      if (n <= 0) break;
+      const V gv = n >= 8 ? simd::load(g + 8 * h) : simd::load_partial(g + 8 * h, n, 0.0f);
+      const V xv = n >= 8 ? simd::load(x + 8 * h) : simd::load_partial(x + 8 * h, n, 0.0f);
+      const V p = gv * ((xv - m) * s);
+      dw[2 * h] += __builtin_convertvector(__builtin_shufflevector(p, p, 0, 1, 2, 3), V4);
+      dw[2 * h + 1] += __builtin_convertvector(__builtin_shufflevector(p, p, 4, 5, 6, 7), V4);
+      db[2 * h] += __builtin_convertvector(__builtin_shufflevector(gv, gv, 0, 1, 2, 3), V4);
+      db[2 * h + 1] += __builtin_convertvector(__builtin_shufflevector(gv, gv, 4, 5, 6, 7), V4);
+    }
+  }
+  for (i64 c = 0; c < w; ++c) {
+    dweight[c0 + c] += static_cast<float>(dw[c / 4][c % 4]);
+    dbias[c0 + c] += static_cast<float>(db[c / 4][c % 4]);
+  }
+}
+TR_ISA_VARIANTS(layernorm_dparams_cols_f32,
+                (float* dweight, float* dbias, const float* dout, const float* in,
+                 const float* mean, const float* rstd, i64 rows, i64 cols, i64 c0),
+                (dweight, dbias, dout, in, mean, rstd, rows, cols, c0))
+
+// dbias[c] += sum_r dout[r, c] for columns [c0, c0 + kRedCols) clipped to cols, in double, rows
+// in order.
+TR_INLINE void bias_grad_cols_f32(float* dbias, const float* dout, i64 rows, i64 cols, i64 c0) {
+  using V = simd::Vec<float>::type;
+  typedef double V4 __attribute__((vector_size(32)));
+  const i64 w = std::min<i64>(kRedCols, cols - c0);
+  V4 db[4] = {};
+  for (i64 r = 0; r < rows; ++r) {
+    const float* g = dout + r * cols + c0;
+    for (int h = 0; h < 2; ++h) {
+      const i64 n = w - 8 * h;
+      if (n <= 0) break;
+      const V gv = n >= 8 ? simd::load(g + 8 * h) : simd::load_partial(g + 8 * h, n, 0.0f);
+      db[2 * h] += __builtin_convertvector(__builtin_shufflevector(gv, gv, 0, 1, 2, 3), V4);
+      db[2 * h + 1] += __builtin_convertvector(__builtin_shufflevector(gv, gv, 4, 5, 6, 7), V4);
+    }
+  }
+  for (i64 c = 0; c < w; ++c) dbias[c0 + c] += static_cast<float>(db[c / 4][c % 4]);
+}
+TR_ISA_VARIANTS(bias_grad_cols_f32, (float* dbias, const float* dout, i64 rows, i64 cols, i64 c0),
+                (dbias, dout, rows, cols, c0))
+
+// Rows per task of the row-parallel kernels: a few rows, so a task is worth scheduling.
+inline i64 row_block(i64 cols) { return std::max<i64>(1, 2048 / std::max<i64>(cols, 1)); }
+
+// One cross-entropy row: its max, sum_v exp(x[v] - max) and sum_v x[v], the sums in double in
+// a fixed order (8 lanes, each summed in double, then a fixed tree).
+TR_INLINE void ce_row_stats_f32(const float* x, i64 V, float* mx_out, double* sum_out,
+                                double* sum_x_out) {
+  const float mx = simd::max(x, V);
+  double part[8] = {}, part_x[8] = {};
+  float e[8];
+  i64 v = 0;
+  for (; v + 8 <= V; v += 8) {
+    for (int l = 0; l < 8; ++l) e[l] = vm::exp_f(x[v + l] - mx);
+    for (int l = 0; l < 8; ++l) {
+      part[l] += e[l];
+      part_x[l] += x[v + l];
+    }
+  }
+  for (int l = 0; v < V; ++v, ++l) {
+    part[l] += vm::exp_f(x[v] - mx);
+    part_x[l] += x[v];
+  }
+  *mx_out = mx;
+  *sum_x_out = ((part_x[0] + part_x[1]) + (part_x[2] + part_x[3])) +
+               ((part_x[4] + part_x[5]) + (part_x[6] + part_x[7]));
+  *sum_out =
+      ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+}
+TR_ISA_VARIANTS(ce_row_stats_f32, (const float* x, i64 V, float* mx, double* sum, double* sum_x),
+                (x, V, mx, sum, sum_x))
+
+// g[v] = scale * (exp(x[v] - lse) - smooth) over one row.
+TR_INLINE void ce_grad_row_f32(float* g, const float* x, float lse, float scale, float smooth,
+                               i64 V) {
+  for (i64 v = 0; v < V; ++v) g[v] = scale * (vm::exp_f(x[v] - lse) - smooth);
+}
+TR_ISA_VARIANTS(ce_grad_row_f32, (float* g, const float* x, float lse, float scale, float smooth,
+                                  i64 V),
+                (g, x, lse, scale, smooth, V))
+
 }  // namespace
 
 // ---- GEMM ----------------------------------------------------------------------------------
@@ -99,7 +336,20 @@ void bias_add(T* out, const T* in, const T* bias, i64 rows, i64 cols) {
 }
 
 template <typename T>
+void bias_fill(T* out, const T* bias, i64 rows, i64 cols) {
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
+  for (i64 r = 0; r < rows; ++r) std::memcpy(out + r * cols, bias, sizeof(T) * cols);
+}
+
+template <typename T>
 void bias_backward_accumulate(T* dbias, const T* dout, i64 rows, i64 cols) {
+  if constexpr (std::is_same_v<T, float>) {
+    const auto fn = TR_ISA_PICK(bias_grad_cols_f32);
+    const i64 blocks = (cols + kRedCols - 1) / kRedCols;
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin && blocks > 1)
+    for (i64 blk = 0; blk < blocks; ++blk) fn(dbias, dout, rows, cols, blk * kRedCols);
+    return;
+  }
   const i64 blocks = (cols + kColBlock - 1) / kColBlock;
 #pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
   for (i64 blk = 0; blk < blocks; ++blk) {
@@ -133,6 +383,11 @@ void scale(T* out, const T* in, T alpha, i64 n) {
 
 template <typename T>
 void gelu_forward(T* out, const T* in, i64 n) {
+  if constexpr (std::is_same_v<T, float>) {
+    const auto fn = TR_ISA_PICK(gelu_forward_f32);
+    for_chunks(n, [&](i64 b, i64 e) { fn(out + b, in + b, e - b); });
+    return;
+  }
   const T inv_sqrt2 = static_cast<T>(0.70710678118654752440084436210485);
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
   for (i64 i = 0; i < n; ++i) {
@@ -143,6 +398,11 @@ void gelu_forward(T* out, const T* in, i64 n) {
 
 template <typename T>
 void gelu_backward(T* din, const T* dout, const T* in, i64 n) {
+  if constexpr (std::is_same_v<T, float>) {
+    const auto fn = TR_ISA_PICK(gelu_backward_f32);
+    for_chunks(n, [&](i64 b, i64 e) { fn(din + b, dout + b, in + b, e - b); });
+    return;
+  }
   const T inv_sqrt2 = static_cast<T>(0.70710678118654752440084436210485);
   const T inv_sqrt_2pi = static_cast<T>(0.39894228040143267793994605993438);
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
@@ -171,6 +431,14 @@ void relu_backward(T* din, const T* dout, const T* in, i64 n) {
 template <typename T>
 void layernorm_forward(T* out, T* mean, T* rstd, const T* in, const T* weight, const T* bias,
                        i64 rows, i64 cols, T eps) {
+  if constexpr (std::is_same_v<T, float>) {
+    const auto fn = TR_ISA_PICK(layernorm_rows_f32);
+    const i64 rb = row_block(cols), blocks = (rows + rb - 1) / rb;
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
+    for (i64 k = 0; k < blocks; ++k)
+      fn(out, mean, rstd, in, weight, bias, k * rb, std::min(rows, (k + 1) * rb), cols, eps);
+    return;
+  }
 #pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
   for (i64 r = 0; r < rows; ++r) {
     const T* x = in + r * cols;
@@ -194,8 +462,27 @@ void layernorm_forward(T* out, T* mean, T* rstd, const T* in, const T* weight, c
 
 template <typename T>
 void layernorm_backward(T* din, T* dweight, T* dbias, const T* dout, const T* in, const T* weight,
-                        const T* mean, const T* rstd, i64 rows, i64 cols) {
+                        const T* mean, const T* rstd, i64 rows, i64 cols, const T* residual) {
   const bool par = rows * cols > kParallelMin;
+  if constexpr (std::is_same_v<T, float>) {
+    const auto rows_fn = TR_ISA_PICK(layernorm_din_rows_f32);
+    const auto cols_fn = TR_ISA_PICK(layernorm_dparams_cols_f32);
+    const i64 rb = row_block(cols), rblocks = (rows + rb - 1) / rb;
+    const i64 cblocks = (cols + kRedCols - 1) / kRedCols;
+    // One parallel region for both passes; `nowait` is not used, the barrier keeps din complete
+    // before the caller sees it (the two passes are independent of each other).
+#pragma omp parallel if (par)
+    {
+#pragma omp for schedule(static)
+      for (i64 k = 0; k < rblocks; ++k)
+        rows_fn(din, dout, in, weight, mean, rstd, residual, k * rb, std::min(rows, (k + 1) * rb),
+                cols);
+#pragma omp for schedule(static)
+      for (i64 blk = 0; blk < cblocks; ++blk)
+        cols_fn(dweight, dbias, dout, in, mean, rstd, rows, cols, blk * kRedCols);
+    }
+    return;
+  }
 #pragma omp parallel for schedule(static) if (par)
   for (i64 r = 0; r < rows; ++r) {
     const T* x = in + r * cols;
@@ -212,9 +499,11 @@ void layernorm_backward(T* din, T* dweight, T* dbias, const T* dout, const T* in
     }
     const T a = static_cast<T>(sum_dxhat / static_cast<double>(cols));
     const T b = static_cast<T>(sum_dxhat_xhat / static_cast<double>(cols));
+    const T* res = residual ? residual + r * cols : nullptr;
     for (i64 c = 0; c < cols; ++c) {
       const T xhat = (x[c] - m) * s;
-      dx[c] = s * (g[c] * weight[c] - a - xhat * b);
+      const T d = s * (g[c] * weight[c] - a - xhat * b);
+      dx[c] = res ? res[c] + d : d;
     }
   }
   // Parameter gradients column-parallel, so every column sums its rows in row order.
@@ -243,6 +532,16 @@ void layernorm_backward(T* din, T* dweight, T* dbias, const T* dout, const T* in
 
 template <typename T>
 void softmax_forward(T* out, const T* in, i64 rows, i64 cols) {
+  if constexpr (std::is_same_v<T, float>) {
+    const auto fn = TR_ISA_PICK(softmax_rows_f32);
+    if (rows * cols <= kParallelMin) {
+      fn(out, in, 0, rows, cols);
+      return;
+    }
+#pragma omp parallel for schedule(static)
+    for (i64 r = 0; r < rows; ++r) fn(out, in, r, r + 1, cols);
+    return;
+  }
 #pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
   for (i64 r = 0; r < rows; ++r) {
     const T* x = in + r * cols;
@@ -308,6 +607,7 @@ template <typename T>
 double cross_entropy_forward(T* loss, T* logsumexp, const T* logits, const std::int32_t* targets,
                              i64 N, i64 V, T eps, std::int32_t ignore_index) {
   const double e = static_cast<double>(eps);
+  [[maybe_unused]] const auto row_stats = TR_ISA_PICK(ce_row_stats_f32);
 #pragma omp parallel for schedule(static) if (N * V > kParallelMin)
   for (i64 n = 0; n < N; ++n) {
     const std::int32_t t = targets[n];
@@ -318,11 +618,15 @@ double cross_entropy_forward(T* loss, T* logsumexp, const T* logits, const std::
     }
     const T* x = logits + n * V;
     T mx = -std::numeric_limits<T>::infinity();
-    for (i64 v = 0; v < V; ++v) mx = std::max(mx, x[v]);
     double sum = 0, sum_x = 0;
-    for (i64 v = 0; v < V; ++v) {
-      sum += std::exp(static_cast<double>(x[v] - mx));
-      sum_x += x[v];
+    if constexpr (std::is_same_v<T, float>) {
+      row_stats(x, V, &mx, &sum, &sum_x);
+    } else {
+      for (i64 v = 0; v < V; ++v) mx = std::max(mx, x[v]);
+      for (i64 v = 0; v < V; ++v) {
+        sum += std::exp(static_cast<double>(x[v] - mx));
+        sum_x += x[v];
+      }
     }
     const double lse = static_cast<double>(mx) + std::log(sum);
     // -log p_v = lse - x_v, so the smoothed term is lse - mean(x).
@@ -342,6 +646,7 @@ void cross_entropy_backward(T* dlogits, const T* logits, const T* logsumexp,
                             std::int32_t ignore_index, T scale) {
   const T smooth = eps / static_cast<T>(V);
   const T hit = T(1) - eps;
+  [[maybe_unused]] const auto grad_row = TR_ISA_PICK(ce_grad_row_f32);
 #pragma omp parallel for schedule(static) if (N * V > kParallelMin)
   for (i64 n = 0; n < N; ++n) {
     T* g = dlogits + n * V;
@@ -352,12 +657,21 @@ void cross_entropy_backward(T* dlogits, const T* logits, const T* logsumexp,
     }
     const T* x = logits + n * V;
     const T lse = logsumexp[n];
-    for (i64 v = 0; v < V; ++v) g[v] = scale * (std::exp(x[v] - lse) - smooth);
+    if constexpr (std::is_same_v<T, float>)
+      grad_row(g, x, lse, scale, smooth, V);
+    else
+      for (i64 v = 0; v < V; ++v) g[v] = scale * (std::exp(x[v] - lse) - smooth);
     g[t] -= scale * hit;
   }
 }
 
 // ---- dropout -------------------------------------------------------------------------------
+
+template <typename T>
+void dropout_add(T* out, const T* skip, const T* in, const std::uint8_t* keep, T scale, i64 n) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+  for (i64 i = 0; i < n; ++i) out[i] = skip[i] + in[i] * (keep[i] ? scale : T(0));
+}
 
 template <typename T>
 void dropout_apply(T* out, const T* in, const std::uint8_t* keep, T scale, i64 n) {
@@ -370,6 +684,7 @@ void dropout_apply(T* out, const T* in, const std::uint8_t* keep, T scale, i64 n
 #define TR_INSTANTIATE(T)                                                                         \
   template void gemm<T>(bool, bool, i64, i64, i64, T, const T*, i64, const T*, i64, T, T*, i64);  \
   template void bias_add<T>(T*, const T*, const T*, i64, i64);                                    \
+  template void bias_fill<T>(T*, const T*, i64, i64);                                             \
   template void bias_backward_accumulate<T>(T*, const T*, i64, i64);                              \
   template void add<T>(T*, const T*, const T*, i64);                                              \
   template void add_accumulate<T>(T*, const T*, i64);                                             \
@@ -380,7 +695,7 @@ void dropout_apply(T* out, const T* in, const std::uint8_t* keep, T scale, i64 n
   template void relu_backward<T>(T*, const T*, const T*, i64);                                    \
   template void layernorm_forward<T>(T*, T*, T*, const T*, const T*, const T*, i64, i64, T);      \
   template void layernorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,         \
-                                      const T*, i64, i64);                                        \
+                                      const T*, i64, i64, const T*);                              \
   template void softmax_forward<T>(T*, const T*, i64, i64);                                       \
   template void softmax_backward<T>(T*, const T*, const T*, i64, i64);                            \
   template void embedding_forward<T>(T*, const std::int32_t*, const T*, i64, i64, T);             \
@@ -389,7 +704,8 @@ void dropout_apply(T* out, const T* in, const std::uint8_t* keep, T scale, i64 n
                                            std::int32_t);                                         \
   template void cross_entropy_backward<T>(T*, const T*, const T*, const std::int32_t*, i64, i64,  \
                                           T, std::int32_t, T);                                    \
-  template void dropout_apply<T>(T*, const T*, const std::uint8_t*, T, i64);
+  template void dropout_apply<T>(T*, const T*, const std::uint8_t*, T, i64);                     \
+  template void dropout_add<T>(T*, const T*, const T*, const std::uint8_t*, T, i64);
 
 TR_INSTANTIATE(float)
 TR_INSTANTIATE(double)

@@ -26,6 +26,9 @@ void gemm(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, T alpha, const T* A, 
 // out[r, c] = in[r, c] + bias[c]   (out may equal in)
 template <typename T>
 void bias_add(T* out, const T* in, const T* bias, i64 rows, i64 cols);
+// out[r, c] = bias[c]  (the C of a GEMM with beta = 1 that then adds the product: bias fused)
+template <typename T>
+void bias_fill(T* out, const T* bias, i64 rows, i64 cols);
 // dbias[c] += sum_r dout[r, c]
 template <typename T>
 void bias_backward_accumulate(T* dbias, const T* dout, i64 rows, i64 cols);
@@ -56,10 +59,12 @@ void relu_backward(T* din, const T* dout, const T* in, i64 n);
 template <typename T>
 void layernorm_forward(T* out, T* mean, T* rstd, const T* in, const T* weight, const T* bias,
                        i64 rows, i64 cols, T eps);
-// din overwritten; dweight and dbias accumulated.
+// din overwritten (din = residual + d(LayerNorm input) when residual is not null: the skip
+// gradient of a pre-LN block added in the same pass); dweight and dbias accumulated.
 template <typename T>
 void layernorm_backward(T* din, T* dweight, T* dbias, const T* dout, const T* in, const T* weight,
-                        const T* mean, const T* rstd, i64 rows, i64 cols);
+                        const T* mean, const T* rstd, i64 rows, i64 cols,
+                        const T* residual = nullptr);
 
 // ---- softmax over the last axis -----------------------------------------------------------
 template <typename T>
@@ -117,6 +122,9 @@ void dropout_mask(std::uint8_t* keep, i64 n, float p, std::uint64_t seed, std::u
 // out = in * keep * scale (scale = 1 / (1 - p)); used both forward and backward.
 template <typename T>
 void dropout_apply(T* out, const T* in, const std::uint8_t* keep, T scale, i64 n);
+// out = skip + in * keep * scale: dropout and residual add in one pass (out may alias skip).
+template <typename T>
+void dropout_add(T* out, const T* skip, const T* in, const std::uint8_t* keep, T scale, i64 n);
 
 // ---- optimizer updates (exactly as torch.optim, step counted from 1) ----------------------
 // AdamW: param *= 1 - lr * weight_decay; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;

@@ -22,6 +22,14 @@
 #endif
 #define TR_INLINE inline __attribute__((always_inline))
 
+// Defines name_avx2 and name_base, two compilations of the TR_INLINE function `name`, e.g.
+//   TR_ISA_VARIANTS(gelu_rows, (float* y, const float* x, i64 n), (y, x, n))
+// and TR_ISA_PICK(gelu_rows) is the pointer to the variant this CPU runs.
+#define TR_ISA_VARIANTS(name, params, args)              \
+  TR_TARGET_AVX2 void name##_avx2 params { name args; }  \
+  void name##_base params { name args; }
+#define TR_ISA_PICK(name) (::tr::cpu::cpu_has_avx2_fma() ? &name##_avx2 : &name##_base)
+
 namespace tr::cpu {
 
 // True where the CPU runs AVX2 and FMA (decided once). TR_CPU_ISA=baseline in the environment
@@ -47,6 +55,78 @@ struct Vec<double> {
   typedef double utype __attribute__((vector_size(32), aligned(8)));
   static constexpr int lanes = 4;
 };
+
+template <typename T>
+TR_INLINE typename Vec<T>::type load(const T* p) {
+  return *reinterpret_cast<const typename Vec<T>::utype*>(p);
+}
+template <typename T>
+TR_INLINE void store(T* p, typename Vec<T>::type v) {
+  *reinterpret_cast<typename Vec<T>::utype*>(p) = v;
+}
+template <typename T>
+TR_INLINE typename Vec<T>::type splat(T x) {
+  return typename Vec<T>::type{} + x;
+}
+// The first n (< lanes) elements of p, the other lanes `fill`.
+template <typename T>
+TR_INLINE typename Vec<T>::type load_partial(const T* p, i64 n, T fill) {
+  T tmp[Vec<T>::lanes];
+  for (int l = 0; l < Vec<T>::lanes; ++l) tmp[l] = l < n ? p[l] : fill;
+  typename Vec<T>::type v;
+  std::memcpy(&v, tmp, sizeof v);
+  return v;
+}
+// Horizontal sum and max in a fixed pairwise order.
+TR_INLINE float hsum(Vec<float>::type v) {
+  return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+}
+TR_INLINE double hsum(Vec<double>::type v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+template <typename T>
+TR_INLINE T hmax(typename Vec<T>::type v) {
+  T m = v[0];
+  for (int l = 1; l < Vec<T>::lanes; ++l) m = v[l] > m ? v[l] : m;
+  return m;
+}
+template <typename V>
+TR_INLINE V vmax(V a, V b) {
+  return a > b ? a : b;
+}
+
+// sum of x[0, n): one partial per lane, summed in lane order, then hsum. Fixed order for a
+// given n, whatever the ISA variant (only FMA contraction may differ between variants).
+template <typename T>
+TR_INLINE T sum(const T* x, i64 n) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::lanes;
+  V acc{};
+  i64 j = 0;
+  for (; j + L <= n; j += L) acc += load(x + j);
+  if (j < n) acc += load_partial(x + j, n - j, T(0));
+  return hsum(acc);
+}
+// sum_j x[j] y[j], same order.
+template <typename T>
+TR_INLINE T dot(const T* x, const T* y, i64 n) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::lanes;
+  V acc{};
+  i64 j = 0;
+  for (; j + L <= n; j += L) acc += load(x + j) * load(y + j);
+  if (j < n) acc += load_partial(x + j, n - j, T(0)) * load_partial(y + j, n - j, T(0));
+  return hsum(acc);
+}
+// max of x[0, n), n >= 1. NaNs are skipped (a > b ? a : b), as std::max(m, x) did.
+template <typename T>
+TR_INLINE T max(const T* x, i64 n) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::lanes;
+  V acc = splat(x[0]);
+  i64 j = 0;
+  for (; j + L <= n; j += L) acc = vmax(load(x + j), acc);
+  if (j < n) acc = vmax(load_partial(x + j, n - j, x[0]), acc);
+  return hmax<T>(acc);
+}
 
 // C[m, n] = alpha * sum_k A(m, k) B[k, n] for m < M, n < N (overwrites C; row stride ldc).
 // A(m, k) = A[m * a_row + k * a_col], so A may be read transposed without a copy.
