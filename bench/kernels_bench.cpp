@@ -59,11 +59,11 @@ void BM_linear_forward_bias(benchmark::State& st) {
   for (auto _ : st) {
     if (fused) {
       tr::cpu::bias_fill<float>(y.data(), b.data(), N, out);
-      tr::cpu::gemm<float>(false, true, N, out, in, 1.f, x.data(), in, w.data(), in, 1.f,
-                           y.data(), out);
+      tr::cpu::gemm<float>(false, true, N, out, in, 1.f, x.data(), in, w.data(), in, 1.f, y.data(),
+                           out);
     } else {
-      tr::cpu::gemm<float>(false, true, N, out, in, 1.f, x.data(), in, w.data(), in, 0.f,
-                           y.data(), out);
+      tr::cpu::gemm<float>(false, true, N, out, in, 1.f, x.data(), in, w.data(), in, 0.f, y.data(),
+                           out);
       tr::cpu::bias_add<float>(y.data(), y.data(), b.data(), N, out);
     }
     benchmark::ClobberMemory();
@@ -91,17 +91,20 @@ void BM_gelu_forward(benchmark::State& st) {
 }
 BENCHMARK(BM_gelu_forward)->Arg(128 * 50 * 384);
 
+// Second argument 1: from the forward output (the FeedForward path), 0: erf evaluated again.
 void BM_gelu_backward(benchmark::State& st) {
   const i64 n = st.range(0);
+  const bool from_out = st.range(1) != 0;
   auto x = random_vector(n, 4, -4.f, 4.f), g = random_vector(n, 5);
-  std::vector<float> y(static_cast<std::size_t>(n));
+  std::vector<float> y(static_cast<std::size_t>(n)), a(static_cast<std::size_t>(n));
+  tr::cpu::gelu_forward<float>(a.data(), x.data(), n);
   for (auto _ : st) {
-    tr::cpu::gelu_backward<float>(y.data(), g.data(), x.data(), n);
+    tr::cpu::gelu_backward<float>(y.data(), g.data(), x.data(), n, from_out ? a.data() : nullptr);
     benchmark::ClobberMemory();
   }
   st.SetItemsProcessed(st.iterations() * n);
 }
-BENCHMARK(BM_gelu_backward)->Arg(128 * 50 * 384);
+BENCHMARK(BM_gelu_backward)->Args({128 * 50 * 384, 0})->Args({128 * 50 * 384, 1});
 
 void BM_bias_backward(benchmark::State& st) {
   const i64 rows = st.range(0), cols = st.range(1);

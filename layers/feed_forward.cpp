@@ -27,7 +27,7 @@ Tensor FeedForward::forward(const Tensor& x) {
 
 Tensor FeedForward::backward(const Tensor& dy) {
   Tensor da = fc2.backward(dy);
-  ops::activation_backward(dh_, da, h_, act_);
+  ops::activation_backward(dh_, da, h_, act_, a_);
   return fc1.backward(dh_);
 }
 

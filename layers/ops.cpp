@@ -79,7 +79,8 @@ void linear_backward_accumulate(Tensor& dx_sum, Tensor& dweight, Tensor* dbias, 
                  dx_sum.data<T>(), in);
     cpu::gemm<T>(true, false, out, in, N, T(1), dy.data<T>(), out, x.data<T>(), in, T(1),
                  dweight.data<T>(), in);
-    if (dbias && dbias->defined()) cpu::bias_backward_accumulate<T>(dbias->data<T>(), dy.data<T>(), N, out);
+    if (dbias && dbias->defined())
+      cpu::bias_backward_accumulate<T>(dbias->data<T>(), dy.data<T>(), N, out);
   });
 }
 
@@ -124,13 +125,16 @@ void activation_forward(Tensor& y, const Tensor& x, Activation act) {
   });
 }
 
-void activation_backward(Tensor& dx, const Tensor& dy, const Tensor& x, Activation act) {
+void activation_backward(Tensor& dx, const Tensor& dy, const Tensor& x, Activation act,
+                         const Tensor& y) {
   check_same(dy, x, "activation backward");
+  if (y.defined()) check_same(y, x, "activation backward: forward output");
   ensure_shape(dx, x.shape(), x.dtype(), x.device());
   dispatch_float(x, [&](auto tag) {
     using T = decltype(tag);
     if (act == Activation::gelu)
-      cpu::gelu_backward<T>(dx.data<T>(), dy.data<T>(), x.data<T>(), x.numel());
+      cpu::gelu_backward<T>(dx.data<T>(), dy.data<T>(), x.data<T>(), x.numel(),
+                            y.defined() ? y.data<T>() : nullptr);
     else
       cpu::relu_backward<T>(dx.data<T>(), dy.data<T>(), x.data<T>(), x.numel());
   });

@@ -32,7 +32,10 @@ void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor
 
 enum class Activation { relu, gelu };
 void activation_forward(Tensor& y, const Tensor& x, Activation act);
-void activation_backward(Tensor& dx, const Tensor& dy, const Tensor& x, Activation act);
+// y: the forward's output act(x), or undefined; with it the fp32 GELU backward skips
+// re-evaluating erf (see cpu::gelu_backward).
+void activation_backward(Tensor& dx, const Tensor& dy, const Tensor& x, Activation act,
+                         const Tensor& y = Tensor());
 
 void add(Tensor& out, const Tensor& a, const Tensor& b);
 void add_accumulate(Tensor& out, const Tensor& a);

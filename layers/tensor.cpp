@@ -176,10 +176,16 @@ void Tensor::copy_from(const Tensor& source) {
 }
 
 void ensure_shape(Tensor& t, const Shape& shape, DType dtype, Device device) {
-  if (t.defined() && t.dtype() == dtype && t.device() == device &&
-      t.numel() == shape_numel(shape)) {
-    t = t.view(shape);
-    return;
+  if (t.defined() && t.dtype() == dtype && t.device() == device) {
+    if (t.numel() == shape_numel(shape)) {
+      t = t.view(shape);
+      return;
+    }
+    for (auto s : shape) TR_CHECK(s >= 0, "negative dimension in " + shape_string(shape));
+    if (static_cast<std::size_t>(shape_numel(shape)) * dtype_size(dtype) <= t.capacity()) {
+      t.shape_ = shape;  // same buffer, fewer elements
+      return;
+    }
   }
   t = Tensor::empty(shape, dtype, device);
 }

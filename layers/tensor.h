@@ -105,6 +105,8 @@ class Tensor {
 
   // Same buffer, another shape with the same element count.
   Tensor view(const Shape& shape) const;
+  // Bytes of the buffer (at least bytes(); more after ensure_shape shrank the tensor).
+  std::size_t capacity() const { return buffer_ ? buffer_->bytes : 0; }
   // A new tensor holding a copy of the data (same device and dtype).
   Tensor clone() const;
   void zero_();
@@ -113,14 +115,17 @@ class Tensor {
   bool same_buffer(const Tensor& other) const { return buffer_ == other.buffer_; }
 
  private:
+  friend void ensure_shape(Tensor& t, const Shape& shape, DType dtype, Device device);
   std::shared_ptr<Buffer> buffer_;
   Shape shape_;
   DType dtype_ = DType::f32;
   Device device_ = Device::cpu;
 };
 
-// Makes `t` a tensor of the given shape, reusing its buffer when the size already matches.
-// Modules keep their activations in members and call this each step: no allocation once warm.
+// Makes `t` a tensor of the given shape, reusing its buffer when it is large enough (the
+// contents are then unspecified). Modules keep their activations in members and call this
+// each step: no allocation once warm, also when batch shapes vary (the buffer keeps the
+// largest size seen instead of the pool collecting one block per size).
 void ensure_shape(Tensor& t, const Shape& shape, DType dtype, Device device = Device::cpu);
 
 }  // namespace tr

@@ -63,14 +63,20 @@ Tensor EncoderDecoder::encode(const Tensor& src, const Tensor& src_len, const Fo
   return memory_;
 }
 
-Tensor EncoderDecoder::decode(const Tensor& tgt_in, const Tensor& tgt_len, const Tensor& memory,
-                              const Tensor& src_len, const ForwardContext& ctx) {
+void EncoderDecoder::decoder_states(const Tensor& tgt_in, const Tensor& tgt_len,
+                                    const Tensor& memory, const Tensor& src_len,
+                                    const ForwardContext& ctx) {
   tgt_ids_ = tgt_in;
   tgt_embedding().forward(tgt_x_, tgt_in);
   tgt_pos_.forward_inplace(tgt_x_);
   Tensor y = tgt_drop_.forward(tgt_x_, ctx);
   for (auto& layer : decoder_) y = layer->forward(y, tgt_len, memory, src_len, ctx);
   dec_out_ = pre_ ? decoder_norm_->forward(y) : y;
+}
+
+Tensor EncoderDecoder::decode(const Tensor& tgt_in, const Tensor& tgt_len, const Tensor& memory,
+                              const Tensor& src_len, const ForwardContext& ctx) {
+  decoder_states(tgt_in, tgt_len, memory, src_len, ctx);
   // Output projection tied to (or separate from) the embedding table, no bias.
   ops::linear_forward(logits_, dec_out_, output_weight().value, Tensor());
   return logits_;
@@ -79,14 +85,52 @@ Tensor EncoderDecoder::decode(const Tensor& tgt_in, const Tensor& tgt_len, const
 double EncoderDecoder::forward(const Batch& batch, const ForwardContext& ctx) {
   src_len_ = batch.src_len;
   Tensor memory = encode(batch.src, batch.src_len, ctx);
+  counted_rows_only_ = false;
+  if (ctx.training) {
+    // Training needs logits only where the loss counts them: the output projection (the
+    // largest GEMM, d x vocabulary) and the cross entropy skip the pad targets. Their rows of
+    // the full computation contribute exact zeros to every gradient, so nothing else changes.
+    decoder_states(batch.tgt_in, batch.tgt_len, memory, batch.src_len, ctx);
+    const std::int64_t n = batch.tgt_out.numel();
+    const std::int32_t* t = batch.tgt_out.data<std::int32_t>();
+    std::int64_t counted = 0;
+    for (std::int64_t i = 0; i < n; ++i) counted += t[i] != config_.pad_id;
+    if (counted > 0 && counted < n) {
+      ensure_shape(rows_, {counted}, DType::i32);
+      ensure_shape(tgt_sel_, {counted}, DType::i32);
+      std::int32_t* rows = rows_.data<std::int32_t>();
+      std::int32_t* sel = tgt_sel_.data<std::int32_t>();
+      for (std::int64_t i = 0, k = 0; i < n; ++i)
+        if (t[i] != config_.pad_id) {
+          rows[k] = static_cast<std::int32_t>(i);
+          sel[k++] = t[i];
+        }
+      ops::embedding_forward(dec_sel_, rows_, dec_out_.view({n, dec_out_.dim(-1)}), 1.0);
+      ops::linear_forward(logits_, dec_sel_, output_weight().value, Tensor());
+      counted_rows_only_ = true;
+      return loss_.forward(logits_, tgt_sel_);
+    }
+    ops::linear_forward(logits_, dec_out_, output_weight().value, Tensor());
+    return loss_.forward(logits_, batch.tgt_out);
+  }
   decode(batch.tgt_in, batch.tgt_len, memory, batch.src_len, ctx);
   return loss_.forward(logits_, batch.tgt_out);
 }
 
 void EncoderDecoder::backward(double scale) {
   Tensor dlogits = loss_.backward(scale);
-  ops::linear_backward(&ddec_, output_weight().grad, nullptr, dlogits, dec_out_,
-                       output_weight().value);
+  if (counted_rows_only_) {
+    // d(decoder output) is zero on pad rows; the counted rows' gradients go back in place.
+    ops::linear_backward(&dsel_, output_weight().grad, nullptr, dlogits, dec_sel_,
+                         output_weight().value);
+    ensure_shape(ddec_, dec_out_.shape(), dec_out_.dtype(), dec_out_.device());
+    ddec_.zero_();
+    Tensor ddec_rows = ddec_.view({dec_out_.numel() / dec_out_.dim(-1), dec_out_.dim(-1)});
+    ops::embedding_backward_accumulate(ddec_rows, rows_, dsel_, 1.0);
+  } else {
+    ops::linear_backward(&ddec_, output_weight().grad, nullptr, dlogits, dec_out_,
+                         output_weight().value);
+  }
   Tensor dy = pre_ ? decoder_norm_->backward(ddec_) : ddec_;
   ensure_shape(dmemory_, memory_.shape(), memory_.dtype(), memory_.device());
   dmemory_.zero_();

@@ -18,6 +18,7 @@ class EncoderDecoder : public Model {
   double forward(const Batch& batch, const ForwardContext& ctx) override;
   void backward(double scale) override;
   std::int64_t counted_targets() const override { return loss_.counted_rows(); }
+  // After a training forward: only the counted (non-pad) target rows, [n, V], in row order.
   Tensor logits() const override { return logits_; }
 
   // Pieces used by decoding (trainer/): encoder output for a source batch, and decoder logits
@@ -37,6 +38,9 @@ class EncoderDecoder : public Model {
   }
 
  private:
+  // Decoder stack and final norm: dec_out_ [B, T, d].
+  void decoder_states(const Tensor& tgt_in, const Tensor& tgt_len, const Tensor& memory,
+                      const Tensor& src_len, const ForwardContext& ctx);
   Embedding& src_embedding() { return *src_embed_; }
   Embedding& tgt_embedding() { return shared_ ? *src_embed_ : *tgt_embed_; }
   Parameter& output_weight() { return shared_ ? src_embed_->weight : output_; }
@@ -54,6 +58,9 @@ class EncoderDecoder : public Model {
 
   Tensor src_ids_, tgt_ids_, src_x_, tgt_x_, memory_, src_len_, dec_out_, logits_;
   Tensor dmemory_, ddec_, dtgt_;
+  // Training forward: logits for counted target rows only (rows_: their flat indices).
+  bool counted_rows_only_ = false;
+  Tensor rows_, tgt_sel_, dec_sel_, dsel_;
 };
 
 }  // namespace tr

@@ -36,7 +36,8 @@ class Model {
   virtual void backward(double scale) = 0;
   // Targets counted by the last forward.
   virtual std::int64_t counted_targets() const = 0;
-  // Logits of the last forward: [B, T, V] (translation) or [B, classes] (images).
+  // Logits of the last forward: [B, T, V] (translation) or [B, classes] (images). After a
+  // training forward, translation models keep only the counted (non-pad) target rows, [n, V].
   virtual Tensor logits() const = 0;
 
   void zero_grad();

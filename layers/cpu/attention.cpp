@@ -148,10 +148,7 @@ TR_INLINE T exp_t(T x) {
 // dst[r, c] = src[c * ld + r] for r < rows, c < cols; columns [cols, ldd) of dst zeroed.
 template <typename T>
 TR_INLINE void pack_transposed(T* dst, i64 ldd, const T* src, i64 ld, i64 rows, i64 cols) {
-  for (i64 c = 0; c < cols; ++c) {
-    const T* s = src + c * ld;
-    for (i64 r = 0; r < rows; ++r) dst[r * ldd + c] = s[r];
-  }
+  simd::transpose(dst, ldd, src, ld, rows, cols);
   for (i64 r = 0; r < rows; ++r)
     for (i64 c = cols; c < ldd; ++c) dst[r * ldd + c] = T(0);
 }

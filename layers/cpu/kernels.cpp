@@ -99,6 +99,23 @@ TR_INLINE void gelu_backward_f32(float* din, const float* dout, const float* in,
 TR_ISA_VARIANTS(gelu_backward_f32, (float* din, const float* dout, const float* in, i64 n),
                 (din, dout, in, n))
 
+// Backward from the forward output y = x Phi(x): Phi(x) = y / x, exact to rounding (y is x Phi
+// rounded once). Near 0, where y / x would lose y to underflow, Phi is 1/2 to float precision.
+TR_INLINE void gelu_backward_from_out_f32(float* din, const float* dout, const float* in,
+                                          const float* out, i64 n) {
+  constexpr float kInvSqrt2Pi = 0.398942280401432677939946f;
+  for (i64 i = 0; i < n; ++i) {
+    const float x = in[i];
+    const float ax = x < 0.0f ? -x : x;
+    const float cdf = ax < 1e-30f ? 0.5f : out[i] / (ax < 1e-30f ? 1.0f : x);
+    const float pdf = kInvSqrt2Pi * vm::exp_f(-0.5f * x * x);
+    din[i] = dout[i] * (cdf + x * pdf);
+  }
+}
+TR_ISA_VARIANTS(gelu_backward_from_out_f32,
+                (float* din, const float* dout, const float* in, const float* out, i64 n),
+                (din, dout, in, out, n))
+
 // Softmax of rows [r0, r1) in float: exp through vm::exp_f, fixed-order float sums.
 TR_INLINE void softmax_rows_f32(float* out, const float* in, i64 r0, i64 r1, i64 cols) {
   for (i64 r = r0; r < r1; ++r) {
@@ -397,10 +414,15 @@ void gelu_forward(T* out, const T* in, i64 n) {
 }
 
 template <typename T>
-void gelu_backward(T* din, const T* dout, const T* in, i64 n) {
+void gelu_backward(T* din, const T* dout, const T* in, i64 n, const T* out) {
   if constexpr (std::is_same_v<T, float>) {
-    const auto fn = TR_ISA_PICK(gelu_backward_f32);
-    for_chunks(n, [&](i64 b, i64 e) { fn(din + b, dout + b, in + b, e - b); });
+    if (out != nullptr) {
+      const auto fn = TR_ISA_PICK(gelu_backward_from_out_f32);
+      for_chunks(n, [&](i64 b, i64 e) { fn(din + b, dout + b, in + b, out + b, e - b); });
+    } else {
+      const auto fn = TR_ISA_PICK(gelu_backward_f32);
+      for_chunks(n, [&](i64 b, i64 e) { fn(din + b, dout + b, in + b, e - b); });
+    }
     return;
   }
   const T inv_sqrt2 = static_cast<T>(0.70710678118654752440084436210485);
@@ -417,13 +439,21 @@ void gelu_backward(T* din, const T* dout, const T* in, i64 n) {
 template <typename T>
 void relu_forward(T* out, const T* in, i64 n) {
 #pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-  for (i64 i = 0; i < n; ++i) out[i] = in[i] > T(0) ? in[i] : T(0);
+  for (i64 i = 0; i < n; ++i) {
+    const T x = in[i];
+    out[i] = x > T(0) ? x : T(0);
+  }
 }
 
 template <typename T>
 void relu_backward(T* din, const T* dout, const T* in, i64 n) {
+  // dout is read unconditionally: a load under the condition keeps GCC from vectorising (it
+  // may not invent loads), and the scalar branch mispredicts on half the elements.
 #pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-  for (i64 i = 0; i < n; ++i) din[i] = in[i] > T(0) ? dout[i] : T(0);
+  for (i64 i = 0; i < n; ++i) {
+    const T g = dout[i];
+    din[i] = in[i] > T(0) ? g : T(0);
+  }
 }
 
 // ---- LayerNorm -----------------------------------------------------------------------------
@@ -690,7 +720,7 @@ void dropout_apply(T* out, const T* in, const std::uint8_t* keep, T scale, i64 n
   template void add_accumulate<T>(T*, const T*, i64);                                             \
   template void scale<T>(T*, const T*, T, i64);                                                   \
   template void gelu_forward<T>(T*, const T*, i64);                                               \
-  template void gelu_backward<T>(T*, const T*, const T*, i64);                                    \
+  template void gelu_backward<T>(T*, const T*, const T*, i64, const T*);                                    \
   template void relu_forward<T>(T*, const T*, i64);                                               \
   template void relu_backward<T>(T*, const T*, const T*, i64);                                    \
   template void layernorm_forward<T>(T*, T*, T*, const T*, const T*, const T*, i64, i64, T);      \

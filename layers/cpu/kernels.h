@@ -45,9 +45,11 @@ void scale(T* out, const T* in, T alpha, i64 n);
 // GELU, exact erf form: x * 0.5 * (1 + erf(x / sqrt(2))).
 template <typename T>
 void gelu_forward(T* out, const T* in, i64 n);
-// din = dout * gelu'(in)
+// din = dout * gelu'(in). When out (the forward's output gelu(in)) is given, the fp32 kernel
+// takes Phi(in) = out / in from it instead of evaluating erf again (one exp per element instead
+// of two); the fp64 kernel always evaluates std::erf.
 template <typename T>
-void gelu_backward(T* din, const T* dout, const T* in, i64 n);
+void gelu_backward(T* din, const T* dout, const T* in, i64 n, const T* out = nullptr);
 template <typename T>
 void relu_forward(T* out, const T* in, i64 n);
 // din = dout * (in > 0)

@@ -167,30 +167,104 @@ TR_INLINE void gemm_tile(T* C, i64 ldc, const T* A, i64 a_row, i64 a_col, const 
   }
 }
 
+// Exact-height tiles for the last rem < R rows (a full-height tile would read A past M).
+template <typename T, int NV, int R>
+TR_INLINE void gemm_tail(T* C, i64 ldc, const T* A, i64 a_row, i64 a_col, const T* B, i64 ldb,
+                         i64 rem, i64 K, T alpha, i64 cols) {
+  if constexpr (R > 0) {
+    if (rem == R)
+      gemm_tile<T, R, NV>(C, ldc, A, a_row, a_col, B, ldb, K, alpha, R, cols);
+    else
+      gemm_tail<T, NV, R - 1>(C, ldc, A, a_row, a_col, B, ldb, rem, K, alpha, cols);
+  }
+}
+
+// All M rows of one column block of NV vectors, R rows per tile: R * NV accumulators plus NV
+// B vectors stay in the 16 AVX registers (R = 12 / NV).
 template <typename T, int NV>
 TR_INLINE void gemm_rows(T* C, i64 ldc, const T* A, i64 a_row, i64 a_col, const T* B, i64 ldb,
                          i64 M, i64 K, T alpha, i64 cols) {
-  constexpr int R = 4;
+  constexpr int R = NV == 1 ? 8 : 12 / NV;
   i64 m = 0;
   for (; m + R <= M; m += R)
     gemm_tile<T, R, NV>(C + m * ldc, ldc, A + m * a_row, a_row, a_col, B, ldb, K, alpha, R, cols);
-  // Remaining rows: a full-height tile would read A rows past M, so use exact-height tiles.
-  switch (M - m) {
-    case 3: gemm_tile<T, 3, NV>(C + m * ldc, ldc, A + m * a_row, a_row, a_col, B, ldb, K, alpha, 3, cols); break;
-    case 2: gemm_tile<T, 2, NV>(C + m * ldc, ldc, A + m * a_row, a_row, a_col, B, ldb, K, alpha, 2, cols); break;
-    case 1: gemm_tile<T, 1, NV>(C + m * ldc, ldc, A + m * a_row, a_row, a_col, B, ldb, K, alpha, 1, cols); break;
-    default: break;
-  }
+  if (m < M)
+    gemm_tail<T, NV, R - 1>(C + m * ldc, ldc, A + m * a_row, a_row, a_col, B, ldb, M - m, K,
+                            alpha, cols);
 }
 
 template <typename T>
 TR_INLINE void small_gemm(T* C, i64 ldc, const T* A, i64 a_row, i64 a_col, const T* B, i64 ldb,
                           i64 M, i64 N, i64 K, T alpha) {
   constexpr int L = Vec<T>::lanes;
+  // Column blocks of up to 4 vectors; 5-7 vectors split as 4 + rest, 8 as 4 + 4.
   i64 n = 0;
-  for (; n + L < N; n += 2 * L)  // two vectors while more than one vector is left
-    gemm_rows<T, 2>(C + n, ldc, A, a_row, a_col, B + n, ldb, M, K, alpha, N - n);
-  if (n < N) gemm_rows<T, 1>(C + n, ldc, A, a_row, a_col, B + n, ldb, M, K, alpha, N - n);
+  while (n < N) {
+    const i64 vecs = (N - n + L - 1) / L;
+    const i64 cols = N - n;
+    if (vecs >= 4) {
+      gemm_rows<T, 4>(C + n, ldc, A, a_row, a_col, B + n, ldb, M, K, alpha, cols);
+      n += 4 * L;
+    } else if (vecs == 3) {
+      gemm_rows<T, 3>(C + n, ldc, A, a_row, a_col, B + n, ldb, M, K, alpha, cols);
+      n += 3 * L;
+    } else if (vecs == 2) {
+      gemm_rows<T, 2>(C + n, ldc, A, a_row, a_col, B + n, ldb, M, K, alpha, cols);
+      n += 2 * L;
+    } else {
+      gemm_rows<T, 1>(C + n, ldc, A, a_row, a_col, B + n, ldb, M, K, alpha, cols);
+      n += L;
+    }
+  }
+}
+
+// dst[r * ldd + c] = src[c * lds + r] for r < rows, c < cols (a transpose), in blocks of
+// lanes x lanes through registers.
+template <typename T>
+TR_INLINE void transpose(T* dst, i64 ldd, const T* src, i64 lds, i64 rows, i64 cols) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::lanes;
+  i64 c0 = 0;
+  for (; c0 + L <= cols; c0 += L) {
+    i64 r0 = 0;
+    for (; r0 + L <= rows; r0 += L) {
+      V in[L];
+      for (int i = 0; i < L; ++i) in[i] = load(src + (c0 + i) * lds + r0);
+      if constexpr (L == 8) {
+        V t[8], u[8];
+        for (int i = 0; i < 8; i += 2) {
+          t[i] = __builtin_shufflevector(in[i], in[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+          t[i + 1] = __builtin_shufflevector(in[i], in[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+        }
+        for (int i = 0; i < 8; i += 4) {
+          u[i] = __builtin_shufflevector(t[i], t[i + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+          u[i + 1] = __builtin_shufflevector(t[i], t[i + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+          u[i + 2] = __builtin_shufflevector(t[i + 1], t[i + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+          u[i + 3] = __builtin_shufflevector(t[i + 1], t[i + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+        }
+        for (int i = 0; i < 4; ++i) {
+          store(dst + (r0 + i) * ldd + c0,
+                __builtin_shufflevector(u[i], u[i + 4], 0, 1, 2, 3, 8, 9, 10, 11));
+          store(dst + (r0 + i + 4) * ldd + c0,
+                __builtin_shufflevector(u[i], u[i + 4], 4, 5, 6, 7, 12, 13, 14, 15));
+        }
+      } else {
+        V t[4];
+        t[0] = __builtin_shufflevector(in[0], in[1], 0, 4, 2, 6);
+        t[1] = __builtin_shufflevector(in[0], in[1], 1, 5, 3, 7);
+        t[2] = __builtin_shufflevector(in[2], in[3], 0, 4, 2, 6);
+        t[3] = __builtin_shufflevector(in[2], in[3], 1, 5, 3, 7);
+        store(dst + (r0 + 0) * ldd + c0, __builtin_shufflevector(t[0], t[2], 0, 1, 4, 5));
+        store(dst + (r0 + 1) * ldd + c0, __builtin_shufflevector(t[1], t[3], 0, 1, 4, 5));
+        store(dst + (r0 + 2) * ldd + c0, __builtin_shufflevector(t[0], t[2], 2, 3, 6, 7));
+        store(dst + (r0 + 3) * ldd + c0, __builtin_shufflevector(t[1], t[3], 2, 3, 6, 7));
+      }
+    }
+    for (; r0 < rows; ++r0)
+      for (i64 i = 0; i < L; ++i) dst[r0 * ldd + c0 + i] = src[(c0 + i) * lds + r0];
+  }
+  for (; c0 < cols; ++c0)
+    for (i64 r = 0; r < rows; ++r) dst[r * ldd + c0] = src[c0 * lds + r];
 }
 
 // Rounds n up to the vector width of T.

@@ -248,6 +248,21 @@ TYPED_TEST(CpuKernels, GeluForwardBackward) {
   expect_close("gelu_forward", out.data(), fwd, tol<T>());
   gelu_backward<T>(din.data(), g.t.data(), x.t.data(), n);
   expect_close("gelu_backward", din.data(), bwd, tol<T>());
+  // From the forward output (the FeedForward path), including x = 0 and tiny |x|.
+  std::vector<T> xs = x.t;
+  xs[1] = T(1e-35);
+  xs[2] = T(-1e-32);
+  xs[3] = T(-20);
+  Vec bwd2 = bwd;
+  for (i64 i : {1, 2, 3}) {
+    const double v = xs[i];
+    bwd2[i] = g.d[i] * (0.5 * (1 + std::erf(v / std::sqrt(2.0))) +
+                        v * std::exp(-0.5 * v * v) / std::sqrt(2 * M_PI));
+  }
+  std::vector<T> y(n), din2(n);
+  gelu_forward<T>(y.data(), xs.data(), n);
+  gelu_backward<T>(din2.data(), g.t.data(), xs.data(), n, y.data());
+  expect_close("gelu_backward from output", din2.data(), bwd2, tol<T>());
 
   if constexpr (std::is_same_v<T, double>) {
     // The analytic derivative itself, checked by central differences of the kernel.
