@@ -7,8 +7,11 @@
 //                     [--vocab 8000] [--dropout 0.1]
 //   common: [--steps 10] [--warmup 2] [--dropout P]
 //
-// Prints images/s (ViT) or target tokens/s (encoder-decoder). Under callgrind, pass
+// Prints images/s (ViT) or target tokens/s (encoder-decoder), then one JSON line for bench/run:
+// {"model", "throughput", "unit", "steps", "seconds", "peak_rss_mb"}. Under callgrind, pass
 // `--toggle-collect=tr_bench_timed_steps` so that only the timed steps are counted.
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -149,5 +152,12 @@ int main(int argc, char** argv) {
     const std::int64_t tokens = (c.image_size / c.patch_size) * (c.image_size / c.patch_size) + 1;
     std::printf("  %.0f tokens/s\n", static_cast<double>(B * tokens) * steps / s);
   }
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  std::printf(
+      "{\"model\": \"%s\", \"throughput\": %.3f, \"unit\": \"%s\", \"steps\": %lld, "
+      "\"seconds\": %.4f, \"loss\": %.6f, \"tokens_per_step\": %lld, \"peak_rss_mb\": %.1f}\n",
+      argv[1], static_cast<double>(targets) * steps / s, vit ? "images/s" : "target tokens/s",
+      (long long)steps, s, loss, (long long)targets, usage.ru_maxrss / 1024.0);
   return 0;
 }

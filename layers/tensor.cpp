@@ -13,6 +13,8 @@ std::mutex& pool_mutex() {
   return m;
 }
 constexpr std::size_t kAlignment = 64;  // a cache line, and enough for AVX-512 loads
+// Cached free memory above which a cache miss first releases the cache (see acquire).
+constexpr std::size_t kStaleCacheBytes = std::size_t{256} << 20;
 }  // namespace
 
 std::size_t dtype_size(DType dtype) {
@@ -69,9 +71,23 @@ BufferPool& BufferPool::instance(Device device) {
   return *cpu_pool;
 }
 
-std::shared_ptr<Buffer> BufferPool::acquire(std::size_t bytes) {
+namespace {
+// Size classes: requests round up to 64 bytes, and above 4 KiB to a quarter octave (m * 2^k,
+// m in 4..7), wasting under 25%. Blocks are reused by class, so batches whose shapes vary
+// from step to step (token batching, ragged sentences) recycle a logarithmic number of
+// classes instead of the cache collecting one block per distinct size without bound.
+std::size_t size_class(std::size_t bytes) {
   std::size_t rounded =
       std::max<std::size_t>(kAlignment, (bytes + kAlignment - 1) / kAlignment * kAlignment);
+  if (rounded <= 4096) return rounded;
+  int k = 63 - __builtin_clzll(rounded);  // 2^k <= rounded < 2^(k+1)
+  const std::size_t quarter = std::size_t{1} << (k - 2);
+  return (rounded + quarter - 1) / quarter * quarter;
+}
+}  // namespace
+
+std::shared_ptr<Buffer> BufferPool::acquire(std::size_t bytes) {
+  const std::size_t rounded = size_class(bytes);
   auto buffer = std::make_shared<Buffer>();
   buffer->bytes = rounded;
   buffer->device = device_;
@@ -85,6 +101,13 @@ std::shared_ptr<Buffer> BufferPool::acquire(std::size_t bytes) {
         cached_bytes_ -= rounded;
         return buffer;
       }
+    }
+    // A miss while much is cached: the cached blocks are of sizes nobody asks for any more
+    // (a tensor grew past them as longer batches came), so give them back before taking more.
+    if (cached_bytes_ > kStaleCacheBytes) {
+      for (auto& block : free_blocks_) std::free(block.second);
+      free_blocks_.clear();
+      cached_bytes_ = 0;
     }
     ++system_allocations_;
   }
