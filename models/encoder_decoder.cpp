@@ -131,19 +131,37 @@ void EncoderDecoder::backward(double scale) {
     ops::linear_backward(&ddec_, output_weight().grad, nullptr, dlogits, dec_out_,
                          output_weight().value);
   }
-  Tensor dy = pre_ ? decoder_norm_->backward(ddec_) : ddec_;
+  if (!shared_) report_ready(&output_);
+  Tensor dy = ddec_;
+  if (pre_) {
+    dy = decoder_norm_->backward(ddec_);
+    report_ready(*decoder_norm_);
+  }
   ensure_shape(dmemory_, memory_.shape(), memory_.dtype(), memory_.device());
   dmemory_.zero_();
-  for (auto it = decoder_.rbegin(); it != decoder_.rend(); ++it) dy = (*it)->backward(dy, dmemory_);
+  for (auto it = decoder_.rbegin(); it != decoder_.rend(); ++it) {
+    dy = (*it)->backward(dy, dmemory_);
+    report_ready(**it);
+  }
   dy = tgt_drop_.backward(dy);
   tgt_pos_.backward_accumulate(dy);
   tgt_embedding().backward_accumulate(tgt_ids_, dy);
+  report_ready(tgt_pos_);
+  if (!shared_) report_ready(*tgt_embed_);
 
-  Tensor dx = pre_ ? encoder_norm_->backward(dmemory_) : dmemory_;
-  for (auto it = encoder_.rbegin(); it != encoder_.rend(); ++it) dx = (*it)->backward(dx);
+  Tensor dx = dmemory_;
+  if (pre_) {
+    dx = encoder_norm_->backward(dmemory_);
+    report_ready(*encoder_norm_);
+  }
+  for (auto it = encoder_.rbegin(); it != encoder_.rend(); ++it) {
+    dx = (*it)->backward(dx);
+    report_ready(**it);
+  }
   dx = src_drop_.backward(dx);
   src_pos_.backward_accumulate(dx);
   src_embedding().backward_accumulate(src_ids_, dx);
+  report_remaining_ready();  // source (and shared) embedding and positions
 }
 
 }  // namespace tr

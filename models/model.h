@@ -2,7 +2,9 @@
 // and accumulates gradients for a given loss scale.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <unordered_set>
 
 #include "layers/dropout.h"
 #include "layers/parameter.h"
@@ -42,10 +44,42 @@ class Model {
 
   void zero_grad();
 
+  // Called during backward with each parameter as soon as its gradient is final, layer by layer
+  // from the output side, so that data-parallel reduction of those gradients starts while the
+  // rest of backward runs (parallel/gradient_reducer.h). With a hook set, every parameter is
+  // reported exactly once per backward; an empty hook turns reporting off (gradient
+  // accumulation sets it for the last micro-batch only).
+  void set_gradient_ready_hook(std::function<void(Parameter*)> hook) {
+    ready_hook_ = std::move(hook);
+  }
+
  protected:
   Model(const ModelConfig& config) : config_(config) {}
+  // For backward implementations: the parameters of `part` (anything with
+  // collect_parameters) are final; report_remaining_ready() reports the rest at the end.
+  template <typename Part>
+  void report_ready(Part& part) {
+    if (!ready_hook_) return;
+    ready_scratch_.clear();
+    part.collect_parameters(ready_scratch_);
+    for (Parameter* p : ready_scratch_) report_ready(p);
+  }
+  void report_ready(Parameter* p) {
+    if (ready_hook_ && reported_.insert(p).second) ready_hook_(p);
+  }
+  void report_remaining_ready() {
+    if (!ready_hook_) return;
+    for (Parameter* p : parameters_) report_ready(p);
+    reported_.clear();
+  }
+
   ModelConfig config_;
   ParameterList parameters_;
+
+ private:
+  std::function<void(Parameter*)> ready_hook_;
+  std::unordered_set<const Parameter*> reported_;
+  ParameterList ready_scratch_;
 };
 
 // Builds the model named by config.type with parameters in `dtype`, then initialises them

@@ -116,13 +116,18 @@ double ViT::forward(const Batch& batch, const ForwardContext& ctx) {
 void ViT::backward(double scale) {
   const std::int64_t B = logits_.dim(0), d = config_.d_model, N = num_patches_;
   Tensor dcls = head_.backward(loss_.backward(scale));
+  report_ready(head_);
   ensure_shape(dtokens_, {B, N + 1, d}, dcls.dtype());
   with_float_type(dcls.dtype(), [&](auto tag) {
     using T = decltype(tag);
     put_cls(dtokens_.data<T>(), dcls.data<T>(), B, N + 1, d);
   });
   Tensor dx = norm_.backward(dtokens_);
-  for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) dx = (*it)->backward(dx);
+  report_ready(norm_);
+  for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
+    dx = (*it)->backward(dx);
+    report_ready(**it);
+  }
   dx = embed_drop_.backward(dx);
   ensure_shape(dpatches_, {B, N, d}, dx.dtype());
   with_float_type(dx.dtype(), [&](auto tag) {
@@ -131,6 +136,7 @@ void ViT::backward(double scale) {
                       dx.data<T>(), B, N, d);
   });
   patch_embed_.backward(dpatches_);
+  report_remaining_ready();  // patch embedding, cls token, positions
 }
 
 }  // namespace tr

@@ -274,12 +274,14 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
       const ForwardContext ctx{true, config.run.seed, static_cast<std::uint64_t>(step),
                                step_batches.micro_batch_first_sample[j]};
       loss_sum += model->forward(step_batches.micro_batches[j], ctx);
+      // The last micro-batch's backward finalises gradients layer by layer: each DP bucket's
+      // all-reduce starts as soon as its gradients are final, overlapping the rest.
+      if (!zero && j + 1 == step_batches.micro_batches.size())
+        model->set_gradient_ready_hook([&reducer](Parameter* p) { reducer.mark_ready(p); });
       model->backward(1.0 / static_cast<double>(global_targets));
+      model->set_gradient_ready_hook(nullptr);
     }
-    if (!zero) {
-      for (Parameter* p : params) reducer.mark_ready(p);
-      reducer.finish();
-    }
+    if (!zero) reducer.finish();
     // The loss sum and a stop request travel together: every rank stops after the same step.
     double reduced[2] = {loss_sum, stop_requested() ? 1.0 : 0.0};
     dp.all_reduce(reduced, 2, DType::f64, ReduceOp::sum);
