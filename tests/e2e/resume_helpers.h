@@ -88,6 +88,21 @@ inline std::map<std::int64_t, double> step_losses(const std::filesystem::path& r
   return losses;
 }
 
+// Steps logged more than once in a run's metrics.jsonl. A resumed run drops the rows that
+// the run it continues logged after its checkpoint, so there should be none.
+inline std::vector<std::int64_t> repeated_steps(const std::filesystem::path& run_dir) {
+  std::map<std::int64_t, int> seen;
+  std::ifstream in(run_dir / "metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    const auto row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (row.is_object() && row.contains("loss")) ++seen[row["step"].get<std::int64_t>()];
+  }
+  std::vector<std::int64_t> repeated;
+  for (const auto& [step, n] : seen)
+    if (n > 1) repeated.push_back(step);
+  return repeated;
+}
+
 inline std::string hex_bits(double x) {
   char text[64];
   std::snprintf(text, sizeof text, "%.17g (0x%016llx)", x,

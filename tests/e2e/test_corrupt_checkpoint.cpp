@@ -74,6 +74,7 @@ TEST_P(CorruptCheckpoint, ResumeWarnsAndFallsBackToThePreviousOne) {
   const CliResult ref = run_trainer(setup.command(dir / "ref", 12));
   ASSERT_EQ(ref.exit_code, 0) << ref.output;
   EXPECT_EQ(expect_bitwise_equal(step_losses(dir / "ref"), step_losses(run)), 12);
+  EXPECT_TRUE(repeated_steps(run).empty()) << "steps logged twice in metrics.jsonl";
   // The damaged checkpoint was replaced by the resumed run's own step 8.
   EXPECT_EQ(run_trainer("inspect " + newest.string()).exit_code, 0);
   if (!HasFailure()) fs::remove_all(dir);

@@ -66,6 +66,7 @@ TEST(DiskFull, FailsClearlyAndKeepsThePreviousCheckpoint) {
   const CliResult ref = run_trainer(setup.command(dir / "ref", 12));
   ASSERT_EQ(ref.exit_code, 0) << ref.output;
   EXPECT_EQ(expect_bitwise_equal(step_losses(dir / "ref"), step_losses(run)), 12);
+  EXPECT_TRUE(repeated_steps(run).empty()) << "steps logged twice in metrics.jsonl";
   if (!HasFailure()) fs::remove_all(dir);
 }
 

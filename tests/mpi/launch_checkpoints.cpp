@@ -1,7 +1,10 @@
-// Issue 5, acceptance "resume under another layout": a checkpoint written by a run of DP 2 with
-// ZeRO-1 (optimizer state sharded in optim_rank0000/0001.h5) continues under DP 1 and DP 4, with
-// and without ZeRO, logging losses within 1e-5 (relative) of the uninterrupted DP 2 run. Then
-// `trainer inspect` and `trainer export` on the sharded checkpoint.
+// Checkpoints of multi-process runs (issue 5).
+// - Acceptance "resume under another layout": a checkpoint written by a run of DP 2 with ZeRO-1
+//   (optimizer state sharded in optim_rank0000/0001.h5) continues under DP 1 and DP 4, with and
+//   without ZeRO, logging losses within 1e-5 (relative) of the uninterrupted DP 2 run. Then
+//   `trainer inspect` and `trainer export` on the sharded checkpoint.
+// - Disk full on one rank only (its shard cannot be written): every rank stops with exit 3 and
+//   the previous checkpoint stays intact.
 //
 // This test launches `mpirun ... trainer train` itself (it is not run under mpirun), as users
 // do. Layouts are rows of a table (tensor x data, zero): tensor-parallel ones join it as
@@ -121,6 +124,51 @@ TEST_P(ResumeLayouts, ShardedCheckpointContinuesUnderOtherLayouts) {
     EXPECT_EQ(a.read<float>(name), b.read<float>(name)) << name;
   const CliResult described = run_trainer("inspect " + weights.string());
   EXPECT_EQ(described.exit_code, 0) << described.output;
+  if (!HasFailure()) fs::remove_all(dir);
+}
+
+// Rank 1 alone may write no file over 10-20 KB (sh's `ulimit -f` counts 512- or 1024-byte
+// blocks), less than its optimizer shard: rank 0 writes its parts, rank 1 fails with EFBIG.
+// TCP between the ranks: shared-memory transport files would hit the limit first.
+TEST(CheckpointFaults, DiskFullOnOneRankStopsEveryRank) {
+  use_one_thread();
+  const fs::path dir = scratch_dir("mpi_disk_full");
+  const fs::path run = dir / "run";
+  const RunSetup setup{"vit",
+                       {"train.micro_batch=0", "checkpoint.every_steps=4", "checkpoint.keep=1"}};
+  const Layout layout{1, 2, 1};
+  const CliResult first = run_layout(layout, setup.command(run, 4));
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  const fs::path previous = run / "checkpoints" / "step_00000004";
+  ASSERT_GT(fs::file_size(previous / "optim_rank0001.h5"), 20u * 1024);
+  const std::string meta_before = read_text(previous / "meta.yaml");
+
+  std::string command = "OMPI_MCA_btl=self,tcp " + std::string(TR_MPIEXEC) +
+                        " --oversubscribe --bind-to none -np 2 sh -c 'if [ "
+                        "\"$OMPI_COMM_WORLD_RANK\" = 1 ]; then ulimit -f 20; trap \"\" XFSZ; fi; "
+                        "exec \"$0\" \"$@\"' " +
+                        trainer_path() + " " + setup.command(run, 12) +
+                        " --set parallel.data=2 --set parallel.zero=1 2>&1";
+  CliResult r;
+  FILE* pipe = popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  char buffer[4096];
+  std::size_t n;
+  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) r.output.append(buffer, n);
+  const int status = pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_NE(r.output.find("rank 1: checkpoint of step 8 not written"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("File too large"), std::string::npos) << r.output;
+  EXPECT_EQ(step_losses(run).rbegin()->first, 8) << "trained past the failed checkpoint";
+  EXPECT_EQ(find_latest_checkpoint(run.string()), previous.string());
+  EXPECT_EQ(read_text(run / "checkpoints" / "latest"), "step_00000004\n");
+  EXPECT_EQ(read_text(previous / "meta.yaml"), meta_before);
+  EXPECT_FALSE(fs::exists(run / "checkpoints" / "step_00000008.tmp")) << "half-written left";
+  std::printf("[ measured ] rank 1 out of space at step 8: job exit %d, step 4 checkpoint intact\n",
+              r.exit_code);
   if (!HasFailure()) fs::remove_all(dir);
 }
 
