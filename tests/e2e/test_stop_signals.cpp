@@ -90,32 +90,42 @@ INSTANTIATE_TEST_SUITE_P(Signals, StopSignal, ::testing::Values(SIGTERM, SIGUSR1
                            return std::string(sigabbrev_np(info.param));
                          });
 
-// A second SIGINT while the first's graceful stop is under way aborts: nonzero exit, no
-// checkpoint of the interrupted step. A larger model makes a step (and so the graceful stop)
-// take long enough for the second signal to arrive during it.
+// A second SIGINT while the first's graceful stop is under way aborts at once: nonzero exit
+// (130), no checkpoint of the interrupted step. A larger model makes a step (and so the
+// graceful stop) last about 0.1 s, for the second signal to arrive during it; on a machine so
+// loaded that the graceful stop still wins the race (exit 0, "stopped by SIGINT"), try again.
 TEST(StopSignalTwice, SecondSigintAborts) {
   use_one_thread();
   const fs::path dir = scratch_dir("stop_signal_twice");
   const RunSetup setup{
       "vit",
-      {"model.d_model=256", "model.d_ff=1024", "model.heads=4", "checkpoint.every_steps=0"},
+      {"model.d_model=384", "model.d_ff=1536", "model.heads=4", "checkpoint.every_steps=0"},
       /*golden_weights=*/false};
-  const fs::path run = dir / "run";
-  TrainerProcess child(setup.args(run, kEndless), dir / "log");
-  ASSERT_TRUE(wait_for_steps(child, run, 2)) << child.output();
-  child.signal(SIGINT);
-  // Two pending SIGINTs would merge into one: wait until the first has been handled.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (signal_pending(child.pid(), SIGINT) && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
-  child.signal(SIGINT);
-  const int code = child.wait(60);
-  const std::string out = child.output();
-  EXPECT_NE(code, 0) << out;
-  EXPECT_NE(code, -1) << "still running 60 s after two SIGINTs:\n" << out;
-  EXPECT_NE(out.find("second SIGINT"), std::string::npos) << out;
-  EXPECT_TRUE(find_latest_checkpoint(run.string()).empty()) << "a checkpoint was written:\n" << out;
-  if (!HasFailure()) fs::remove_all(dir);
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    const fs::path run = dir / ("run" + std::to_string(attempt));
+    TrainerProcess child(setup.args(run, kEndless), dir / "log");
+    ASSERT_TRUE(wait_for_steps(child, run, 1)) << child.output();
+    child.signal(SIGINT);
+    // Two pending SIGINTs would merge into one: wait until the first has been handled.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (signal_pending(child.pid(), SIGINT) && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    child.signal(SIGINT);
+    const int code = child.wait(60);
+    const std::string out = child.output();
+    if (code == 0 && out.find("stopped by SIGINT") != std::string::npos) {
+      std::printf("[ retry    ] the graceful stop finished before the second SIGINT\n");
+      continue;
+    }
+    EXPECT_EQ(code, 130) << out;
+    EXPECT_NE(out.find("second SIGINT"), std::string::npos) << out;
+    EXPECT_TRUE(find_latest_checkpoint(run.string()).empty()) << "a checkpoint was written:\n"
+                                                              << out;
+    std::printf("[ measured ] two SIGINTs: exit %d, no checkpoint\n", code);
+    if (!HasFailure()) fs::remove_all(dir);
+    return;
+  }
+  FAIL() << "the second SIGINT never arrived during the graceful stop in 3 tries";
 }
 
 }  // namespace
