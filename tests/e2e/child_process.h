@@ -25,6 +25,9 @@ struct ChildOptions {
   // Largest file the child may write, in bytes (0 = no limit). SIGXFSZ is ignored, so a write
   // past it fails with EFBIG as on a full disk instead of killing the process.
   long long file_size_limit = 0;
+  // Runs `launcher... trainer args...` instead (e.g. {"mpirun", "-np", "2"}); signals then go
+  // to the launcher, which forwards them (Open MPI's mpirun forwards SIGUSR1).
+  std::vector<std::string> launcher;
 };
 
 class TrainerProcess {
@@ -33,7 +36,8 @@ class TrainerProcess {
   TrainerProcess(const std::vector<std::string>& args, const std::filesystem::path& log,
                  ChildOptions options = {})
       : log_(log) {
-    std::vector<std::string> argv_strings = {trainer_path()};
+    std::vector<std::string> argv_strings = options.launcher;
+    argv_strings.push_back(trainer_path());
     argv_strings.insert(argv_strings.end(), args.begin(), args.end());
     pid_ = fork();
     if (pid_ == 0) {
@@ -52,7 +56,7 @@ class TrainerProcess {
       std::vector<char*> argv;
       for (std::string& s : argv_strings) argv.push_back(s.data());
       argv.push_back(nullptr);
-      execv(argv[0], argv.data());
+      execvp(argv[0], argv.data());
       _exit(127);
     }
   }

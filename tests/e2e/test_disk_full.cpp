@@ -37,8 +37,9 @@ TEST(DiskFull, FailsClearlyAndKeepsThePreviousCheckpoint) {
 
   // Every file may grow to half the model file: metrics.jsonl and the logs fit, the next
   // checkpoint's model file does not.
-  TrainerProcess limited(setup.args(run, 12), dir / "limited.log",
-                         {static_cast<long long>(model_bytes / 2)});
+  ChildOptions limit;
+  limit.file_size_limit = static_cast<long long>(model_bytes / 2);
+  TrainerProcess limited(setup.args(run, 12), dir / "limited.log", limit);
   const int code = limited.wait(120);
   const std::string out = limited.output();
   EXPECT_EQ(code, 3) << out;

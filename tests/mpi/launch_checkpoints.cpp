@@ -3,6 +3,9 @@
 //   (optimizer state sharded in optim_rank0000/0001.h5) continues under DP 1 and DP 4, with and
 //   without ZeRO, logging losses within 1e-5 (relative) of the uninterrupted DP 2 run. Then
 //   `trainer inspect` and `trainer export` on the sharded checkpoint.
+// - SIGUSR1 to mpirun (Slurm preemption; mpirun forwards it to every rank): all ranks stop after
+//   the same step with one checkpoint of it, exit 0, and the resumed run continues the
+//   uninterrupted one.
 // - Disk full on one rank only (its shard cannot be written): every rank stops with exit 3 and
 //   the previous checkpoint stays intact.
 //
@@ -10,11 +13,15 @@
 // do. Layouts are rows of a table (tensor x data, zero): tensor-parallel ones join it as
 // parallel.tensor > 1 trains.
 #include <gtest/gtest.h>
+#include <signal.h>
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <thread>
 
 #include "data/h5.h"
+#include "e2e/child_process.h"
 #include "e2e/cli_runner.h"
 #include "e2e/resume_helpers.h"
 #include "trainer/checkpoint.h"
@@ -124,6 +131,52 @@ TEST_P(ResumeLayouts, ShardedCheckpointContinuesUnderOtherLayouts) {
     EXPECT_EQ(a.read<float>(name), b.read<float>(name)) << name;
   const CliResult described = run_trainer("inspect " + weights.string());
   EXPECT_EQ(described.exit_code, 0) << described.output;
+  if (!HasFailure()) fs::remove_all(dir);
+}
+
+TEST(CheckpointFaults, SigusrToMpirunStopsEveryRankWithACheckpoint) {
+  use_one_thread();
+  const fs::path dir = scratch_dir("mpi_sigusr1");
+  const fs::path run = dir / "run";
+  const RunSetup setup{
+      "vit",
+      {"train.micro_batch=0", "checkpoint.every_steps=0", "parallel.data=2", "parallel.zero=1"}};
+  std::int64_t stopped_at = 0;
+  {
+    ChildOptions mpirun;
+    mpirun.launcher = {TR_MPIEXEC, "--oversubscribe", "--bind-to", "none", "-np", "2"};
+    TrainerProcess job(setup.args(run, 1000000), dir / "job.log", mpirun);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (step_losses(run).size() < 3 && !job.exited() &&
+           std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    ASSERT_FALSE(job.exited()) << job.output();
+    job.signal(SIGUSR1);
+    ASSERT_EQ(job.wait(60), 0) << job.output();
+    EXPECT_NE(job.output().find("stopped by SIGUSR1"), std::string::npos) << job.output();
+    stopped_at = step_losses(run).rbegin()->first;
+  }
+  const std::string latest = find_latest_checkpoint(run.string());
+  ASSERT_FALSE(latest.empty());
+  EXPECT_EQ(read_checkpoint_meta(latest).step, stopped_at);
+  EXPECT_TRUE(fs::exists(fs::path(latest) / "optim_rank0001.h5"));
+
+  const std::int64_t total = stopped_at + 4;
+  const Layout layout{1, 2, 1};
+  const CliResult ref = run_layout(layout, setup.command(dir / "ref", total));
+  ASSERT_EQ(ref.exit_code, 0) << ref.output;
+  const CliResult resumed = run_layout(layout, setup.command(run, total));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  const auto reference = step_losses(dir / "ref"), losses = step_losses(run);
+  ASSERT_EQ(losses.size(), reference.size());
+  double worst = 0;
+  for (const auto& [step, loss] : reference)
+    worst = std::max(worst, std::abs(losses.at(step) - loss) / std::abs(loss));
+  EXPECT_LE(worst, 1e-5);
+  std::printf(
+      "[ measured ] SIGUSR1 to mpirun after step %lld: exit 0; resumed to %lld, largest "
+      "relative loss difference %.2e\n",
+      static_cast<long long>(stopped_at), static_cast<long long>(total), worst);
   if (!HasFailure()) fs::remove_all(dir);
 }
 
