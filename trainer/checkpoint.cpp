@@ -309,8 +309,14 @@ std::string save_checkpoint(const std::string& run_dir, const CheckpointMeta& me
   }
   if (keep > 0) {
     auto all = complete_checkpoints(root);
-    for (std::size_t i = 0; i + static_cast<std::size_t>(keep) < all.size(); ++i)
-      fs::remove_all(all[i], ec);
+    // Renamed first: a kill during the deletion leaves "*.pruned" (removed on resume), never a
+    // half-deleted directory under a checkpoint's name.
+    for (std::size_t i = 0; i + static_cast<std::size_t>(keep) < all.size(); ++i) {
+      fs::path doomed = all[i];
+      doomed += ".pruned";
+      fs::rename(all[i], doomed, ec);
+      fs::remove_all(ec ? all[i] : doomed, ec);
+    }
   }
   return final_dir.string();
 }
@@ -376,7 +382,8 @@ std::vector<std::string> tidy_checkpoints(const std::string& run_dir, std::int64
   std::error_code ec;
   std::vector<fs::path> temporaries;
   for (const auto& entry : fs::directory_iterator(root))
-    if (entry.path().extension() == ".tmp") temporaries.push_back(entry.path());
+    if (entry.path().extension() == ".tmp" || entry.path().extension() == ".pruned")
+      temporaries.push_back(entry.path());
   for (const fs::path& path : temporaries) fs::remove_all(path, ec);
   const std::string resume_name = step_name(resume_step);
   for (const fs::path& path : complete_checkpoints(root)) {

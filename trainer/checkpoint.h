@@ -72,11 +72,12 @@ void load_checkpoint(const std::string& checkpoint_dir, const ParameterList& par
 std::string checkpoint_model_file(const std::string& checkpoint_dir);
 
 // Readies run_dir/checkpoints for a run continuing from a checkpoint of `resume_step` (0: a
-// fresh start): removes the temporary directories of saves that were interrupted (a kill), and
-// renames every complete checkpoint of a later step to "<name>.discarded". Those hold a future
-// the resumed run trains again (or were corrupt, which is why resume passed them over); left in
-// place they would outlive the new checkpoints when pruning keeps the highest steps, or be
-// picked up by a later resume. Returns the names set aside.
+// fresh start): removes the directories of saves and prunings that a kill interrupted
+// ("*.tmp", "*.pruned"), and renames every complete checkpoint of a later step to
+// "<name>.discarded". Those hold a future the resumed run trains again (or were corrupt, which
+// is why resume passed them over); left in place they would outlive the new checkpoints when
+// pruning keeps the highest steps, or be picked up by a later resume. Returns the names set
+// aside.
 std::vector<std::string> tidy_checkpoints(const std::string& run_dir, std::int64_t resume_step);
 
 std::string file_checksum(const std::string& path);  // FNV-1a 64 of the bytes, hex

@@ -133,6 +133,8 @@ struct RunState {
 
 int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   // ---- everything the user gave, checked before anything is written ----
+  // From the start: a stop requested while loading is honoured after the first step.
+  install_stop_signals();
   RunConfig config = load_run_config(args.config_path, args.overrides);
   const std::string resume_mode = args.resume.empty() ? config.checkpoint.resume : args.resume;
   const int dp_size = data_parallel_size(config, runtime.world_size());
@@ -220,7 +222,6 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   MetricsLog metrics(rank == 0 ? (run_dir / "metrics.jsonl").string() : "");
   Progress progress(total, config.log.progress, rank == 0 ? stderr : nullptr);
   GradientReducer reducer(params, dp, config.parallel.bucket_mb, config.parallel.overlap);
-  install_stop_signals();
   const std::string config_yaml = run_config_to_yaml(config);  // for meta.yaml
   // Translation checkpoints carry their tokenizer, so `trainer translate` needs nothing else.
   std::map<std::string, std::string> extra_files;
