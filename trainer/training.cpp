@@ -57,6 +57,8 @@ std::unique_ptr<Optimizer> make_optimizer(const RunConfig& c, const ParameterLis
 // Which checkpoint to continue from ("" = a fresh start), decided before anything is written.
 std::string resolve_resume(const RunConfig& c, const std::string& mode, bool overwrite) {
   const fs::path run_dir = c.run.dir;
+  if (overwrite && mode != "never")
+    throw UserError("--overwrite replaces the run in run.dir and applies to --resume never only");
   if (mode == "auto") {
     std::string warning;
     std::string found = find_latest_checkpoint(run_dir.string(), &warning);

@@ -64,6 +64,15 @@ TEST_F(ResumeConfig, NeverWithOverwriteStartsAfresh) {
   EXPECT_FALSE(fs::exists(marker)) << "a checkpoint of the old run was kept";
 }
 
+TEST_F(ResumeConfig, OverwriteWithoutNeverIsRefused) {
+  const fs::path run = started_run("overwrite_auto");
+  const std::string metrics = read_text(run / "metrics.jsonl");
+  const CliResult r = run_trainer(setup_.command(run, 10, "--overwrite"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--resume never"), std::string::npos) << r.output;
+  EXPECT_EQ(read_text(run / "metrics.jsonl"), metrics);
+}
+
 TEST_F(ResumeConfig, ModelShapeChangeIsAnErrorNamingTheKey) {
   const fs::path run = started_run("shape");
   const std::string metrics = read_text(run / "metrics.jsonl");
