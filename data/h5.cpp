@@ -139,6 +139,13 @@ bool Handle::close() {
 }
 
 void silence_errors() {
+  // A file whose close failed (a full disk: the final flush cannot be written) stays in
+  // HDF5's table of open files half torn down, and the library's cleanup at exit then crashes
+  // on it (SIGSEGV in H5F__close_cb; HDF5 before 1.14.1, h5py issue 914), turning a clean
+  // "disk full" error into a crash. Every file is closed explicitly here, so that cleanup has
+  // nothing to do: skip it. Must precede HDF5's initialisation; this is the first call.
+  static const bool no_cleanup_at_exit = (H5dont_atexit(), true);
+  (void)no_cleanup_at_exit;
   // In a thread-safe HDF5 build each thread has its own error stack and printing setting, so
   // a loader's prefetch thread needs this as much as the main thread.
   thread_local bool silenced = false;

@@ -162,6 +162,7 @@ std::string meta_to_yaml(const CheckpointMeta& m) {
   out << YAML::Key << "steps" << YAML::Value << m.optimizer_steps;
   out << YAML::EndMap;
   out << YAML::Key << "bad_steps_in_row" << YAML::Value << m.bad_steps_in_row;
+  out << YAML::Key << "skipped_steps" << YAML::Value << m.skipped_steps;
   out << YAML::Key << "layout" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "tensor" << YAML::Value << m.tensor_parallel;
   out << YAML::Key << "data" << YAML::Value << m.data_parallel;
@@ -308,8 +309,14 @@ std::string save_checkpoint(const std::string& run_dir, const CheckpointMeta& me
   }
   if (keep > 0) {
     auto all = complete_checkpoints(root);
-    for (std::size_t i = 0; i + static_cast<std::size_t>(keep) < all.size(); ++i)
-      fs::remove_all(all[i], ec);
+    // Renamed first: a kill during the deletion leaves "*.pruned" (removed on resume), never a
+    // half-deleted directory under a checkpoint's name.
+    for (std::size_t i = 0; i + static_cast<std::size_t>(keep) < all.size(); ++i) {
+      fs::path doomed = all[i];
+      doomed += ".pruned";
+      fs::rename(all[i], doomed, ec);
+      fs::remove_all(ec ? all[i] : doomed, ec);
+    }
   }
   return final_dir.string();
 }
@@ -333,6 +340,8 @@ CheckpointMeta read_checkpoint_meta(const std::string& checkpoint_dir) {
   m.optimizer_type = meta_get<std::string>(n["optimizer"]["type"], "optimizer.type", path);
   m.optimizer_steps = meta_get<std::int64_t>(n["optimizer"]["steps"], "optimizer.steps", path);
   m.bad_steps_in_row = meta_get<std::int64_t>(n["bad_steps_in_row"], "bad_steps_in_row", path);
+  if (n["skipped_steps"])  // absent from checkpoints written before it was recorded
+    m.skipped_steps = meta_get<std::int64_t>(n["skipped_steps"], "skipped_steps", path);
   m.tensor_parallel = meta_get<int>(n["layout"]["tensor"], "layout.tensor", path);
   m.data_parallel = meta_get<int>(n["layout"]["data"], "layout.data", path);
   m.zero = meta_get<int>(n["layout"]["zero"], "layout.zero", path);
@@ -364,6 +373,41 @@ std::string find_latest_checkpoint(const std::string& run_dir, std::string* warn
     }
   }
   return "";
+}
+
+std::vector<std::string> tidy_checkpoints(const std::string& run_dir, std::int64_t resume_step) {
+  const fs::path root = fs::path(run_dir) / "checkpoints";
+  std::vector<std::string> set_aside;
+  if (!fs::is_directory(root)) return set_aside;
+  std::error_code ec;
+  std::vector<fs::path> temporaries;
+  for (const auto& entry : fs::directory_iterator(root))
+    if (entry.path().extension() == ".tmp" || entry.path().extension() == ".pruned")
+      temporaries.push_back(entry.path());
+  for (const fs::path& path : temporaries) fs::remove_all(path, ec);
+  const std::string resume_name = step_name(resume_step);
+  for (const fs::path& path : complete_checkpoints(root)) {
+    const std::string name = path.filename().string();
+    if (name <= resume_name) continue;  // fixed-width names sort by step
+    const fs::path aside = root / (name + ".discarded");
+    fs::remove_all(aside, ec);
+    fs::rename(path, aside, ec);
+    if (ec)
+      throw UserError(path.string() +
+                      ": cannot set aside a checkpoint newer than the one resumed (" +
+                      ec.message() + ")");
+    set_aside.push_back(name);
+  }
+  if (!set_aside.empty()) {  // `latest` named one of them: now the resumed one, or none
+    if (fs::is_directory(root / resume_name)) {
+      write_text_file(root / "latest.tmp", resume_name + "\n");
+      fs::rename(root / "latest.tmp", root / "latest", ec);
+    } else {
+      fs::remove(root / "latest", ec);
+    }
+    fsync_path(root);
+  }
+  return set_aside;
 }
 
 void load_checkpoint(const std::string& checkpoint_dir, const ParameterList& params,

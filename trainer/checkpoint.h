@@ -27,6 +27,7 @@ struct CheckpointMeta {
   std::string optimizer_type;         // adamw | sgd
   std::int64_t optimizer_steps = 0;   // bias-correction step count
   std::int64_t bad_steps_in_row = 0;  // non-finite steps skipped in a row
+  std::int64_t skipped_steps = 0;     // non-finite steps skipped in all (metrics' skipped_steps)
   int tensor_parallel = 1, data_parallel = 1, zero = 0;
   std::string model_type;
   std::string model_yaml;                        // the model section (also the weights' `config`)
@@ -69,6 +70,15 @@ void load_checkpoint(const std::string& checkpoint_dir, const ParameterList& par
                      Optimizer* optimizer);
 // Path of the model file inside a checkpoint (a weights file when TP = 1).
 std::string checkpoint_model_file(const std::string& checkpoint_dir);
+
+// Readies run_dir/checkpoints for a run continuing from a checkpoint of `resume_step` (0: a
+// fresh start): removes the directories of saves and prunings that a kill interrupted
+// ("*.tmp", "*.pruned"), and renames every complete checkpoint of a later step to
+// "<name>.discarded". Those hold a future the resumed run trains again (or were corrupt, which
+// is why resume passed them over); left in place they would outlive the new checkpoints when
+// pruning keeps the highest steps, or be picked up by a later resume. Returns the names set
+// aside.
+std::vector<std::string> tidy_checkpoints(const std::string& run_dir, std::int64_t resume_step);
 
 std::string file_checksum(const std::string& path);  // FNV-1a 64 of the bytes, hex
 

@@ -35,6 +35,8 @@ int run(int argc, char** argv, tr::ParallelRuntime& runtime) {
       ->take_all();
   train_cmd->add_option("--resume", train.resume,
                         "auto (continue RUN_DIR's newest checkpoint), never, or a checkpoint");
+  train_cmd->add_flag("--overwrite", train.overwrite,
+                      "with --resume never: replace the run (checkpoints, metrics) in run.dir");
   train_cmd->add_flag("--help-config", help_config, "list every config key with its default");
 
   tr::EvalArgs eval;

@@ -3,11 +3,19 @@
 // and `trainer plot` can read a live run.
 #pragma once
 
+#include <cstdint>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
 
 namespace tr {
+
+// A resumed run continues from a checkpoint of step `step`, so the rows that a stopped or
+// killed run logged after it belong to steps about to be trained again: keep only the rows of
+// steps <= `step` (0: none), so that every step appears once and `trainer plot` shows one curve.
+// A torn last line (a kill mid-write) is dropped too. Replaced via a temporary file and a
+// rename; a missing file is left missing.
+void truncate_metrics(const std::string& path, std::int64_t step);
 
 class MetricsLog {
  public:

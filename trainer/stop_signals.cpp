@@ -27,6 +27,9 @@ void install_stop_signals() {
   struct sigaction action {};
   action.sa_handler = on_stop_signal;
   sigemptyset(&action.sa_mask);
+  // The handler only sets a flag: interrupted system calls (a write to a full stderr pipe, a
+  // read) resume instead of failing with EINTR somewhere the loop would report as an error.
+  action.sa_flags = SA_RESTART;
   for (int s : {SIGTERM, SIGUSR1, SIGINT}) sigaction(s, &action, nullptr);
 }
 

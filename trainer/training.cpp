@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <optional>
@@ -54,8 +55,10 @@ std::unique_ptr<Optimizer> make_optimizer(const RunConfig& c, const ParameterLis
 }
 
 // Which checkpoint to continue from ("" = a fresh start), decided before anything is written.
-std::string resolve_resume(const RunConfig& c, const std::string& mode) {
+std::string resolve_resume(const RunConfig& c, const std::string& mode, bool overwrite) {
   const fs::path run_dir = c.run.dir;
+  if (overwrite && mode != "never")
+    throw UserError("--overwrite replaces the run in run.dir and applies to --resume never only");
   if (mode == "auto") {
     std::string warning;
     std::string found = find_latest_checkpoint(run_dir.string(), &warning);
@@ -63,10 +66,11 @@ std::string resolve_resume(const RunConfig& c, const std::string& mode) {
     return found;
   }
   if (mode == "never") {
-    if (fs::exists(run_dir / "checkpoints") || fs::exists(run_dir / "metrics.jsonl"))
+    if (!overwrite &&
+        (fs::exists(run_dir / "checkpoints") || fs::exists(run_dir / "metrics.jsonl")))
       throw UserError("run.dir: " + run_dir.string() +
-                      " already holds a run; continue it with --resume auto, or choose another "
-                      "run.dir");
+                      " already holds a run; continue it with --resume auto, replace it with "
+                      "--overwrite, or choose another run.dir");
     return "";
   }
   read_checkpoint_meta(mode);  // verifies it is a complete, intact checkpoint
@@ -91,6 +95,32 @@ LoaderOptions train_loader_options(const RunConfig& c, int dp_rank, int dp_size)
   return lo;
 }
 
+// Readies the run directory on rank 0 before the first step: a checkpoint directory that cannot
+// be written is found now, not at the first save after hours of training. A fresh start with
+// --overwrite removes the old run's checkpoints and metrics; a resumed one drops what the run
+// it continues left after its checkpoint (interrupted saves, later checkpoints and metrics
+// rows), so that the run goes on as if never stopped.
+void prepare_run_dir(const fs::path& run_dir, std::int64_t resume_step, bool overwrite) {
+  const fs::path checkpoints = run_dir / "checkpoints";
+  std::error_code ec;
+  if (overwrite) {
+    fs::remove_all(checkpoints, ec);
+    fs::remove(run_dir / "metrics.jsonl", ec);
+  }
+  fs::create_directories(checkpoints, ec);
+  if (ec || !fs::is_directory(checkpoints))
+    throw UserError(checkpoints.string() + ": cannot create the checkpoint directory (" +
+                    (ec ? ec.message() : std::string("a file is in the way")) + ")");
+  const fs::path probe = checkpoints / ".write_test";
+  if (!std::ofstream(probe).put('\n').flush())
+    throw UserError(checkpoints.string() + ": the checkpoint directory is not writable");
+  fs::remove(probe, ec);
+  for (const std::string& name : tidy_checkpoints(run_dir.string(), resume_step))
+    std::fprintf(stderr, "checkpoint %s is newer than the one resumed: renamed to %s.discarded\n",
+                 name.c_str(), name.c_str());
+  truncate_metrics((run_dir / "metrics.jsonl").string(), resume_step);
+}
+
 // A collective that has not completed after this long means a peer died or hung.
 constexpr double kCollectiveTimeoutSeconds = 300;
 
@@ -105,6 +135,8 @@ struct RunState {
 
 int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   // ---- everything the user gave, checked before anything is written ----
+  // From the start: a stop requested while loading is honoured after the first step.
+  install_stop_signals();
   RunConfig config = load_run_config(args.config_path, args.overrides);
   const std::string resume_mode = args.resume.empty() ? config.checkpoint.resume : args.resume;
   const int dp_size = data_parallel_size(config, runtime.world_size());
@@ -120,19 +152,20 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   std::optional<DatasetInfo> valid_info;
   if (!config.data.valid.empty()) valid_info = read_dataset_info(config.data.valid);
   check_config_against_data(config, train_info, valid_info ? &*valid_info : nullptr);
-  if (!config.model.init.empty()) {
-    h5::File init = h5::File::open(config.model.init);
-    check_config_against_weights(config, init.read_attr_string("/", "config"), config.model.init);
-  }
   const std::int64_t total = total_steps(config, train_info.records);
   config.train.schedule.total_steps = total;
   validate_schedule(config.train.schedule);
   const LoaderOptions loader_options = train_loader_options(config, dp_rank, dp_size);
-  const std::string resume_from = resolve_resume(config, resume_mode);
+  const std::string resume_from = resolve_resume(config, resume_mode, args.overwrite);
   std::optional<CheckpointMeta> meta;
   if (!resume_from.empty()) {
     meta = read_checkpoint_meta(resume_from);
     check_config_against_weights(config, meta->model_yaml, resume_from);
+  } else if (!config.model.init.empty()) {
+    // Only a fresh start reads model.init; a resumed run takes its weights from the checkpoint,
+    // whose model section the config is checked against instead.
+    h5::File init = h5::File::open(config.model.init);
+    check_config_against_weights(config, init.read_attr_string("/", "config"), config.model.init);
   }
   const bool translation = config.model.type == "encoder_decoder";
   std::optional<Tokenizer> tokenizer;
@@ -166,6 +199,7 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
     state.step = meta->step;
     state.samples = meta->samples;
     state.bad_in_row = meta->bad_steps_in_row;
+    state.skipped = meta->skipped_steps;
   } else if (!config.model.init.empty()) {
     read_weights(config.model.init, params);
   }
@@ -180,7 +214,7 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   // ---- the run ----
   const fs::path run_dir = config.run.dir;
   if (rank == 0) {
-    fs::create_directories(run_dir);
+    prepare_run_dir(run_dir, state.step, resume_mode == "never" && args.overwrite);
     write_resolved_config(config, (run_dir / "config.yaml").string());
   }
   if (meta && rank == 0)
@@ -190,7 +224,6 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   MetricsLog metrics(rank == 0 ? (run_dir / "metrics.jsonl").string() : "");
   Progress progress(total, config.log.progress, rank == 0 ? stderr : nullptr);
   GradientReducer reducer(params, dp, config.parallel.bucket_mb, config.parallel.overlap);
-  install_stop_signals();
   const std::string config_yaml = run_config_to_yaml(config);  // for meta.yaml
   // Translation checkpoints carry their tokenizer, so `trainer translate` needs nothing else.
   std::map<std::string, std::string> extra_files;
@@ -206,6 +239,7 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
     m.optimizer_type = zero ? "adamw" : optimizer->type();
     m.optimizer_steps = zero ? sharded->step_count() : optimizer->step_count();
     m.bad_steps_in_row = state.bad_in_row;
+    m.skipped_steps = state.skipped;
     m.data_parallel = dp_size;
     m.tensor_parallel = static_cast<int>(config.parallel.tensor);
     m.zero = static_cast<int>(config.parallel.zero);
@@ -213,22 +247,46 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
     m.model_yaml = model_config_to_yaml_text(config.model);
     m.config_yaml = config_yaml;
     // Replicas hold identical parameters (and, without ZeRO, optimizer state): rank 0 writes
-    // them, each ZeRO rank its optimizer shard; the others wait so that nobody runs ahead of a
-    // checkpoint that might fail.
+    // them, each ZeRO rank its optimizer shard. After each part every rank learns whether any
+    // failed (a full disk): then all stop together with exit 3, the previous checkpoint intact,
+    // instead of training on without checkpoints or waiting for a rank that gave up.
+    std::string failure;  // this rank's
+    auto attempt = [&](auto&& part) {
+      try {
+        part();
+      } catch (const std::exception& e) {
+        failure = e.what();
+      }
+      const bool failed =
+          runtime.world().all_reduce_scalar(failure.empty() ? 0.0 : 1.0, ReduceOp::max) > 0;
+      if (!failed) return;
+      std::error_code ec;
+      if (rank == 0) fs::remove_all(checkpoint_tmp_dir(run_dir.string(), state.step), ec);
+      const std::string kept = find_latest_checkpoint(run_dir.string());
+      throw RunFailure(
+          "checkpoint of step " + std::to_string(state.step) + " not written: " +
+          (failure.empty() ? std::string("another rank failed to write its part") : failure) +
+          "; training stopped, " +
+          (kept.empty() ? std::string("no earlier checkpoint")
+                        : "the previous checkpoint " + kept + " is intact"));
+    };
     if (zero) {
-      if (rank == 0) prepare_checkpoint_dir(run_dir.string(), state.step);
-      runtime.world().barrier();
-      if (grid.tp_rank == 0)
-        write_optimizer_shard(checkpoint_tmp_dir(run_dir.string(), state.step), dp_rank, *sharded);
-      runtime.world().barrier();
+      attempt([&] {
+        if (rank == 0) prepare_checkpoint_dir(run_dir.string(), state.step);
+      });
+      attempt([&] {
+        if (grid.tp_rank == 0)
+          write_optimizer_shard(checkpoint_tmp_dir(run_dir.string(), state.step), dp_rank,
+                                *sharded);
+      });
     }
-    if (rank == 0) {
+    attempt([&] {
+      if (rank != 0) return;
       const std::string dir = save_checkpoint(run_dir.string(), m, params, optimizer.get(),
                                               static_cast<int>(config.checkpoint.keep), extra_files,
                                               /*keep_prepared=*/zero);
       progress.message("checkpoint " + dir);
-    }
-    runtime.world().barrier();
+    });
     last_saved = state.step;
   };
 
@@ -316,19 +374,14 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
                        ": non-finite loss or gradient, update "
                        "skipped (" +
                        std::to_string(state.bad_in_row) + " in a row)");
-      if (state.bad_in_row >= config.train.max_bad_steps)
-        throw RunFailure("training stopped at step " + std::to_string(step) + ": " +
-                         std::to_string(state.bad_in_row) +
-                         " non-finite steps in a row (train.max_bad_steps); the last good "
-                         "checkpoint is kept in " +
-                         (run_dir / "checkpoints").string());
     }
+    const bool diverged = state.bad_in_row >= config.train.max_bad_steps;
     state.step = step;
     state.samples += global_samples;
     interval_samples += global_samples;
     interval_tokens += global_targets;
 
-    if (step % config.log.every_steps == 0 || step == total) {
+    if (step % config.log.every_steps == 0 || step == total || diverged) {
       const double seconds = std::max(seconds_since(interval_start), 1e-9);
       nlohmann::json row = {{"step", step},
                             {"epoch", step_batches.epoch},
@@ -345,11 +398,23 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
       interval_start = Clock::now();
       interval_samples = interval_tokens = 0;
     }
+    if (diverged) {  // logged above, with the skipped count; no checkpoint of this state
+      const std::string kept = find_latest_checkpoint(run_dir.string());
+      throw RunFailure("training stopped at step " + std::to_string(step) + ": " +
+                       std::to_string(state.bad_in_row) +
+                       " non-finite steps in a row (train.max_bad_steps); " +
+                       (kept.empty() ? std::string("no checkpoint was written before")
+                                     : "the last good checkpoint is " + kept));
+    }
     if (valid_info && config.eval.every_steps > 0 && step % config.eval.every_steps == 0) {
       run_eval();
       last_eval = step;
     }
-    if (config.checkpoint.every_steps > 0 && step % config.checkpoint.every_steps == 0) save();
+    // Not while updates are being skipped: the newest checkpoint stays the last good one (a
+    // stop or the end of training still saves).
+    if (config.checkpoint.every_steps > 0 && step % config.checkpoint.every_steps == 0 &&
+        state.bad_in_row == 0)
+      save();
   }
 
   if (stopping) {

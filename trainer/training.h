@@ -17,6 +17,7 @@ struct TrainArgs {
   std::string config_path;
   std::vector<std::string> overrides;  // --set key.path=value
   std::string resume;                  // --resume auto|never|DIR; "" = checkpoint.resume
+  bool overwrite = false;  // --overwrite: `never` may replace the run already in run.dir
 };
 
 class ParallelRuntime;
