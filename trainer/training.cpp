@@ -157,6 +157,10 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   validate_schedule(config.train.schedule);
   const LoaderOptions loader_options = train_loader_options(config, dp_rank, dp_size);
   const std::string resume_from = resolve_resume(config, resume_mode, args.overwrite);
+  // Every rank has looked at run.dir before rank 0 writes anything there: a slower rank must
+  // not find the new run's files (--resume never would refuse them, auto would resume from
+  // them).
+  runtime.world().barrier();
   std::optional<CheckpointMeta> meta;
   if (!resume_from.empty()) {
     meta = read_checkpoint_meta(resume_from);
