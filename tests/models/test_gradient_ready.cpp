@@ -8,42 +8,19 @@
 #include <cstring>
 #include <map>
 
+#include "common/tiny_models.h"
 #include "models/model.h"
 #include "trainer/synthetic_data.h"
 
 namespace tr {
 namespace {
 
+// Three layers a stack, so that the order of reports across layers is visible.
 ModelConfig translation(const std::string& norm, bool shared, const std::string& positional) {
-  ModelConfig c;
-  c.type = "encoder_decoder";
-  c.d_model = 8;
-  c.heads = 2;
-  c.d_ff = 12;
-  c.encoder_layers = 3;
-  c.decoder_layers = 3;
-  c.norm = norm;
-  c.share_embeddings = shared;
-  c.positional = positional;
-  c.vocab_size = 13;
-  c.max_len = 8;
-  c.dropout = 0.1;
-  return c;
+  return testing::tiny_translation(norm, shared, "relu", positional, 3);
 }
-
 ModelConfig vit() {
-  ModelConfig c;
-  c.type = "vit";
-  c.d_model = 8;
-  c.heads = 2;
-  c.d_ff = 16;
-  c.encoder_layers = 3;
-  c.image_size = 6;
-  c.patch_size = 3;
-  c.channels = 1;
-  c.num_classes = 3;
-  c.dropout = 0.1;
-  return c;
+  return testing::tiny_vit(3, 1);
 }
 
 void check_reports(const ModelConfig& config) {

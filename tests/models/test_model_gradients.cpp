@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "common/grad_check.h"
+#include "common/tiny_models.h"
 #include "models/model.h"
 #include "trainer/synthetic_data.h"
 
@@ -12,39 +13,8 @@ namespace {
 using testing::Checked;
 using testing::expect_gradients_match;
 
-ModelConfig tiny_translation(const std::string& norm, bool shared, const std::string& act,
-                             const std::string& positional) {
-  ModelConfig c;
-  c.type = "encoder_decoder";
-  c.d_model = 8;
-  c.heads = 2;
-  c.d_ff = 12;
-  c.encoder_layers = 2;
-  c.decoder_layers = 2;
-  c.norm = norm;
-  c.share_embeddings = shared;
-  c.activation = act;
-  c.positional = positional;
-  c.vocab_size = 13;
-  c.max_len = 8;
-  c.dropout = 0.2;
-  return c;
-}
-
-ModelConfig tiny_vit() {
-  ModelConfig c;
-  c.type = "vit";
-  c.d_model = 8;
-  c.heads = 2;
-  c.d_ff = 16;
-  c.encoder_layers = 2;
-  c.image_size = 6;
-  c.patch_size = 3;
-  c.channels = 2;
-  c.num_classes = 3;
-  c.dropout = 0.2;
-  return c;
-}
+using testing::tiny_translation;
+using testing::tiny_vit;
 
 void check_model(const ModelConfig& config, double label_smoothing) {
   auto model = make_model(config, DType::f64, label_smoothing, 5);
