@@ -14,6 +14,7 @@
 #include "models/model.h"
 #include "parallel/gradient_reducer.h"
 #include "parallel/runtime.h"
+#include "parallel/tensor_parallel_group.h"
 #include "trainer/checkpoint.h"
 #include "trainer/config.h"
 #include "trainer/evaluation.h"
@@ -94,6 +95,24 @@ LoaderOptions train_loader_options(const RunConfig& c, int dp_rank, int dp_size)
 // A collective that has not completed after this long means a peer died or hung.
 constexpr double kCollectiveTimeoutSeconds = 300;
 
+// Runs `body` on every rank, then agrees on its outcome: when it threw a UserError on some
+// rank, that rank rethrows it and the others throw one naming it, so no rank is left waiting
+// in a later collective for one that failed.
+template <typename Body>
+void all_ranks_agree(Communicator& world, Body&& body) {
+  std::string error;
+  try {
+    body();
+  } catch (const UserError& e) {
+    error = e.what();
+  }
+  const std::int64_t failed_rank = world.all_reduce_scalar(
+      static_cast<std::int64_t>(error.empty() ? -1 : world.rank()), ReduceOp::max);
+  if (!error.empty()) throw UserError(error);
+  if (failed_rank >= 0)
+    throw UserError("checkpoint not written: rank " + std::to_string(failed_rank) + " failed");
+}
+
 struct RunState {
   std::int64_t step = 0;  // last completed step
   std::int64_t samples = 0;
@@ -110,11 +129,9 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   const int dp_size = data_parallel_size(config, runtime.world_size());
   runtime.setup_grid(static_cast<int>(config.parallel.tensor), dp_size, kCollectiveTimeoutSeconds);
   const ProcessGrid& grid = runtime.grid();
-  if (grid.tp_size > 1)
-    throw UserError("parallel.tensor: " + std::to_string(grid.tp_size) +
-                    " requested, but this build trains with parallel.tensor 1 only so far");
-  const int rank = grid.world_rank, dp_rank = grid.dp_rank;
+  const int rank = grid.world_rank, dp_rank = grid.dp_rank, tp_rank = grid.tp_rank;
   Communicator& dp = runtime.dp();
+  Communicator& tp = runtime.tp();
   check_device(config);
   const DatasetInfo train_info = read_dataset_info(config.data.train);
   std::optional<DatasetInfo> valid_info;
@@ -144,8 +161,17 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   // not fit, or a bad record among the first step's, ends the run before anything is written.
   // (Records are validated as they are read, so a bad one further on ends the run later, still
   // with exit 2 naming the file and record.)
-  auto model = make_model(config.model, DType::f32, config.train.label_smoothing, config.run.seed);
+  // Tensor parallelism: this rank builds its shard of the model (models/model.h); the TP
+  // ranks of a replica see the same data and run every step together.
+  const std::unique_ptr<TensorParallel> tp_group = make_tensor_parallel(tp);
+  auto model = make_model(config.model, DType::f32, config.train.label_smoothing, config.run.seed,
+                          tp_group.get());
   const ParameterList& params = model->parameters();
+  // The global gradient norm counts every element once: shards summed over TP, replicated
+  // parameters from TP rank 0 (grad_clip.h).
+  const ParameterList norm_params = tensor_parallel_norm_share(params, tp_rank);
+  SumSquaresReducer reduce_over_tp;
+  if (grid.tp_size > 1) reduce_over_tp = [&tp](double s) { return tp.all_reduce_scalar(s); };
   // ZeRO-1 keeps the AdamW state sharded over the DP ranks (trainer/sharded_adamw.h);
   // otherwise every replica holds the whole optimizer.
   const bool zero = config.parallel.zero == 1;
@@ -155,11 +181,12 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   std::unique_ptr<Optimizer> optimizer;
   std::unique_ptr<ShardedAdamW> sharded;
   if (zero)
-    sharded = std::make_unique<ShardedAdamW>(params, config.train.optimizer.adamw(), dp);
+    sharded = std::make_unique<ShardedAdamW>(params, config.train.optimizer.adamw(), dp, &tp);
   else
     optimizer = make_optimizer(config, params);
   RunState state;
   if (meta) {
+    // Whatever layout wrote it: each rank keeps its part (checkpoint.h).
     load_checkpoint(resume_from, params, optimizer.get());
     if (sharded) load_optimizer_shard(resume_from, *sharded);
     loader.restore(meta->loader);
@@ -212,23 +239,34 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
     m.model_type = config.model.type;
     m.model_yaml = model_config_to_yaml_text(config.model);
     m.config_yaml = config_yaml;
-    // Replicas hold identical parameters (and, without ZeRO, optimizer state): rank 0 writes
-    // them, each ZeRO rank its optimizer shard; the others wait so that nobody runs ahead of a
-    // checkpoint that might fail.
-    if (zero) {
+    // Replicas hold identical parameters (and, without ZeRO, optimizer state): the ranks of
+    // DP rank 0 write the model, one file per TP rank, and the optimizer state; with ZeRO
+    // every rank writes its shard. Then rank 0 completes the checkpoint. The ranks agree on
+    // success before going on, so a failed write ends every rank with the error instead of
+    // leaving the others waiting.
+    const std::string tmp = checkpoint_tmp_dir(run_dir.string(), state.step);
+    all_ranks_agree(runtime.world(), [&] {
       if (rank == 0) prepare_checkpoint_dir(run_dir.string(), state.step);
-      runtime.world().barrier();
-      if (grid.tp_rank == 0)
-        write_optimizer_shard(checkpoint_tmp_dir(run_dir.string(), state.step), dp_rank, *sharded);
-      runtime.world().barrier();
+    });
+    try {
+      all_ranks_agree(runtime.world(), [&] {
+        if (dp_rank == 0) write_model_shard(tmp, m, params, tp_rank, grid.tp_size);
+        if (zero)
+          write_optimizer_shard(tmp, tp_rank, grid.tp_size, dp_rank, *sharded);
+        else if (dp_rank == 0)
+          write_optimizer_file(tmp, tp_rank, grid.tp_size, *optimizer);
+      });
+    } catch (const UserError&) {
+      std::error_code ec;
+      if (rank == 0) fs::remove_all(tmp, ec);  // never leave half a checkpoint behind
+      throw;
     }
-    if (rank == 0) {
-      const std::string dir = save_checkpoint(run_dir.string(), m, params, optimizer.get(),
-                                              static_cast<int>(config.checkpoint.keep), extra_files,
-                                              /*keep_prepared=*/zero);
+    all_ranks_agree(runtime.world(), [&] {
+      if (rank != 0) return;
+      const std::string dir = finish_checkpoint(
+          run_dir.string(), m, static_cast<int>(config.checkpoint.keep), extra_files);
       progress.message("checkpoint " + dir);
-    }
-    runtime.world().barrier();
+    });
     last_saved = state.step;
   };
 
@@ -298,8 +336,10 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
         grad_norm = loss;
       }
     } else {
-      grad_norm = config.train.grad_clip > 0 ? clip_grad_norm(params, config.train.grad_clip)
-                                             : global_grad_norm(params);
+      grad_norm =
+          config.train.grad_clip > 0
+              ? clip_grad_norm_split(params, norm_params, config.train.grad_clip, reduce_over_tp)
+              : global_grad_norm(norm_params, reduce_over_tp);
       if (std::isfinite(loss) && std::isfinite(grad_norm)) {
         optimizer->step(lr);
         updated = true;
