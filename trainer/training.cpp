@@ -205,6 +205,9 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   }
 
   // ---- the run ----
+  // Every rank has checked the run directory (--resume never refuses an existing run) before
+  // rank 0 writes into it: a slower rank must not find rank 0's fresh files.
+  runtime.world().barrier();
   const fs::path run_dir = config.run.dir;
   if (rank == 0) {
     fs::create_directories(run_dir);
