@@ -102,16 +102,22 @@ struct Variant {
   const char* label;
   const char* micro_batch;  // 0: global batch / DP, no accumulation; 1: accumulation
   const char* zero;
+  const char* dropout;
 };
 
-constexpr Variant kVariants[] = {{"plain", "0", "0"},
-                                 {"accumulation", "1", "0"},
-                                 {"zero", "0", "1"},
-                                 {"zero_accumulation", "1", "1"}};
+// With dropout the runs still agree: masks are keyed by global positions, so a rank's heads get
+// exactly their part of the single-process mask and replicated activations the same mask on
+// every rank (layers/dropout.h).
+constexpr Variant kVariants[] = {{"plain", "0", "0", "0"},
+                                 {"accumulation", "1", "0", "0"},
+                                 {"zero", "0", "1", "0"},
+                                 {"zero_accumulation", "1", "1", "0"},
+                                 {"dropout_zero_accumulation", "1", "1", "0.1"}};
 
 void expect_layout_matches(const std::string& name, int tensor, const Variant& v) {
   Communicator& world = g_runtime->world();
-  const Model m = model_for(name, tensor);
+  Model m = model_for(name, tensor);
+  m.overrides.push_back("model.dropout=" + std::string(v.dropout));
   const fs::path single = reference(m, v.micro_batch);
   const int data = world.size() / tensor;
   const std::string label =
