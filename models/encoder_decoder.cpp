@@ -10,9 +10,8 @@ namespace {
 PositionalEncoding make_positions(const std::string& name, const ModelConfig& c, DType dtype) {
   return PositionalEncoding(name, parse_positional(c.positional), c.max_len, c.d_model, dtype);
 }
-}  // namespace
 
-namespace {
+// The vocabulary columns of this rank's logits (layers/cross_entropy.h).
 VocabShard vocab_shard(const ModelConfig& c, TensorParallel* tp) {
   if (!tp) return {};
   const DimSplit s = split_dim(c.vocab_size, tp->rank(), tp->size());

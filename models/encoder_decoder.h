@@ -53,7 +53,8 @@ class EncoderDecoder : public Model {
   Embedding& tgt_embedding() { return shared_ ? *src_embed_ : *tgt_embed_; }
   Parameter& output_weight() { return shared_ ? src_embed_->weight : output_; }
 
-  // Local logits -> loss; under tensor parallelism also the gathered full_logits_.
+  // logits_ = this rank's logits of h (all of them without tensor parallelism); under tensor
+  // parallelism also the whole-vocabulary full_logits_, gathered.
   void project_and_gather(const Tensor& h);
 
   bool shared_, pre_;
