@@ -6,16 +6,20 @@ namespace tr {
 
 MultiHeadAttention::MultiHeadAttention(const std::string& name, std::int64_t d_model,
                                        std::int64_t heads, bool causal, double dropout,
-                                       std::uint64_t layer_id, DType dtype)
-    : q_proj(name + ".q_proj", d_model, d_model, true, dtype),
-      k_proj(name + ".k_proj", d_model, d_model, true, dtype),
-      v_proj(name + ".v_proj", d_model, d_model, true, dtype),
-      o_proj(name + ".o_proj", d_model, d_model, true, dtype),
-      heads_(heads),
+                                       std::uint64_t layer_id, DType dtype, TensorParallel* tp)
+    : q_proj(name + ".q_proj", d_model, d_model, true, dtype, TpSplit::column, tp),
+      k_proj(name + ".k_proj", d_model, d_model, true, dtype, TpSplit::column, tp),
+      v_proj(name + ".v_proj", d_model, d_model, true, dtype, TpSplit::column, tp),
+      o_proj(name + ".o_proj", d_model, d_model, true, dtype, TpSplit::row, tp),
+      heads_(heads / tp_size(active_tp(tp))),
+      head_offset_(heads_ * tp_rank(active_tp(tp))),
+      all_heads_(heads),
       causal_(causal),
       dropout_(dropout),
-      layer_id_(layer_id) {
+      layer_id_(layer_id),
+      tp_(active_tp(tp)) {
   TR_CHECK(d_model % heads == 0, "heads must divide d_model");
+  TR_CHECK(heads % tp_size(tp_) == 0, "parallel.tensor must divide the heads");
 }
 
 void MultiHeadAttention::collect_parameters(ParameterList& out) {
@@ -33,8 +37,13 @@ Tensor MultiHeadAttention::forward(const Tensor& x_q, const Tensor& x_kv, const 
   kv_len_ = kv_len;
   dropout_active_ = ctx.training && dropout_ > 0;
   if (dropout_active_) {
-    make_dropout_mask(keep_, {x_q.dim(0), heads_, x_q.dim(1), x_kv.dim(1)}, dropout_, ctx,
-                      layer_id_);
+    const std::int64_t Tq = x_q.dim(1), Tk = x_kv.dim(1);
+    const Shape shape{x_q.dim(0), heads_, Tq, Tk};
+    if (tp_)
+      make_dropout_mask_slice(keep_, shape, dropout_, ctx, layer_id_, all_heads_ * Tq * Tk,
+                              head_offset_ * Tq * Tk);
+    else
+      make_dropout_mask(keep_, shape, dropout_, ctx, layer_id_);
   }
   const Tensor no_mask;
   ops::attention_forward(context_, probs_, q_, k_, v_, kv_len, dropout_active_ ? keep_ : no_mask,
@@ -56,6 +65,7 @@ Tensor MultiHeadAttention::backward_self(const Tensor& dy) {
   dx_ = q_proj.backward(dq_);
   k_proj.backward_accumulate(dx_, dk_);
   v_proj.backward_accumulate(dx_, dv_);
+  tp_all_reduce(tp_, dx_);  // f: each rank's heads contributed a part of the input gradient
   return dx_;
 }
 
@@ -63,7 +73,9 @@ Tensor MultiHeadAttention::backward_cross(const Tensor& dy, Tensor& dx_kv_sum) {
   backward_core(dy);
   k_proj.backward_accumulate(dx_kv_sum, dk_);
   v_proj.backward_accumulate(dx_kv_sum, dv_);
-  return q_proj.backward(dq_);
+  dx_ = q_proj.backward(dq_);
+  tp_all_reduce(tp_, dx_);
+  return dx_;
 }
 
 }  // namespace tr

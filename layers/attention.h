@@ -1,6 +1,12 @@
 // Multi-head attention: q/k/v projections, scaled dot-product attention with key padding and
 // optional causal mask, dropout on the attention probabilities, output projection.
 // Parameters: {name}.{q,k,v,o}_proj.{weight,bias}, each Linear d -> d.
+//
+// Tensor-parallel (Megatron-LM): the heads are split over the group. q/k/v are column-parallel
+// (a rank projects to its heads only), o_proj is row-parallel (the partial outputs are summed,
+// then its bias added once); the input gradients of q/k/v are summed over the group in
+// backward. Attention-probability dropout uses, for each rank's heads, exactly the mask
+// elements of those heads in the whole layer (layers/dropout.h: make_dropout_mask_slice).
 #pragma once
 
 #include <string>
@@ -13,7 +19,8 @@ namespace tr {
 class MultiHeadAttention {
  public:
   MultiHeadAttention(const std::string& name, std::int64_t d_model, std::int64_t heads, bool causal,
-                     double dropout, std::uint64_t layer_id, DType dtype);
+                     double dropout, std::uint64_t layer_id, DType dtype,
+                     TensorParallel* tp = nullptr);
   void collect_parameters(ParameterList& out);
 
   // x_q [B, Tq, d]; x_kv [B, Tk, d] (the same tensor for self-attention); kv_len i32 [B] or
@@ -23,18 +30,23 @@ class MultiHeadAttention {
   // Self-attention: returns dx (query and key/value paths summed).
   Tensor backward_self(const Tensor& dy);
   // Cross-attention: returns dx_q, and adds the key/value input gradient into dx_kv_sum
-  // (shaped like x_kv; the caller zeroes it once per backward pass).
+  // (shaped like x_kv; the caller zeroes it once per backward pass). Under tensor parallelism
+  // dx_kv_sum receives this rank's partial sum: the caller all-reduces it once after every
+  // layer has added to it (one collective for the whole decoder instead of one per layer).
   Tensor backward_cross(const Tensor& dy, Tensor& dx_kv_sum);
 
   Linear q_proj, k_proj, v_proj, o_proj;
+  // The heads this rank computes (all of them without tensor parallelism).
   std::int64_t heads() const { return heads_; }
+  TensorParallel* tensor_parallel() const { return tp_; }
 
  private:
   void backward_core(const Tensor& dy);
-  std::int64_t heads_;
+  std::int64_t heads_, head_offset_, all_heads_;
   bool causal_;
   double dropout_;
   std::uint64_t layer_id_;
+  TensorParallel* tp_;  // null without tensor parallelism
   bool dropout_active_ = false;
   Tensor q_, k_, v_, kv_len_, probs_, keep_, context_;
   Tensor dcontext_, dq_, dk_, dv_, scratch_, dx_;

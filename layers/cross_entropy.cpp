@@ -1,5 +1,7 @@
 #include "layers/cross_entropy.h"
 
+#include <cmath>
+
 #include "layers/ops.h"
 
 namespace tr {
@@ -10,10 +12,44 @@ double CrossEntropy::forward(const Tensor& logits, const Tensor& targets) {
   const std::int32_t* t = targets.data<std::int32_t>();
   counted_ = 0;
   for (std::int64_t i = 0; i < targets.numel(); ++i) counted_ += (t[i] != ignore_index_);
+  if (active_tp(shard_.tp)) return forward_sharded(logits, targets);
   return ops::cross_entropy_forward(logsumexp_, logits, targets, smoothing_, ignore_index_);
 }
 
+double CrossEntropy::forward_sharded(const Tensor& logits, const Tensor& targets) {
+  TensorParallel& tp = *shard_.tp;
+  const std::int64_t N = targets.numel();
+  ops::ce_shard_max(row_max_, logits, shard_.valid);
+  tp.all_reduce_max(row_max_);
+  ops::ce_shard_sums(sums_, logits, targets, row_max_, shard_.valid, shard_.first, ignore_index_);
+  tp.all_reduce_sum(sums_);
+  ensure_shape(logsumexp_, {N}, DType::f64);
+  const double* mx = row_max_.data<double>();
+  const double* s = sums_.data<double>();
+  double* lse = logsumexp_.data<double>();
+  const std::int32_t* t = targets.data<std::int32_t>();
+  const double e = smoothing_, V = static_cast<double>(shard_.vocab);
+  double total = 0;
+  for (std::int64_t n = 0; n < N; ++n) {
+    if (t[n] == ignore_index_) {
+      lse[n] = 0;
+      continue;
+    }
+    lse[n] = mx[n] + std::log(s[n]);
+    // As the single-process kernel: (1 - eps) * (-log p_t) + eps * (lse - mean of the logits).
+    const double loss = (1.0 - e) * (lse[n] - s[N + n]) + e * (lse[n] - s[2 * N + n] / V);
+    // Rounded to the logits' type per row as the single-process kernel stores it.
+    total += logits.dtype() == DType::f32 ? static_cast<double>(static_cast<float>(loss)) : loss;
+  }
+  return total;
+}
+
 Tensor CrossEntropy::backward(double scale) {
+  if (active_tp(shard_.tp)) {
+    ops::ce_shard_backward(dlogits_, logits_, logsumexp_, targets_, shard_.valid, shard_.first,
+                           shard_.vocab, smoothing_, ignore_index_, scale);
+    return dlogits_;
+  }
   ops::cross_entropy_backward(dlogits_, logits_, logsumexp_, targets_, smoothing_, ignore_index_,
                               scale);
   return dlogits_;

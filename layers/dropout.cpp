@@ -16,6 +16,16 @@ void make_dropout_mask(Tensor& keep, const Shape& shape, double p, const Forward
                     static_cast<std::uint64_t>(ctx.sample_offset * per_sample));
 }
 
+void make_dropout_mask_slice(Tensor& keep, const Shape& shape, double p, const ForwardContext& ctx,
+                             std::uint64_t layer_id, std::int64_t full_per_sample,
+                             std::int64_t first) {
+  const auto stride = static_cast<std::uint64_t>(full_per_sample);
+  ops::dropout_mask_rows(
+      keep, shape, p, ctx.seed, dropout_stream(ctx.step, layer_id),
+      static_cast<std::uint64_t>(ctx.sample_offset) * stride + static_cast<std::uint64_t>(first),
+      stride);
+}
+
 Tensor Dropout::forward(const Tensor& x, const ForwardContext& ctx) {
   active_ = ctx.training && p_ > 0;
   if (!active_) return x;

@@ -26,6 +26,14 @@ std::uint64_t dropout_stream(std::uint64_t step, std::uint64_t layer_id);
 // (sample_offset + b) * per_sample + e.
 void make_dropout_mask(Tensor& keep, const Shape& shape, double p, const ForwardContext& ctx,
                        std::uint64_t layer_id);
+// The mask of a tensor-parallel rank's slice of a [B, ...] tensor whose samples hold
+// `full_per_sample` elements: the rank holds elements [first, first + n) of each sample
+// (n = its per-sample size) and gets exactly those elements of the whole tensor's mask, so
+// sharded activations (a rank's attention heads) have masks independent across ranks and
+// equal to the single-process run's.
+void make_dropout_mask_slice(Tensor& keep, const Shape& shape, double p, const ForwardContext& ctx,
+                             std::uint64_t layer_id, std::int64_t full_per_sample,
+                             std::int64_t first);
 
 class Dropout {
  public:

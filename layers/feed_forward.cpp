@@ -9,10 +9,13 @@ ops::Activation parse_activation(const std::string& name) {
 }
 
 FeedForward::FeedForward(const std::string& name, std::int64_t d_model, std::int64_t d_ff,
-                         ops::Activation act, DType dtype)
-    : fc1(name + ".fc1", d_model, d_ff, true, dtype),
-      fc2(name + ".fc2", d_ff, d_model, true, dtype),
-      act_(act) {}
+                         ops::Activation act, DType dtype, TensorParallel* tp)
+    : fc1(name + ".fc1", d_model, d_ff, true, dtype, TpSplit::column, tp),
+      fc2(name + ".fc2", d_ff, d_model, true, dtype, TpSplit::row, tp),
+      act_(act),
+      tp_(active_tp(tp)) {
+  TR_CHECK(d_ff % tp_size(tp_) == 0, "parallel.tensor must divide d_ff");
+}
 
 void FeedForward::collect_parameters(ParameterList& out) {
   fc1.collect_parameters(out);
@@ -28,7 +31,9 @@ Tensor FeedForward::forward(const Tensor& x) {
 Tensor FeedForward::backward(const Tensor& dy) {
   Tensor da = fc2.backward(dy);
   ops::activation_backward(dh_, da, h_, act_, a_);
-  return fc1.backward(dh_);
+  Tensor dx = fc1.backward(dh_);
+  tp_all_reduce(tp_, dx);  // f: each rank's hidden units give a part of the input gradient
+  return dx;
 }
 
 }  // namespace tr

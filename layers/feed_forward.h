@@ -1,4 +1,8 @@
 // FeedForward: fc2(act(fc1(x))), fc1 d -> d_ff, fc2 d_ff -> d. Parameters {name}.fc1, {name}.fc2.
+//
+// Tensor-parallel (Megatron-LM): fc1 column-parallel, fc2 row-parallel, so each rank computes
+// its d_ff / tp hidden units with no communication in between; the outputs are summed in fc2's
+// forward and the input gradient in backward.
 #pragma once
 
 #include <string>
@@ -13,7 +17,7 @@ ops::Activation parse_activation(const std::string& name);  // "relu" | "gelu"
 class FeedForward {
  public:
   FeedForward(const std::string& name, std::int64_t d_model, std::int64_t d_ff, ops::Activation act,
-              DType dtype);
+              DType dtype, TensorParallel* tp = nullptr);
   void collect_parameters(ParameterList& out);
   Tensor forward(const Tensor& x);
   Tensor backward(const Tensor& dy);
@@ -23,6 +27,7 @@ class FeedForward {
 
  private:
   ops::Activation act_;
+  TensorParallel* tp_;  // null without tensor parallelism
   Tensor h_, a_, dh_;
 };
 

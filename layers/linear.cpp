@@ -6,12 +6,28 @@
 
 namespace tr {
 
-Linear::Linear(const std::string& name, std::int64_t in, std::int64_t out, bool bias, DType dtype)
+Linear::Linear(const std::string& name, std::int64_t in, std::int64_t out, bool bias, DType dtype,
+               TpSplit split, TensorParallel* tp)
     : has_bias_(bias) {
-  init_parameter(weight, name + ".weight", {out, in}, dtype, /*decay=*/true);
-  // Xavier-uniform weights, zero biases: the usual Transformer initialisation.
+  tp = active_tp(tp);
+  if (!tp) split = TpSplit::none;
+  const int rank = tp_rank(tp), ranks = tp_size(tp);
+  if (split == TpSplit::none)
+    init_parameter(weight, name + ".weight", {out, in}, dtype, /*decay=*/true);
+  else
+    init_sharded_parameter(weight, name + ".weight", {out, in}, split == TpSplit::column ? 0 : 1,
+                           rank, ranks, dtype, /*decay=*/true);
+  // Xavier-uniform weights (of the full layer), zero biases: the usual Transformer
+  // initialisation.
   weight.init = {InitRule::Kind::uniform, std::sqrt(6.0 / static_cast<double>(in + out))};
-  if (bias) init_parameter(this->bias, name + ".bias", {out}, dtype, /*decay=*/false);
+  if (bias) {
+    if (split == TpSplit::column)
+      init_sharded_parameter(this->bias, name + ".bias", {out}, 0, rank, ranks, dtype,
+                             /*decay=*/false);
+    else
+      init_parameter(this->bias, name + ".bias", {out}, dtype, /*decay=*/false);
+  }
+  if (split == TpSplit::row) row_tp_ = tp;
 }
 
 void Linear::collect_parameters(ParameterList& out) {
@@ -19,9 +35,21 @@ void Linear::collect_parameters(ParameterList& out) {
   if (has_bias_) out.push_back(&bias);
 }
 
+void Linear::apply(Tensor& y, const Tensor& x) const {
+  if (!row_tp_) {
+    ops::linear_forward(y, x, weight.value, has_bias_ ? bias.value : Tensor());
+    return;
+  }
+  // Row-parallel: the partial products are summed over the group before the bias is added,
+  // so the (replicated) bias counts once.
+  ops::linear_forward(y, x, weight.value, Tensor());
+  row_tp_->all_reduce_sum(y);
+  if (has_bias_) ops::bias_add_inplace(y, bias.value);
+}
+
 Tensor Linear::forward(const Tensor& x) {
   x_ = x;
-  ops::linear_forward(y_, x, weight.value, has_bias_ ? bias.value : Tensor());
+  apply(y_, x);
   return y_;
 }
 

@@ -1,18 +1,33 @@
 // Linear: y = x W^T + b, weight [out, in] (PyTorch layout), bias [out].
+//
+// Under tensor parallelism (layers/tensor_parallel.h) a Linear is split as in Megatron-LM:
+//   column: the outputs are split: weight [out/tp, in], bias [out/tp]. The input is replicated,
+//           so the input gradient returned by backward is this rank's partial sum; the caller
+//           all-reduces it (the f operator), once for all projections of the same input.
+//   row:    the inputs are split: weight [out, in/tp], bias [out] replicated. forward sums the
+//           partial products over the group (the g operator) and then adds the bias, once.
+//           backward needs no communication: dy is replicated, dx is this rank's slice.
+// `in` and `out` are the full (canonical) sizes; parameters carry their shard (parameter.h).
 #pragma once
 
 #include <string>
 
 #include "layers/parameter.h"
+#include "layers/tensor_parallel.h"
 
 namespace tr {
 
+enum class TpSplit { none, column, row };
+
 class Linear {
  public:
-  Linear(const std::string& name, std::int64_t in, std::int64_t out, bool bias, DType dtype);
+  Linear(const std::string& name, std::int64_t in, std::int64_t out, bool bias, DType dtype,
+         TpSplit split = TpSplit::none, TensorParallel* tp = nullptr);
   void collect_parameters(ParameterList& out);
   // x [..., in] -> [..., out]; keeps a reference to x for backward.
   Tensor forward(const Tensor& x);
+  // Inference (no state kept): y = the forward of x, the row-parallel sum included.
+  void apply(Tensor& y, const Tensor& x) const;
   // Accumulates dW, db; returns dx (overwritten each call).
   Tensor backward(const Tensor& dy);
   // Accumulates dW, db and adds dx into `dx_sum` (shaped like x), for inputs that
@@ -20,9 +35,12 @@ class Linear {
   void backward_accumulate(Tensor& dx_sum, const Tensor& dy);
 
   Parameter weight, bias;
+  // Local output width (out, or out / tp for a column-parallel layer).
+  std::int64_t local_out() const { return weight.value.dim(0); }
 
  private:
   bool has_bias_;
+  TensorParallel* row_tp_ = nullptr;  // set for a row-parallel layer over more than one rank
   Tensor x_, y_, dx_;
 };
 

@@ -150,6 +150,15 @@ void add(Tensor& out, const Tensor& a, const Tensor& b) {
   });
 }
 
+void bias_add_inplace(Tensor& y, const Tensor& bias) {
+  const std::int64_t C = y.dim(-1);
+  TR_CHECK(bias.numel() == C && bias.dtype() == y.dtype(), "bias_add: bias shape");
+  dispatch_float(y, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::bias_add<T>(y.data<T>(), y.data<T>(), bias.data<T>(), rows_of(y), C);
+  });
+}
+
 void add_accumulate(Tensor& out, const Tensor& a) {
   check_same(out, a, "add_accumulate");
   dispatch_float(a, [&](auto tag) {
@@ -222,6 +231,67 @@ void embedding_backward_accumulate(Tensor& dtable, const Tensor& ids, const Tens
   });
 }
 
+void embedding_forward_shard(Tensor& out, const Tensor& ids, const Tensor& table, double scale,
+                             std::int64_t first) {
+  const std::int64_t d = table.dim(1);
+  Shape shape = ids.shape();
+  shape.push_back(d);
+  ensure_shape(out, shape, table.dtype(), table.device());
+  dispatch_float(table, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::embedding_forward_shard<T>(out.data<T>(), ids.data<std::int32_t>(), table.data<T>(),
+                                    ids.numel(), d, first, table.dim(0), T(scale));
+  });
+}
+
+void embedding_backward_shard_accumulate(Tensor& dtable, const Tensor& ids, const Tensor& dout,
+                                         double scale, std::int64_t first) {
+  const std::int64_t d = dtable.dim(1);
+  TR_CHECK(dout.numel() == ids.numel() * d, "embedding backward: dout shape");
+  dispatch_float(dtable, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::embedding_backward_shard_accumulate<T>(dtable.data<T>(), ids.data<std::int32_t>(),
+                                                dout.data<T>(), ids.numel(), d, first,
+                                                dtable.dim(0), T(scale));
+  });
+}
+
+void ce_shard_max(Tensor& row_max, const Tensor& logits, std::int64_t valid) {
+  const std::int64_t V = logits.dim(-1), N = rows_of(logits);
+  TR_CHECK(valid >= 0 && valid <= V, "ce_shard_max: valid columns");
+  ensure_shape(row_max, {N}, DType::f64);
+  dispatch_float(logits, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::ce_shard_max<T>(row_max.data<double>(), logits.data<T>(), N, V, valid);
+  });
+}
+
+void ce_shard_sums(Tensor& sums, const Tensor& logits, const Tensor& targets, const Tensor& row_max,
+                   std::int64_t valid, std::int64_t first, std::int32_t ignore_index) {
+  const std::int64_t V = logits.dim(-1), N = rows_of(logits);
+  TR_CHECK(targets.numel() == N && row_max.numel() == N, "ce_shard_sums: rows");
+  ensure_shape(sums, {3, N}, DType::f64);
+  dispatch_float(logits, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::ce_shard_sums<T>(sums.data<double>(), logits.data<T>(), targets.data<std::int32_t>(),
+                          row_max.data<double>(), N, V, valid, first, ignore_index);
+  });
+}
+
+void ce_shard_backward(Tensor& dlogits, const Tensor& logits, const Tensor& logsumexp,
+                       const Tensor& targets, std::int64_t valid, std::int64_t first,
+                       std::int64_t vocab, double label_smoothing, std::int32_t ignore_index,
+                       double scale) {
+  const std::int64_t V = logits.dim(-1), N = rows_of(logits);
+  ensure_shape(dlogits, logits.shape(), logits.dtype(), logits.device());
+  dispatch_float(logits, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::ce_shard_backward<T>(dlogits.data<T>(), logits.data<T>(), logsumexp.data<double>(),
+                              targets.data<std::int32_t>(), N, V, valid, first, vocab,
+                              T(label_smoothing), ignore_index, T(scale));
+  });
+}
+
 double cross_entropy_forward(Tensor& logsumexp, const Tensor& logits, const Tensor& targets,
                              double label_smoothing, std::int32_t ignore_index) {
   const std::int64_t V = logits.dim(-1), N = rows_of(logits);
@@ -257,6 +327,15 @@ void dropout_mask(Tensor& keep, const Shape& shape, double p, std::uint64_t seed
   ensure_shape(keep, shape, DType::u8);
   cpu::dropout_mask(keep.data<std::uint8_t>(), keep.numel(), static_cast<float>(p), seed, stream,
                     offset);
+}
+
+void dropout_mask_rows(Tensor& keep, const Shape& shape, double p, std::uint64_t seed,
+                       std::uint64_t stream, std::uint64_t offset, std::uint64_t row_stride) {
+  ensure_shape(keep, shape, DType::u8);
+  const std::int64_t rows = shape[0], per_row = rows > 0 ? keep.numel() / rows : 0;
+  for (std::int64_t b = 0; b < rows; ++b)
+    cpu::dropout_mask(keep.data<std::uint8_t>() + b * per_row, per_row, static_cast<float>(p), seed,
+                      stream, offset + static_cast<std::uint64_t>(b) * row_stride);
 }
 
 void dropout_apply(Tensor& out, const Tensor& in, const Tensor& keep, double p) {

@@ -38,6 +38,8 @@ void activation_backward(Tensor& dx, const Tensor& dy, const Tensor& x, Activati
                          const Tensor& y = Tensor());
 
 void add(Tensor& out, const Tensor& a, const Tensor& b);
+// y[..., c] += bias[c]
+void bias_add_inplace(Tensor& y, const Tensor& bias);
 void add_accumulate(Tensor& out, const Tensor& a);
 void copy(Tensor& out, const Tensor& in);
 
@@ -55,6 +57,23 @@ void embedding_forward(Tensor& out, const Tensor& ids, const Tensor& table, doub
 void embedding_backward_accumulate(Tensor& dtable, const Tensor& ids, const Tensor& dout,
                                    double scale);
 
+// Vocabulary shard of a table (rows [first, first + rows) of the full one): ids outside it give
+// zero rows forward and nothing backward.
+void embedding_forward_shard(Tensor& out, const Tensor& ids, const Tensor& table, double scale,
+                             std::int64_t first);
+void embedding_backward_shard_accumulate(Tensor& dtable, const Tensor& ids, const Tensor& dout,
+                                         double scale, std::int64_t first);
+
+// The local passes of the vocabulary-parallel cross entropy (cpu::ce_shard_*): logits
+// [..., V_local] of full columns [first, first + valid). row_max, sums, logsumexp: f64.
+void ce_shard_max(Tensor& row_max, const Tensor& logits, std::int64_t valid);
+void ce_shard_sums(Tensor& sums, const Tensor& logits, const Tensor& targets, const Tensor& row_max,
+                   std::int64_t valid, std::int64_t first, std::int32_t ignore_index);
+void ce_shard_backward(Tensor& dlogits, const Tensor& logits, const Tensor& logsumexp,
+                       const Tensor& targets, std::int64_t valid, std::int64_t first,
+                       std::int64_t vocab, double label_smoothing, std::int32_t ignore_index,
+                       double scale);
+
 // Returns the summed loss over non-ignored rows; fills logsumexp [N].
 double cross_entropy_forward(Tensor& logsumexp, const Tensor& logits, const Tensor& targets,
                              double label_smoothing, std::int32_t ignore_index);
@@ -65,6 +84,11 @@ void cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const Tensor&
 // keep: u8 mask of x's shape, from the counter-based RNG.
 void dropout_mask(Tensor& keep, const Shape& shape, double p, std::uint64_t seed,
                   std::uint64_t stream, std::uint64_t offset);
+// As dropout_mask, row by row: row b (shape[0] rows) of the mask is the draw at counters
+// offset + b * row_stride + [0, row size). A tensor-parallel rank's slice of a larger
+// per-sample tensor (its attention heads) so gets the same mask as the whole tensor would.
+void dropout_mask_rows(Tensor& keep, const Shape& shape, double p, std::uint64_t seed,
+                       std::uint64_t stream, std::uint64_t offset, std::uint64_t row_stride);
 void dropout_apply(Tensor& out, const Tensor& in, const Tensor& keep, double p);
 // out = skip + dropout(in): a residual branch's dropout and the skip add in one pass.
 void dropout_add(Tensor& out, const Tensor& skip, const Tensor& in, const Tensor& keep, double p);

@@ -9,8 +9,9 @@ namespace tr {
 
 namespace {
 
+// Linear::apply: row-parallel layers sum over the tensor-parallel group inside.
 void linear(Tensor& y, const Tensor& x, const Linear& layer) {
-  ops::linear_forward(y, x, layer.weight.value, layer.bias.value);
+  layer.apply(y, x);
 }
 
 void layer_norm(Tensor& y, Tensor& mean, Tensor& rstd, const Tensor& x, const LayerNorm& norm) {
@@ -52,6 +53,10 @@ DecoderCache::DecoderCache(const EncoderDecoder& model, const Tensor& memory, co
       allocated_(std::min<std::int64_t>(capacity, 16)),
       src_positions_(memory.dim(1)),
       d_(memory.dim(2)) {
+  // Keys and values hold this rank's heads only under tensor parallelism.
+  kv_d_ = model.decoder_layers().empty()
+              ? d_
+              : model.decoder_layers().front()->self_attn().k_proj.local_out();
   TR_CHECK(memory.device() == Device::cpu, "DecoderCache: CPU only");
   TR_CHECK(src_len.dtype() == DType::i32 && src_len.numel() == rows_, "DecoderCache: src_len");
   TR_CHECK(capacity > 0 && capacity <= model.target_positions().max_len(),
@@ -59,8 +64,8 @@ DecoderCache::DecoderCache(const EncoderDecoder& model, const Tensor& memory, co
   src_len_ = src_len.clone();
   for (const auto& layer : model.decoder_layers()) {
     LayerCache c;
-    c.self_k = Tensor::empty({rows_, allocated_, d_}, memory.dtype());
-    c.self_v = Tensor::empty({rows_, allocated_, d_}, memory.dtype());
+    c.self_k = Tensor::empty({rows_, allocated_, kv_d_}, memory.dtype());
+    c.self_v = Tensor::empty({rows_, allocated_, kv_d_}, memory.dtype());
     linear(c.cross_k, memory, layer->cross_attn().k_proj);
     linear(c.cross_v, memory, layer->cross_attn().v_proj);
     layers_.push_back(std::move(c));
@@ -76,10 +81,10 @@ void DecoderCache::reorder(const std::vector<std::int64_t>& index) {
   if (identity) return;
   // Only the valid prefix of the self-attention cache is copied.
   for (LayerCache& c : layers_) {
-    c.self_k = gather_rows(c.self_k, index, length_ * d_);
-    c.self_v = gather_rows(c.self_v, index, length_ * d_);
-    c.cross_k = gather_rows(c.cross_k, index, src_positions_ * d_);
-    c.cross_v = gather_rows(c.cross_v, index, src_positions_ * d_);
+    c.self_k = gather_rows(c.self_k, index, length_ * kv_d_);
+    c.self_v = gather_rows(c.self_v, index, length_ * kv_d_);
+    c.cross_k = gather_rows(c.cross_k, index, src_positions_ * kv_d_);
+    c.cross_v = gather_rows(c.cross_v, index, src_positions_ * kv_d_);
   }
   src_len_ = gather_rows(src_len_.view({rows_, 1}), index, 1)
                  .view({static_cast<std::int64_t>(index.size())});
@@ -90,8 +95,8 @@ void DecoderCache::grow() {
   allocated_ = std::min(capacity_, 2 * allocated_);
   const std::vector<std::int64_t> same = iota(rows_);
   for (LayerCache& c : layers_) {
-    c.self_k = gather_rows(c.self_k, same, length_ * d_, allocated_);
-    c.self_v = gather_rows(c.self_v, same, length_ * d_, allocated_);
+    c.self_k = gather_rows(c.self_k, same, length_ * kv_d_, allocated_);
+    c.self_v = gather_rows(c.self_v, same, length_ * kv_d_, allocated_);
   }
 }
 
@@ -112,7 +117,7 @@ Tensor DecoderCache::self_attention(const MultiHeadAttention& attn, LayerCache& 
   linear(k_, h, attn.k_proj);
   linear(v_, h, attn.v_proj);
   // Append this position's key and value to every row's cache.
-  const std::size_t vec_bytes = static_cast<std::size_t>(d_) * dtype_size(h.dtype());
+  const std::size_t vec_bytes = static_cast<std::size_t>(kv_d_) * dtype_size(h.dtype());
   const std::size_t row_bytes = vec_bytes * static_cast<std::size_t>(allocated_);
   const std::size_t at = vec_bytes * static_cast<std::size_t>(length_);
   for (std::int64_t r = 0; r < rows_; ++r) {
@@ -168,8 +173,7 @@ const Tensor& DecoderCache::step(const std::vector<std::int32_t>& tokens) {
   }
   const LayerNorm* final_norm = model_.final_decoder_norm();
   if (final_norm != nullptr) layer_norm(h_, mean_, rstd_, x_, *final_norm);
-  ops::linear_forward(logits_, final_norm != nullptr ? h_ : x_, model_.output_projection(),
-                      Tensor());
+  model_.output_logits(logits_, final_norm != nullptr ? h_ : x_);
   logits_ = logits_.view({rows_, logits_.dim(-1)});
   ++length_;
   return logits_;

@@ -10,6 +10,10 @@
 // The self-attention cache grows by doubling up to `capacity` positions, so sentences that
 // finish early never pay for the longest possible output. CPU only for now: the cache writes
 // and gathers rows with memcpy.
+//
+// Under tensor parallelism every rank of the group steps the same hypotheses in lockstep: its
+// caches hold its own heads, row-parallel layers sum over the group, and the logits are
+// gathered over the whole vocabulary, so every rank takes the same decisions.
 #pragma once
 
 #include <cstdint>
@@ -51,7 +55,7 @@ class DecoderCache {
   const EncoderDecoder& model_;
   void grow();  // doubles the allocated self-attention positions, at most to capacity
 
-  std::int64_t rows_, capacity_, allocated_, src_positions_, d_, length_ = 0;
+  std::int64_t rows_, capacity_, allocated_, src_positions_, d_, kv_d_, length_ = 0;
   std::vector<LayerCache> layers_;
   Tensor src_len_;   // i32 [rows]
   Tensor self_len_;  // i32 [rows], all length() + 1 during a step

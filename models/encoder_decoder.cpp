@@ -10,31 +10,44 @@ namespace {
 PositionalEncoding make_positions(const std::string& name, const ModelConfig& c, DType dtype) {
   return PositionalEncoding(name, parse_positional(c.positional), c.max_len, c.d_model, dtype);
 }
+
+// The vocabulary columns of this rank's logits (layers/cross_entropy.h).
+VocabShard vocab_shard(const ModelConfig& c, TensorParallel* tp) {
+  if (!tp) return {};
+  const DimSplit s = split_dim(c.vocab_size, tp->rank(), tp->size());
+  return {tp, c.vocab_size, s.offset, s.extent};
+}
 }  // namespace
 
-EncoderDecoder::EncoderDecoder(const ModelConfig& c, DType dtype, double label_smoothing)
+EncoderDecoder::EncoderDecoder(const ModelConfig& c, DType dtype, double label_smoothing,
+                               TensorParallel* tp)
     : Model(c),
       shared_(c.share_embeddings),
       pre_(c.norm == "pre"),
+      tp_(active_tp(tp)),
       src_pos_(make_positions("src_pos", c, dtype)),
       tgt_pos_(make_positions("tgt_pos", c, dtype)),
       src_drop_(c.dropout, dropout_ids_.take()),
       tgt_drop_(c.dropout, dropout_ids_.take()),
-      loss_(label_smoothing, c.pad_id) {
+      loss_(label_smoothing, c.pad_id, vocab_shard(c, tp_)) {
   if (shared_) {
-    src_embed_ = std::make_unique<Embedding>("embed", c.vocab_size, c.d_model, dtype);
+    src_embed_ = std::make_unique<Embedding>("embed", c.vocab_size, c.d_model, dtype, tp_);
   } else {
-    src_embed_ = std::make_unique<Embedding>("src_embed", c.vocab_size, c.d_model, dtype);
-    tgt_embed_ = std::make_unique<Embedding>("tgt_embed", c.vocab_size, c.d_model, dtype);
-    init_parameter(output_, "output.weight", {c.vocab_size, c.d_model}, dtype, /*decay=*/true);
+    src_embed_ = std::make_unique<Embedding>("src_embed", c.vocab_size, c.d_model, dtype, tp_);
+    tgt_embed_ = std::make_unique<Embedding>("tgt_embed", c.vocab_size, c.d_model, dtype, tp_);
+    if (tp_)
+      init_sharded_parameter(output_, "output.weight", {c.vocab_size, c.d_model}, 0, tp_->rank(),
+                             tp_->size(), dtype, /*decay=*/true);
+    else
+      init_parameter(output_, "output.weight", {c.vocab_size, c.d_model}, dtype, /*decay=*/true);
     output_.init = {InitRule::Kind::normal, 1.0 / std::sqrt(static_cast<double>(c.d_model))};
   }
   for (std::int64_t i = 0; i < c.encoder_layers; ++i)
     encoder_.push_back(std::make_unique<EncoderLayer>("encoder.layers." + std::to_string(i), c,
-                                                      dropout_ids_, dtype));
+                                                      dropout_ids_, dtype, tp_));
   for (std::int64_t i = 0; i < c.decoder_layers; ++i)
     decoder_.push_back(std::make_unique<DecoderLayer>("decoder.layers." + std::to_string(i), c,
-                                                      dropout_ids_, dtype));
+                                                      dropout_ids_, dtype, tp_));
   if (pre_) {
     encoder_norm_ = std::make_unique<LayerNorm>("encoder.norm", c.d_model, dtype);
     decoder_norm_ = std::make_unique<LayerNorm>("decoder.norm", c.d_model, dtype);
@@ -74,18 +87,35 @@ void EncoderDecoder::decoder_states(const Tensor& tgt_in, const Tensor& tgt_len,
   dec_out_ = pre_ ? decoder_norm_->forward(y) : y;
 }
 
+void EncoderDecoder::output_logits(Tensor& logits, const Tensor& h) const {
+  const Tensor& weight = shared_ ? src_embed_->weight.value : output_.value;
+  if (!tp_) {
+    ops::linear_forward(logits, h, weight, Tensor());
+    return;
+  }
+  ops::linear_forward(local_logits_, h, weight, Tensor());
+  gather_vocab_columns(logits, gather_scratch_, local_logits_, *tp_, config_.vocab_size);
+}
+
+void EncoderDecoder::project_and_gather(const Tensor& h) {
+  // Output projection tied to (or separate from) the embedding table, no bias.
+  ops::linear_forward(logits_, h, output_weight().value, Tensor());
+  gathered_ = tp_ != nullptr;
+  if (tp_) gather_vocab_columns(full_logits_, gather_scratch_, logits_, *tp_, config_.vocab_size);
+}
+
 Tensor EncoderDecoder::decode(const Tensor& tgt_in, const Tensor& tgt_len, const Tensor& memory,
                               const Tensor& src_len, const ForwardContext& ctx) {
   decoder_states(tgt_in, tgt_len, memory, src_len, ctx);
-  // Output projection tied to (or separate from) the embedding table, no bias.
-  ops::linear_forward(logits_, dec_out_, output_weight().value, Tensor());
-  return logits_;
+  project_and_gather(dec_out_);
+  return tp_ ? full_logits_ : logits_;
 }
 
 double EncoderDecoder::forward(const Batch& batch, const ForwardContext& ctx) {
   src_len_ = batch.src_len;
   Tensor memory = encode(batch.src, batch.src_len, ctx);
   counted_rows_only_ = false;
+  gathered_ = false;
   if (ctx.training) {
     // Training needs logits only where the loss counts them: the output projection (the
     // largest GEMM, d x vocabulary) and the cross entropy skip the pad targets. Their rows of
@@ -114,7 +144,7 @@ double EncoderDecoder::forward(const Batch& batch, const ForwardContext& ctx) {
     return loss_.forward(logits_, batch.tgt_out);
   }
   decode(batch.tgt_in, batch.tgt_len, memory, batch.src_len, ctx);
-  return loss_.forward(logits_, batch.tgt_out);
+  return loss_.forward(logits_, batch.tgt_out);  // this rank's columns under tensor parallelism
 }
 
 void EncoderDecoder::backward(double scale) {
@@ -123,6 +153,7 @@ void EncoderDecoder::backward(double scale) {
     // d(decoder output) is zero on pad rows; the counted rows' gradients go back in place.
     ops::linear_backward(&dsel_, output_weight().grad, nullptr, dlogits, dec_sel_,
                          output_weight().value);
+    tp_all_reduce(tp_, dsel_);  // f: each rank's vocabulary columns give a part
     ensure_shape(ddec_, dec_out_.shape(), dec_out_.dtype(), dec_out_.device());
     ddec_.zero_();
     Tensor ddec_rows = ddec_.view({dec_out_.numel() / dec_out_.dim(-1), dec_out_.dim(-1)});
@@ -130,6 +161,7 @@ void EncoderDecoder::backward(double scale) {
   } else {
     ops::linear_backward(&ddec_, output_weight().grad, nullptr, dlogits, dec_out_,
                          output_weight().value);
+    tp_all_reduce(tp_, ddec_);
   }
   if (!shared_) report_ready(&output_);
   Tensor dy = ddec_;
@@ -143,6 +175,7 @@ void EncoderDecoder::backward(double scale) {
     dy = (*it)->backward(dy, dmemory_);
     report_ready(**it);
   }
+  tp_all_reduce(tp_, dmemory_);  // the cross-attention key/value paths of every layer at once
   dy = tgt_drop_.backward(dy);
   tgt_pos_.backward_accumulate(dy);
   tgt_embedding().backward_accumulate(tgt_ids_, dy);

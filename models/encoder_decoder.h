@@ -1,4 +1,9 @@
 // Encoder-decoder Transformer for translation (DESIGN section 4).
+//
+// Tensor-parallel: encoder and decoder blocks split as Megatron-LM; the embeddings and the
+// output projection are vocabulary-parallel (layers/embedding.h), the tied table included, and
+// the loss is the vocabulary-parallel cross entropy, so full-vocabulary logits exist only for
+// inference (evaluation's logits(), decode(), output_logits()).
 #pragma once
 
 #include <memory>
@@ -14,16 +19,19 @@ namespace tr {
 
 class EncoderDecoder : public Model {
  public:
-  EncoderDecoder(const ModelConfig& config, DType dtype, double label_smoothing);
+  EncoderDecoder(const ModelConfig& config, DType dtype, double label_smoothing,
+                 TensorParallel* tp = nullptr);
   double forward(const Batch& batch, const ForwardContext& ctx) override;
   void backward(double scale) override;
   std::int64_t counted_targets() const override { return loss_.counted_rows(); }
-  // After a training forward: only the counted (non-pad) target rows, [n, V], in row order.
-  Tensor logits() const override { return logits_; }
+  // After a training forward: only the counted (non-pad) target rows, [n, V], in row order
+  // (under tensor parallelism this rank's vocabulary columns); otherwise [B, T, V].
+  Tensor logits() const override { return gathered_ ? full_logits_ : logits_; }
 
   // Pieces used by decoding (trainer/): encoder output for a source batch, and decoder logits
   // for a target prefix against that memory.
   Tensor encode(const Tensor& src, const Tensor& src_len, const ForwardContext& ctx);
+  // Returns logits over the whole vocabulary [B, T, V] (gathered under tensor parallelism).
   Tensor decode(const Tensor& tgt_in, const Tensor& tgt_len, const Tensor& memory,
                 const Tensor& src_len, const ForwardContext& ctx);
 
@@ -33,9 +41,9 @@ class EncoderDecoder : public Model {
   const PositionalEncoding& target_positions() const { return tgt_pos_; }
   const std::vector<std::unique_ptr<DecoderLayer>>& decoder_layers() const { return decoder_; }
   const LayerNorm* final_decoder_norm() const { return decoder_norm_.get(); }  // null: post-LN
-  const Tensor& output_projection() const {
-    return shared_ ? src_embed_->weight.value : output_.value;
-  }
+  // logits [..., V] = h [..., d] times the output projection (the whole vocabulary: gathered
+  // over the group under tensor parallelism; every rank must call it).
+  void output_logits(Tensor& logits, const Tensor& h) const;
 
  private:
   // Decoder stack and final norm: dec_out_ [B, T, d].
@@ -45,7 +53,12 @@ class EncoderDecoder : public Model {
   Embedding& tgt_embedding() { return shared_ ? *src_embed_ : *tgt_embed_; }
   Parameter& output_weight() { return shared_ ? src_embed_->weight : output_; }
 
+  // logits_ = this rank's logits of h (all of them without tensor parallelism); under tensor
+  // parallelism also the whole-vocabulary full_logits_, gathered.
+  void project_and_gather(const Tensor& h);
+
   bool shared_, pre_;
+  TensorParallel* tp_;                                // null without tensor parallelism
   std::unique_ptr<Embedding> src_embed_, tgt_embed_;  // src_embed_ is `embed` when shared
   Parameter output_;                                  // `output.weight` when not shared
   PositionalEncoding src_pos_, tgt_pos_;
@@ -61,6 +74,9 @@ class EncoderDecoder : public Model {
   // Training forward: logits for counted target rows only (rows_: their flat indices).
   bool counted_rows_only_ = false;
   Tensor rows_, tgt_sel_, dec_sel_, dsel_;
+  Tensor full_logits_;                            // inference under tensor parallelism
+  bool gathered_ = false;                         // full_logits_ holds the last forward's logits
+  mutable Tensor gather_scratch_, local_logits_;  // output_logits' buffers
 };
 
 }  // namespace tr

@@ -26,7 +26,9 @@ void fill(T* out, const std::vector<double>& values) {
 
 void initialize_parameters(const ParameterList& params, std::uint64_t seed) {
   for (Parameter* p : params) {
-    const std::int64_t n = p->value.numel();
+    // Values of the full tensor, then this rank's shard of them: a tensor-parallel run starts
+    // from exactly the single-process weights.
+    const std::int64_t n = shape_numel(p->full_shape());
     std::vector<double> values(static_cast<std::size_t>(n), 0.0);
     const std::uint64_t stream = name_hash(p->name);
     switch (p->init.kind) {
@@ -41,10 +43,12 @@ void initialize_parameters(const ParameterList& params, std::uint64_t seed) {
         for (double& v : values) v *= p->init.scale;
         break;
     }
-    if (p->value.dtype() == DType::f64)
-      fill(p->value.data<double>(), values);
+    Tensor full = p->sharded() ? Tensor::empty(p->full_shape(), p->value.dtype()) : p->value;
+    if (full.dtype() == DType::f64)
+      fill(full.data<double>(), values);
     else
-      fill(p->value.data<float>(), values);
+      fill(full.data<float>(), values);
+    if (p->sharded()) copy_full_to_shard(p->value, full, p->shard);
   }
 }
 

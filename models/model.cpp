@@ -59,14 +59,24 @@ void validate_model_config(const ModelConfig& c) {
   }
 }
 
+void validate_tensor_parallel(const ModelConfig& c, int tensor_parallel) {
+  const std::string tp = std::to_string(tensor_parallel);
+  require(c.heads % tensor_parallel == 0,
+          "model.heads: " + std::to_string(c.heads) + " is not divisible by parallel.tensor " + tp);
+  require(c.d_ff % tensor_parallel == 0,
+          "model.d_ff: " + std::to_string(c.d_ff) + " is not divisible by parallel.tensor " + tp);
+}
+
 std::unique_ptr<Model> make_model(const ModelConfig& config, DType dtype, double label_smoothing,
-                                  std::uint64_t seed) {
+                                  std::uint64_t seed, TensorParallel* tp) {
   validate_model_config(config);
+  tp = active_tp(tp);
+  if (tp) validate_tensor_parallel(config, tp->size());
   std::unique_ptr<Model> model;
   if (config.type == "vit")
-    model = std::make_unique<ViT>(config, dtype, label_smoothing);
+    model = std::make_unique<ViT>(config, dtype, label_smoothing, tp);
   else
-    model = std::make_unique<EncoderDecoder>(config, dtype, label_smoothing);
+    model = std::make_unique<EncoderDecoder>(config, dtype, label_smoothing, tp);
   initialize_parameters(model->parameters(), seed);
   return model;
 }

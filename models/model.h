@@ -8,6 +8,7 @@
 
 #include "layers/dropout.h"
 #include "layers/parameter.h"
+#include "layers/tensor_parallel.h"
 #include "models/model_config.h"
 
 namespace tr {
@@ -39,7 +40,8 @@ class Model {
   // Targets counted by the last forward.
   virtual std::int64_t counted_targets() const = 0;
   // Logits of the last forward: [B, T, V] (translation) or [B, classes] (images). After a
-  // training forward, translation models keep only the counted (non-pad) target rows, [n, V].
+  // training forward, translation models keep only the counted (non-pad) target rows, [n, V],
+  // and under tensor parallelism only this rank's vocabulary columns (padding included).
   virtual Tensor logits() const = 0;
 
   void zero_grad();
@@ -83,9 +85,17 @@ class Model {
 };
 
 // Builds the model named by config.type with parameters in `dtype`, then initialises them
-// (models/init.h) from `seed`. Label smoothing applies to the training loss.
+// (models/init.h) from `seed`. Label smoothing applies to the training loss. With a
+// tensor-parallel group of more than one rank, this rank's shard of the model (Megatron-LM:
+// attention heads, FFN units and the vocabulary split over the group; ViT patch embedding and
+// head, norms and positions replicated); parameters keep their canonical names and record
+// their place in the full tensors (Parameter::shard).
 std::unique_ptr<Model> make_model(const ModelConfig& config, DType dtype, double label_smoothing,
-                                  std::uint64_t seed);
+                                  std::uint64_t seed, TensorParallel* tp = nullptr);
+
+// UserError "model.heads: 6 is not divisible by parallel.tensor 4" (likewise model.d_ff) when
+// the group cannot split the model evenly. Vocabularies need not divide: they are padded.
+void validate_tensor_parallel(const ModelConfig& config, int tensor_parallel);
 
 // Checks the config's values (positive sizes, heads dividing d_model, ...); throws UserError
 // naming the key, e.g. "model.heads: 5 does not divide model.d_model 256".

@@ -32,10 +32,10 @@ Tensor ResidualBlock::finish_backward(const Tensor& df_in) {
 }
 
 EncoderLayer::EncoderLayer(const std::string& name, const ModelConfig& c, DropoutIds& ids,
-                           DType dtype)
+                           DType dtype, TensorParallel* tp)
     : self_attn_(name + ".self_attn", c.d_model, c.heads, /*causal=*/false, c.dropout, ids.take(),
-                 dtype),
-      ffn_(name + ".ffn", c.d_model, c.d_ff, parse_activation(c.activation), dtype),
+                 dtype, tp),
+      ffn_(name + ".ffn", c.d_model, c.d_ff, parse_activation(c.activation), dtype, tp),
       attn_block_(name + ".norm1", c.d_model, c.norm == "pre", c.dropout, ids, dtype),
       ffn_block_(name + ".norm2", c.d_model, c.norm == "pre", c.dropout, ids, dtype) {}
 
@@ -59,12 +59,12 @@ Tensor EncoderLayer::backward(const Tensor& dy) {
 }
 
 DecoderLayer::DecoderLayer(const std::string& name, const ModelConfig& c, DropoutIds& ids,
-                           DType dtype)
+                           DType dtype, TensorParallel* tp)
     : self_attn_(name + ".self_attn", c.d_model, c.heads, /*causal=*/true, c.dropout, ids.take(),
-                 dtype),
+                 dtype, tp),
       cross_attn_(name + ".cross_attn", c.d_model, c.heads, /*causal=*/false, c.dropout, ids.take(),
-                  dtype),
-      ffn_(name + ".ffn", c.d_model, c.d_ff, parse_activation(c.activation), dtype),
+                  dtype, tp),
+      ffn_(name + ".ffn", c.d_model, c.d_ff, parse_activation(c.activation), dtype, tp),
       self_block_(name + ".norm1", c.d_model, c.norm == "pre", c.dropout, ids, dtype),
       cross_block_(name + ".norm2", c.d_model, c.norm == "pre", c.dropout, ids, dtype),
       ffn_block_(name + ".norm3", c.d_model, c.norm == "pre", c.dropout, ids, dtype) {}

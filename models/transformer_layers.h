@@ -2,6 +2,9 @@
 //   pre:  x = x + drop(attn(norm1(x)));            x = x + drop(ffn(norm2(x)))
 //   post: x = norm1(x + drop(attn(x)));            x = norm2(x + drop(ffn(x)))
 // The decoder adds cross-attention (norm2) between them and its FFN uses norm3.
+// Under tensor parallelism attention and FFN are split over the group (their own headers say
+// how); the norms, residual stream and its dropout are replicated: every rank computes them on
+// the same values, with the same dropout masks (keyed by global positions).
 #pragma once
 
 #include <string>
@@ -47,7 +50,8 @@ class ResidualBlock {
 
 class EncoderLayer {
  public:
-  EncoderLayer(const std::string& name, const ModelConfig& c, DropoutIds& ids, DType dtype);
+  EncoderLayer(const std::string& name, const ModelConfig& c, DropoutIds& ids, DType dtype,
+               TensorParallel* tp = nullptr);
   void collect_parameters(ParameterList& out);
   Tensor forward(const Tensor& x, const Tensor& src_len, const ForwardContext& ctx);
   Tensor backward(const Tensor& dy);
@@ -60,11 +64,13 @@ class EncoderLayer {
 
 class DecoderLayer {
  public:
-  DecoderLayer(const std::string& name, const ModelConfig& c, DropoutIds& ids, DType dtype);
+  DecoderLayer(const std::string& name, const ModelConfig& c, DropoutIds& ids, DType dtype,
+               TensorParallel* tp = nullptr);
   void collect_parameters(ParameterList& out);
   Tensor forward(const Tensor& x, const Tensor& tgt_len, const Tensor& memory,
                  const Tensor& src_len, const ForwardContext& ctx);
-  // Adds the memory gradient into dmemory_sum (shaped like memory).
+  // Adds the memory gradient into dmemory_sum (shaped like memory); under tensor parallelism
+  // this rank's partial sum (MultiHeadAttention::backward_cross).
   Tensor backward(const Tensor& dy, Tensor& dmemory_sum);
 
   // Read-only views for incremental decoding (models/decoder_cache.h).

@@ -6,7 +6,7 @@
 
 namespace tr {
 
-ViT::ViT(const ModelConfig& c, DType dtype, double label_smoothing)
+ViT::ViT(const ModelConfig& c, DType dtype, double label_smoothing, TensorParallel* tp)
     : Model(c),
       num_patches_((c.image_size / c.patch_size) * (c.image_size / c.patch_size)),
       patch_embed_("patch_embed", c.channels, c.patch_size, c.d_model, dtype),
@@ -24,7 +24,7 @@ ViT::ViT(const ModelConfig& c, DType dtype, double label_smoothing)
   layer_config.norm = "pre";
   for (std::int64_t i = 0; i < c.encoder_layers; ++i)
     layers_.push_back(std::make_unique<EncoderLayer>("encoder.layers." + std::to_string(i),
-                                                     layer_config, dropout_ids_, dtype));
+                                                     layer_config, dropout_ids_, dtype, tp));
   patch_embed_.collect_parameters(parameters_);
   parameters_.push_back(&cls_token_);
   parameters_.push_back(&pos_embed_);

@@ -1,5 +1,7 @@
 // Vision Transformer (DESIGN section 4): patch embedding, CLS token, learned positions,
-// pre-LN encoder with GELU, final norm, linear head on the CLS token.
+// pre-LN encoder with GELU, final norm, linear head on the CLS token. Under tensor parallelism
+// only the encoder blocks are split; the patch embedding, CLS token, positions, final norm and
+// head are replicated (small, and their inputs and gradients are replicated anyway).
 #pragma once
 
 #include <memory>
@@ -15,7 +17,7 @@ namespace tr {
 
 class ViT : public Model {
  public:
-  ViT(const ModelConfig& config, DType dtype, double label_smoothing);
+  ViT(const ModelConfig& config, DType dtype, double label_smoothing, TensorParallel* tp = nullptr);
   double forward(const Batch& batch, const ForwardContext& ctx) override;
   void backward(double scale) override;
   std::int64_t counted_targets() const override { return loss_.counted_rows(); }

@@ -8,10 +8,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "data/h5.h"
 #include "layers/error.h"
-#include "trainer/weights_file.h"
+#include "trainer/shard_io.h"
 
 namespace tr {
 
@@ -19,9 +20,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kModelFile = "model_tp00.h5";
-constexpr const char* kOptimizerFile = "optim_rank0000.h5";
 constexpr const char* kMetaFile = "meta.yaml";
+
+std::string model_file_name(int tp_rank) {
+  char name[32];
+  std::snprintf(name, sizeof name, "model_tp%02d.h5", tp_rank);
+  return name;
+}
 
 std::string step_name(std::int64_t step) {
   char name[32];
@@ -42,109 +47,6 @@ void write_text_file(const fs::path& path, const std::string& text) {
   out.close();
   if (!out) throw UserError(path.string() + ": write failed (disk full or not writable?)");
   fsync_path(path);
-}
-
-void write_optimizer_state(const std::string& path, const Optimizer& optimizer) {
-  h5::File file = h5::File::create(path);
-  file.write_attr("/", "type", optimizer.type());
-  file.write_attr_scalar<std::int64_t>("/", "steps", optimizer.step_count());
-  const ParameterList& params = optimizer.parameters();
-  for (std::size_t i = 0; i < params.size(); ++i)
-    for (const std::string& name : optimizer.state_names())
-      file.write(params[i]->name + "/" + name, optimizer.state(i, name), DType::f32);
-  file.close();
-}
-
-// The AdamW moments of every parameter as one flat vector in canonical order, from the files
-// of a checkpoint written with ZeRO-1 (shard files) or without (one per-parameter file).
-struct FlatState {
-  std::string type;
-  std::int64_t steps = 0;
-  std::vector<float> exp_avg, exp_avg_sq;
-};
-
-bool is_shard_file(const h5::File& file) {
-  return file.has_attr("/", "shard_offset");
-}
-
-FlatState read_flat_state(const std::string& dir, const ParameterList& params) {
-  std::int64_t total = 0;
-  for (const Parameter* p : params) total += p->value.numel();
-  FlatState state;
-  state.exp_avg.assign(static_cast<std::size_t>(total), 0.0f);
-  state.exp_avg_sq.assign(static_cast<std::size_t>(total), 0.0f);
-  std::vector<fs::path> files;
-  for (const auto& entry : fs::directory_iterator(dir))
-    if (entry.path().filename().string().rfind("optim_rank", 0) == 0) files.push_back(entry.path());
-  if (files.empty()) throw UserError(dir + ": optimizer state missing from the checkpoint");
-  std::sort(files.begin(), files.end());
-  std::int64_t covered = 0;
-  for (const fs::path& path : files) {
-    h5::File file = h5::File::open(path.string());
-    state.type = file.read_attr_string("/", "type");
-    state.steps = file.read_attr_scalar<std::int64_t>("/", "steps");
-    if (is_shard_file(file)) {
-      if (file.read_attr_scalar<std::int64_t>("/", "total") != total)
-        throw UserError(path.string() + ": optimizer shard of another model size");
-      const auto offset = file.read_attr_scalar<std::int64_t>("/", "shard_offset");
-      const auto m = file.read<float>("exp_avg"), v = file.read<float>("exp_avg_sq");
-      const std::int64_t n =
-          std::min<std::int64_t>(static_cast<std::int64_t>(m.size()), total - offset);
-      for (std::int64_t i = 0; i < n; ++i) {
-        state.exp_avg[offset + i] = m[i];
-        state.exp_avg_sq[offset + i] = v[i];
-      }
-      covered += std::max<std::int64_t>(n, 0);
-    } else {
-      if (state.type != "adamw")
-        throw UserError(path.string() + ": holds " + state.type + " state; ZeRO-1 needs adamw");
-      std::int64_t offset = 0;
-      for (const Parameter* p : params) {
-        const auto m = file.read<float>(p->name + "/exp_avg");
-        const auto v = file.read<float>(p->name + "/exp_avg_sq");
-        std::copy(m.begin(), m.end(), state.exp_avg.begin() + offset);
-        std::copy(v.begin(), v.end(), state.exp_avg_sq.begin() + offset);
-        offset += p->value.numel();
-      }
-      covered = total;
-    }
-  }
-  if (covered != total)
-    throw UserError(dir + ": optimizer shards cover " + std::to_string(covered) + " of " +
-                    std::to_string(total) + " elements (a shard file is missing)");
-  return state;
-}
-
-void read_optimizer_state(const std::string& dir, Optimizer& optimizer) {
-  const fs::path single = fs::path(dir) / kOptimizerFile;
-  if (fs::exists(single) && is_shard_file(h5::File::open(single.string()))) {
-    // Written with ZeRO-1: reassemble the flat moments, then hand each parameter its part.
-    if (std::string(optimizer.type()) != "adamw")
-      throw UserError(dir + ": holds adamw state, but train.optimizer.type is " + optimizer.type());
-    const FlatState state = read_flat_state(dir, optimizer.parameters());
-    std::int64_t offset = 0;
-    for (std::size_t i = 0; i < optimizer.parameters().size(); ++i) {
-      const std::int64_t n = optimizer.parameters()[i]->value.numel();
-      std::copy_n(state.exp_avg.begin() + offset, n, optimizer.state(i, "exp_avg").data<float>());
-      std::copy_n(state.exp_avg_sq.begin() + offset, n,
-                  optimizer.state(i, "exp_avg_sq").data<float>());
-      offset += n;
-    }
-    optimizer.set_step_count(state.steps);
-    return;
-  }
-  const std::string path = single.string();
-  if (!fs::exists(path)) throw UserError(path + ": optimizer state missing from the checkpoint");
-  h5::File file = h5::File::open(path);
-  const std::string type = file.read_attr_string("/", "type");
-  if (type != optimizer.type())
-    throw UserError(path + ": holds " + type + " state, but train.optimizer.type is " +
-                    optimizer.type());
-  const ParameterList& params = optimizer.parameters();
-  for (std::size_t i = 0; i < params.size(); ++i)
-    for (const std::string& name : optimizer.state_names())
-      file.read_into(params[i]->name + "/" + name, optimizer.state(i, name));
-  optimizer.set_step_count(file.read_attr_scalar<std::int64_t>("/", "steps"));
 }
 
 std::string meta_to_yaml(const CheckpointMeta& m) {
@@ -220,7 +122,7 @@ std::string file_checksum(const std::string& path) {
 }
 
 std::string checkpoint_model_file(const std::string& checkpoint_dir) {
-  return (fs::path(checkpoint_dir) / kModelFile).string();
+  return (fs::path(checkpoint_dir) / model_file_name(0)).string();
 }
 
 std::string checkpoint_tmp_dir(const std::string& run_dir, std::int64_t step) {
@@ -237,59 +139,37 @@ std::string prepare_checkpoint_dir(const std::string& run_dir, std::int64_t step
   return tmp_dir.string();
 }
 
-void write_optimizer_shard(const std::string& dir, int dp_rank, ShardedAdamW& optimizer) {
-  char name[32];
-  std::snprintf(name, sizeof name, "optim_rank%04d.h5", dp_rank);
-  h5::File file = h5::File::create((fs::path(dir) / name).string());
-  file.write_attr("/", "type", "adamw");
-  file.write_attr_scalar<std::int64_t>("/", "steps", optimizer.step_count());
-  file.write_attr_scalar<std::int64_t>("/", "shard_offset", optimizer.shard_offset());
-  file.write_attr_scalar<std::int64_t>("/", "total", optimizer.total());
-  file.write("exp_avg", optimizer.exp_avg());
-  file.write("exp_avg_sq", optimizer.exp_avg_sq());
-  file.close();
-}
-
-void load_optimizer_shard(const std::string& checkpoint_dir, ShardedAdamW& optimizer) {
-  const FlatState state = read_flat_state(checkpoint_dir, optimizer.parameters());
-  if (state.type != "adamw")
-    throw UserError(checkpoint_dir + ": holds " + state.type + " state; ZeRO-1 needs adamw");
-  float* m = optimizer.exp_avg().data<float>();
-  float* v = optimizer.exp_avg_sq().data<float>();
-  for (std::int64_t i = 0; i < optimizer.shard_size(); ++i) {
-    const std::int64_t g = optimizer.shard_offset() + i;
-    const bool inside = g < optimizer.total();
-    m[i] = inside ? state.exp_avg[g] : 0.0f;
-    v[i] = inside ? state.exp_avg_sq[g] : 0.0f;
+void write_model_shard(const std::string& dir, const CheckpointMeta& meta,
+                       const ParameterList& params, int tp_rank, int tp_size) {
+  const fs::path path = fs::path(dir) / model_file_name(tp_rank);
+  h5::File file = h5::File::create(path.string());
+  file.write_attr("/", "model_type", meta.model_type);
+  file.write_attr("/", "config", meta.model_yaml);
+  if (tp_size > 1) {
+    file.write_attr_scalar<std::int64_t>("/", "tp_rank", tp_rank);
+    file.write_attr_scalar<std::int64_t>("/", "tp_size", tp_size);
   }
-  optimizer.set_step_count(state.steps);
+  for (const Parameter* p : params) {
+    // Replicated parameters are equal on every TP rank: stored once.
+    if (!p->sharded() && tp_rank != 0) continue;
+    write_shard(file, p->name, p->value, p->shard);
+  }
+  file.close();
+  fsync_path(path);
 }
 
-std::string save_checkpoint(const std::string& run_dir, const CheckpointMeta& meta_in,
-                            const ParameterList& params, const Optimizer* optimizer, int keep,
-                            const std::map<std::string, std::string>& extra_files,
-                            bool keep_prepared) {
+std::string finish_checkpoint(const std::string& run_dir, const CheckpointMeta& meta_in, int keep,
+                              const std::map<std::string, std::string>& extra_files) {
   const fs::path root = fs::path(run_dir) / "checkpoints";
   const fs::path final_dir = root / step_name(meta_in.step);
   const fs::path tmp_dir = root / (step_name(meta_in.step) + ".tmp");
   std::error_code ec;
-  if (!keep_prepared) prepare_checkpoint_dir(run_dir, meta_in.step);
   try {
     CheckpointMeta meta = meta_in;
-    for (const auto& entry : fs::directory_iterator(tmp_dir)) {  // shards of the other ranks
+    for (const auto& [name, bytes] : extra_files) write_text_file(tmp_dir / name, bytes);
+    for (const auto& entry : fs::directory_iterator(tmp_dir)) {  // every rank's files
       fsync_path(entry.path());
       meta.checksums[entry.path().filename().string()] = file_checksum(entry.path().string());
-    }
-    write_weights((tmp_dir / kModelFile).string(), meta.model_type, meta.model_yaml, params);
-    meta.checksums[kModelFile] = file_checksum((tmp_dir / kModelFile).string());
-    if (optimizer) {
-      write_optimizer_state((tmp_dir / kOptimizerFile).string(), *optimizer);
-      fsync_path(tmp_dir / kOptimizerFile);
-      meta.checksums[kOptimizerFile] = file_checksum((tmp_dir / kOptimizerFile).string());
-    }
-    for (const auto& [name, bytes] : extra_files) {
-      write_text_file(tmp_dir / name, bytes);
-      meta.checksums[name] = file_checksum((tmp_dir / name).string());
     }
     write_text_file(tmp_dir / kMetaFile, meta_to_yaml(meta));
     fsync_path(tmp_dir);
@@ -319,6 +199,21 @@ std::string save_checkpoint(const std::string& run_dir, const CheckpointMeta& me
     }
   }
   return final_dir.string();
+}
+
+std::string save_checkpoint(const std::string& run_dir, const CheckpointMeta& meta,
+                            const ParameterList& params, const Optimizer* optimizer, int keep,
+                            const std::map<std::string, std::string>& extra_files) {
+  const std::string tmp_dir = prepare_checkpoint_dir(run_dir, meta.step);
+  try {
+    write_model_shard(tmp_dir, meta, params, 0, 1);
+    if (optimizer) write_optimizer_file(tmp_dir, 0, 1, *optimizer);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(tmp_dir, ec);
+    throw;
+  }
+  return finish_checkpoint(run_dir, meta, keep, extra_files);
 }
 
 CheckpointMeta read_checkpoint_meta(const std::string& checkpoint_dir) {
@@ -412,8 +307,26 @@ std::vector<std::string> tidy_checkpoints(const std::string& run_dir, std::int64
 
 void load_checkpoint(const std::string& checkpoint_dir, const ParameterList& params,
                      Optimizer* optimizer) {
-  read_weights(checkpoint_model_file(checkpoint_dir), params);
-  if (optimizer) read_optimizer_state(checkpoint_dir, *optimizer);
+  std::vector<std::string> files;
+  for (const auto& entry : fs::directory_iterator(checkpoint_dir))
+    if (entry.path().filename().string().rfind("model_tp", 0) == 0)
+      files.push_back(entry.path().string());
+  std::sort(files.begin(), files.end());
+  if (files.empty()) throw UserError(checkpoint_dir + ": no model file (model_tp00.h5)");
+  const ShardedReader reader(files, checkpoint_dir);
+  // Every check before any value is read: a checkpoint that does not fit changes nothing.
+  std::set<std::string> names;
+  for (const Parameter* p : params) names.insert(p->name);
+  for (const std::string& name : reader.root_datasets())
+    if (!names.count(name))
+      throw UserError(checkpoint_dir + ": unexpected tensor '" + name +
+                      "' (the model has no such parameter)");
+  std::vector<Tensor> full;
+  for (const Parameter* p : params)
+    full.push_back(reader.read_full(p->name, p->full_shape(), p->value.dtype()));
+  for (std::size_t i = 0; i < params.size(); ++i)
+    copy_full_to_shard(params[i]->value, full[i], params[i]->shard);
+  if (optimizer) load_optimizer_state(checkpoint_dir, *optimizer);
 }
 
 }  // namespace tr

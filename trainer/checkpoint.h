@@ -1,10 +1,18 @@
 // Checkpoints (DESIGN section 5): RUN_DIR/checkpoints/step_00001000/ holding
-//   model_tp00.h5       the model (per tensor-parallel rank; a weights file when TP = 1)
-//   optim_rank0000.h5   optimizer state: datasets "<param>/<state>" (exp_avg, exp_avg_sq, ...)
+//   model_tp00.h5 ...   the model, one file per tensor-parallel rank of the writing run, its
+//                       shards recording global shape, split axis and offset (shard_io.h);
+//                       under TP 1 model_tp00.h5 is a weights file
+//   optim_*.h5          optimizer state, per TP rank or per ZeRO-1 rank
+//                       (optimizer_checkpoint.h)
 //   meta.yaml           step, data cursor, optimizer step count, layout, resolved config,
 //                       checksums of every file
 // written into "step_00001000.tmp" and renamed into place once complete and synced;
 // RUN_DIR/checkpoints/latest (replaced atomically) names the newest complete checkpoint.
+// Any checkpoint loads under any TP x DP x ZeRO layout.
+//
+// Writing from several ranks: rank 0 prepare_checkpoint_dir, barrier; every TP rank of DP
+// rank 0 write_model_shard, and the optimizer writers theirs (optimizer_checkpoint.h); barrier;
+// rank 0 finish_checkpoint.
 #pragma once
 
 #include <cstdint>
@@ -15,7 +23,7 @@
 #include "data/loader.h"
 #include "layers/parameter.h"
 #include "trainer/optimizer.h"
-#include "trainer/sharded_adamw.h"
+#include "trainer/optimizer_checkpoint.h"
 
 namespace tr {
 
@@ -38,25 +46,25 @@ struct CheckpointMeta {
 // Name of the tokenizer a translation checkpoint carries (SentencePiece model bytes).
 inline constexpr const char* kCheckpointTokenizerFile = "tokenizer.model";
 
-// Writes a complete checkpoint for `step` under run_dir/checkpoints, then prunes to `keep`
-// newest (keep <= 0: keep all). `extra_files` (name -> bytes) are written inside it too and
-// covered by the checksums. Returns the checkpoint directory.
-// With sharded optimizer state (ZeRO-1) every rank first writes its shard into the temporary
-// directory (prepare_checkpoint_dir on rank 0, then write_optimizer_shard everywhere); this call
-// (rank 0, optimizer null, `keep_prepared` true) then adds the rest and checksums everything.
+// Writes a complete checkpoint of a single process for `step` under run_dir/checkpoints, then
+// prunes to `keep` newest (keep <= 0: keep all). `extra_files` (name -> bytes) are written
+// inside it too and covered by the checksums. Returns the checkpoint directory.
 std::string save_checkpoint(const std::string& run_dir, const CheckpointMeta& meta,
                             const ParameterList& params, const Optimizer* optimizer, int keep,
-                            const std::map<std::string, std::string>& extra_files = {},
-                            bool keep_prepared = false);
+                            const std::map<std::string, std::string>& extra_files = {});
 // Creates the (empty) temporary directory of the checkpoint for `step`, and returns it.
 std::string prepare_checkpoint_dir(const std::string& run_dir, std::int64_t step);
 std::string checkpoint_tmp_dir(const std::string& run_dir, std::int64_t step);
-// This DP rank's ZeRO-1 shard: optim_rank<dp rank>.h5 with flat exp_avg / exp_avg_sq and the
-// shard's place in the flat parameter vector, so any layout can reassemble it.
-void write_optimizer_shard(const std::string& dir, int dp_rank, ShardedAdamW& optimizer);
-// Loads the optimizer state of a checkpoint written under any layout (sharded or not) into a
-// sharded optimizer.
-void load_optimizer_shard(const std::string& checkpoint_dir, ShardedAdamW& optimizer);
+// model_tp<tp_rank>.h5 in `dir`: this TP rank's parameters (sharded ones as their slices,
+// replicated ones only on TP rank 0), root attributes model_type and config (meta's), and
+// tp_rank / tp_size when tp_size > 1.
+void write_model_shard(const std::string& dir, const CheckpointMeta& meta,
+                       const ParameterList& params, int tp_rank, int tp_size);
+// Completes the checkpoint whose files the ranks wrote into checkpoint_tmp_dir: extra files,
+// checksums of everything, meta.yaml, rename into place, `latest`, pruning to `keep`.
+// Returns the checkpoint directory; on failure removes the temporary directory.
+std::string finish_checkpoint(const std::string& run_dir, const CheckpointMeta& meta, int keep,
+                              const std::map<std::string, std::string>& extra_files = {});
 
 // The newest complete, intact checkpoint of a run directory ("" when there is none). A newest
 // checkpoint whose files do not match their checksums is reported through `warning` and the
@@ -65,10 +73,11 @@ std::string find_latest_checkpoint(const std::string& run_dir, std::string* warn
 
 // Reads meta.yaml and verifies every file's checksum; UserError naming the file otherwise.
 CheckpointMeta read_checkpoint_meta(const std::string& checkpoint_dir);
-// Loads model parameters (and optimizer state when `optimizer` is given).
+// Loads model parameters (and optimizer state when `optimizer` is given), each parameter (or
+// tensor-parallel shard of one) from the checkpoint's model files, whatever layout wrote them.
 void load_checkpoint(const std::string& checkpoint_dir, const ParameterList& params,
                      Optimizer* optimizer);
-// Path of the model file inside a checkpoint (a weights file when TP = 1).
+// Path of the model file of TP rank 0 inside a checkpoint (a weights file when TP = 1).
 std::string checkpoint_model_file(const std::string& checkpoint_dir);
 
 // Readies run_dir/checkpoints for a run continuing from a checkpoint of `resume_step` (0: a

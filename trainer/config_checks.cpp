@@ -42,13 +42,12 @@ void check_model(const RunConfig& c, const Origin& origin) {
   } catch (const UserError& e) {
     fail(origin, e.what());
   }
-  const std::int64_t tp = c.parallel.tensor;
-  if (c.model.heads % tp != 0)
-    fail(origin,
-         "parallel.tensor: " + str(tp) + " does not divide model.heads " + str(c.model.heads));
-  if (c.model.d_ff % tp != 0)
-    fail(origin,
-         "parallel.tensor: " + str(tp) + " does not divide model.d_ff " + str(c.model.d_ff));
+  // Tensor parallelism splits heads and FFN units evenly (the vocabulary is padded instead).
+  try {
+    validate_tensor_parallel(model, static_cast<int>(c.parallel.tensor));
+  } catch (const UserError& e) {
+    fail(origin, e.what());
+  }
 }
 
 void check_train(const RunConfig& c, const Origin& origin) {

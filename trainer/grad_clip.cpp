@@ -64,4 +64,20 @@ double clip_grad_norm(const ParameterList& params, double max_norm,
   return norm;
 }
 
+ParameterList tensor_parallel_norm_share(const ParameterList& params, int tp_rank) {
+  ParameterList share;
+  for (Parameter* p : params)
+    if (p->sharded() || tp_rank == 0) share.push_back(p);
+  return share;
+}
+
+double clip_grad_norm_split(const ParameterList& params, const ParameterList& norm_params,
+                            double max_norm, const SumSquaresReducer& reduce_sum_squares) {
+  TR_CHECK(max_norm > 0.0, "clip_grad_norm_split with max_norm " + std::to_string(max_norm));
+  const double norm = global_grad_norm(norm_params, reduce_sum_squares);
+  const double coefficient = clip_coefficient(norm, max_norm);
+  if (coefficient < 1.0) scale_grads(params, coefficient);
+  return norm;
+}
+
 }  // namespace tr

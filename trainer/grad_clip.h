@@ -50,4 +50,13 @@ void scale_grads(const ParameterList& params, double coefficient);
 double clip_grad_norm(const ParameterList& params, double max_norm,
                       const SumSquaresReducer& reduce_sum_squares = {});
 
+// The parameters whose squares a tensor-parallel rank contributes to the global norm: its
+// shards (Parameter::sharded), and the replicated parameters on TP rank 0 only.
+ParameterList tensor_parallel_norm_share(const ParameterList& params, int tp_rank);
+
+// As clip_grad_norm, the norm taken over `norm_params` (then reduced) and the clipping applied
+// to all `params`: the tensor-parallel split described above.
+double clip_grad_norm_split(const ParameterList& params, const ParameterList& norm_params,
+                            double max_norm, const SumSquaresReducer& reduce_sum_squares);
+
 }  // namespace tr

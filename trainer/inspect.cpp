@@ -30,12 +30,27 @@ std::string describe_weights(const h5::File& file) {
   std::int64_t total = 0;
   const auto names = file.datasets("/");
   for (const auto& name : names) total += shape_numel(file.shape(name));
-  out << "weights file " << file.path() << "\n"
-      << "  model_type: " << file.read_attr_string("/", "model_type") << "\n"
+  // A checkpoint's model file of one tensor-parallel rank holds slices of the sharded tensors
+  // (trainer/shard_io.h) and the replicated ones on rank 0 only.
+  if (file.has_attr("/", "tp_rank"))
+    out << "model file of tensor-parallel rank "
+        << file.read_attr_scalar<std::int64_t>("/", "tp_rank") << " of "
+        << file.read_attr_scalar<std::int64_t>("/", "tp_size") << " " << file.path() << "\n";
+  else
+    out << "weights file " << file.path() << "\n";
+  out << "  model_type: " << file.read_attr_string("/", "model_type") << "\n"
       << "  tensors: " << names.size() << ", parameters: " << total << " (" << human_count(total)
       << ")\n";
-  for (const auto& name : names)
-    out << "    " << name << " " << shape_string(file.shape(name)) << "\n";
+  for (const auto& name : names) {
+    out << "    " << name << " " << shape_string(file.shape(name));
+    if (file.has_attr(name, "global_shape")) {
+      const auto global = file.read_attr<std::int64_t>(name, "global_shape");
+      out << " of " << shape_string(Shape(global.begin(), global.end())) << " (axis "
+          << file.read_attr_scalar<std::int64_t>(name, "split_axis") << ", offset "
+          << file.read_attr_scalar<std::int64_t>(name, "offset") << ")";
+    }
+    out << "\n";
+  }
   if (file.has_attr("/", "config")) {
     out << "  config:\n";
     std::istringstream config(file.read_attr_string("/", "config"));

@@ -7,8 +7,12 @@
 
 namespace tr {
 
-ShardedAdamW::ShardedAdamW(ParameterList params, const AdamWConfig& config, Communicator& dp)
-    : params_(std::move(params)), config_(config), dp_(dp) {
+ShardedAdamW::ShardedAdamW(ParameterList params, const AdamWConfig& config, Communicator& dp,
+                           Communicator* tp)
+    : params_(std::move(params)),
+      config_(config),
+      dp_(dp),
+      tp_(tp && tp->size() > 1 ? tp : nullptr) {
   validate_adamw_config(config_);
   for (Parameter* p : params_) {
     TR_CHECK(p->value.dtype() == DType::f32, "ZeRO-1 shards fp32 parameters");
@@ -23,8 +27,9 @@ ShardedAdamW::ShardedAdamW(ParameterList params, const AdamWConfig& config, Comm
     const std::int64_t n = p->value.numel();
     const std::int64_t lo = std::max(begin, offset), hi = std::min(end, offset + n);
     if (lo < hi)
-      segments_.push_back(
-          {i, lo - begin, lo - offset, hi - lo, p->decay ? config_.weight_decay : 0.0});
+      segments_.push_back({i, lo - begin, lo - offset, hi - lo,
+                           p->decay ? config_.weight_decay : 0.0,
+                           !tp_ || p->sharded() || tp_->rank() == 0});
     offset += n;
   }
   flat_ = Tensor::zeros({shard_ * ranks}, DType::f32);
@@ -49,7 +54,16 @@ ShardedAdamW::StepResult ShardedAdamW::step(double lr, double max_norm) {
   dp_.reduce_scatter(flat, grad_shard_.data<float>(), shard_, DType::f32, ReduceOp::sum);
 
   StepResult result;
-  const double squares = dp_.all_reduce_scalar(cpu::sum_squares(grad_shard_.data<float>(), shard_));
+  double squares = 0;
+  if (!tp_) {
+    squares = cpu::sum_squares(grad_shard_.data<float>(), shard_);
+  } else {
+    for (const Segment& s : segments_)
+      if (s.in_norm)
+        squares += cpu::sum_squares(grad_shard_.data<float>() + s.shard_begin, s.count);
+  }
+  squares = dp_.all_reduce_scalar(squares);
+  if (tp_) squares = tp_->all_reduce_scalar(squares);
   result.grad_norm = std::sqrt(squares);
   if (!std::isfinite(result.grad_norm)) return result;
   // As torch.nn.utils.clip_grad_norm_: scale only when the coefficient is below 1.

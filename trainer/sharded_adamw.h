@@ -6,6 +6,10 @@
 // (shard sums of squares all-reduced), updates its shard with AdamW (the decay of each element
 // from its parameter's group), and all-gathers the updated parameters. Optimizer memory per
 // rank falls to 1/DP; the result equals unsharded AdamW on the summed gradients.
+//
+// Under tensor parallelism each TP rank runs its own ShardedAdamW over its local parameters
+// (its shards and its copies of the replicated ones) within its DP group; the global norm
+// then adds the TP ranks' sums of squares, counting replicated parameters on TP rank 0 only.
 #pragma once
 
 #include <cstdint>
@@ -19,7 +23,9 @@ namespace tr {
 
 class ShardedAdamW {
  public:
-  ShardedAdamW(ParameterList params, const AdamWConfig& config, Communicator& dp);
+  // tp: the tensor-parallel group (null or of one rank without tensor parallelism).
+  ShardedAdamW(ParameterList params, const AdamWConfig& config, Communicator& dp,
+               Communicator* tp = nullptr);
 
   struct StepResult {
     double grad_norm = 0;  // global, before clipping
@@ -37,6 +43,8 @@ class ShardedAdamW {
   // This rank's shard of the state: exp_avg and exp_avg_sq, [S] each (padding included).
   Tensor& exp_avg() { return m_; }
   Tensor& exp_avg_sq() { return v_; }
+  const Tensor& exp_avg() const { return m_; }
+  const Tensor& exp_avg_sq() const { return v_; }
   const ParameterList& parameters() const { return params_; }
 
  private:
@@ -44,10 +52,12 @@ class ShardedAdamW {
     std::size_t param;
     std::int64_t shard_begin, param_begin, count;
     double weight_decay;
+    bool in_norm;  // counted in the global norm by this rank (see the class comment)
   };
   ParameterList params_;
   AdamWConfig config_;
   Communicator& dp_;
+  Communicator* tp_;  // null without tensor parallelism
   std::int64_t total_ = 0, shard_ = 0, steps_ = 0;
   std::vector<Segment> segments_;
   Tensor flat_, grad_shard_, param_shard_, m_, v_;

@@ -15,6 +15,7 @@
 #include "models/model.h"
 #include "parallel/gradient_reducer.h"
 #include "parallel/runtime.h"
+#include "parallel/tensor_parallel_group.h"
 #include "trainer/checkpoint.h"
 #include "trainer/config.h"
 #include "trainer/evaluation.h"
@@ -142,11 +143,9 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   const int dp_size = data_parallel_size(config, runtime.world_size());
   runtime.setup_grid(static_cast<int>(config.parallel.tensor), dp_size, kCollectiveTimeoutSeconds);
   const ProcessGrid& grid = runtime.grid();
-  if (grid.tp_size > 1)
-    throw UserError("parallel.tensor: " + std::to_string(grid.tp_size) +
-                    " requested, but this build trains with parallel.tensor 1 only so far");
-  const int rank = grid.world_rank, dp_rank = grid.dp_rank;
+  const int rank = grid.world_rank, dp_rank = grid.dp_rank, tp_rank = grid.tp_rank;
   Communicator& dp = runtime.dp();
+  Communicator& tp = runtime.tp();
   check_device(config);
   const DatasetInfo train_info = read_dataset_info(config.data.train);
   std::optional<DatasetInfo> valid_info;
@@ -157,10 +156,6 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   validate_schedule(config.train.schedule);
   const LoaderOptions loader_options = train_loader_options(config, dp_rank, dp_size);
   const std::string resume_from = resolve_resume(config, resume_mode, args.overwrite);
-  // Every rank has looked at run.dir before rank 0 writes anything there: a slower rank must
-  // not find the new run's files (--resume never would refuse them, auto would resume from
-  // them).
-  runtime.world().barrier();
   std::optional<CheckpointMeta> meta;
   if (!resume_from.empty()) {
     meta = read_checkpoint_meta(resume_from);
@@ -181,8 +176,17 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   // not fit, or a bad record among the first step's, ends the run before anything is written.
   // (Records are validated as they are read, so a bad one further on ends the run later, still
   // with exit 2 naming the file and record.)
-  auto model = make_model(config.model, DType::f32, config.train.label_smoothing, config.run.seed);
+  // Tensor parallelism: this rank builds its shard of the model (models/model.h); the TP
+  // ranks of a replica see the same data and run every step together.
+  const std::unique_ptr<TensorParallel> tp_group = make_tensor_parallel(tp);
+  auto model = make_model(config.model, DType::f32, config.train.label_smoothing, config.run.seed,
+                          tp_group.get());
   const ParameterList& params = model->parameters();
+  // The global gradient norm counts every element once: shards summed over TP, replicated
+  // parameters from TP rank 0 (grad_clip.h).
+  const ParameterList norm_params = tensor_parallel_norm_share(params, tp_rank);
+  SumSquaresReducer reduce_over_tp;
+  if (grid.tp_size > 1) reduce_over_tp = [&tp](double s) { return tp.all_reduce_scalar(s); };
   // ZeRO-1 keeps the AdamW state sharded over the DP ranks (trainer/sharded_adamw.h);
   // otherwise every replica holds the whole optimizer.
   const bool zero = config.parallel.zero == 1;
@@ -192,11 +196,12 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   std::unique_ptr<Optimizer> optimizer;
   std::unique_ptr<ShardedAdamW> sharded;
   if (zero)
-    sharded = std::make_unique<ShardedAdamW>(params, config.train.optimizer.adamw(), dp);
+    sharded = std::make_unique<ShardedAdamW>(params, config.train.optimizer.adamw(), dp, &tp);
   else
     optimizer = make_optimizer(config, params);
   RunState state;
   if (meta) {
+    // Whatever layout wrote it: each rank keeps its part (checkpoint.h).
     load_checkpoint(resume_from, params, optimizer.get());
     if (sharded) load_optimizer_shard(resume_from, *sharded);
     loader.restore(meta->loader);
@@ -216,6 +221,9 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   }
 
   // ---- the run ----
+  // Every rank has checked the run directory (--resume never refuses an existing run) before
+  // rank 0 writes into it: a slower rank must not find rank 0's fresh files.
+  runtime.world().barrier();
   const fs::path run_dir = config.run.dir;
   if (rank == 0) {
     prepare_run_dir(run_dir, state.step, resume_mode == "never" && args.overwrite);
@@ -250,10 +258,13 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
     m.model_type = config.model.type;
     m.model_yaml = model_config_to_yaml_text(config.model);
     m.config_yaml = config_yaml;
-    // Replicas hold identical parameters (and, without ZeRO, optimizer state): rank 0 writes
-    // them, each ZeRO rank its optimizer shard. After each part every rank learns whether any
-    // failed (a full disk): then all stop together with exit 3, the previous checkpoint intact,
-    // instead of training on without checkpoints or waiting for a rank that gave up.
+    // Replicas hold identical parameters (and, without ZeRO, optimizer state): the ranks of
+    // DP rank 0 write the model, one file per TP rank, and the optimizer state; with ZeRO
+    // every rank writes its shard. Then rank 0 completes the checkpoint. After each part every
+    // rank learns whether any failed (a full disk): then all stop together with exit 3, the
+    // previous checkpoint intact, instead of training on without checkpoints or waiting for a
+    // rank that gave up.
+    const std::string tmp = checkpoint_tmp_dir(run_dir.string(), state.step);
     std::string failure;  // this rank's
     auto attempt = [&](auto&& part) {
       try {
@@ -265,7 +276,7 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
           runtime.world().all_reduce_scalar(failure.empty() ? 0.0 : 1.0, ReduceOp::max) > 0;
       if (!failed) return;
       std::error_code ec;
-      if (rank == 0) fs::remove_all(checkpoint_tmp_dir(run_dir.string(), state.step), ec);
+      if (rank == 0) fs::remove_all(tmp, ec);  // never leave half a checkpoint behind
       const std::string kept = find_latest_checkpoint(run_dir.string());
       throw RunFailure(
           "checkpoint of step " + std::to_string(state.step) + " not written: " +
@@ -274,21 +285,20 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
           (kept.empty() ? std::string("no earlier checkpoint")
                         : "the previous checkpoint " + kept + " is intact"));
     };
-    if (zero) {
-      attempt([&] {
-        if (rank == 0) prepare_checkpoint_dir(run_dir.string(), state.step);
-      });
-      attempt([&] {
-        if (grid.tp_rank == 0)
-          write_optimizer_shard(checkpoint_tmp_dir(run_dir.string(), state.step), dp_rank,
-                                *sharded);
-      });
-    }
+    attempt([&] {
+      if (rank == 0) prepare_checkpoint_dir(run_dir.string(), state.step);
+    });
+    attempt([&] {
+      if (dp_rank == 0) write_model_shard(tmp, m, params, tp_rank, grid.tp_size);
+      if (zero)
+        write_optimizer_shard(tmp, tp_rank, grid.tp_size, dp_rank, *sharded);
+      else if (dp_rank == 0)
+        write_optimizer_file(tmp, tp_rank, grid.tp_size, *optimizer);
+    });
     attempt([&] {
       if (rank != 0) return;
-      const std::string dir = save_checkpoint(run_dir.string(), m, params, optimizer.get(),
-                                              static_cast<int>(config.checkpoint.keep), extra_files,
-                                              /*keep_prepared=*/zero);
+      const std::string dir = finish_checkpoint(
+          run_dir.string(), m, static_cast<int>(config.checkpoint.keep), extra_files);
       progress.message("checkpoint " + dir);
     });
     last_saved = state.step;
@@ -362,8 +372,10 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
         grad_norm = loss;
       }
     } else {
-      grad_norm = config.train.grad_clip > 0 ? clip_grad_norm(params, config.train.grad_clip)
-                                             : global_grad_norm(params);
+      grad_norm =
+          config.train.grad_clip > 0
+              ? clip_grad_norm_split(params, norm_params, config.train.grad_clip, reduce_over_tp)
+              : global_grad_norm(norm_params, reduce_over_tp);
       if (std::isfinite(loss) && std::isfinite(grad_norm)) {
         optimizer->step(lr);
         updated = true;

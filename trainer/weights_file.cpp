@@ -34,6 +34,7 @@ void write_weights(const std::string& path, const std::string& model_type,
     std::set<std::string> seen;
     for (const Parameter* p : params) {
       TR_CHECK(seen.insert(p->name).second, "duplicate parameter name '" + p->name + "'");
+      TR_CHECK(!p->sharded(), "write_weights: " + p->name + " is a tensor-parallel shard");
       // A '/' would make HDF5 create groups, and read_weights only looks at the root.
       TR_CHECK(!p->name.empty() && p->name.find('/') == std::string::npos,
                "parameter name '" + p->name + "' cannot name a root dataset");
@@ -69,9 +70,9 @@ WeightsInfo read_weights(const std::string& path, const ParameterList& params) {
     in_model.insert(name);
     if (!in_file.count(name)) throw UserError(path + ": tensor '" + name + "' is missing");
     const Shape shape = file.shape(name);
-    if (shape != p->value.shape())
+    if (shape != p->full_shape())
       throw UserError(path + ": tensor '" + name + "' has shape " + shape_string(shape) +
-                      ", expected " + shape_string(p->value.shape()));
+                      ", expected " + shape_string(p->full_shape()));
     if (!file.stored_type(name).is_float)
       throw UserError(path + ": tensor '" + name + "' is not floating point");
   }
@@ -80,7 +81,14 @@ WeightsInfo read_weights(const std::string& path, const ParameterList& params) {
       throw UserError(path + ": unexpected tensor '" + name +
                       "' (the model has no such parameter)");
 
-  for (Parameter* p : params) file.read_into(p->name, p->value);
+  for (Parameter* p : params) {
+    if (!p->sharded()) {
+      file.read_into(p->name, p->value);
+      continue;
+    }
+    const Tensor full = file.read_tensor(p->name, p->value.dtype());
+    copy_full_to_shard(p->value, full, p->shard);
+  }
   return info;
 }
 

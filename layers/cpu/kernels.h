@@ -102,6 +102,16 @@ template <typename T>
 void embedding_backward_accumulate(T* dtable, const std::int32_t* ids, const T* dout, i64 N, i64 d,
                                    T scale);
 
+// Vocabulary-parallel lookups (a table holding rows [first, first + V_local) of the full one):
+// out[n, :] = table[ids[n] - first, :] * scale for ids inside the shard, 0 for the others.
+template <typename T>
+void embedding_forward_shard(T* out, const std::int32_t* ids, const T* table, i64 N, i64 d,
+                             i64 first, i64 V_local, T scale);
+// dtable[ids[n] - first, :] += dout[n, :] * scale for ids inside the shard, in token order.
+template <typename T>
+void embedding_backward_shard_accumulate(T* dtable, const std::int32_t* ids, const T* dout, i64 N,
+                                         i64 d, i64 first, i64 V_local, T scale);
+
 // ---- cross entropy ----------------------------------------------------------------------
 // Per row n of logits [N, V]: with p = softmax(logits[n]) and target t = targets[n],
 //   loss[n] = (1 - eps) * (-log p_t) + eps * mean_v(-log p_v),  0 where t == ignore_index.
@@ -115,6 +125,25 @@ template <typename T>
 void cross_entropy_backward(T* dlogits, const T* logits, const T* logsumexp,
                             const std::int32_t* targets, i64 N, i64 V, T eps,
                             std::int32_t ignore_index, T scale);
+
+// Vocabulary-parallel cross entropy (parallel/ all-reduces between the passes): a rank holds
+// logits [N, V_local] of the full vocabulary's columns [first, first + valid); local columns
+// from `valid` on are padding and never count. Row statistics are double.
+// row_max[n] = max over the rank's valid columns (-inf when it has none).
+template <typename T>
+void ce_shard_max(double* row_max, const T* logits, i64 N, i64 V_local, i64 valid);
+// With the group's row maximum: sums[0 * N + n] = sum exp(x - max), sums[1 * N + n] = the
+// target's logit when the target is one of this rank's columns (else 0), sums[2 * N + n] = sum
+// of the logits; rows whose target is ignore_index give zeros.
+template <typename T>
+void ce_shard_sums(double* sums, const T* logits, const std::int32_t* targets, const double* row_max,
+                   i64 N, i64 V_local, i64 valid, i64 first, std::int32_t ignore_index);
+// dlogits[n, v] = scale * (exp(x - lse[n]) - eps / V - (1 - eps) [first + v == t]) for valid
+// columns of counted rows; 0 for padding columns and ignored rows.
+template <typename T>
+void ce_shard_backward(T* dlogits, const T* logits, const double* logsumexp,
+                       const std::int32_t* targets, i64 N, i64 V_local, i64 valid, i64 first, i64 V,
+                       T eps, std::int32_t ignore_index, T scale);
 
 // ---- dropout ------------------------------------------------------------------------------
 // Counter-based keep mask: element i keeps with probability 1 - p, decided by Philox4x32-10

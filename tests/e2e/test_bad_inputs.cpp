@@ -318,6 +318,17 @@ TEST_F(BadInputs, HeadsDoNotDivideDModel) {
   expect_refused_vit("--set model.heads=3", {"model.heads", "model.d_model"});
 }
 
+// Tensor parallelism splits heads and FFN units evenly (vocabularies are padded instead).
+TEST_F(BadInputs, HeadsNotDivisibleByTensorParallel) {
+  expect_refused_vit("--set parallel.tensor=4",
+                     {"model.heads: 2 is not divisible by parallel.tensor 4"});
+}
+
+TEST_F(BadInputs, FfnNotDivisibleByTensorParallel) {
+  expect_refused_seq("--set model.heads=4 --set model.d_ff=30 --set parallel.tensor=4",
+                     {"model.d_ff: 30 is not divisible by parallel.tensor 4"});
+}
+
 TEST_F(BadInputs, BatchSizesDoNotDivide) {
   expect_refused_vit("--set train.global_batch=10", {"train.global_batch", "train.micro_batch"});
 }

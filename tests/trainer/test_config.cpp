@@ -376,13 +376,13 @@ TEST(Config, CrossKeyChecks) {
   EXPECT_CONTAINS(load_error(kTranslation, {"model.heads=5"}),
                   "--set model.heads: 5 does not divide model.d_model 64");
   EXPECT_CONTAINS(load_error(std::string(kTranslation) + "parallel: {tensor: 8}\n"),
-                  "test.yaml: parallel.tensor: 8 does not divide model.heads 4");
+                  "test.yaml: model.heads: 4 is not divisible by parallel.tensor 8");
   EXPECT_CONTAINS(load_error(kVit, {"model.image_size=30"}),
                   "model.image_size: 30 is not a multiple of model.patch_size 4");
   EXPECT_CONTAINS(load_error(kTranslation, {"parallel.tensor=3"}),
-                  "parallel.tensor: 3 does not divide model.heads 4");
+                  "model.heads: 4 is not divisible by parallel.tensor 3");
   EXPECT_CONTAINS(load_error(kTranslation, {"model.d_ff=130", "parallel.tensor=4"}),
-                  "parallel.tensor: 4 does not divide model.d_ff 130");
+                  "model.d_ff: 130 is not divisible by parallel.tensor 4");
   EXPECT_CONTAINS(load_error(std::string(kTranslation) + "train: {epochs: 2}\n"), "given twice");
   EXPECT_CONTAINS(load_error("data: {train: t.h5}\ntrain: {steps: 3, epochs: 2}\n"),
                   "train.epochs: give train.steps or train.epochs, not both");
