@@ -13,7 +13,6 @@ MultiHeadAttention::MultiHeadAttention(const std::string& name, std::int64_t d_m
       o_proj(name + ".o_proj", d_model, d_model, true, dtype, TpSplit::row, tp),
       heads_(heads / tp_size(active_tp(tp))),
       head_offset_(heads_ * tp_rank(active_tp(tp))),
-      all_heads_(heads),
       causal_(causal),
       dropout_(dropout),
       layer_id_(layer_id),
@@ -39,11 +38,8 @@ Tensor MultiHeadAttention::forward(const Tensor& x_q, const Tensor& x_kv, const 
   if (dropout_active_) {
     const std::int64_t Tq = x_q.dim(1), Tk = x_kv.dim(1);
     const Shape shape{x_q.dim(0), heads_, Tq, Tk};
-    if (tp_)
-      make_dropout_mask_slice(keep_, shape, dropout_, ctx, layer_id_, all_heads_ * Tq * Tk,
-                              head_offset_ * Tq * Tk);
-    else
-      make_dropout_mask(keep_, shape, dropout_, ctx, layer_id_);
+    // A TP rank's heads draw their part of the whole layer's mask.
+    make_attention_dropout_mask(keep_, shape, dropout_, ctx, layer_id_, tp_ ? head_offset_ : 0);
   }
   const Tensor no_mask;
   ops::attention_forward(context_, probs_, q_, k_, v_, kv_len, dropout_active_ ? keep_ : no_mask,

@@ -6,7 +6,7 @@
 // (a rank projects to its heads only), o_proj is row-parallel (the partial outputs are summed,
 // then its bias added once); the input gradients of q/k/v are summed over the group in
 // backward. Attention-probability dropout uses, for each rank's heads, exactly the mask
-// elements of those heads in the whole layer (layers/dropout.h: make_dropout_mask_slice).
+// elements of those heads in the whole layer (layers/dropout.h: make_attention_dropout_mask).
 #pragma once
 
 #include <string>
@@ -42,7 +42,7 @@ class MultiHeadAttention {
 
  private:
   void backward_core(const Tensor& dy);
-  std::int64_t heads_, head_offset_, all_heads_;
+  std::int64_t heads_, head_offset_;
   bool causal_;
   double dropout_;
   std::uint64_t layer_id_;

@@ -9,21 +9,38 @@ std::uint64_t dropout_stream(std::uint64_t step, std::uint64_t layer_id) {
   return (step << 20) ^ layer_id;
 }
 
-void make_dropout_mask(Tensor& keep, const Shape& shape, double p, const ForwardContext& ctx,
-                       std::uint64_t layer_id) {
-  const std::int64_t per_sample = shape_numel(shape) / shape[0];
-  ops::dropout_mask(keep, shape, p, ctx.seed, dropout_stream(ctx.step, layer_id),
-                    static_cast<std::uint64_t>(ctx.sample_offset * per_sample));
+namespace {
+
+void keyed_mask(Tensor& keep, const Shape& shape, double p, const ForwardContext& ctx,
+                std::uint64_t layer_id, std::int64_t heads, std::int64_t first_head) {
+  TR_CHECK(shape.size() >= 2, "dropout mask of a tensor without a sample dimension");
+  const std::int64_t B = shape.front(), K = shape.back();
+  const std::int64_t R = B > 0 && K > 0 ? shape_numel(shape) / (B * heads * K) : 0;
+  TR_CHECK(first_head + heads <= (std::int64_t{1} << (kDropoutSampleShift - kDropoutHeadShift)) &&
+               R < (std::int64_t{1} << kDropoutRowShift) &&
+               K < (std::int64_t{1} << kDropoutRowShift),
+           "dropout mask " + shape_string(shape) + " exceeds the counter layout");
+  const std::uint64_t offset =
+      (static_cast<std::uint64_t>(ctx.sample_offset) << kDropoutSampleShift) +
+      (static_cast<std::uint64_t>(first_head) << kDropoutHeadShift);
+  ops::dropout_mask(keep, {B, heads, R, K}, p, ctx.seed, dropout_stream(ctx.step, layer_id), offset,
+                    {std::uint64_t{1} << kDropoutSampleShift, std::uint64_t{1} << kDropoutHeadShift,
+                     std::uint64_t{1} << kDropoutRowShift});
+  keep = keep.view(shape);
 }
 
-void make_dropout_mask_slice(Tensor& keep, const Shape& shape, double p, const ForwardContext& ctx,
-                             std::uint64_t layer_id, std::int64_t full_per_sample,
-                             std::int64_t first) {
-  const auto stride = static_cast<std::uint64_t>(full_per_sample);
-  ops::dropout_mask_rows(
-      keep, shape, p, ctx.seed, dropout_stream(ctx.step, layer_id),
-      static_cast<std::uint64_t>(ctx.sample_offset) * stride + static_cast<std::uint64_t>(first),
-      stride);
+}  // namespace
+
+void make_dropout_mask(Tensor& keep, const Shape& shape, double p, const ForwardContext& ctx,
+                       std::uint64_t layer_id) {
+  keyed_mask(keep, shape, p, ctx, layer_id, 1, 0);
+}
+
+void make_attention_dropout_mask(Tensor& keep, const Shape& shape, double p,
+                                 const ForwardContext& ctx, std::uint64_t layer_id,
+                                 std::int64_t first_head) {
+  TR_CHECK(shape.size() == 4, "attention dropout mask: [B, H, Tq, Tk]");
+  keyed_mask(keep, shape, p, ctx, layer_id, shape[1], first_head);
 }
 
 Tensor Dropout::forward(const Tensor& x, const ForwardContext& ctx) {

@@ -22,18 +22,22 @@ struct ForwardContext {
 // Stream id of (step, layer): distinct for every pair, so masks never repeat across layers/steps.
 std::uint64_t dropout_stream(std::uint64_t step, std::uint64_t layer_id);
 
-// Makes the keep mask for a [B, ...] tensor: sample b's element e uses counter
-// (sample_offset + b) * per_sample + e.
+// Counters of the keep decisions. Element (b, a, r, k) of a mask read as [B, A, R, K] (samples,
+// attention heads or 1, rows: positions, and the last dimension) is the draw at
+//   (sample_offset + b) * 2^40 + a * 2^32 + r * 2^16 + k,
+// fixed strides rather than the tensor's own: a sequence's mask does not depend on how long
+// the batch it was padded into is (micro-batch composition, DP split), and a TP rank's heads
+// draw exactly their part of the whole layer's mask. Limits: A < 256, R and K < 65536.
+constexpr int kDropoutSampleShift = 40, kDropoutHeadShift = 32, kDropoutRowShift = 16;
+
+// The keep mask for a [B, ..., K] tensor (rows: the product of the middle dimensions).
 void make_dropout_mask(Tensor& keep, const Shape& shape, double p, const ForwardContext& ctx,
                        std::uint64_t layer_id);
-// The mask of a tensor-parallel rank's slice of a [B, ...] tensor whose samples hold
-// `full_per_sample` elements: the rank holds elements [first, first + n) of each sample
-// (n = its per-sample size) and gets exactly those elements of the whole tensor's mask, so
-// sharded activations (a rank's attention heads) have masks independent across ranks and
-// equal to the single-process run's.
-void make_dropout_mask_slice(Tensor& keep, const Shape& shape, double p, const ForwardContext& ctx,
-                             std::uint64_t layer_id, std::int64_t full_per_sample,
-                             std::int64_t first);
+// The keep mask for attention probabilities [B, H, Tq, Tk] of heads
+// [first_head, first_head + H) of the layer.
+void make_attention_dropout_mask(Tensor& keep, const Shape& shape, double p,
+                                 const ForwardContext& ctx, std::uint64_t layer_id,
+                                 std::int64_t first_head);
 
 class Dropout {
  public:

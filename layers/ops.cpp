@@ -323,19 +323,24 @@ void cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const Tensor&
 }
 
 void dropout_mask(Tensor& keep, const Shape& shape, double p, std::uint64_t seed,
-                  std::uint64_t stream, std::uint64_t offset) {
+                  std::uint64_t stream, std::uint64_t offset,
+                  const std::vector<std::uint64_t>& strides) {
+  TR_CHECK(!shape.empty() && strides.size() + 1 == shape.size(),
+           "dropout_mask: one stride per leading dimension");
   ensure_shape(keep, shape, DType::u8);
-  cpu::dropout_mask(keep.data<std::uint8_t>(), keep.numel(), static_cast<float>(p), seed, stream,
-                    offset);
-}
-
-void dropout_mask_rows(Tensor& keep, const Shape& shape, double p, std::uint64_t seed,
-                       std::uint64_t stream, std::uint64_t offset, std::uint64_t row_stride) {
-  ensure_shape(keep, shape, DType::u8);
-  const std::int64_t rows = shape[0], per_row = rows > 0 ? keep.numel() / rows : 0;
-  for (std::int64_t b = 0; b < rows; ++b)
-    cpu::dropout_mask(keep.data<std::uint8_t>() + b * per_row, per_row, static_cast<float>(p), seed,
-                      stream, offset + static_cast<std::uint64_t>(b) * row_stride);
+  const std::int64_t K = shape.back(), rows = K > 0 ? keep.numel() / K : 0;
+  std::uint8_t* out = keep.data<std::uint8_t>();
+  const int n = static_cast<int>(strides.size());
+#pragma omp parallel for schedule(static) if (rows * K > (1 << 16))
+  for (std::int64_t r = 0; r < rows; ++r) {
+    std::uint64_t counter = offset;
+    std::int64_t rest = r;
+    for (int j = n - 1; j >= 0; --j) {  // row index -> (i_0, ..., i_{n-2}), last fastest
+      counter += static_cast<std::uint64_t>(rest % shape[j]) * strides[j];
+      rest /= shape[j];
+    }
+    cpu::dropout_mask(out + r * K, K, static_cast<float>(p), seed, stream, counter);
+  }
 }
 
 void dropout_apply(Tensor& out, const Tensor& in, const Tensor& keep, double p) {

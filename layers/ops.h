@@ -81,14 +81,13 @@ void cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const Tensor&
                             const Tensor& targets, double label_smoothing,
                             std::int32_t ignore_index, double scale);
 
-// keep: u8 mask of x's shape, from the counter-based RNG.
+// keep: u8 mask of `shape` from the counter-based RNG, row by row along the last dimension:
+// the element at index (i_0, ..., i_{n-2}, k) is the draw at counter
+// offset + sum_j i_j * strides[j] + k (one stride per leading dimension). Callers choose
+// strides that do not depend on padding or sharding (layers/dropout.h).
 void dropout_mask(Tensor& keep, const Shape& shape, double p, std::uint64_t seed,
-                  std::uint64_t stream, std::uint64_t offset);
-// As dropout_mask, row by row: row b (shape[0] rows) of the mask is the draw at counters
-// offset + b * row_stride + [0, row size). A tensor-parallel rank's slice of a larger
-// per-sample tensor (its attention heads) so gets the same mask as the whole tensor would.
-void dropout_mask_rows(Tensor& keep, const Shape& shape, double p, std::uint64_t seed,
-                       std::uint64_t stream, std::uint64_t offset, std::uint64_t row_stride);
+                  std::uint64_t stream, std::uint64_t offset,
+                  const std::vector<std::uint64_t>& strides);
 void dropout_apply(Tensor& out, const Tensor& in, const Tensor& keep, double p);
 // out = skip + dropout(in): a residual branch's dropout and the skip add in one pass.
 void dropout_add(Tensor& out, const Tensor& skip, const Tensor& in, const Tensor& keep, double p);

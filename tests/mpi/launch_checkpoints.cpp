@@ -233,14 +233,10 @@ INSTANTIATE_TEST_SUITE_P(Models, ResumeLayouts,
                                            Case{"encdec_pre", "encdec_pre", {"model.dropout=0"}}),
                          case_name);
 
-// Known bug, left to the dropout owners (layers/dropout.cpp): an encoder-decoder's dropout
-// masks depend on the padded length of its micro-batch (the counter of sample b's element e
-// is (sample_offset + b) * T * d + e, T the micro-batch's longest sequence; attention masks
-// [B, H, Tq, Tk] likewise), so splitting a global batch differently over DP ranks changes the
-// masks: relative loss differences of 1e-2 after DP 2 -> DP 1. Uninterrupted runs under two
-// layouts differ the same way; same-layout resume is exact (test_resume_exact). Enable once
-// masks are keyed by padding-independent positions.
-INSTANTIATE_TEST_SUITE_P(DISABLED_PaddedDropout, ResumeLayouts,
+// Dropout on ragged sequences: masks are keyed by (sample, head, position, feature) with fixed
+// strides (layers/dropout.h), never by the padded length of the micro-batch a sequence landed
+// in, so a different DP split (other micro-batches, other padding) draws the same masks.
+INSTANTIATE_TEST_SUITE_P(PaddedDropout, ResumeLayouts,
                          ::testing::Values(Case{"encdec_pre_dropout", "encdec_pre", {}}),
                          case_name);
 
