@@ -110,8 +110,8 @@ ImageDataset::ImageDataset(const h5::File& file)
       table_f32_(pixel_table<float>(info_)),
       table_f64_(pixel_table<double>(info_)) {}
 
-void ImageDataset::read_batch(const std::vector<std::int64_t>& records, DType dtype,
-                              Batch& batch) const {
+void ImageDataset::read_batch(const std::vector<std::int64_t>& records, DType dtype, Batch& batch,
+                              const ImageAugment& augment, std::uint64_t epoch) const {
   TR_CHECK(dtype == DType::f32 || dtype == DType::f64, "image batches are f32 or f64");
   const auto B = static_cast<std::int64_t>(records.size());
   const std::int64_t C = info_.channels, H = info_.height, W = info_.width, pixels = C * H * W;
@@ -136,10 +136,16 @@ void ImageDataset::read_batch(const std::vector<std::int64_t>& records, DType dt
   ensure_shape(batch.images, {B, C, H, W}, dtype);
   ensure_shape(batch.labels, {B}, DType::i32);
   std::int32_t* out_labels = batch.labels.data<std::int32_t>();
+  std::vector<std::uint8_t> augmented(augment.active() ? static_cast<std::size_t>(pixels) : 0);
   for (std::int64_t k = 0; k < B; ++k) {
     const std::int64_t b = by_file[static_cast<std::size_t>(k)];
-    out_labels[b] = labels_[static_cast<std::size_t>(records[static_cast<std::size_t>(b)])];
+    const std::int64_t record = records[static_cast<std::size_t>(b)];
+    out_labels[b] = labels_[static_cast<std::size_t>(record)];
     const std::uint8_t* source = raw.data() + k * pixels;
+    if (augment.active()) {
+      augment_image(augment, epoch, record, H, W, C, source, augmented.data());
+      source = augmented.data();
+    }
     if (dtype == DType::f64) {
       normalise(table_f64_, C, H * W, source, batch.images.data<double>() + b * pixels);
     } else {

@@ -9,6 +9,7 @@
 
 #include "data/dataset_info.h"
 #include "data/h5.h"
+#include "data/image_augment.h"
 #include "data/row_gather.h"
 #include "models/model.h"
 
@@ -27,7 +28,9 @@ class ImageDataset {
 
   // Fills batch.images [B, C, H, W] (dtype f32 or f64) with the pixels of `records` (distinct
   // indices, in batch order) as (x / 255 - mean) / std per channel, and batch.labels i32 [B].
-  void read_batch(const std::vector<std::int64_t>& records, DType dtype, Batch& batch) const;
+  // With an active `augment`, each image is first transformed as drawn for (epoch, record).
+  void read_batch(const std::vector<std::int64_t>& records, DType dtype, Batch& batch,
+                  const ImageAugment& augment = {}, std::uint64_t epoch = 0) const;
 
  private:
   explicit ImageDataset(const h5::File& file);

@@ -94,7 +94,8 @@ bool Loader::Impl::produce(BatchPlanner& plans, LoaderState& at, StepBatches& ou
   for (const std::vector<std::int64_t>& records : plan.micro_batches) {
     Batch batch;
     if (images) {
-      images->read_batch(records, options.image_dtype, batch);
+      images->read_batch(records, options.image_dtype, batch, options.augment,
+                         static_cast<std::uint64_t>(at.epoch));
       out.local_targets += batch.size();
     } else {
       translation->read_batch(records, batch);

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "data/dataset_info.h"
+#include "data/image_augment.h"
 #include "models/model.h"
 
 namespace tr {
@@ -56,6 +57,7 @@ struct LoaderOptions {
   int dp_size = 1;
   int prefetch = 2;                // steps read ahead; 0 = read on demand, no thread
   DType image_dtype = DType::f32;  // dtype of Batch::images
+  ImageAugment augment;            // images: training-time flips and shifts (none by default)
   std::int64_t max_len = 0;        // translation: longest src+eos / bos+tgt allowed; 0 = any
   bool drop_last = false;          // evaluation: false keeps a short final batch, no wrap
   std::int64_t sort_window = 0;    // token batching: records sorted by length together;

@@ -45,6 +45,8 @@ struct DataSection {
   std::string batching = "sentences";  // sentences | tokens (translation only)
   std::int64_t max_tokens = 4096;      // padded tokens per micro-batch (token batching)
   std::int64_t prefetch = 2;           // steps read ahead; 0 = read on demand
+  bool augment_flip = false;           // images: random horizontal flips in training
+  std::int64_t augment_shift = 0;      // images: random shifts up to this many pixels
 };
 
 // The peak learning rate (`train.optimizer.lr` in YAML) lives in TrainSection::schedule.lr,

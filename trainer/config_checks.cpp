@@ -1,5 +1,6 @@
 // The checks of a RunConfig that involve more than one key, the data, the weights of
 // model.init or the world size. Per-key ranges come from the option table.
+#include <algorithm>
 #include <charconv>
 #include <functional>
 #include <limits>
@@ -147,7 +148,16 @@ void check_config_against_data(RunConfig& config, const DatasetInfo& train,
   if (m.type == "vit") {
     check_images(config, "data.train", train);
     if (valid) check_images(config, "data.valid", *valid);
+    if (config.data.augment_shift >= std::min(train.height, train.width))
+      throw UserError("data.augment_shift: " + str(config.data.augment_shift) +
+                      " moves every pixel out of " + dataset_name("data.train", train) + "'s " +
+                      str(train.height) + "x" + str(train.width) +
+                      " images; expected less than their side");
   } else {
+    if (config.data.augment_flip || config.data.augment_shift > 0)
+      throw UserError(std::string("data.") +
+                      (config.data.augment_flip ? "augment_flip" : "augment_shift") +
+                      ": augmentation applies to images, but model.type is " + m.type);
     if (m.vocab_size == 0) m.vocab_size = train.vocab_size;
     if (m.vocab_size != train.vocab_size)
       throw UserError("model.vocab_size: " + str(m.vocab_size) + " does not match " +

@@ -383,6 +383,11 @@ std::vector<Option> make_options() {
               "Padded tokens per micro-batch under token batching; at least model.max_len."),
       integer("data.prefetch", TR_FIELD(data.prefetch), 0, 1024,
               "Steps the loader thread reads ahead; 0 = read on demand."),
+      boolean("data.augment_flip", TR_FIELD(data.augment_flip),
+              "Images: mirror each training image left-right with probability 1/2."),
+      integer("data.augment_shift", TR_FIELD(data.augment_shift), 0, 64,
+              "Images: shift each training image by up to this many pixels in x and y "
+              "(zero padding); 0 = none."),
 
       // ---- train ----
       integer("train.steps", TR_FIELD(train.steps), 0, kNoLimit,

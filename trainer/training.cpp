@@ -93,6 +93,7 @@ LoaderOptions train_loader_options(const RunConfig& c, int dp_rank, int dp_size)
   lo.prefetch = static_cast<int>(c.data.prefetch);
   lo.max_len = c.model.type == "encoder_decoder" ? c.model.max_len : 0;
   lo.drop_last = true;  // the training stream: epochs wrap, partial final steps are skipped
+  lo.augment = ImageAugment{c.data.augment_flip, c.data.augment_shift, c.run.seed};
   return lo;
 }
 

@@ -295,6 +295,14 @@ TEST_F(BadInputs, ChannelsDisagreeWithData) {
   expect_refused_vit("--set model.channels=3", {"model.channels", "images.h5"});
 }
 
+TEST_F(BadInputs, ImageAugmentationOnTranslationData) {
+  expect_refused_seq("--set data.augment_flip=true", {"data.augment_flip", "encoder_decoder"});
+}
+
+TEST_F(BadInputs, ShiftLargerThanTheImages) {
+  expect_refused_vit("--set data.augment_shift=40", {"data.augment_shift", "images.h5"});
+}
+
 TEST_F(BadInputs, ClassesDisagreeWithData) {
   expect_refused_vit("--set model.num_classes=10", {"model.num_classes", "images.h5"});
 }
