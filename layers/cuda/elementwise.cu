@@ -83,18 +83,35 @@ __global__ void dropout_add_kernel(float* out, const float* skip, const float* i
   TR_GRID_STRIDE(i, n) out[i] = skip[i] + (keep[i] ? in[i] * scale : 0.0f);
 }
 
-__global__ void adamw_kernel(float* param, const float* grad, float* m, float* v, i64 n, float lr,
-                             float beta1, float beta2, float eps, float decay, float step_size,
-                             float inv_sqrt_bc2) {
+// The CPU kernel's operations in its order (torch's): the same constants from the host, so
+// the two devices differ by rounding of fused multiply-adds at most.
+__global__ void adamw_kernel(float* param, const float* grad, float* m, float* v, i64 n,
+                             float beta1, float beta2, float eps, float decay_factor,
+                             float one_minus_b1, float one_minus_b2, float neg_step_size,
+                             float bias_correction2_sqrt) {
   TR_GRID_STRIDE(i, n) {
     const float g = grad[i];
-    float p = param[i] * decay;
-    const float mi = beta1 * m[i] + (1.0f - beta1) * g;
-    const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+    const float p = param[i] * decay_factor;
+    const float mi = m[i] * beta1 + one_minus_b1 * g;
+    const float vi = v[i] * beta2 + one_minus_b2 * g * g;
     m[i] = mi;
     v[i] = vi;
-    p -= step_size * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
-    param[i] = p;
+    const float denom = sqrtf(vi) / bias_correction2_sqrt + eps;
+    param[i] = p + neg_step_size * (mi / denom);
+  }
+}
+
+// SGD with momentum as cpu::sgd_update (dampening 0, not Nesterov).
+__global__ void sgd_kernel(float* param, const float* grad, float* buf, i64 n, float neg_lr,
+                           float momentum, float weight_decay, bool first_step) {
+  TR_GRID_STRIDE(i, n) {
+    const float g = grad[i] + weight_decay * param[i];
+    float d = g;
+    if (buf) {
+      d = first_step ? g : momentum * buf[i] + g;
+      buf[i] = d;
+    }
+    param[i] += neg_lr * d;
   }
 }
 
@@ -196,14 +213,20 @@ void dropout_add(float* out, const float* skip, const float* in, const std::uint
 
 void adamw_update(float* param, const float* grad, float* m, float* v, i64 n, float lr, float beta1,
                   float beta2, float eps, float weight_decay, i64 step) {
-  // Bias corrections in double on the host, as torch.optim computes them.
-  const double bc1 = 1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step));
-  const double bc2 = 1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step));
-  const float step_size = static_cast<float>(lr / bc1);
-  const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
-  const float decay = 1.0f - lr * weight_decay;
-  TR_LAUNCH(adamw_kernel, n, param, grad, m, v, n, lr, beta1, beta2, eps, decay, step_size,
-            inv_sqrt_bc2);
+  // Constants exactly as cpu::adamw_update computes them (double on the host).
+  const double lr_d = lr, b1 = beta1, b2 = beta2;
+  const float decay_factor = static_cast<float>(1.0 - lr_d * static_cast<double>(weight_decay));
+  const double bc1 = 1.0 - std::pow(b1, static_cast<double>(step));
+  const double bc2 = 1.0 - std::pow(b2, static_cast<double>(step));
+  TR_LAUNCH(adamw_kernel, n, param, grad, m, v, n, beta1, beta2, eps, decay_factor,
+            static_cast<float>(1.0 - b1), static_cast<float>(1.0 - b2),
+            static_cast<float>(-(lr_d / bc1)), static_cast<float>(std::sqrt(bc2)));
+}
+
+void sgd_update(float* param, const float* grad, float* momentum_buf, i64 n, float lr,
+                float momentum, float weight_decay, bool first_step) {
+  TR_LAUNCH(sgd_kernel, n, param, grad, momentum == 0.0f ? nullptr : momentum_buf, n, -lr, momentum,
+            weight_decay, first_step);
 }
 
 void embedding_forward(float* out, const std::int32_t* ids, const float* table, i64 N, i64 d,

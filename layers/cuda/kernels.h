@@ -93,6 +93,8 @@ void dropout_add(float* out, const float* skip, const float* in, const std::uint
 // ---- optimizer updates ------------------------------------------------------------------
 void adamw_update(float* param, const float* grad, float* m, float* v, i64 n, float lr, float beta1,
                   float beta2, float eps, float weight_decay, i64 step);
+void sgd_update(float* param, const float* grad, float* momentum_buf, i64 n, float lr,
+                float momentum, float weight_decay, bool first_step);
 
 // ---- reductions ---------------------------------------------------------------------------
 // Sum of squares in double, fixed order; returned to the host (synchronises).

@@ -30,6 +30,11 @@ inline std::vector<float> random_floats(std::int64_t n, std::uint32_t seed, floa
   return v;
 }
 
+// n NaNs: the initial contents of every output a kernel overwrites.
+inline std::vector<float> poison(std::int64_t n) {
+  return std::vector<float>(static_cast<std::size_t>(n), NAN);
+}
+
 template <typename T>
 Tensor host_tensor(const std::vector<T>& values, const Shape& shape) {
   Tensor t = Tensor::empty(shape, dtype_of<T>());
@@ -49,13 +54,16 @@ std::vector<T> to_host_vector(const Tensor& t) {
 }
 
 // max |a - b| / max(|b|, floor): relative error against the reference b, with a floor so that
-// values near zero are compared absolutely.
+// values near zero are compared absolutely. Infinite where any element is NaN: outputs start
+// poisoned with NaN (poison()), so an element the kernel did not write fails.
 inline double max_rel_error(const std::vector<float>& a, const std::vector<float>& b,
                             double floor = 1.0) {
+  if (a.size() != b.size()) return INFINITY;
   double worst = 0;
   for (std::size_t i = 0; i < a.size(); ++i) {
     const double d = std::abs(static_cast<double>(a[i]) - b[i]);
-    worst = std::max(worst, d / std::max(std::abs(static_cast<double>(b[i])), floor));
+    const double e = d / std::max(std::abs(static_cast<double>(b[i])), floor);
+    if (!(e <= worst)) worst = std::isnan(e) ? INFINITY : e;  // NaN (unwritten output) fails
   }
   return worst;
 }

@@ -14,15 +14,16 @@ namespace tr {
 namespace {
 
 using gpu_test::max_rel_error;
+using gpu_test::poison;
 using gpu_test::random_floats;
 using i64 = std::int64_t;
 using F = std::vector<float>;
 
 constexpr double kTol = 1e-5;
 
-// n zeros (a function, not `F(n)`: a declaration `Dev<float> out(F(n))` would parse as a
-// function declaration).
-template <typename T = float>
+// n zeros. Outputs are made with poison(n) and zeros(n), functions: a declaration
+// `Dev<float> out(F(n))` would parse as a function declaration.
+template <typename T>
 std::vector<T> zeros(i64 n) {
   return std::vector<T>(static_cast<std::size_t>(n));
 }
@@ -62,7 +63,7 @@ TEST_F(CudaKernels, GemmBiasEpilogue) {
   F ref(M * N);
   cpu::bias_fill(ref.data(), bias.data(), M, N);
   cpu::gemm<float>(false, true, M, N, K, 1.0f, a.data(), K, w.data(), K, 1.0f, ref.data(), N);
-  Dev<float> da(a), dw(w), db(bias), dc(zeros(M * N));
+  Dev<float> da(a), dw(w), db(bias), dc(poison(M * N));
   cuda::gemm_bias(false, true, M, N, K, da.p(), K, dw.p(), K, db.p(), dc.p(), N);
   EXPECT_LE(max_rel_error(dc.get(), ref), kTol);
 }
@@ -80,7 +81,7 @@ TEST_F(CudaKernels, GemmBf16) {
   auto bits = [](const Tensor& t) { return static_cast<cuda::bf16*>(t.raw()); };
   cuda::f32_to_bf16(bits(ha), fa.p(), M * K);
   cuda::f32_to_bf16(bits(hb), fb.p(), K * N);
-  Dev<float> ra(zeros(a.size())), rb(zeros(b.size())), out(zeros(M * N));
+  Dev<float> ra(poison(a.size())), rb(poison(b.size())), out(poison(M * N));
   cuda::bf16_to_f32(ra.p(), bits(ha), M * K);
   cuda::bf16_to_f32(rb.p(), bits(hb), K * N);
   const F a16 = ra.get(), b16 = rb.get();
@@ -95,7 +96,7 @@ TEST_F(CudaKernels, GemmBf16) {
 TEST_F(CudaKernels, Elementwise) {
   const i64 rows = 33, cols = 70, n = rows * cols;
   const F x = random_floats(n, 9, -3, 3), y = random_floats(n, 10), bias = random_floats(cols, 11);
-  Dev<float> dx(x), dy(y), db(bias), out(zeros(n));
+  Dev<float> dx(x), dy(y), db(bias), out(poison(n));
   F ref(n);
 
   cpu::bias_add(ref.data(), x.data(), bias.data(), rows, cols);
@@ -128,7 +129,7 @@ TEST_F(CudaKernels, Elementwise) {
 TEST_F(CudaKernels, Activations) {
   const i64 n = 4099;
   const F x = random_floats(n, 12, -5, 5), g = random_floats(n, 13);
-  Dev<float> dx(x), dg(g), out(zeros(n)), din(zeros(n));
+  Dev<float> dx(x), dg(g), out(poison(n)), din(poison(n));
   F ref(n), dref(n);
   cpu::gelu_forward(ref.data(), x.data(), n);
   cuda::gelu_forward(out.p(), dx.p(), n);
@@ -153,7 +154,7 @@ TEST_F(CudaKernels, LayerNormForwardBackward) {
   F y(rows * cols), mean(rows), rstd(rows);
   cpu::layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), rows,
                          cols, 1e-5f);
-  Dev<float> dx(x), dw(w), db(b), dy(zeros(rows * cols)), dmean(zeros(rows)), drstd(zeros(rows));
+  Dev<float> dx(x), dw(w), db(b), dy(poison(rows * cols)), dmean(poison(rows)), drstd(poison(rows));
   cuda::layernorm_forward(dy.p(), dmean.p(), drstd.p(), dx.p(), dw.p(), db.p(), rows, cols, 1e-5f);
   EXPECT_LE(max_rel_error(dy.get(), y), kTol);
   EXPECT_LE(max_rel_error(dmean.get(), mean), kTol);
@@ -164,7 +165,7 @@ TEST_F(CudaKernels, LayerNormForwardBackward) {
     cpu::layernorm_backward(din.data(), dwr.data(), dbr.data(), g.data(), x.data(), w.data(),
                             mean.data(), rstd.data(), rows, cols,
                             with_residual ? res.data() : nullptr);
-    Dev<float> ddin(zeros(rows * cols)), ddw(w), ddb(b), dg(g), dres(res);
+    Dev<float> ddin(poison(rows * cols)), ddw(w), ddb(b), dg(g), dres(res);
     cuda::layernorm_backward(ddin.p(), ddw.p(), ddb.p(), dg.p(), dx.p(), dw.p(), dmean.p(),
                              drstd.p(), rows, cols, with_residual ? dres.p() : nullptr);
     EXPECT_LE(max_rel_error(ddin.get(), din), kTol) << "residual " << with_residual;
@@ -179,7 +180,7 @@ TEST_F(CudaKernels, SoftmaxForwardBackward) {
   F y(rows * cols), din(rows * cols);
   cpu::softmax_forward(y.data(), x.data(), rows, cols);
   cpu::softmax_backward(din.data(), g.data(), y.data(), rows, cols);
-  Dev<float> dx(x), dg(g), dy(zeros(rows * cols)), ddin(zeros(rows * cols));
+  Dev<float> dx(x), dg(g), dy(poison(rows * cols)), ddin(poison(rows * cols));
   cuda::softmax_forward(dy.p(), dx.p(), rows, cols);
   cuda::softmax_backward(ddin.p(), dg.p(), dy.p(), rows, cols);
   EXPECT_LE(max_rel_error(dy.get(), y), kTol);
@@ -203,8 +204,9 @@ TEST_F(CudaKernels, AttentionForwardBackward) {
       cpu::attention_backward(dq.data(), dk.data(), dv.data(), scratch.data(), g.data(),
                               probs.data(), q.data(), k.data(), v.data(),
                               drop ? keep.data() : nullptr, ks, B, H, Tq, Tk, Dh);
-      Dev<float> dq_(q), dk_(k), dv_(v), dg(g), dout(out), dprobs(probs), ddq(q), ddk(k), ddv(v),
-          dscratch(scratch);
+      Dev<float> dq_(q), dk_(k), dv_(v), dg(g), dout(poison(out.size())),
+          dprobs(poison(probs.size())), ddq(poison(q.size())), ddk(poison(k.size())),
+          ddv(poison(v.size())), dscratch(poison(scratch.size()));
       Dev<std::int32_t> dlen(kv_len);
       Dev<std::uint8_t> dkeep(keep);
       cuda::attention_forward(dout.p(), dprobs.p(), dq_.p(), dk_.p(), dv_.p(), dlen.p(),
@@ -229,7 +231,7 @@ TEST_F(CudaKernels, EmbeddingGatherScatter) {
   F out(N * d), dtable = table;
   cpu::embedding_forward(out.data(), ids.data(), table.data(), N, d, 2.5f);
   cpu::embedding_backward_accumulate(dtable.data(), ids.data(), g.data(), N, d, 2.5f);
-  Dev<float> dt(table), dg(g), dout(zeros(N * d)), ddt(table);
+  Dev<float> dt(table), dg(g), dout(poison(N * d)), ddt(table);
   Dev<std::int32_t> did(ids);
   cuda::embedding_forward(dout.p(), did.p(), dt.p(), N, d, 2.5f);
   cuda::embedding_backward_accumulate(ddt.p(), did.p(), dg.p(), N, d, 2.5f);
@@ -248,7 +250,7 @@ TEST_F(CudaKernels, CrossEntropyWithSmoothingAndIgnoreIndex) {
                                                   targets.data(), N, V, 0.1f, -100);
   cpu::cross_entropy_backward(dlogits.data(), logits.data(), lse.data(), targets.data(), N, V, 0.1f,
                               -100, 1.0f / 11);
-  Dev<float> dl(logits), dloss(zeros(N)), dlse(zeros(N)), dd(zeros(N * V));
+  Dev<float> dl(logits), dloss(poison(N)), dlse(poison(N)), dd(poison(N * V));
   Dev<std::int32_t> dt(targets);
   const double dtotal =
       cuda::cross_entropy_forward(dloss.p(), dlse.p(), dl.p(), dt.p(), N, V, 0.1f, -100);
@@ -264,7 +266,7 @@ TEST_F(CudaKernels, DropoutMaskIsBitIdenticalToTheCpu) {
     const i64 n = 1001;
     std::vector<std::uint8_t> ref(n);
     cpu::dropout_mask(ref.data(), n, 0.3f, 1234, 77, offset);
-    Dev<std::uint8_t> keep(zeros<std::uint8_t>(n));
+    Dev<std::uint8_t> keep(std::vector<std::uint8_t>(n, 2));  // poison: neither 0 nor 1
     cuda::dropout_mask(keep.p(), n, 0.3f, 1234, 77, offset);
     EXPECT_EQ(keep.get(), ref) << "offset " << offset;
   }
@@ -275,7 +277,7 @@ TEST_F(CudaKernels, DropoutMaskIsBitIdenticalToTheCpu) {
   F out(n), out_add(n);
   cpu::dropout_apply(out.data(), x.data(), keep.data(), 2.0f, n);
   cpu::dropout_add(out_add.data(), s.data(), x.data(), keep.data(), 2.0f, n);
-  Dev<float> dx(x), ds(s), dout(zeros(n)), dadd(zeros(n));
+  Dev<float> dx(x), ds(s), dout(poison(n)), dadd(poison(n));
   Dev<std::uint8_t> dk(keep);
   cuda::dropout_apply(dout.p(), dx.p(), dk.p(), 2.0f, n);
   cuda::dropout_add(dadd.p(), ds.p(), dx.p(), dk.p(), 2.0f, n);
@@ -297,6 +299,21 @@ TEST_F(CudaKernels, AdamWSteps) {
   EXPECT_LE(max_rel_error(dp.get(), p), kTol);
   EXPECT_LE(max_rel_error(dm.get(), m, 1e-3), kTol);
   EXPECT_LE(max_rel_error(dv.get(), v, 1e-6), kTol);
+}
+
+TEST_F(CudaKernels, SgdSteps) {
+  const i64 n = 3000;
+  for (float momentum : {0.0f, 0.9f}) {
+    F p = random_floats(n, 50), buf = zeros<float>(n);
+    Dev<float> dp(p), dbuf(buf);
+    for (int step = 0; step < 3; ++step) {
+      const F g = random_floats(n, 51 + static_cast<std::uint32_t>(step));
+      cpu::sgd_update(p.data(), g.data(), buf.data(), n, 0.1f, momentum, 1e-3f, step == 0);
+      Dev<float> dg(g);
+      cuda::sgd_update(dp.p(), dg.p(), dbuf.p(), n, 0.1f, momentum, 1e-3f, step == 0);
+    }
+    EXPECT_LE(max_rel_error(dp.get(), p), kTol) << "momentum " << momentum;
+  }
 }
 
 TEST_F(CudaKernels, SumSquares) {
