@@ -73,6 +73,12 @@ void embedding_forward(float* out, const std::int32_t* ids, const float* table, 
 void embedding_backward_accumulate(float* dtable, const std::int32_t* ids, const float* dout, i64 N,
                                    i64 d, float scale);
 
+// Vocabulary-parallel lookups, as cpu::embedding_forward_shard / _backward_shard_accumulate.
+void embedding_forward_shard(float* out, const std::int32_t* ids, const float* table, i64 N, i64 d,
+                             i64 first, i64 V_local, float scale);
+void embedding_backward_shard_accumulate(float* dtable, const std::int32_t* ids, const float* dout,
+                                         i64 N, i64 d, i64 first, i64 V_local, float scale);
+
 // ---- cross entropy ----------------------------------------------------------------------
 // Returns the summed loss (double, row order, on the host: synchronises).
 double cross_entropy_forward(float* loss, float* logsumexp, const float* logits,
@@ -81,6 +87,15 @@ double cross_entropy_forward(float* loss, float* logsumexp, const float* logits,
 void cross_entropy_backward(float* dlogits, const float* logits, const float* logsumexp,
                             const std::int32_t* targets, i64 N, i64 V, float eps,
                             std::int32_t ignore_index, float scale);
+
+// Vocabulary-parallel passes, as cpu::ce_shard_* (row statistics in double).
+void ce_shard_max(double* row_max, const float* logits, i64 N, i64 V_local, i64 valid);
+void ce_shard_sums(double* sums, const float* logits, const std::int32_t* targets,
+                   const double* row_max, i64 N, i64 V_local, i64 valid, i64 first,
+                   std::int32_t ignore_index);
+void ce_shard_backward(float* dlogits, const float* logits, const double* logsumexp,
+                       const std::int32_t* targets, i64 N, i64 V_local, i64 valid, i64 first, i64 V,
+                       float eps, std::int32_t ignore_index, float scale);
 
 // ---- dropout ------------------------------------------------------------------------------
 // The same Philox counters as cpu::dropout_mask: bit-identical masks on both devices.

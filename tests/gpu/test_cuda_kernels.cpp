@@ -261,6 +261,49 @@ TEST_F(CudaKernels, CrossEntropyWithSmoothingAndIgnoreIndex) {
   EXPECT_LE(max_rel_error(dd.get(), dlogits, 1e-3), kTol);
 }
 
+// A rank's shard: full vocabulary 50, this rank holds columns [20, 38) padded to 20.
+TEST_F(CudaKernels, VocabularyParallelShards) {
+  const i64 N = 12, d = 24, V = 50, first = 20, valid = 18, V_local = 20;
+  std::vector<std::int32_t> ids(N);
+  for (i64 n = 0; n < N; ++n) ids[n] = static_cast<std::int32_t>((n * 13) % V);  // in and out
+  const F table = random_floats(V_local * d, 60), g = random_floats(N * d, 61);
+  F out(N * d), dtable = table;
+  cpu::embedding_forward_shard(out.data(), ids.data(), table.data(), N, d, first, V_local, 1.5f);
+  cpu::embedding_backward_shard_accumulate(dtable.data(), ids.data(), g.data(), N, d, first,
+                                           V_local, 1.5f);
+  Dev<float> dt(table), dg(g), dout(poison(N * d)), ddt(table);
+  Dev<std::int32_t> did(ids);
+  cuda::embedding_forward_shard(dout.p(), did.p(), dt.p(), N, d, first, V_local, 1.5f);
+  cuda::embedding_backward_shard_accumulate(ddt.p(), did.p(), dg.p(), N, d, first, V_local, 1.5f);
+  EXPECT_EQ(dout.get(), out);
+  EXPECT_LE(max_rel_error(ddt.get(), dtable), kTol);
+
+  const F logits = random_floats(N * V_local, 62, -5, 5);
+  std::vector<std::int32_t> targets(N);
+  for (i64 n = 0; n < N; ++n) targets[n] = static_cast<std::int32_t>((n * 7) % V);
+  targets[2] = -100;
+  std::vector<double> row_max(N), sums(3 * N), lse(N);
+  cpu::ce_shard_max(row_max.data(), logits.data(), N, V_local, valid);
+  cpu::ce_shard_sums(sums.data(), logits.data(), targets.data(), row_max.data(), N, V_local, valid,
+                     first, -100);
+  for (i64 n = 0; n < N; ++n) lse[n] = row_max[n] + std::log(sums[n] + 1e-3);  // any lse
+  F dlogits(N * V_local);
+  cpu::ce_shard_backward(dlogits.data(), logits.data(), lse.data(), targets.data(), N, V_local,
+                         valid, first, V, 0.1f, -100, 0.25f);
+  Dev<float> dl(logits), dd(poison(N * V_local));
+  Dev<std::int32_t> dtg(targets);
+  Dev<double> dmax(std::vector<double>(N, NAN)), dsums(std::vector<double>(3 * N, NAN)), dlse(lse);
+  cuda::ce_shard_max(dmax.p(), dl.p(), N, V_local, valid);
+  cuda::ce_shard_sums(dsums.p(), dl.p(), dtg.p(), dmax.p(), N, V_local, valid, first, -100);
+  cuda::ce_shard_backward(dd.p(), dl.p(), dlse.p(), dtg.p(), N, V_local, valid, first, V, 0.1f,
+                          -100, 0.25f);
+  EXPECT_EQ(dmax.get(), row_max);
+  const std::vector<double> got = dsums.get();
+  for (i64 i = 0; i < 3 * N; ++i)
+    EXPECT_NEAR(got[i], sums[i], 1e-12 * std::max(1.0, std::abs(sums[i]))) << "sums " << i;
+  EXPECT_LE(max_rel_error(dd.get(), dlogits, 1e-3), kTol);
+}
+
 TEST_F(CudaKernels, DropoutMaskIsBitIdenticalToTheCpu) {
   for (std::uint64_t offset : {0ull, 3ull, (1ull << 40) + 5}) {
     const i64 n = 1001;
