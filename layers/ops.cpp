@@ -1,6 +1,12 @@
 #include "layers/ops.h"
 
+#include <initializer_list>
+
 #include "layers/cpu/kernels.h"
+
+#ifdef TR_HAVE_CUDA
+#include "layers/cuda/kernels.h"
+#endif
 
 namespace tr::ops {
 
@@ -9,7 +15,7 @@ namespace {
 // Runs `body` with T bound to the C++ type of a floating dtype, on the CPU.
 template <typename Body>
 void dispatch_float(const Tensor& t, Body&& body) {
-  TR_CHECK(t.device() == Device::cpu, "this op has no CUDA kernel in this build");
+  TR_CHECK(t.device() == Device::cpu, "this op has no CUDA kernel");
   switch (t.dtype()) {
     case DType::f32: body(float{}); return;
     case DType::f64: body(double{}); return;
@@ -22,6 +28,33 @@ void check_same(const Tensor& a, const Tensor& b, const char* what) {
                                        " and " + shape_string(b.shape()) + " differ");
   TR_CHECK(a.dtype() == b.dtype(), std::string(what) + ": dtypes differ");
 }
+
+#ifdef TR_HAVE_CUDA
+// True when the op runs on CUDA: `t` (the op's leading operand) is a CUDA tensor, then f32 (the
+// CUDA set has no fp64), and every other defined operand lives there too.
+bool on_cuda(const Tensor& t, std::initializer_list<const Tensor*> others = {}) {
+  if (t.device() != Device::cuda) return false;
+  TR_CHECK(t.dtype() == DType::f32, std::string("CUDA op on a ") + dtype_name(t.dtype()) +
+                                        " tensor (the CUDA kernels are f32)");
+  for (const Tensor* o : others)
+    TR_CHECK(!o->defined() || o->device() == Device::cuda, "CUDA op with an operand on the CPU");
+  return true;
+}
+template <typename T = float>
+T* dev(const Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
+}
+// The CUDA branch of an op: runs the statements and returns when `t` is a CUDA tensor.
+#define TR_CUDA_OP(t, others, ...) \
+  if (on_cuda(t, others)) {        \
+    __VA_ARGS__;                   \
+    return;                        \
+  }
+#else
+#define TR_CUDA_OP(t, others, ...)
+#endif
+#define TR_OPERANDS(...) \
+  { __VA_ARGS__ }
 
 std::int64_t rows_of(const Tensor& x) {
   return x.numel() / x.dim(-1);
@@ -40,6 +73,12 @@ void linear_forward(Tensor& y, const Tensor& x, const Tensor& weight, const Tens
   TR_CHECK(x.dim(-1) == in, "linear: input " + shape_string(x.shape()) + " vs weight " +
                                 shape_string(weight.shape()));
   ensure_shape(y, with_last(x.shape(), out), x.dtype(), x.device());
+  // cuBLASLt's bias epilogue adds the bias in the GEMM's own pass.
+  TR_CUDA_OP(x, TR_OPERANDS(&weight, &bias, &y),
+             bias.defined() ? cuda::gemm_bias(false, true, N, out, in, dev(x), in, dev(weight), in,
+                                              dev(bias), dev(y), out)
+                            : cuda::gemm(false, true, N, out, in, 1.0f, dev(x), in, dev(weight), in,
+                                         0.0f, dev(y), out))
   dispatch_float(x, [&](auto tag) {
     using T = decltype(tag);
     // With a bias, y starts as the broadcast bias and the GEMM adds the product (beta = 1):
@@ -54,6 +93,13 @@ void linear_backward(Tensor* dx, Tensor& dweight, Tensor* dbias, const Tensor& d
                      const Tensor& weight) {
   const std::int64_t in = weight.dim(1), out = weight.dim(0), N = rows_of(x);
   TR_CHECK(dy.dim(-1) == out && rows_of(dy) == N, "linear backward: dy shape");
+  if (dx) ensure_shape(*dx, x.shape(), x.dtype(), x.device());
+  TR_CUDA_OP(
+      x, TR_OPERANDS(&weight, &dy, &dweight),
+      if (dx) cuda::gemm(false, false, N, in, out, 1.0f, dev(dy), out, dev(weight), in, 0.0f,
+                         dev(*dx), in);
+      cuda::gemm(true, false, out, in, N, 1.0f, dev(dy), out, dev(x), in, 1.0f, dev(dweight), in);
+      if (dbias && dbias->defined()) cuda::bias_backward_accumulate(dev(*dbias), dev(dy), N, out))
   dispatch_float(x, [&](auto tag) {
     using T = decltype(tag);
     if (dx) {
@@ -73,6 +119,12 @@ void linear_backward_accumulate(Tensor& dx_sum, Tensor& dweight, Tensor* dbias, 
   const std::int64_t in = weight.dim(1), out = weight.dim(0), N = rows_of(x);
   TR_CHECK(dy.dim(-1) == out && rows_of(dy) == N, "linear backward: dy shape");
   check_same(dx_sum, x, "linear backward_accumulate: dx_sum vs x");
+  TR_CUDA_OP(
+      x, TR_OPERANDS(&weight, &dy, &dweight, &dx_sum),
+      cuda::gemm(false, false, N, in, out, 1.0f, dev(dy), out, dev(weight), in, 1.0f, dev(dx_sum),
+                 in);
+      cuda::gemm(true, false, out, in, N, 1.0f, dev(dy), out, dev(x), in, 1.0f, dev(dweight), in);
+      if (dbias && dbias->defined()) cuda::bias_backward_accumulate(dev(*dbias), dev(dy), N, out))
   dispatch_float(x, [&](auto tag) {
     using T = decltype(tag);
     cpu::gemm<T>(false, false, N, in, out, T(1), dy.data<T>(), out, weight.data<T>(), in, T(1),
@@ -90,6 +142,9 @@ void layernorm_forward(Tensor& y, Tensor& mean, Tensor& rstd, const Tensor& x, c
   ensure_shape(y, x.shape(), x.dtype(), x.device());
   ensure_shape(mean, {N}, x.dtype(), x.device());
   ensure_shape(rstd, {N}, x.dtype(), x.device());
+  TR_CUDA_OP(x, TR_OPERANDS(&weight, &bias),
+             cuda::layernorm_forward(dev(y), dev(mean), dev(rstd), dev(x), dev(weight), dev(bias),
+                                     N, C, static_cast<float>(eps)))
   dispatch_float(x, [&](auto tag) {
     using T = decltype(tag);
     cpu::layernorm_forward<T>(y.data<T>(), mean.data<T>(), rstd.data<T>(), x.data<T>(),
@@ -106,6 +161,10 @@ void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor
   // dx must not share the residual's buffer: rows are read and written in the same pass, which
   // is fine, but a caller's view of the residual would silently change.
   ensure_shape(dx, x.shape(), x.dtype(), x.device());
+  TR_CUDA_OP(
+      x, TR_OPERANDS(&dy, &weight, &mean, &rstd, &dweight, &dbias),
+      cuda::layernorm_backward(dev(dx), dev(dweight), dev(dbias), dev(dy), dev(x), dev(weight),
+                               dev(mean), dev(rstd), N, C, residual ? dev(*residual) : nullptr))
   dispatch_float(x, [&](auto tag) {
     using T = decltype(tag);
     cpu::layernorm_backward<T>(dx.data<T>(), dweight.data<T>(), dbias.data<T>(), dy.data<T>(),
@@ -116,6 +175,9 @@ void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor
 
 void activation_forward(Tensor& y, const Tensor& x, Activation act) {
   ensure_shape(y, x.shape(), x.dtype(), x.device());
+  TR_CUDA_OP(x, TR_OPERANDS(),
+             act == Activation::gelu ? cuda::gelu_forward(dev(y), dev(x), x.numel())
+                                     : cuda::relu_forward(dev(y), dev(x), x.numel()))
   dispatch_float(x, [&](auto tag) {
     using T = decltype(tag);
     if (act == Activation::gelu)
@@ -130,6 +192,10 @@ void activation_backward(Tensor& dx, const Tensor& dy, const Tensor& x, Activati
   check_same(dy, x, "activation backward");
   if (y.defined()) check_same(y, x, "activation backward: forward output");
   ensure_shape(dx, x.shape(), x.dtype(), x.device());
+  TR_CUDA_OP(x, TR_OPERANDS(&dy),
+             act == Activation::gelu
+                 ? cuda::gelu_backward(dev(dx), dev(dy), dev(x), x.numel(), dev(y))
+                 : cuda::relu_backward(dev(dx), dev(dy), dev(x), x.numel()))
   dispatch_float(x, [&](auto tag) {
     using T = decltype(tag);
     if (act == Activation::gelu)
@@ -144,6 +210,7 @@ void add(Tensor& out, const Tensor& a, const Tensor& b) {
   check_same(a, b, "add");
   if (!out.same_buffer(a) && !out.same_buffer(b))
     ensure_shape(out, a.shape(), a.dtype(), a.device());
+  TR_CUDA_OP(a, TR_OPERANDS(&b), cuda::add(dev(out), dev(a), dev(b), a.numel()))
   dispatch_float(a, [&](auto tag) {
     using T = decltype(tag);
     cpu::add<T>(out.data<T>(), a.data<T>(), b.data<T>(), a.numel());
@@ -153,6 +220,7 @@ void add(Tensor& out, const Tensor& a, const Tensor& b) {
 void bias_add_inplace(Tensor& y, const Tensor& bias) {
   const std::int64_t C = y.dim(-1);
   TR_CHECK(bias.numel() == C && bias.dtype() == y.dtype(), "bias_add: bias shape");
+  TR_CUDA_OP(y, TR_OPERANDS(&bias), cuda::bias_add(dev(y), dev(y), dev(bias), rows_of(y), C))
   dispatch_float(y, [&](auto tag) {
     using T = decltype(tag);
     cpu::bias_add<T>(y.data<T>(), y.data<T>(), bias.data<T>(), rows_of(y), C);
@@ -161,6 +229,7 @@ void bias_add_inplace(Tensor& y, const Tensor& bias) {
 
 void add_accumulate(Tensor& out, const Tensor& a) {
   check_same(out, a, "add_accumulate");
+  TR_CUDA_OP(a, TR_OPERANDS(&out), cuda::add_accumulate(dev(out), dev(a), a.numel()))
   dispatch_float(a, [&](auto tag) {
     using T = decltype(tag);
     cpu::add_accumulate<T>(out.data<T>(), a.data<T>(), a.numel());
@@ -183,6 +252,10 @@ void attention_forward(Tensor& out, Tensor& probs, const Tensor& q, const Tensor
   ensure_shape(probs, {B, heads, Tq, Tk}, q.dtype(), q.device());
   const std::int32_t* lens = kv_len.defined() ? kv_len.data<std::int32_t>() : nullptr;
   const std::uint8_t* keep = keep_mask.defined() ? keep_mask.data<std::uint8_t>() : nullptr;
+  TR_CUDA_OP(q, TR_OPERANDS(&k, &v, &kv_len, &keep_mask),
+             cuda::attention_forward(dev(out), dev(probs), dev(q), dev(k), dev(v), lens, keep,
+                                     static_cast<float>(keep_scale), B, heads, Tq, Tk, Dh, causal,
+                                     q_offset))
   dispatch_float(q, [&](auto tag) {
     using T = decltype(tag);
     cpu::attention_forward<T>(out.data<T>(), probs.data<T>(), q.data<T>(), k.data<T>(), v.data<T>(),
@@ -200,6 +273,10 @@ void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, Tensor& scratch, con
   ensure_shape(dv, v.shape(), v.dtype(), v.device());
   ensure_shape(scratch, {B, heads, Tq, Tk}, q.dtype(), q.device());
   const std::uint8_t* keep = keep_mask.defined() ? keep_mask.data<std::uint8_t>() : nullptr;
+  TR_CUDA_OP(q, TR_OPERANDS(&k, &v, &dout, &probs, &keep_mask),
+             cuda::attention_backward(dev(dq), dev(dk), dev(dv), dev(scratch), dev(dout),
+                                      dev(probs), dev(q), dev(k), dev(v), keep,
+                                      static_cast<float>(keep_scale), B, heads, Tq, Tk, Dh))
   dispatch_float(q, [&](auto tag) {
     using T = decltype(tag);
     cpu::attention_backward<T>(dq.data<T>(), dk.data<T>(), dv.data<T>(), scratch.data<T>(),
@@ -213,6 +290,9 @@ void embedding_forward(Tensor& out, const Tensor& ids, const Tensor& table, doub
   Shape shape = ids.shape();
   shape.push_back(d);
   ensure_shape(out, shape, table.dtype(), table.device());
+  TR_CUDA_OP(table, TR_OPERANDS(&ids),
+             cuda::embedding_forward(dev(out), dev<std::int32_t>(ids), dev(table), ids.numel(), d,
+                                     static_cast<float>(scale)))
   dispatch_float(table, [&](auto tag) {
     using T = decltype(tag);
     cpu::embedding_forward<T>(out.data<T>(), ids.data<std::int32_t>(), table.data<T>(), ids.numel(),
@@ -224,6 +304,9 @@ void embedding_backward_accumulate(Tensor& dtable, const Tensor& ids, const Tens
                                    double scale) {
   const std::int64_t d = dtable.dim(1);
   TR_CHECK(dout.numel() == ids.numel() * d, "embedding backward: dout shape");
+  TR_CUDA_OP(dtable, TR_OPERANDS(&ids, &dout),
+             cuda::embedding_backward_accumulate(dev(dtable), dev<std::int32_t>(ids), dev(dout),
+                                                 ids.numel(), d, static_cast<float>(scale)))
   dispatch_float(dtable, [&](auto tag) {
     using T = decltype(tag);
     cpu::embedding_backward_accumulate<T>(dtable.data<T>(), ids.data<std::int32_t>(),
@@ -237,6 +320,10 @@ void embedding_forward_shard(Tensor& out, const Tensor& ids, const Tensor& table
   Shape shape = ids.shape();
   shape.push_back(d);
   ensure_shape(out, shape, table.dtype(), table.device());
+  TR_CUDA_OP(
+      table, TR_OPERANDS(&ids),
+      cuda::embedding_forward_shard(dev(out), dev<std::int32_t>(ids), dev(table), ids.numel(), d,
+                                    first, table.dim(0), static_cast<float>(scale)))
   dispatch_float(table, [&](auto tag) {
     using T = decltype(tag);
     cpu::embedding_forward_shard<T>(out.data<T>(), ids.data<std::int32_t>(), table.data<T>(),
@@ -248,6 +335,10 @@ void embedding_backward_shard_accumulate(Tensor& dtable, const Tensor& ids, cons
                                          double scale, std::int64_t first) {
   const std::int64_t d = dtable.dim(1);
   TR_CHECK(dout.numel() == ids.numel() * d, "embedding backward: dout shape");
+  TR_CUDA_OP(dtable, TR_OPERANDS(&ids, &dout),
+             cuda::embedding_backward_shard_accumulate(dev(dtable), dev<std::int32_t>(ids),
+                                                       dev(dout), ids.numel(), d, first,
+                                                       dtable.dim(0), static_cast<float>(scale)))
   dispatch_float(dtable, [&](auto tag) {
     using T = decltype(tag);
     cpu::embedding_backward_shard_accumulate<T>(dtable.data<T>(), ids.data<std::int32_t>(),
@@ -259,7 +350,9 @@ void embedding_backward_shard_accumulate(Tensor& dtable, const Tensor& ids, cons
 void ce_shard_max(Tensor& row_max, const Tensor& logits, std::int64_t valid) {
   const std::int64_t V = logits.dim(-1), N = rows_of(logits);
   TR_CHECK(valid >= 0 && valid <= V, "ce_shard_max: valid columns");
-  ensure_shape(row_max, {N}, DType::f64);
+  ensure_shape(row_max, {N}, DType::f64, logits.device());
+  TR_CUDA_OP(logits, TR_OPERANDS(),
+             cuda::ce_shard_max(dev<double>(row_max), dev(logits), N, V, valid))
   dispatch_float(logits, [&](auto tag) {
     using T = decltype(tag);
     cpu::ce_shard_max<T>(row_max.data<double>(), logits.data<T>(), N, V, valid);
@@ -270,7 +363,10 @@ void ce_shard_sums(Tensor& sums, const Tensor& logits, const Tensor& targets, co
                    std::int64_t valid, std::int64_t first, std::int32_t ignore_index) {
   const std::int64_t V = logits.dim(-1), N = rows_of(logits);
   TR_CHECK(targets.numel() == N && row_max.numel() == N, "ce_shard_sums: rows");
-  ensure_shape(sums, {3, N}, DType::f64);
+  ensure_shape(sums, {3, N}, DType::f64, logits.device());
+  TR_CUDA_OP(logits, TR_OPERANDS(&targets, &row_max),
+             cuda::ce_shard_sums(dev<double>(sums), dev(logits), dev<std::int32_t>(targets),
+                                 dev<double>(row_max), N, V, valid, first, ignore_index))
   dispatch_float(logits, [&](auto tag) {
     using T = decltype(tag);
     cpu::ce_shard_sums<T>(sums.data<double>(), logits.data<T>(), targets.data<std::int32_t>(),
@@ -284,6 +380,11 @@ void ce_shard_backward(Tensor& dlogits, const Tensor& logits, const Tensor& logs
                        double scale) {
   const std::int64_t V = logits.dim(-1), N = rows_of(logits);
   ensure_shape(dlogits, logits.shape(), logits.dtype(), logits.device());
+  TR_CUDA_OP(logits, TR_OPERANDS(&logsumexp, &targets),
+             cuda::ce_shard_backward(dev(dlogits), dev(logits), dev<double>(logsumexp),
+                                     dev<std::int32_t>(targets), N, V, valid, first, vocab,
+                                     static_cast<float>(label_smoothing), ignore_index,
+                                     static_cast<float>(scale)))
   dispatch_float(logits, [&](auto tag) {
     using T = decltype(tag);
     cpu::ce_shard_backward<T>(dlogits.data<T>(), logits.data<T>(), logsumexp.data<double>(),
@@ -298,6 +399,15 @@ double cross_entropy_forward(Tensor& logsumexp, const Tensor& logits, const Tens
   TR_CHECK(targets.numel() == N, "cross entropy: targets vs logits rows");
   ensure_shape(logsumexp, {N}, logits.dtype(), logits.device());
   double total = 0;
+#ifdef TR_HAVE_CUDA
+  if (on_cuda(logits, {&targets})) {
+    Tensor per_row;
+    ensure_shape(per_row, {N}, logits.dtype(), logits.device());
+    return cuda::cross_entropy_forward(dev(per_row), dev(logsumexp), dev(logits),
+                                       dev<std::int32_t>(targets), N, V,
+                                       static_cast<float>(label_smoothing), ignore_index);
+  }
+#endif
   dispatch_float(logits, [&](auto tag) {
     using T = decltype(tag);
     Tensor per_row;  // pooled: no system allocation once warm
@@ -314,6 +424,10 @@ void cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const Tensor&
                             std::int32_t ignore_index, double scale) {
   const std::int64_t V = logits.dim(-1), N = rows_of(logits);
   ensure_shape(dlogits, logits.shape(), logits.dtype(), logits.device());
+  TR_CUDA_OP(logits, TR_OPERANDS(&logsumexp, &targets),
+             cuda::cross_entropy_backward(
+                 dev(dlogits), dev(logits), dev(logsumexp), dev<std::int32_t>(targets), N, V,
+                 static_cast<float>(label_smoothing), ignore_index, static_cast<float>(scale)))
   dispatch_float(logits, [&](auto tag) {
     using T = decltype(tag);
     cpu::cross_entropy_backward<T>(dlogits.data<T>(), logits.data<T>(), logsumexp.data<T>(),
@@ -346,6 +460,9 @@ void dropout_mask(Tensor& keep, const Shape& shape, double p, std::uint64_t seed
 void dropout_apply(Tensor& out, const Tensor& in, const Tensor& keep, double p) {
   TR_CHECK(keep.numel() == in.numel(), "dropout: mask size");
   if (!out.same_buffer(in)) ensure_shape(out, in.shape(), in.dtype(), in.device());
+  TR_CUDA_OP(in, TR_OPERANDS(&keep),
+             cuda::dropout_apply(dev(out), dev(in), dev<std::uint8_t>(keep),
+                                 static_cast<float>(1.0 / (1.0 - p)), in.numel()))
   dispatch_float(in, [&](auto tag) {
     using T = decltype(tag);
     cpu::dropout_apply<T>(out.data<T>(), in.data<T>(), keep.data<std::uint8_t>(),
@@ -357,6 +474,9 @@ void dropout_add(Tensor& out, const Tensor& skip, const Tensor& in, const Tensor
   check_same(skip, in, "dropout_add");
   TR_CHECK(keep.numel() == in.numel(), "dropout: mask size");
   if (!out.same_buffer(skip)) ensure_shape(out, in.shape(), in.dtype(), in.device());
+  TR_CUDA_OP(in, TR_OPERANDS(&skip, &keep),
+             cuda::dropout_add(dev(out), dev(skip), dev(in), dev<std::uint8_t>(keep),
+                               static_cast<float>(1.0 / (1.0 - p)), in.numel()))
   dispatch_float(in, [&](auto tag) {
     using T = decltype(tag);
     cpu::dropout_add<T>(out.data<T>(), skip.data<T>(), in.data<T>(), keep.data<std::uint8_t>(),
@@ -365,6 +485,9 @@ void dropout_add(Tensor& out, const Tensor& skip, const Tensor& in, const Tensor
 }
 
 double sum_squares(const Tensor& x) {
+#ifdef TR_HAVE_CUDA
+  if (on_cuda(x)) return cuda::sum_squares(dev(x), x.numel());
+#endif
   double s = 0;
   dispatch_float(x, [&](auto tag) {
     using T = decltype(tag);

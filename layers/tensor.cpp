@@ -5,6 +5,10 @@
 #include <cstring>
 #include <mutex>
 
+#ifdef TR_HAVE_CUDA
+#include "layers/cuda/runtime.h"
+#endif
+
 namespace tr {
 
 namespace {
@@ -15,6 +19,42 @@ std::mutex& pool_mutex() {
 constexpr std::size_t kAlignment = 64;  // a cache line, and enough for AVX-512 loads
 // Cached free memory above which a cache miss first releases the cache (see acquire).
 constexpr std::size_t kStaleCacheBytes = std::size_t{256} << 20;
+
+// The system allocation behind a pool miss, and its release. The CUDA pool caches device
+// blocks the same way as the host pool: cudaMalloc and cudaFree synchronise the device, so a
+// warm step must not call them.
+void* system_alloc(Device device, std::size_t bytes) {
+#ifdef TR_HAVE_CUDA
+  if (device == Device::cuda) return cuda::malloc_device(bytes);
+#endif
+  (void)device;
+  void* p = std::aligned_alloc(kAlignment, bytes);
+  if (!p) throw std::bad_alloc();
+  return p;
+}
+
+void system_free(Device device, void* p) {
+#ifdef TR_HAVE_CUDA
+  if (device == Device::cuda) return cuda::free_device(p);
+#endif
+  (void)device;
+  std::free(p);
+}
+
+// Device-aware byte copy (host <-> device through the CUDA runtime).
+void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device,
+                std::size_t bytes) {
+  if (bytes == 0) return;
+  if (dst_device == Device::cpu && src_device == Device::cpu) {
+    std::memcpy(dst, src, bytes);
+    return;
+  }
+#ifdef TR_HAVE_CUDA
+  cuda::copy(dst, src, bytes);
+#else
+  throw InternalError("a CUDA tensor in a build without the CUDA backend");
+#endif
+}
 }  // namespace
 
 std::size_t dtype_size(DType dtype) {
@@ -67,8 +107,14 @@ Buffer::~Buffer() {
 BufferPool& BufferPool::instance(Device device) {
   // Leaked on purpose: tensors held by static objects may be destroyed after the pool.
   static BufferPool* cpu_pool = new BufferPool(Device::cpu);
-  TR_CHECK(device == Device::cpu, "the CUDA buffer pool lives in layers/cuda");
-  return *cpu_pool;
+  if (device == Device::cpu) return *cpu_pool;
+#ifdef TR_HAVE_CUDA
+  // One pool for the current device (single-GPU processes; one process per GPU).
+  static BufferPool* cuda_pool = new BufferPool(Device::cuda);
+  return *cuda_pool;
+#else
+  throw InternalError("a CUDA tensor in a build without the CUDA backend");
+#endif
 }
 
 namespace {
@@ -105,14 +151,19 @@ std::shared_ptr<Buffer> BufferPool::acquire(std::size_t bytes) {
     // A miss while much is cached: the cached blocks are of sizes nobody asks for any more
     // (a tensor grew past them as longer batches came), so give them back before taking more.
     if (cached_bytes_ > kStaleCacheBytes) {
-      for (auto& block : free_blocks_) std::free(block.second);
+      for (auto& block : free_blocks_) system_free(device_, block.second);
       free_blocks_.clear();
       cached_bytes_ = 0;
     }
     ++system_allocations_;
   }
-  buffer->data = std::aligned_alloc(kAlignment, rounded);
-  if (!buffer->data) throw std::bad_alloc();
+  try {
+    buffer->data = system_alloc(device_, rounded);
+  } catch (const std::bad_alloc&) {
+    // Out of (device) memory: cached blocks of other sizes may make room.
+    trim();
+    buffer->data = system_alloc(device_, rounded);
+  }
   return buffer;
 }
 
@@ -124,7 +175,7 @@ void BufferPool::release(void* data, std::size_t bytes) {
 
 void BufferPool::trim() {
   std::lock_guard<std::mutex> lock(pool_mutex());
-  for (auto& [bytes, data] : free_blocks_) std::free(data);
+  for (auto& [bytes, data] : free_blocks_) system_free(device_, data);
   free_blocks_.clear();
   cached_bytes_ = 0;
 }
@@ -166,23 +217,28 @@ Tensor Tensor::view(const Shape& shape) const {
 
 Tensor Tensor::clone() const {
   Tensor t = empty(shape_, dtype_, device_);
-  if (numel() > 0) std::memcpy(t.raw(), raw(), bytes());
+  copy_bytes(t.raw(), device_, raw(), device_, bytes());
   return t;
 }
 
 void Tensor::zero_() {
-  TR_CHECK(device_ == Device::cpu, "zero_ on a CUDA tensor goes through ops");
-  if (numel() > 0) std::memset(raw(), 0, bytes());
+  if (numel() == 0) return;
+#ifdef TR_HAVE_CUDA
+  if (device_ == Device::cuda) return cuda::memset_zero(raw(), bytes());
+#endif
+  TR_CHECK(device_ == Device::cpu, "a CUDA tensor in a build without the CUDA backend");
+  std::memset(raw(), 0, bytes());
 }
 
 void Tensor::copy_from(const Tensor& source) {
   TR_CHECK(source.numel() == numel(),
            "copy_from: " + shape_string(source.shape()) + " into " + shape_string(shape_));
-  TR_CHECK(device_ == Device::cpu && source.device() == Device::cpu, "copy_from is host-only");
   if (source.dtype() == dtype_) {
-    if (numel() > 0) std::memcpy(raw(), source.raw(), bytes());
+    copy_bytes(raw(), device_, source.raw(), source.device(), bytes());
     return;
   }
+  TR_CHECK(device_ == Device::cpu && source.device() == Device::cpu,
+           "copy_from: dtype conversions are host-only");
   const std::int64_t n = numel();
   if (source.dtype() == DType::f32 && dtype_ == DType::f64) {
     const float* s = source.data<float>();

@@ -110,7 +110,8 @@ class Tensor {
   // A new tensor holding a copy of the data (same device and dtype).
   Tensor clone() const;
   void zero_();
-  // Copies values from `source` (same shape; dtypes may differ between f32 and f64).
+  // Copies values from `source` (same element count). Across devices (host <-> CUDA,
+  // synchronous) the dtypes must match; on the host they may differ between f32 and f64.
   void copy_from(const Tensor& source);
   bool same_buffer(const Tensor& other) const { return buffer_ == other.buffer_; }
 

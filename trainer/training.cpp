@@ -12,6 +12,7 @@
 #include "data/h5.h"
 #include "data/loader.h"
 #include "data/tokenizer.h"
+#include "layers/device.h"
 #include "models/model.h"
 #include "parallel/gradient_reducer.h"
 #include "parallel/runtime.h"
@@ -39,12 +40,18 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-// The CPU is this build's only device; say so instead of silently training elsewhere.
+// The models train on the CPU only: the CUDA backend (layers/cuda) has its kernels but the
+// modules do not run on it end to end yet. So `cuda` says why it cannot be had instead of
+// silently training elsewhere, and `auto` means the CPU until the CUDA path can train.
 void check_device(const RunConfig& c) {
-  if (c.train.device == "cuda")
+  if (c.train.device == "cuda") {
+    if (cuda_device_count() == 0)
+      throw UserError("train.device: cuda requested, but no CUDA device is usable (" +
+                      cuda_unavailable_reason() + "); use cpu or auto");
     throw UserError(
-        "train.device: cuda requested, but this trainer has no CUDA backend or no "
-        "GPU is present (use cpu or auto)");
+        "train.device: cuda is not yet supported for training (the CUDA backend has kernels, "
+        "the models do not run on it yet); use cpu or auto");
+  }
   if (c.train.precision == "bf16")
     throw UserError("train.precision: bf16 needs train.device cuda; the CPU path trains in fp32");
 }

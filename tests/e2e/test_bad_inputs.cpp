@@ -16,6 +16,7 @@
 #include "data/dataset_fixtures.h"
 #include "data/h5.h"
 #include "e2e/cli_runner.h"
+#include "layers/device.h"
 #include "models/model.h"
 #include "trainer/config.h"
 #include "trainer/model_config_yaml.h"
@@ -339,6 +340,26 @@ TEST_F(BadInputs, FfnNotDivisibleByTensorParallel) {
 
 TEST_F(BadInputs, BatchSizesDoNotDivide) {
   expect_refused_vit("--set train.global_batch=10", {"train.global_batch", "train.micro_batch"});
+}
+
+// ---- the device ----------------------------------------------------------------------------
+
+// train.device: cuda never trains elsewhere: without a GPU (CI) it says none is usable; with one
+// it says the CUDA path cannot train yet (the models do not run on it). One line, exit 2.
+TEST_F(BadInputs, CudaDeviceIsRefusedWithOneLine) {
+  const std::string why =
+      cuda_device_count() == 0 ? "no CUDA device is usable" : "not yet supported for training";
+  expect_refused_vit("--set train.device=cuda", {"train.device: cuda", why});
+  const testing::CliResult r =
+      run_trainer("train --config " + vit_config_ + " --set train.device=cuda");
+  EXPECT_EQ(count_lines(r.output), 1) << r.output;
+}
+
+// auto picks the CPU while the CUDA path cannot train, GPU or not.
+TEST_F(BadInputs, AutoDeviceTrainsOnTheCpu) {
+  const auto r = run_trainer("train --config " + vit_config_ + " --set train.device=auto");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(fs::exists(run_dir_ / "metrics.jsonl"));
 }
 
 }  // namespace

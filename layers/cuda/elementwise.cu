@@ -1,0 +1,257 @@
+// Elementwise kernels, dropout, AdamW, embedding and the bf16 conversions.
+#include <cuda_bf16.h>
+
+#include <cmath>
+#include <vector>
+
+#include "layers/cpu/philox.h"
+#include "layers/cuda/kernels.h"
+#include "layers/cuda/launch.cuh"
+
+namespace tr::cuda {
+
+namespace {
+
+constexpr float kInvSqrt2 = 0.70710678118654752440f;
+constexpr float kInvSqrt2Pi = 0.398942280401432677939946f;
+
+__device__ float normal_cdf(float x) {
+  return 0.5f * (1.0f + erff(x * kInvSqrt2));
+}
+
+__global__ void bias_add_kernel(float* out, const float* in, const float* bias, i64 rows,
+                                i64 cols) {
+  TR_GRID_STRIDE(i, rows * cols) out[i] = in[i] + bias[i % cols];
+}
+__global__ void bias_fill_kernel(float* out, const float* bias, i64 rows, i64 cols) {
+  TR_GRID_STRIDE(i, rows * cols) out[i] = bias[i % cols];
+}
+// One thread per column walking the rows in order: coalesced across the warp, and the same
+// summation order as the CPU kernel.
+__global__ void bias_backward_kernel(float* dbias, const float* dout, i64 rows, i64 cols) {
+  TR_GRID_STRIDE(c, cols) {
+    float s = 0;
+    for (i64 r = 0; r < rows; ++r) s += dout[r * cols + c];
+    dbias[c] += s;
+  }
+}
+__global__ void add_kernel(float* out, const float* a, const float* b, i64 n) {
+  TR_GRID_STRIDE(i, n) out[i] = a[i] + b[i];
+}
+__global__ void add_accumulate_kernel(float* out, const float* a, i64 n) {
+  TR_GRID_STRIDE(i, n) out[i] += a[i];
+}
+__global__ void scale_kernel(float* out, const float* in, float alpha, i64 n) {
+  TR_GRID_STRIDE(i, n) out[i] = alpha * in[i];
+}
+__global__ void gelu_forward_kernel(float* out, const float* in, i64 n) {
+  TR_GRID_STRIDE(i, n) out[i] = in[i] * normal_cdf(in[i]);
+}
+__global__ void gelu_backward_kernel(float* din, const float* dout, const float* in, i64 n) {
+  TR_GRID_STRIDE(i, n) {
+    const float x = in[i];
+    din[i] = dout[i] * (normal_cdf(x) + x * kInvSqrt2Pi * expf(-0.5f * x * x));
+  }
+}
+__global__ void relu_forward_kernel(float* out, const float* in, i64 n) {
+  TR_GRID_STRIDE(i, n) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+}
+__global__ void relu_backward_kernel(float* din, const float* dout, const float* in, i64 n) {
+  TR_GRID_STRIDE(i, n) din[i] = in[i] > 0.0f ? dout[i] : 0.0f;
+}
+
+// One thread per Philox block (four words): position c = offset + i reads word (c & 3) of
+// block (c >> 2), as layers/cpu/philox.h lays out.
+__global__ void dropout_mask_kernel(std::uint8_t* keep, i64 n, std::uint32_t threshold,
+                                    std::uint64_t seed, std::uint64_t stream, std::uint64_t offset,
+                                    std::uint64_t first_block, i64 blocks) {
+  TR_GRID_STRIDE(b, blocks) {
+    const std::uint64_t block = first_block + static_cast<std::uint64_t>(b);
+    const cpu::Philox4 r = cpu::philox_block(seed, stream, block);
+    for (int lane = 0; lane < 4; ++lane) {
+      const std::uint64_t i = block * 4 + static_cast<std::uint64_t>(lane) - offset;
+      if (i < static_cast<std::uint64_t>(n)) keep[i] = (r.v[lane] >> 8) >= threshold;
+    }
+  }
+}
+__global__ void dropout_apply_kernel(float* out, const float* in, const std::uint8_t* keep,
+                                     float scale, i64 n) {
+  TR_GRID_STRIDE(i, n) out[i] = keep[i] ? in[i] * scale : 0.0f;
+}
+__global__ void dropout_add_kernel(float* out, const float* skip, const float* in,
+                                   const std::uint8_t* keep, float scale, i64 n) {
+  TR_GRID_STRIDE(i, n) out[i] = skip[i] + (keep[i] ? in[i] * scale : 0.0f);
+}
+
+// The CPU kernel's operations in its order (torch's): the same constants from the host, so
+// the two devices differ by rounding of fused multiply-adds at most.
+__global__ void adamw_kernel(float* param, const float* grad, float* m, float* v, i64 n,
+                             float beta1, float beta2, float eps, float decay_factor,
+                             float one_minus_b1, float one_minus_b2, float neg_step_size,
+                             float bias_correction2_sqrt) {
+  TR_GRID_STRIDE(i, n) {
+    const float g = grad[i];
+    const float p = param[i] * decay_factor;
+    const float mi = m[i] * beta1 + one_minus_b1 * g;
+    const float vi = v[i] * beta2 + one_minus_b2 * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    const float denom = sqrtf(vi) / bias_correction2_sqrt + eps;
+    param[i] = p + neg_step_size * (mi / denom);
+  }
+}
+
+// SGD with momentum as cpu::sgd_update (dampening 0, not Nesterov).
+__global__ void sgd_kernel(float* param, const float* grad, float* buf, i64 n, float neg_lr,
+                           float momentum, float weight_decay, bool first_step) {
+  TR_GRID_STRIDE(i, n) {
+    const float g = grad[i] + weight_decay * param[i];
+    float d = g;
+    if (buf) {
+      d = first_step ? g : momentum * buf[i] + g;
+      buf[i] = d;
+    }
+    param[i] += neg_lr * d;
+  }
+}
+
+__global__ void embedding_forward_kernel(float* out, const std::int32_t* ids, const float* table,
+                                         i64 N, i64 d, float scale) {
+  TR_GRID_STRIDE(i, N * d) out[i] = table[static_cast<i64>(ids[i / d]) * d + i % d] * scale;
+}
+// One thread per column, tokens in order: the CPU's order, no atomics.
+__global__ void embedding_backward_kernel(float* dtable, const std::int32_t* ids, const float* dout,
+                                          i64 N, i64 d, float scale) {
+  TR_GRID_STRIDE(c, d) {
+    for (i64 n = 0; n < N; ++n) dtable[static_cast<i64>(ids[n]) * d + c] += dout[n * d + c] * scale;
+  }
+}
+
+__global__ void f32_to_bf16_kernel(__nv_bfloat16* out, const float* in, i64 n) {
+  TR_GRID_STRIDE(i, n) out[i] = __float2bfloat16_rn(in[i]);
+}
+__global__ void bf16_to_f32_kernel(float* out, const __nv_bfloat16* in, i64 n) {
+  TR_GRID_STRIDE(i, n) out[i] = __bfloat162float(in[i]);
+}
+
+// Partial sums of squares per block (grid of fixed size: the order depends on n only).
+constexpr int kSumBlocks = 256;
+__global__ void sum_squares_kernel(double* partial, const float* x, i64 n) {
+  __shared__ double shared[kThreads / 32];
+  double s = 0;
+  TR_GRID_STRIDE(i, n) s += static_cast<double>(x[i]) * x[i];
+  s = block_sum(s, shared);
+  if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+
+}  // namespace
+
+#define TR_LAUNCH(kernel, n, ...)                                        \
+  do {                                                                   \
+    if ((n) <= 0) return;                                                \
+    kernel<<<grid_for(n), kThreads, 0, compute_stream()>>>(__VA_ARGS__); \
+    TR_CUDA_LAUNCH_CHECK();                                              \
+  } while (0)
+
+void f32_to_bf16(bf16* out, const float* in, i64 n) {
+  TR_LAUNCH(f32_to_bf16_kernel, n, reinterpret_cast<__nv_bfloat16*>(out), in, n);
+}
+void bf16_to_f32(float* out, const bf16* in, i64 n) {
+  TR_LAUNCH(bf16_to_f32_kernel, n, out, reinterpret_cast<const __nv_bfloat16*>(in), n);
+}
+void bias_add(float* out, const float* in, const float* bias, i64 rows, i64 cols) {
+  TR_LAUNCH(bias_add_kernel, rows * cols, out, in, bias, rows, cols);
+}
+void bias_fill(float* out, const float* bias, i64 rows, i64 cols) {
+  TR_LAUNCH(bias_fill_kernel, rows * cols, out, bias, rows, cols);
+}
+void bias_backward_accumulate(float* dbias, const float* dout, i64 rows, i64 cols) {
+  TR_LAUNCH(bias_backward_kernel, cols, dbias, dout, rows, cols);
+}
+void add(float* out, const float* a, const float* b, i64 n) {
+  TR_LAUNCH(add_kernel, n, out, a, b, n);
+}
+void add_accumulate(float* out, const float* a, i64 n) {
+  TR_LAUNCH(add_accumulate_kernel, n, out, a, n);
+}
+void scale(float* out, const float* in, float alpha, i64 n) {
+  TR_LAUNCH(scale_kernel, n, out, in, alpha, n);
+}
+void gelu_forward(float* out, const float* in, i64 n) {
+  TR_LAUNCH(gelu_forward_kernel, n, out, in, n);
+}
+// The forward output is not needed here: erff costs about as much as the division the CPU
+// uses to avoid it.
+void gelu_backward(float* din, const float* dout, const float* in, i64 n, const float*) {
+  TR_LAUNCH(gelu_backward_kernel, n, din, dout, in, n);
+}
+void relu_forward(float* out, const float* in, i64 n) {
+  TR_LAUNCH(relu_forward_kernel, n, out, in, n);
+}
+void relu_backward(float* din, const float* dout, const float* in, i64 n) {
+  TR_LAUNCH(relu_backward_kernel, n, din, dout, in, n);
+}
+
+void dropout_mask(std::uint8_t* keep, i64 n, float p, std::uint64_t seed, std::uint64_t stream,
+                  std::uint64_t offset) {
+  if (n <= 0) return;
+  // As the CPU: keep iff (word >> 8) >= ceil(p * 2^24), computed in double on the host.
+  const double t = std::ceil(static_cast<double>(p) * 16777216.0);
+  const std::uint32_t threshold = t <= 0 ? 0u : static_cast<std::uint32_t>(std::min(t, 16777216.0));
+  const std::uint64_t first = offset >> 2;
+  const std::uint64_t last = (offset + static_cast<std::uint64_t>(n) - 1) >> 2;
+  const i64 blocks = static_cast<i64>(last - first + 1);
+  TR_LAUNCH(dropout_mask_kernel, blocks, keep, n, threshold, seed, stream, offset, first, blocks);
+}
+void dropout_apply(float* out, const float* in, const std::uint8_t* keep, float scale, i64 n) {
+  TR_LAUNCH(dropout_apply_kernel, n, out, in, keep, scale, n);
+}
+void dropout_add(float* out, const float* skip, const float* in, const std::uint8_t* keep,
+                 float scale, i64 n) {
+  TR_LAUNCH(dropout_add_kernel, n, out, skip, in, keep, scale, n);
+}
+
+void adamw_update(float* param, const float* grad, float* m, float* v, i64 n, float lr, float beta1,
+                  float beta2, float eps, float weight_decay, i64 step) {
+  // Constants exactly as cpu::adamw_update computes them (double on the host).
+  const double lr_d = lr, b1 = beta1, b2 = beta2;
+  const float decay_factor = static_cast<float>(1.0 - lr_d * static_cast<double>(weight_decay));
+  const double bc1 = 1.0 - std::pow(b1, static_cast<double>(step));
+  const double bc2 = 1.0 - std::pow(b2, static_cast<double>(step));
+  TR_LAUNCH(adamw_kernel, n, param, grad, m, v, n, beta1, beta2, eps, decay_factor,
+            static_cast<float>(1.0 - b1), static_cast<float>(1.0 - b2),
+            static_cast<float>(-(lr_d / bc1)), static_cast<float>(std::sqrt(bc2)));
+}
+
+void sgd_update(float* param, const float* grad, float* momentum_buf, i64 n, float lr,
+                float momentum, float weight_decay, bool first_step) {
+  TR_LAUNCH(sgd_kernel, n, param, grad, momentum == 0.0f ? nullptr : momentum_buf, n, -lr, momentum,
+            weight_decay, first_step);
+}
+
+void embedding_forward(float* out, const std::int32_t* ids, const float* table, i64 N, i64 d,
+                       float scale) {
+  TR_LAUNCH(embedding_forward_kernel, N * d, out, ids, table, N, d, scale);
+}
+void embedding_backward_accumulate(float* dtable, const std::int32_t* ids, const float* dout, i64 N,
+                                   i64 d, float scale) {
+  TR_LAUNCH(embedding_backward_kernel, d, dtable, ids, dout, N, d, scale);
+}
+
+double sum_squares(const float* x, i64 n) {
+  if (n <= 0) return 0.0;
+  double* partial = nullptr;
+  TR_CUDA_CHECK(cudaMallocAsync(&partial, kSumBlocks * sizeof(double), compute_stream()));
+  sum_squares_kernel<<<kSumBlocks, kThreads, 0, compute_stream()>>>(partial, x, n);
+  TR_CUDA_LAUNCH_CHECK();
+  std::vector<double> host(kSumBlocks);
+  TR_CUDA_CHECK(cudaMemcpyAsync(host.data(), partial, kSumBlocks * sizeof(double),
+                                cudaMemcpyDeviceToHost, compute_stream()));
+  TR_CUDA_CHECK(cudaFreeAsync(partial, compute_stream()));
+  TR_CUDA_CHECK(cudaStreamSynchronize(compute_stream()));
+  double s = 0;
+  for (double p : host) s += p;
+  return s;
+}
+
+}  // namespace tr::cuda

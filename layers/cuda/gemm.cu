@@ -1,0 +1,120 @@
+// GEMMs through cuBLASLt. cuBLASLt is column-major; a row-major C = op(A) op(B) is the
+// column-major C^T = op(B)^T op(A)^T, so every call passes B as cuBLASLt's first operand and A
+// as its second, with the dimensions swapped: no transposes are materialised.
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+
+#include <mutex>
+
+#include "layers/cuda/kernels.h"
+#include "layers/cuda/launch.cuh"
+
+namespace tr::cuda {
+
+namespace {
+
+// The process's handle and a workspace for the split-K and stream-K algorithms, created on
+// first use (so a CUDA build without a GPU never touches them).
+struct Lt {
+  cublasLtHandle_t handle = nullptr;
+  void* workspace = nullptr;
+  static constexpr std::size_t kWorkspaceBytes = std::size_t{32} << 20;
+};
+
+Lt& lt() {
+  static Lt* state = [] {
+    auto* s = new Lt;  // leaked: destroying it after the driver unloads at exit would fault
+    TR_CUBLAS_CHECK(cublasLtCreate(&s->handle));
+    TR_CUDA_CHECK(cudaMalloc(&s->workspace, Lt::kWorkspaceBytes));
+    return s;
+  }();
+  return *state;
+}
+
+// RAII owners of the descriptor objects of one call.
+struct MatmulDesc {
+  cublasLtMatmulDesc_t desc = nullptr;
+  MatmulDesc(cublasOperation_t ta, cublasOperation_t tb) {
+    TR_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    TR_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    TR_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+  }
+  ~MatmulDesc() { cublasLtMatmulDescDestroy(desc); }
+};
+
+struct Layout {
+  cublasLtMatrixLayout_t layout = nullptr;
+  Layout(cudaDataType type, i64 rows, i64 cols, i64 ld) {
+    TR_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&layout, type, static_cast<std::uint64_t>(rows),
+                                               static_cast<std::uint64_t>(cols), ld));
+  }
+  ~Layout() { cublasLtMatrixLayoutDestroy(layout); }
+};
+
+struct Preference {
+  cublasLtMatmulPreference_t pref = nullptr;
+  Preference() {
+    TR_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    std::size_t bytes = Lt::kWorkspaceBytes;
+    TR_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &bytes, sizeof bytes));
+  }
+  ~Preference() { cublasLtMatmulPreferenceDestroy(pref); }
+};
+
+// Row-major C[M,N] = alpha op(A) op(B) + beta C (+ bias[N] when given), elements of `type`.
+void lt_matmul(cudaDataType type, bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float alpha,
+               const void* A, i64 lda, const void* B, i64 ldb, float beta, void* C, i64 ldc,
+               const float* bias) {
+  if (M == 0 || N == 0) return;
+  TR_CHECK(K > 0, "gemm with K = 0");
+  Lt& state = lt();
+  const cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;   // B^T
+  const cublasOperation_t op_second = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;  // A^T
+  MatmulDesc desc(op_first, op_second);
+  if (bias) {
+    const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+    TR_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.desc, CUBLASLT_MATMUL_DESC_EPILOGUE,
+                                                   &epilogue, sizeof epilogue));
+    TR_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                   &bias, sizeof bias));
+    const cudaDataType bias_type = CUDA_R_32F;
+    TR_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
+                                                   &bias_type, sizeof bias_type));
+  }
+  // Column-major shapes of the stored operands: B is [K, N] row-major = N x K column-major.
+  const Layout first(type, trans_b ? K : N, trans_b ? N : K, ldb);
+  const Layout second(type, trans_a ? M : K, trans_a ? K : M, lda);
+  const Layout out(type, N, M, ldc);
+  Preference pref;
+  cublasLtMatmulHeuristicResult_t heuristic{};
+  int found = 0;
+  TR_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(state.handle, desc.desc, first.layout,
+                                                 second.layout, out.layout, out.layout, pref.pref,
+                                                 1, &heuristic, &found));
+  TR_CHECK(found > 0, "cuBLASLt has no algorithm for this GEMM");
+  TR_CUBLAS_CHECK(cublasLtMatmul(state.handle, desc.desc, &alpha, B, first.layout, A, second.layout,
+                                 &beta, C, out.layout, C, out.layout, &heuristic.algo,
+                                 state.workspace, Lt::kWorkspaceBytes, compute_stream()));
+}
+
+}  // namespace
+
+void gemm(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float alpha, const float* A, i64 lda,
+          const float* B, i64 ldb, float beta, float* C, i64 ldc) {
+  lt_matmul(CUDA_R_32F, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nullptr);
+}
+
+void gemm_bias(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, const float* A, i64 lda,
+               const float* B, i64 ldb, const float* bias, float* C, i64 ldc) {
+  lt_matmul(CUDA_R_32F, trans_a, trans_b, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, bias);
+}
+
+void gemm_bf16(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float alpha, const bf16* A, i64 lda,
+               const bf16* B, i64 ldb, float beta, bf16* C, i64 ldc) {
+  lt_matmul(CUDA_R_16BF, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nullptr);
+}
+
+}  // namespace tr::cuda

@@ -1,0 +1,118 @@
+// CUDA kernels: the CPU set of layers/cpu/kernels.h with the same signatures and meaning, on
+// device pointers, fp32 (T = float); bf16 where noted. Host functions that launch on the
+// process's compute stream (the legacy default stream for now) and return without waiting,
+// except those returning a value to the host (a logged value: they synchronise).
+//
+// Every kernel here is checked against its CPU twin on the same inputs by tests/gpu/.
+// Reductions have a fixed order (no atomics), so results are reproducible run to run.
+#pragma once
+
+#include <cstdint>
+
+namespace tr::cuda {
+
+using i64 = std::int64_t;
+
+// bf16 storage: the bits of a bfloat16 (the upper half of a float), converted with
+// round-to-nearest-even. A plain integer type keeps this header free of CUDA headers.
+using bf16 = std::uint16_t;
+void f32_to_bf16(bf16* out, const float* in, i64 n);
+void bf16_to_f32(float* out, const bf16* in, i64 n);
+
+// ---- GEMM (cuBLASLt) ------------------------------------------------------------------
+// As cpu::gemm: C[M,N] = alpha * op(A) op(B) + beta * C, row-major with leading dimensions.
+void gemm(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float alpha, const float* A, i64 lda,
+          const float* B, i64 ldb, float beta, float* C, i64 ldc);
+// C = op(A) op(B) + bias[N] broadcast over rows (cuBLASLt BIAS epilogue: one pass over C).
+// cuBLASLt's GELU epilogue computes the tanh approximation, not the exact erf GELU of the
+// models here, so GELU stays a separate kernel (gelu_forward).
+void gemm_bias(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, const float* A, i64 lda,
+               const float* B, i64 ldb, const float* bias, float* C, i64 ldc);
+// bf16 inputs and output, fp32 accumulation (and fp32 alpha, beta).
+void gemm_bf16(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float alpha, const bf16* A, i64 lda,
+               const bf16* B, i64 ldb, float beta, bf16* C, i64 ldc);
+
+// ---- elementwise ------------------------------------------------------------------------
+void bias_add(float* out, const float* in, const float* bias, i64 rows, i64 cols);
+void bias_fill(float* out, const float* bias, i64 rows, i64 cols);
+void bias_backward_accumulate(float* dbias, const float* dout, i64 rows, i64 cols);
+void add(float* out, const float* a, const float* b, i64 n);
+void add_accumulate(float* out, const float* a, i64 n);
+void scale(float* out, const float* in, float alpha, i64 n);
+void gelu_forward(float* out, const float* in, i64 n);
+void gelu_backward(float* din, const float* dout, const float* in, i64 n,
+                   const float* out = nullptr);
+void relu_forward(float* out, const float* in, i64 n);
+void relu_backward(float* din, const float* dout, const float* in, i64 n);
+
+// ---- LayerNorm ----------------------------------------------------------------------------
+void layernorm_forward(float* out, float* mean, float* rstd, const float* in, const float* weight,
+                       const float* bias, i64 rows, i64 cols, float eps);
+void layernorm_backward(float* din, float* dweight, float* dbias, const float* dout,
+                        const float* in, const float* weight, const float* mean, const float* rstd,
+                        i64 rows, i64 cols, const float* residual = nullptr);
+
+// ---- softmax ------------------------------------------------------------------------------
+void softmax_forward(float* out, const float* in, i64 rows, i64 cols);
+void softmax_backward(float* din, const float* dout, const float* out, i64 rows, i64 cols);
+
+// ---- attention (own fused kernels; cuDNN SDPA later) ------------------------------------
+// As cpu::attention_forward / attention_backward (kv_len, keep_mask may be null).
+void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v,
+                       const std::int32_t* kv_len, const std::uint8_t* keep_mask, float keep_scale,
+                       i64 B, i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal, i64 q_offset);
+void attention_backward(float* dq, float* dk, float* dv, float* scratch, const float* dout,
+                        const float* probs, const float* q, const float* k, const float* v,
+                        const std::uint8_t* keep_mask, float keep_scale, i64 B, i64 H, i64 Tq,
+                        i64 Tk, i64 Dh);
+
+// ---- embedding ----------------------------------------------------------------------------
+void embedding_forward(float* out, const std::int32_t* ids, const float* table, i64 N, i64 d,
+                       float scale);
+// Token order per column, as the CPU: deterministic, no atomics.
+void embedding_backward_accumulate(float* dtable, const std::int32_t* ids, const float* dout, i64 N,
+                                   i64 d, float scale);
+
+// Vocabulary-parallel lookups, as cpu::embedding_forward_shard / _backward_shard_accumulate.
+void embedding_forward_shard(float* out, const std::int32_t* ids, const float* table, i64 N, i64 d,
+                             i64 first, i64 V_local, float scale);
+void embedding_backward_shard_accumulate(float* dtable, const std::int32_t* ids, const float* dout,
+                                         i64 N, i64 d, i64 first, i64 V_local, float scale);
+
+// ---- cross entropy ----------------------------------------------------------------------
+// Returns the summed loss (double, row order, on the host: synchronises).
+double cross_entropy_forward(float* loss, float* logsumexp, const float* logits,
+                             const std::int32_t* targets, i64 N, i64 V, float eps,
+                             std::int32_t ignore_index);
+void cross_entropy_backward(float* dlogits, const float* logits, const float* logsumexp,
+                            const std::int32_t* targets, i64 N, i64 V, float eps,
+                            std::int32_t ignore_index, float scale);
+
+// Vocabulary-parallel passes, as cpu::ce_shard_* (row statistics in double).
+void ce_shard_max(double* row_max, const float* logits, i64 N, i64 V_local, i64 valid);
+void ce_shard_sums(double* sums, const float* logits, const std::int32_t* targets,
+                   const double* row_max, i64 N, i64 V_local, i64 valid, i64 first,
+                   std::int32_t ignore_index);
+void ce_shard_backward(float* dlogits, const float* logits, const double* logsumexp,
+                       const std::int32_t* targets, i64 N, i64 V_local, i64 valid, i64 first, i64 V,
+                       float eps, std::int32_t ignore_index, float scale);
+
+// ---- dropout ------------------------------------------------------------------------------
+// The same Philox counters as cpu::dropout_mask: bit-identical masks on both devices.
+void dropout_mask(std::uint8_t* keep, i64 n, float p, std::uint64_t seed, std::uint64_t stream,
+                  std::uint64_t offset);
+void dropout_apply(float* out, const float* in, const std::uint8_t* keep, float scale, i64 n);
+void dropout_add(float* out, const float* skip, const float* in, const std::uint8_t* keep,
+                 float scale, i64 n);
+
+// ---- optimizer updates ------------------------------------------------------------------
+void adamw_update(float* param, const float* grad, float* m, float* v, i64 n, float lr, float beta1,
+                  float beta2, float eps, float weight_decay, i64 step);
+void sgd_update(float* param, const float* grad, float* momentum_buf, i64 n, float lr,
+                float momentum, float weight_decay, bool first_step);
+
+// ---- reductions ---------------------------------------------------------------------------
+// Sum of squares in double, fixed order; returned to the host (synchronises).
+double sum_squares(const float* x, i64 n);
+
+}  // namespace tr::cuda

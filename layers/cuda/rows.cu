@@ -1,0 +1,220 @@
+// Row kernels: LayerNorm, softmax and cross entropy. One thread block per row, statistics from
+// block reductions in a fixed tree (deterministic); parameter gradients summed per column in
+// row order by a second kernel instead of atomics.
+#include <cmath>
+#include <vector>
+
+#include "layers/cuda/kernels.h"
+#include "layers/cuda/launch.cuh"
+
+namespace tr::cuda {
+
+namespace {
+
+constexpr int kRowThreads = 256;
+
+// Statistics accumulated in double: the fp32 sums' rounding would otherwise be the largest
+// difference to the CPU kernel for rows with |mean| >> std (double costs nothing here, the
+// kernel is bound by memory).
+__global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* in,
+                                         const float* weight, const float* bias, i64 cols,
+                                         float eps) {
+  __shared__ double shared[kRowThreads / 32];
+  const i64 r = blockIdx.x;
+  const float* x = in + r * cols;
+  float* y = out + r * cols;
+  double s = 0;
+  for (i64 c = threadIdx.x; c < cols; c += blockDim.x) s += x[c];
+  const double mu = block_sum(s, shared) / static_cast<double>(cols);
+  // Two passes: the one-pass E[x^2] - mu^2 cancels badly when |mu| >> sigma.
+  double sq = 0;
+  for (i64 c = threadIdx.x; c < cols; c += blockDim.x) sq += (x[c] - mu) * (x[c] - mu);
+  const double rs_d = 1.0 / sqrt(block_sum(sq, shared) / static_cast<double>(cols) + eps);
+  // As the CPU: the saved statistics are rounded to float, and the output uses those.
+  const float m = static_cast<float>(mu), rs = static_cast<float>(rs_d);
+  if (threadIdx.x == 0) {
+    mean[r] = m;
+    rstd[r] = rs;
+  }
+  for (i64 c = threadIdx.x; c < cols; c += blockDim.x) y[c] = (x[c] - m) * rs * weight[c] + bias[c];
+}
+
+// din = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) (+ residual), dxhat = dout w.
+__global__ void layernorm_din_kernel(float* din, const float* dout, const float* in,
+                                     const float* weight, const float* mean, const float* rstd,
+                                     const float* residual, i64 cols) {
+  __shared__ float shared[kRowThreads / 32];
+  const i64 r = blockIdx.x;
+  const float* x = in + r * cols;
+  const float* g = dout + r * cols;
+  const float m = mean[r], s = rstd[r];
+  float a = 0, b = 0;
+  for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
+    const float dxhat = g[c] * weight[c];
+    a += dxhat;
+    b += dxhat * (x[c] - m) * s;
+  }
+  const float mean_dxhat = block_sum(a, shared) / static_cast<float>(cols);
+  const float mean_dxhat_xhat = block_sum(b, shared) / static_cast<float>(cols);
+  for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
+    const float xhat = (x[c] - m) * s;
+    float d = s * (g[c] * weight[c] - mean_dxhat - xhat * mean_dxhat_xhat);
+    if (residual) d += residual[r * cols + c];
+    din[r * cols + c] = d;
+  }
+}
+
+__global__ void layernorm_dparams_kernel(float* dweight, float* dbias, const float* dout,
+                                         const float* in, const float* mean, const float* rstd,
+                                         i64 rows, i64 cols) {
+  TR_GRID_STRIDE(c, cols) {
+    float dw = 0, db = 0;
+    for (i64 r = 0; r < rows; ++r) {
+      const float g = dout[r * cols + c];
+      dw += g * (in[r * cols + c] - mean[r]) * rstd[r];
+      db += g;
+    }
+    dweight[c] += dw;
+    dbias[c] += db;
+  }
+}
+
+__global__ void softmax_forward_kernel(float* out, const float* in, i64 cols) {
+  __shared__ float shared[kRowThreads / 32];
+  const float* x = in + blockIdx.x * cols;
+  float* y = out + blockIdx.x * cols;
+  float mx = -INFINITY;
+  for (i64 c = threadIdx.x; c < cols; c += blockDim.x) mx = fmaxf(mx, x[c]);
+  mx = block_max(mx, shared);
+  float s = 0;
+  for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
+    y[c] = expf(x[c] - mx);
+    s += y[c];
+  }
+  const float inv = 1.0f / block_sum(s, shared);
+  for (i64 c = threadIdx.x; c < cols; c += blockDim.x) y[c] *= inv;
+}
+
+__global__ void softmax_backward_kernel(float* din, const float* dout, const float* out, i64 cols) {
+  __shared__ float shared[kRowThreads / 32];
+  const i64 base = blockIdx.x * cols;
+  float s = 0;
+  for (i64 c = threadIdx.x; c < cols; c += blockDim.x) s += dout[base + c] * out[base + c];
+  s = block_sum(s, shared);
+  for (i64 c = threadIdx.x; c < cols; c += blockDim.x)
+    din[base + c] = out[base + c] * (dout[base + c] - s);
+}
+
+// loss = (1 - eps)(lse - x_t) + eps (lse - mean(x)); sums of exp and of x in double as the CPU.
+__global__ void cross_entropy_forward_kernel(float* loss, float* logsumexp, const float* logits,
+                                             const std::int32_t* targets, i64 V, float eps,
+                                             std::int32_t ignore_index) {
+  __shared__ double shared_d[kRowThreads / 32];
+  __shared__ float shared_f[kRowThreads / 32];
+  const i64 n = blockIdx.x;
+  const std::int32_t t = targets[n];
+  if (t == ignore_index) {
+    if (threadIdx.x == 0) loss[n] = logsumexp[n] = 0.0f;
+    return;
+  }
+  const float* x = logits + n * V;
+  float mx = -INFINITY;
+  for (i64 v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, x[v]);
+  mx = block_max(mx, shared_f);
+  double s = 0, sx = 0;
+  for (i64 v = threadIdx.x; v < V; v += blockDim.x) {
+    s += exp(static_cast<double>(x[v] - mx));
+    sx += x[v];
+  }
+  s = block_sum(s, shared_d);
+  sx = block_sum(sx, shared_d);
+  if (threadIdx.x == 0) {
+    const double lse = static_cast<double>(mx) + log(s);
+    const double e = eps;
+    loss[n] = static_cast<float>((1.0 - e) * (lse - static_cast<double>(x[t])) +
+                                 e * (lse - sx / static_cast<double>(V)));
+    logsumexp[n] = static_cast<float>(lse);
+  }
+}
+
+__global__ void cross_entropy_backward_kernel(float* dlogits, const float* logits,
+                                              const float* logsumexp, const std::int32_t* targets,
+                                              i64 N, i64 V, float smooth, float hit,
+                                              std::int32_t ignore_index, float scale) {
+  TR_GRID_STRIDE(i, N * V) {
+    const i64 n = i / V, v = i % V;
+    const std::int32_t t = targets[n];
+    if (t == ignore_index) {
+      dlogits[i] = 0.0f;
+    } else {
+      float g = scale * (expf(logits[i] - logsumexp[n]) - smooth);
+      if (v == t) g -= scale * hit;
+      dlogits[i] = g;
+    }
+  }
+}
+
+}  // namespace
+
+void layernorm_forward(float* out, float* mean, float* rstd, const float* in, const float* weight,
+                       const float* bias, i64 rows, i64 cols, float eps) {
+  if (rows <= 0) return;
+  layernorm_forward_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, compute_stream()>>>(
+      out, mean, rstd, in, weight, bias, cols, eps);
+  TR_CUDA_LAUNCH_CHECK();
+}
+
+void layernorm_backward(float* din, float* dweight, float* dbias, const float* dout,
+                        const float* in, const float* weight, const float* mean, const float* rstd,
+                        i64 rows, i64 cols, const float* residual) {
+  if (rows <= 0) return;
+  layernorm_din_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, compute_stream()>>>(
+      din, dout, in, weight, mean, rstd, residual, cols);
+  TR_CUDA_LAUNCH_CHECK();
+  layernorm_dparams_kernel<<<grid_for(cols), kThreads, 0, compute_stream()>>>(
+      dweight, dbias, dout, in, mean, rstd, rows, cols);
+  TR_CUDA_LAUNCH_CHECK();
+}
+
+void softmax_forward(float* out, const float* in, i64 rows, i64 cols) {
+  if (rows <= 0) return;
+  softmax_forward_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, compute_stream()>>>(out, in,
+                                                                                            cols);
+  TR_CUDA_LAUNCH_CHECK();
+}
+
+void softmax_backward(float* din, const float* dout, const float* out, i64 rows, i64 cols) {
+  if (rows <= 0) return;
+  softmax_backward_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, compute_stream()>>>(
+      din, dout, out, cols);
+  TR_CUDA_LAUNCH_CHECK();
+}
+
+double cross_entropy_forward(float* loss, float* logsumexp, const float* logits,
+                             const std::int32_t* targets, i64 N, i64 V, float eps,
+                             std::int32_t ignore_index) {
+  if (N <= 0) return 0.0;
+  cross_entropy_forward_kernel<<<static_cast<unsigned>(N), kRowThreads, 0, compute_stream()>>>(
+      loss, logsumexp, logits, targets, V, eps, ignore_index);
+  TR_CUDA_LAUNCH_CHECK();
+  // The total is a logged value: summed on the host in row order, as the CPU does.
+  std::vector<float> host(static_cast<std::size_t>(N));
+  TR_CUDA_CHECK(cudaMemcpyAsync(host.data(), loss, host.size() * sizeof(float),
+                                cudaMemcpyDeviceToHost, compute_stream()));
+  TR_CUDA_CHECK(cudaStreamSynchronize(compute_stream()));
+  double total = 0;
+  for (float l : host) total += static_cast<double>(l);
+  return total;
+}
+
+void cross_entropy_backward(float* dlogits, const float* logits, const float* logsumexp,
+                            const std::int32_t* targets, i64 N, i64 V, float eps,
+                            std::int32_t ignore_index, float scale) {
+  const float smooth = eps / static_cast<float>(V), hit = 1.0f - eps;
+  if (N * V <= 0) return;
+  cross_entropy_backward_kernel<<<grid_for(N * V), kThreads, 0, compute_stream()>>>(
+      dlogits, logits, logsumexp, targets, N, V, smooth, hit, ignore_index, scale);
+  TR_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace tr::cuda

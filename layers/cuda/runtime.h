@@ -1,0 +1,41 @@
+// Host-side CUDA runtime glue: device discovery, a device guard, raw memory and copies.
+// Plain C++ (no CUDA headers), so any translation unit of the CUDA build may include it.
+// Everything runs on one stream per process for now (the legacy default stream); the stream
+// parameter arrives with the overlapped communication of the NCCL work.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace tr::cuda {
+
+// Number of GPUs; 0 when the driver is missing or too old, or no GPU is present (never throws).
+int device_count() noexcept;
+// Why device_count() is 0: the CUDA runtime's message ("" when a GPU is present).
+std::string unavailable_reason();
+
+int current_device();
+// Makes `device` current for its scope and restores the previous one after.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device);
+  ~DeviceGuard();
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_;
+};
+
+// Raw device memory (the caching BufferPool of layers/tensor.cpp sits on top). malloc_device
+// throws std::bad_alloc when the device is out of memory.
+void* malloc_device(std::size_t bytes);
+void free_device(void* ptr) noexcept;
+// Any direction (unified addressing); waits until the copy is complete.
+void copy(void* dst, const void* src, std::size_t bytes);
+// Zero bytes on the device, ordered on the compute stream.
+void memset_zero(void* ptr, std::size_t bytes);
+// Waits for all work of this process on the current device; throws on a kernel fault.
+void synchronize();
+
+}  // namespace tr::cuda

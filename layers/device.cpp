@@ -1,0 +1,40 @@
+#include "layers/device.h"
+
+#ifdef TR_HAVE_CUDA
+#include "layers/cuda/runtime.h"
+#endif
+
+namespace tr {
+
+bool cuda_built() {
+#ifdef TR_HAVE_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+int cuda_device_count() {
+#ifdef TR_HAVE_CUDA
+  return cuda::device_count();
+#else
+  return 0;
+#endif
+}
+
+std::string cuda_unavailable_reason() {
+#ifdef TR_HAVE_CUDA
+  return cuda::unavailable_reason();
+#else
+  return "this trainer was built without the CUDA backend";
+#endif
+}
+
+Tensor to_device(const Tensor& t, Device device) {
+  if (t.device() == device) return t;
+  Tensor out = Tensor::empty(t.shape(), t.dtype(), device);
+  out.copy_from(t);
+  return out;
+}
+
+}  // namespace tr

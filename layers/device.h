@@ -1,0 +1,23 @@
+// Which devices this process can use, and moving tensors between them. Compiled into every
+// build: without the CUDA backend (TRAINER_CUDA=OFF or no nvcc) the answers are "none", so the
+// trainer asks here instead of testing macros.
+#pragma once
+
+#include <string>
+
+#include "layers/tensor.h"
+
+namespace tr {
+
+// This binary contains the CUDA backend (layers/cuda).
+bool cuda_built();
+// GPUs usable now: 0 without the backend, without a driver or without a GPU. Never throws.
+int cuda_device_count();
+// Why cuda_device_count() is 0, in a few words ("" when it is not).
+std::string cuda_unavailable_reason();
+
+// A copy of `t` on `device` (same shape and dtype); `t` itself when it is already there.
+// Host <-> device copies are synchronous.
+Tensor to_device(const Tensor& t, Device device);
+
+}  // namespace tr

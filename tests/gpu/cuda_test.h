@@ -1,0 +1,71 @@
+// Shared helpers of the gpu tests: skipping where no GPU is present, and moving random data
+// between host and device.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "layers/device.h"
+#include "layers/tensor.h"
+
+// Every gpu test starts with this: CI builds them without a GPU, so they must skip, saying why.
+#define TR_REQUIRE_CUDA()                                                           \
+  do {                                                                              \
+    if (::tr::cuda_device_count() == 0)                                             \
+      GTEST_SKIP() << "no CUDA device (" << ::tr::cuda_unavailable_reason() << ")"; \
+  } while (0)
+
+namespace tr::gpu_test {
+
+inline std::vector<float> random_floats(std::int64_t n, std::uint32_t seed, float lo = -1.0f,
+                                        float hi = 1.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(static_cast<std::size_t>(n));
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+// n NaNs: the initial contents of every output a kernel overwrites.
+inline std::vector<float> poison(std::int64_t n) {
+  return std::vector<float>(static_cast<std::size_t>(n), NAN);
+}
+
+template <typename T>
+Tensor host_tensor(const std::vector<T>& values, const Shape& shape) {
+  Tensor t = Tensor::empty(shape, dtype_of<T>());
+  std::copy(values.begin(), values.end(), t.data<T>());
+  return t;
+}
+
+template <typename T>
+Tensor device_tensor(const std::vector<T>& values, const Shape& shape) {
+  return to_device(host_tensor(values, shape), Device::cuda);
+}
+
+template <typename T>
+std::vector<T> to_host_vector(const Tensor& t) {
+  Tensor h = to_device(t, Device::cpu);
+  return std::vector<T>(h.data<T>(), h.data<T>() + h.numel());
+}
+
+// max |a - b| / max(|b|, floor): relative error against the reference b, with a floor so that
+// values near zero are compared absolutely. Infinite where any element is NaN: outputs start
+// poisoned with NaN (poison()), so an element the kernel did not write fails.
+inline double max_rel_error(const std::vector<float>& a, const std::vector<float>& b,
+                            double floor = 1.0) {
+  if (a.size() != b.size()) return INFINITY;
+  double worst = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const double d = std::abs(static_cast<double>(a[i]) - b[i]);
+    const double e = d / std::max(std::abs(static_cast<double>(b[i])), floor);
+    if (!(e <= worst)) worst = std::isnan(e) ? INFINITY : e;  // NaN (unwritten output) fails
+  }
+  return worst;
+}
+
+}  // namespace tr::gpu_test

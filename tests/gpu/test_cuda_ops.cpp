@@ -1,0 +1,194 @@
+// The dispatch layer (layers/ops.h) on CUDA tensors against the same ops on CPU tensors: each
+// op is called once with host operands and once with device copies of them, and the outputs
+// are compared (fp32, 1e-5 relative). Skips where no GPU.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "gpu/cuda_test.h"
+#include "layers/ops.h"
+
+namespace tr {
+namespace {
+
+using gpu_test::max_rel_error;
+using i64 = std::int64_t;
+
+constexpr double kTol = 1e-5;
+
+Tensor rnd(const Shape& shape, std::uint32_t seed, float lo = -1, float hi = 1) {
+  return gpu_test::host_tensor(gpu_test::random_floats(shape_numel(shape), seed, lo, hi), shape);
+}
+Tensor cu(const Tensor& t) {
+  return t.defined() ? to_device(t, Device::cuda) : Tensor();
+}
+std::vector<float> host(const Tensor& t) {
+  return gpu_test::to_host_vector<float>(t);
+}
+std::vector<float> host_vec(const Tensor& t) {
+  return std::vector<float>(t.data<float>(), t.data<float>() + t.numel());
+}
+// Relative error of a device result against the host result (floor: absolute near zero).
+double err(const Tensor& device, const Tensor& cpu, double floor = 1.0) {
+  EXPECT_EQ(device.device(), Device::cuda);
+  EXPECT_EQ(device.shape(), cpu.shape());
+  return max_rel_error(host(device), host_vec(cpu), floor);
+}
+
+class CudaOps : public ::testing::Test {
+ protected:
+  void SetUp() override { TR_REQUIRE_CUDA(); }
+};
+
+TEST_F(CudaOps, Linear) {
+  const Tensor x = rnd({3, 5, 16}, 1), w = rnd({24, 16}, 2), b = rnd({24}, 3),
+               dy = rnd({3, 5, 24}, 4);
+  for (bool with_bias : {false, true}) {
+    const Tensor bias = with_bias ? b : Tensor();
+    Tensor y, dx, dw = rnd({24, 16}, 5), db = rnd({24}, 6);
+    Tensor cy, cdx, cdw = cu(dw), cdb = cu(db);
+    ops::linear_forward(y, x, w, bias);
+    ops::linear_forward(cy, cu(x), cu(w), cu(bias));
+    EXPECT_LE(err(cy, y), kTol) << "forward, bias " << with_bias;
+    ops::linear_backward(&dx, dw, with_bias ? &db : nullptr, dy, x, w);
+    ops::linear_backward(&cdx, cdw, with_bias ? &cdb : nullptr, cu(dy), cu(x), cu(w));
+    EXPECT_LE(err(cdx, dx), kTol);
+    EXPECT_LE(err(cdw, dw), kTol);
+    EXPECT_LE(err(cdb, db), kTol);
+    Tensor sum = rnd({3, 5, 16}, 7), csum = cu(sum);
+    ops::linear_backward_accumulate(sum, dw, with_bias ? &db : nullptr, dy, x, w);
+    ops::linear_backward_accumulate(csum, cdw, with_bias ? &cdb : nullptr, cu(dy), cu(x), cu(w));
+    EXPECT_LE(err(csum, sum), kTol);
+    EXPECT_LE(err(cdw, dw), kTol);
+  }
+}
+
+TEST_F(CudaOps, LayerNormAndActivations) {
+  const Tensor x = rnd({4, 7, 32}, 10, -3, 3), w = rnd({32}, 11), b = rnd({32}, 12),
+               dy = rnd({4, 7, 32}, 13), res = rnd({4, 7, 32}, 14);
+  Tensor y, mean, rstd, dx, dw = rnd({32}, 15), db = rnd({32}, 16);
+  Tensor cy, cmean, crstd, cdx, cdw = cu(dw), cdb = cu(db);
+  ops::layernorm_forward(y, mean, rstd, x, w, b, 1e-5);
+  ops::layernorm_forward(cy, cmean, crstd, cu(x), cu(w), cu(b), 1e-5);
+  EXPECT_LE(err(cy, y), kTol);
+  const Tensor cres = cu(res);
+  ops::layernorm_backward(dx, dw, db, dy, x, w, mean, rstd, &res);
+  ops::layernorm_backward(cdx, cdw, cdb, cu(dy), cu(x), cu(w), cmean, crstd, &cres);
+  EXPECT_LE(err(cdx, dx), kTol);
+  EXPECT_LE(err(cdw, dw), kTol);
+  EXPECT_LE(err(cdb, db), kTol);
+  for (auto act : {ops::Activation::gelu, ops::Activation::relu}) {
+    Tensor a, da, ca, cda;
+    ops::activation_forward(a, x, act);
+    ops::activation_forward(ca, cu(x), act);
+    EXPECT_LE(err(ca, a), kTol);
+    ops::activation_backward(da, dy, x, act, a);
+    ops::activation_backward(cda, cu(dy), cu(x), act, ca);
+    EXPECT_LE(err(cda, da), kTol);
+  }
+}
+
+TEST_F(CudaOps, ElementwiseAndCopies) {
+  const Tensor a = rnd({6, 10}, 20), b = rnd({6, 10}, 21), bias = rnd({10}, 22);
+  Tensor out, cout;
+  ops::add(out, a, b);
+  ops::add(cout, cu(a), cu(b));
+  EXPECT_LE(err(cout, out), kTol);
+  ops::bias_add_inplace(out, bias);
+  ops::bias_add_inplace(cout, cu(bias));
+  EXPECT_LE(err(cout, out), kTol);
+  ops::add_accumulate(out, a);
+  ops::add_accumulate(cout, cu(a));
+  EXPECT_LE(err(cout, out), kTol);
+  Tensor copy;
+  ops::copy(copy, cout);
+  EXPECT_LE(err(copy, out), kTol);
+  EXPECT_NEAR(ops::sum_squares(cu(a)), ops::sum_squares(a), 1e-9 * ops::sum_squares(a));
+}
+
+TEST_F(CudaOps, AttentionWithMasksAndDropout) {
+  const i64 B = 2, T = 6, heads = 2, d = 8;
+  const Tensor q = rnd({B, T, d}, 30), k = rnd({B, T, d}, 31), v = rnd({B, T, d}, 32),
+               dout = rnd({B, T, d}, 33);
+  Tensor lens = Tensor::empty({B}, DType::i32);
+  lens.data<std::int32_t>()[0] = 6;
+  lens.data<std::int32_t>()[1] = 4;
+  Tensor keep;
+  ops::dropout_mask(keep, {B, heads, T, T}, 0.25, 9, 10, 0, {1 << 20, 1 << 16, 1 << 8});
+  Tensor out, probs, dq, dk, dv, scratch, cout, cprobs, cdq, cdk, cdv, cscratch;
+  ops::attention_forward(out, probs, q, k, v, lens, keep, 1 / 0.75, heads, true, 0);
+  ops::attention_forward(cout, cprobs, cu(q), cu(k), cu(v), cu(lens), cu(keep), 1 / 0.75, heads,
+                         true, 0);
+  EXPECT_LE(err(cprobs, probs), kTol);
+  EXPECT_LE(err(cout, out), kTol);
+  ops::attention_backward(dq, dk, dv, scratch, dout, probs, q, k, v, keep, 1 / 0.75, heads);
+  ops::attention_backward(cdq, cdk, cdv, cscratch, cu(dout), cprobs, cu(q), cu(k), cu(v), cu(keep),
+                          1 / 0.75, heads);
+  EXPECT_LE(err(cdq, dq), kTol);
+  EXPECT_LE(err(cdk, dk), kTol);
+  EXPECT_LE(err(cdv, dv), kTol);
+}
+
+TEST_F(CudaOps, EmbeddingAndCrossEntropy) {
+  const i64 V = 30, d = 12, N = 10;
+  const Tensor table = rnd({V, d}, 40), dout = rnd({2, 5, d}, 41);
+  Tensor ids = Tensor::empty({2, 5}, DType::i32), targets = Tensor::empty({N}, DType::i32);
+  for (i64 n = 0; n < N; ++n) {
+    ids.data<std::int32_t>()[n] = static_cast<std::int32_t>((n * 7) % V);
+    targets.data<std::int32_t>()[n] = n == 4 ? -100 : static_cast<std::int32_t>((n * 11) % V);
+  }
+  Tensor out, cout, dtable = rnd({V, d}, 42), cdtable = cu(dtable);
+  ops::embedding_forward(out, ids, table, 2.0);
+  ops::embedding_forward(cout, cu(ids), cu(table), 2.0);
+  EXPECT_LE(err(cout, out), kTol);
+  ops::embedding_backward_accumulate(dtable, ids, dout, 2.0);
+  ops::embedding_backward_accumulate(cdtable, cu(ids), cu(dout), 2.0);
+  EXPECT_LE(err(cdtable, dtable), kTol);
+
+  const Tensor logits = rnd({N, V}, 43, -4, 4);
+  Tensor lse, clse, dl, cdl;
+  const double loss = ops::cross_entropy_forward(lse, logits, targets, 0.1, -100);
+  const double closs = ops::cross_entropy_forward(clse, cu(logits), cu(targets), 0.1, -100);
+  EXPECT_NEAR(closs, loss, kTol * loss);
+  ops::cross_entropy_backward(dl, logits, lse, targets, 0.1, -100, 0.5);
+  ops::cross_entropy_backward(cdl, cu(logits), clse, cu(targets), 0.1, -100, 0.5);
+  EXPECT_LE(err(cdl, dl, 1e-3), kTol);
+
+  // The vocabulary-parallel passes of a shard holding columns [10, 30) of 40, 18 valid.
+  const Tensor shard = rnd({N, 20}, 44, -4, 4);
+  Tensor mx, cmx, sums, csums, dsh, cdsh;
+  ops::ce_shard_max(mx, shard, 18);
+  ops::ce_shard_max(cmx, cu(shard), 18);
+  ops::ce_shard_sums(sums, shard, targets, mx, 18, 10, -100);
+  ops::ce_shard_sums(csums, cu(shard), cu(targets), cmx, 18, 10, -100);
+  EXPECT_EQ(gpu_test::to_host_vector<double>(cmx),
+            std::vector<double>(mx.data<double>(), mx.data<double>() + N));
+  const std::vector<double> got = gpu_test::to_host_vector<double>(csums);
+  for (i64 i = 0; i < 3 * N; ++i) EXPECT_NEAR(got[i], sums.data<double>()[i], 1e-9);
+  ops::ce_shard_backward(dsh, shard, mx, targets, 18, 10, 40, 0.1, -100, 0.5);  // mx as an lse
+  ops::ce_shard_backward(cdsh, cu(shard), cmx, cu(targets), 18, 10, 40, 0.1, -100, 0.5);
+  EXPECT_LE(err(cdsh, dsh, 1e-3), kTol);
+}
+
+TEST_F(CudaOps, DropoutApplyAndAdd) {
+  const Tensor x = rnd({5, 9}, 50), skip = rnd({5, 9}, 51);
+  Tensor keep;
+  ops::dropout_mask(keep, {5, 9}, 0.3, 1, 2, 0, {1 << 16});
+  Tensor out, cout, sum, csum;
+  ops::dropout_apply(out, x, keep, 0.3);
+  ops::dropout_apply(cout, cu(x), cu(keep), 0.3);
+  EXPECT_LE(err(cout, out), kTol);
+  ops::dropout_add(sum, skip, x, keep, 0.3);
+  ops::dropout_add(csum, cu(skip), cu(x), cu(keep), 0.3);
+  EXPECT_LE(err(csum, sum), kTol);
+}
+
+TEST_F(CudaOps, AnOperandOnTheWrongDeviceIsAnInternalError) {
+  const Tensor x = rnd({2, 4}, 60), w = rnd({3, 4}, 61);
+  Tensor y;
+  EXPECT_THROW(ops::linear_forward(y, cu(x), w, Tensor()), InternalError);
+}
+
+}  // namespace
+}  // namespace tr

@@ -1,0 +1,49 @@
+// Device discovery, the CUDA buffer pool and host <-> device copies.
+#include <gtest/gtest.h>
+
+#include "gpu/cuda_test.h"
+
+namespace tr {
+namespace {
+
+using gpu_test::random_floats;
+
+TEST(CudaDevice, CountIsZeroOrReasonIsEmpty) {
+  // Runs everywhere: where no GPU is usable a reason is given, where one is none is.
+  EXPECT_TRUE(cuda_built());
+  if (cuda_device_count() == 0)
+    EXPECT_FALSE(cuda_unavailable_reason().empty());
+  else
+    EXPECT_TRUE(cuda_unavailable_reason().empty());
+}
+
+TEST(CudaTensor, RoundTripKeepsTheBits) {
+  TR_REQUIRE_CUDA();
+  const auto values = random_floats(1000, 1);
+  Tensor d = gpu_test::device_tensor(values, {10, 100});
+  EXPECT_EQ(d.device(), Device::cuda);
+  EXPECT_EQ(gpu_test::to_host_vector<float>(d), values);
+  Tensor c = d.clone();  // device to device
+  EXPECT_FALSE(c.same_buffer(d));
+  EXPECT_EQ(gpu_test::to_host_vector<float>(c), values);
+}
+
+TEST(CudaTensor, ZerosAreZero) {
+  TR_REQUIRE_CUDA();
+  Tensor z = Tensor::zeros({257}, DType::f32, Device::cuda);
+  for (float x : gpu_test::to_host_vector<float>(z)) EXPECT_EQ(x, 0.0f);
+}
+
+TEST(CudaTensor, PoolReusesReleasedBlocks) {
+  TR_REQUIRE_CUDA();
+  BufferPool& pool = BufferPool::instance(Device::cuda);
+  { Tensor warm = Tensor::empty({1 << 20}, DType::f32, Device::cuda); }
+  const auto before = pool.system_allocations();
+  for (int i = 0; i < 5; ++i) Tensor t = Tensor::empty({1 << 20}, DType::f32, Device::cuda);
+  EXPECT_EQ(pool.system_allocations(), before);
+  pool.trim();
+  EXPECT_EQ(pool.cached_bytes(), 0u);
+}
+
+}  // namespace
+}  // namespace tr
