@@ -74,6 +74,24 @@ __global__ void dropout_mask_kernel(std::uint8_t* keep, i64 n, std::uint32_t thr
     }
   }
 }
+// One thread per element, one Philox block each: four times the CPU's Philox work (it reuses
+// a block for four consecutive words), simple and exact; shared blocks can come later.
+__global__ void dropout_mask_strided_kernel(std::uint8_t* keep, i64 rows, i64 K,
+                                            DropoutLayout layout, std::uint32_t threshold,
+                                            std::uint64_t seed, std::uint64_t stream,
+                                            std::uint64_t offset) {
+  TR_GRID_STRIDE(i, rows * K) {
+    i64 rest = i / K;
+    std::uint64_t counter = offset + static_cast<std::uint64_t>(i % K);
+    for (int j = layout.n - 1; j >= 0; --j) {  // row index -> leading indices, last fastest
+      counter += static_cast<std::uint64_t>(rest % layout.dims[j]) * layout.strides[j];
+      rest /= layout.dims[j];
+    }
+    const cpu::Philox4 r = cpu::philox_block(seed, stream, counter >> 2);
+    keep[i] = (r.v[counter & 3] >> 8) >= threshold;
+  }
+}
+
 __global__ void dropout_apply_kernel(float* out, const float* in, const std::uint8_t* keep,
                                      float scale, i64 n) {
   TR_GRID_STRIDE(i, n) out[i] = keep[i] ? in[i] * scale : 0.0f;
@@ -192,16 +210,28 @@ void relu_backward(float* din, const float* dout, const float* in, i64 n) {
   TR_LAUNCH(relu_backward_kernel, n, din, dout, in, n);
 }
 
+namespace {
+// As the CPU: keep iff (word >> 8) >= ceil(p * 2^24), computed in double on the host.
+std::uint32_t keep_threshold(float p) {
+  const double t = std::ceil(static_cast<double>(p) * 16777216.0);
+  return t <= 0 ? 0u : static_cast<std::uint32_t>(std::min(t, 16777216.0));
+}
+}  // namespace
+
 void dropout_mask(std::uint8_t* keep, i64 n, float p, std::uint64_t seed, std::uint64_t stream,
                   std::uint64_t offset) {
   if (n <= 0) return;
-  // As the CPU: keep iff (word >> 8) >= ceil(p * 2^24), computed in double on the host.
-  const double t = std::ceil(static_cast<double>(p) * 16777216.0);
-  const std::uint32_t threshold = t <= 0 ? 0u : static_cast<std::uint32_t>(std::min(t, 16777216.0));
+  const std::uint32_t threshold = keep_threshold(p);
   const std::uint64_t first = offset >> 2;
   const std::uint64_t last = (offset + static_cast<std::uint64_t>(n) - 1) >> 2;
   const i64 blocks = static_cast<i64>(last - first + 1);
   TR_LAUNCH(dropout_mask_kernel, blocks, keep, n, threshold, seed, stream, offset, first, blocks);
+}
+void dropout_mask_strided(std::uint8_t* keep, i64 rows, i64 K, const DropoutLayout& layout, float p,
+                          std::uint64_t seed, std::uint64_t stream, std::uint64_t offset) {
+  TR_CHECK(layout.n >= 0 && layout.n <= 4, "dropout_mask_strided: at most 4 leading dimensions");
+  TR_LAUNCH(dropout_mask_strided_kernel, rows * K, keep, rows, K, layout, keep_threshold(p), seed,
+            stream, offset);
 }
 void dropout_apply(float* out, const float* in, const std::uint8_t* keep, float scale, i64 n) {
   TR_LAUNCH(dropout_apply_kernel, n, out, in, keep, scale, n);

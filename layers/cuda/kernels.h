@@ -101,6 +101,16 @@ void ce_shard_backward(float* dlogits, const float* logits, const double* logsum
 // The same Philox counters as cpu::dropout_mask: bit-identical masks on both devices.
 void dropout_mask(std::uint8_t* keep, i64 n, float p, std::uint64_t seed, std::uint64_t stream,
                   std::uint64_t offset);
+// The strided layout of ops::dropout_mask (layers/dropout.h's counters): a mask of `rows` rows
+// of K; row r, whose leading indices (i_0, ..., i_{n-1}) it enumerates last-fastest over
+// dims[0..n), starts at counter offset + sum_j i_j * strides[j]. At most 4 leading dimensions.
+struct DropoutLayout {
+  i64 dims[4] = {1, 1, 1, 1};
+  std::uint64_t strides[4] = {0, 0, 0, 0};
+  int n = 0;
+};
+void dropout_mask_strided(std::uint8_t* keep, i64 rows, i64 K, const DropoutLayout& layout, float p,
+                          std::uint64_t seed, std::uint64_t stream, std::uint64_t offset);
 void dropout_apply(float* out, const float* in, const std::uint8_t* keep, float scale, i64 n);
 void dropout_add(float* out, const float* skip, const float* in, const std::uint8_t* keep,
                  float scale, i64 n);

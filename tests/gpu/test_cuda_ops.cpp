@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "gpu/cuda_test.h"
+#include "layers/cuda/kernels.h"
+#include "layers/dropout.h"
 #include "layers/ops.h"
 
 namespace tr {
@@ -182,6 +184,31 @@ TEST_F(CudaOps, DropoutApplyAndAdd) {
   ops::dropout_add(sum, skip, x, keep, 0.3);
   ops::dropout_add(csum, cu(skip), cu(x), cu(keep), 0.3);
   EXPECT_LE(err(csum, sum), kTol);
+}
+
+// The CUDA kernel behind a device ops::dropout_mask: the counters of layers/dropout.h (an
+// attention mask [B, H, Tq, Tk] of samples from 17 on), bit for bit.
+TEST_F(CudaOps, StridedDropoutMaskMatchesTheOp) {
+  const i64 B = 3, H = 2, Tq = 5, Tk = 70;
+  const std::vector<std::uint64_t> strides = {std::uint64_t{1} << kDropoutSampleShift,
+                                              std::uint64_t{1} << kDropoutHeadShift,
+                                              std::uint64_t{1} << kDropoutRowShift};
+  const std::uint64_t offset = std::uint64_t{17} << kDropoutSampleShift;
+  Tensor keep;
+  ops::dropout_mask(keep, {B, H, Tq, Tk}, 0.1, 42, dropout_stream(3, 5), offset, strides);
+  cuda::DropoutLayout layout;
+  layout.n = 3;
+  const i64 dims[3] = {B, H, Tq};
+  for (int j = 0; j < 3; ++j) {
+    layout.dims[j] = dims[j];
+    layout.strides[j] = strides[static_cast<std::size_t>(j)];
+  }
+  Tensor ckeep = to_device(Tensor::zeros({B, H, Tq, Tk}, DType::u8), Device::cuda);
+  cuda::dropout_mask_strided(ckeep.data<std::uint8_t>(), B * H * Tq, Tk, layout, 0.1f, 42,
+                             dropout_stream(3, 5), offset);
+  EXPECT_EQ(gpu_test::to_host_vector<std::uint8_t>(ckeep),
+            std::vector<std::uint8_t>(keep.data<std::uint8_t>(),
+                                      keep.data<std::uint8_t>() + keep.numel()));
 }
 
 TEST_F(CudaOps, AnOperandOnTheWrongDeviceIsAnInternalError) {

@@ -1,7 +1,11 @@
 // Device discovery, the CUDA buffer pool and host <-> device copies.
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <cstring>
+
 #include "gpu/cuda_test.h"
+#include "layers/cuda/runtime.h"
 
 namespace tr {
 namespace {
@@ -15,6 +19,30 @@ TEST(CudaDevice, CountIsZeroOrReasonIsEmpty) {
     EXPECT_FALSE(cuda_unavailable_reason().empty());
   else
     EXPECT_TRUE(cuda_unavailable_reason().empty());
+}
+
+TEST(CudaDevice, ToTheSameDeviceIsTheSameTensor) {
+  const Tensor t = Tensor::zeros({3}, DType::f32);
+  EXPECT_TRUE(to_device(t, Device::cpu).same_buffer(t));
+}
+
+TEST(CudaDevice, GuardRestoresTheCurrentDevice) {
+  TR_REQUIRE_CUDA();
+  const int before = cuda::current_device();
+  {
+    cuda::DeviceGuard guard(cuda_device_count() - 1);
+    EXPECT_EQ(cuda::current_device(), cuda_device_count() - 1);
+  }
+  EXPECT_EQ(cuda::current_device(), before);
+}
+
+TEST(CudaTensor, Bf16StorageRoundTrips) {
+  TR_REQUIRE_CUDA();
+  Tensor h = Tensor::empty({100}, DType::bf16);
+  auto* bits = static_cast<std::uint16_t*>(h.raw());
+  for (int i = 0; i < 100; ++i) bits[i] = static_cast<std::uint16_t>(i * 611);
+  const Tensor back = to_device(to_device(h, Device::cuda), Device::cpu);
+  EXPECT_EQ(std::memcmp(back.raw(), h.raw(), h.bytes()), 0);
 }
 
 TEST(CudaTensor, RoundTripKeepsTheBits) {
