@@ -11,6 +11,7 @@
 
 #include "data/h5.h"
 #include "mpi/mpi_main.h"
+#include "mpi/training_parity.h"
 #include "trainer/checkpoint.h"
 #include "trainer/training.h"
 
@@ -20,27 +21,11 @@ namespace {
 namespace fs = std::filesystem;
 using testing::g_runtime;
 
-std::vector<double> losses(const fs::path& run_dir) {
-  std::vector<double> out;
-  std::ifstream in(run_dir / "metrics.jsonl");
-  for (std::string line; std::getline(in, line);) {
-    auto row = nlohmann::json::parse(line);
-    if (row.contains("loss")) out.push_back(row["loss"].get<double>());
-  }
-  return out;
-}
+using testing::golden_args;
+using testing::train;
 
-TrainArgs golden_args(const std::string& model, const fs::path& run_dir,
-                      const std::vector<std::string>& extra) {
-  const fs::path golden = fs::path(TR_GOLDEN_DIR) / "train";
-  TrainArgs args;
-  args.config_path = (golden / (model + ".yaml")).string();
-  args.overrides = {"data.train=" + (golden / (model + "_data.h5")).string(),
-                    "model.init=" + (golden / (model + "_weights.h5")).string(),
-                    "run.dir=" + run_dir.string(), "log.progress=false", "data.prefetch=0"};
-  args.overrides.insert(args.overrides.end(), extra.begin(), extra.end());
-  args.resume = "never";
-  return args;
+std::vector<double> losses(const fs::path& run_dir) {
+  return testing::metric(run_dir, "loss");
 }
 
 // Runs the single-process reference on rank 0 and the same config on the whole world, then
@@ -54,15 +39,6 @@ void expect_matches_single_process(const std::string& model, const std::vector<s
   const fs::path base =
       fs::temp_directory_path() / ("tr_dp_" + model + "_" + label + "_" + std::to_string(job));
   const fs::path single = base / "single", multi = base / "multi";
-  // Exceptions are caught so that every rank still reaches the barriers: a rank leaving the
-  // test early would leave the others waiting in a collective.
-  auto train = [](const TrainArgs& args, ParallelRuntime& runtime) {
-    try {
-      EXPECT_EQ(run_training(args, runtime), 0);
-    } catch (const std::exception& e) {
-      ADD_FAILURE() << e.what();
-    }
-  };
   if (world.rank() == 0) {
     fs::remove_all(base);
     ParallelRuntime alone;
