@@ -15,6 +15,7 @@
 #include <limits>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "layers/cpu/simd.h"
 #include "layers/cpu/vec_math.h"
@@ -253,30 +254,40 @@ TR_ISA_VARIANTS(layernorm_dparams_cols_f32,
                  const float* mean, const float* rstd, i64 rows, i64 cols, i64 c0),
                 (dweight, dbias, dout, in, mean, rstd, rows, cols, c0))
 
-// dbias[c] += sum_r dout[r, c] for columns [c0, c0 + kRedCols) clipped to cols, in double, rows
-// in order.
-TR_INLINE void bias_grad_cols_f32(float* dbias, const float* dout, i64 rows, i64 cols, i64 c0) {
+// Rows of one partial sum of the bias gradient: blocks are fixed (not per thread), so the
+// result does not depend on the thread count.
+constexpr i64 kBiasRows = 32;
+
+// part[c] = sum over rows [r0, r1) of dout[r, c], in double, in row order. Walking whole rows
+// reads dout once, contiguously: column strips over all rows (a 16-float slice of every row)
+// measured 3.4x slower on fc1's [6400, 768] gradient, their accesses defeating the prefetcher.
+TR_INLINE void bias_grad_rows_f32(double* part, const float* dout, i64 r0, i64 r1, i64 cols) {
   using V = simd::Vec<float>::type;
   typedef double V4 __attribute__((vector_size(32)));
-  const i64 w = std::min<i64>(kRedCols, cols - c0);
-  V4 db[4] = {};
-  for (i64 r = 0; r < rows; ++r) {
-    const float* g = dout + r * cols + c0;
-    for (int h = 0; h < 2; ++h) {
-      const i64 n = w - 8 * h;
-      if (n <= 0) break;
-      const V gv = n >= 8 ? simd::load(g + 8 * h) : simd::load_partial(g + 8 * h, n, 0.0f);
-      db[2 * h] += __builtin_convertvector(__builtin_shufflevector(gv, gv, 0, 1, 2, 3), V4);
-      db[2 * h + 1] += __builtin_convertvector(__builtin_shufflevector(gv, gv, 4, 5, 6, 7), V4);
+  for (i64 c = 0; c < cols; ++c) part[c] = 0.0;
+  const i64 cv = cols - cols % 8;
+  for (i64 r = r0; r < r1; ++r) {
+    const float* g = dout + r * cols;
+    for (i64 c = 0; c < cv; c += 8) {
+      const V gv = simd::load(g + c);
+      V4 lo, hi;
+      std::memcpy(&lo, part + c, sizeof lo);
+      std::memcpy(&hi, part + c + 4, sizeof hi);
+      lo += __builtin_convertvector(__builtin_shufflevector(gv, gv, 0, 1, 2, 3), V4);
+      hi += __builtin_convertvector(__builtin_shufflevector(gv, gv, 4, 5, 6, 7), V4);
+      std::memcpy(part + c, &lo, sizeof lo);
+      std::memcpy(part + c + 4, &hi, sizeof hi);
     }
+    for (i64 c = cv; c < cols; ++c) part[c] += g[c];
   }
-  for (i64 c = 0; c < w; ++c) dbias[c0 + c] += static_cast<float>(db[c / 4][c % 4]);
 }
-TR_ISA_VARIANTS(bias_grad_cols_f32, (float* dbias, const float* dout, i64 rows, i64 cols, i64 c0),
-                (dbias, dout, rows, cols, c0))
+TR_ISA_VARIANTS(bias_grad_rows_f32, (double* part, const float* dout, i64 r0, i64 r1, i64 cols),
+                (part, dout, r0, r1, cols))
 
 // Rows per task of the row-parallel kernels: a few rows, so a task is worth scheduling.
-inline i64 row_block(i64 cols) { return std::max<i64>(1, 2048 / std::max<i64>(cols, 1)); }
+inline i64 row_block(i64 cols) {
+  return std::max<i64>(1, 2048 / std::max<i64>(cols, 1));
+}
 
 // One cross-entropy row: its max, sum_v exp(x[v] - max) and sum_v x[v], the sums in double in
 // a fixed order (8 lanes, each summed in double, then a fixed tree).
@@ -311,8 +322,8 @@ TR_INLINE void ce_grad_row_f32(float* g, const float* x, float lse, float scale,
                                i64 V) {
   for (i64 v = 0; v < V; ++v) g[v] = scale * (vm::exp_f(x[v] - lse) - smooth);
 }
-TR_ISA_VARIANTS(ce_grad_row_f32, (float* g, const float* x, float lse, float scale, float smooth,
-                                  i64 V),
+TR_ISA_VARIANTS(ce_grad_row_f32,
+                (float* g, const float* x, float lse, float scale, float smooth, i64 V),
                 (g, x, lse, scale, smooth, V))
 
 }  // namespace
@@ -361,10 +372,28 @@ void bias_fill(T* out, const T* bias, i64 rows, i64 cols) {
 template <typename T>
 void bias_backward_accumulate(T* dbias, const T* dout, i64 rows, i64 cols) {
   if constexpr (std::is_same_v<T, float>) {
-    const auto fn = TR_ISA_PICK(bias_grad_cols_f32);
-    const i64 blocks = (cols + kRedCols - 1) / kRedCols;
-#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin && blocks > 1)
-    for (i64 blk = 0; blk < blocks; ++blk) fn(dbias, dout, rows, cols, blk * kRedCols);
+    // Partial sums of fixed row blocks, then the blocks added in order: the same sums whatever
+    // the thread count. The scratch belongs to the calling thread and only grows (no
+    // allocation once warm).
+    const auto fn = TR_ISA_PICK(bias_grad_rows_f32);
+    const i64 blocks = (rows + kBiasRows - 1) / kBiasRows;
+    thread_local std::vector<double> scratch;
+    if (static_cast<i64>(scratch.size()) < blocks * cols) scratch.resize(blocks * cols);
+    double* part = scratch.data();
+#pragma omp parallel if (rows * cols > kParallelMin)
+    {
+#pragma omp for schedule(static)
+      for (i64 b = 0; b < blocks; ++b)
+        fn(part + b * cols, dout, b * kBiasRows, std::min(rows, (b + 1) * kBiasRows), cols);
+#pragma omp for schedule(static)
+      for (i64 c0 = 0; c0 < cols; c0 += kColBlock) {
+        const i64 c1 = std::min(cols, c0 + kColBlock);
+        double acc[kColBlock] = {};
+        for (i64 b = 0; b < blocks; ++b)
+          for (i64 c = c0; c < c1; ++c) acc[c - c0] += part[b * cols + c];
+        for (i64 c = c0; c < c1; ++c) dbias[c] += static_cast<float>(acc[c - c0]);
+      }
+    }
     return;
   }
   const i64 blocks = (cols + kColBlock - 1) / kColBlock;
@@ -720,7 +749,7 @@ void dropout_apply(T* out, const T* in, const std::uint8_t* keep, T scale, i64 n
   template void add_accumulate<T>(T*, const T*, i64);                                             \
   template void scale<T>(T*, const T*, T, i64);                                                   \
   template void gelu_forward<T>(T*, const T*, i64);                                               \
-  template void gelu_backward<T>(T*, const T*, const T*, i64, const T*);                                    \
+  template void gelu_backward<T>(T*, const T*, const T*, i64, const T*);                          \
   template void relu_forward<T>(T*, const T*, i64);                                               \
   template void relu_backward<T>(T*, const T*, const T*, i64);                                    \
   template void layernorm_forward<T>(T*, T*, T*, const T*, const T*, const T*, i64, i64, T);      \
@@ -734,7 +763,7 @@ void dropout_apply(T* out, const T* in, const std::uint8_t* keep, T scale, i64 n
                                            std::int32_t);                                         \
   template void cross_entropy_backward<T>(T*, const T*, const T*, const std::int32_t*, i64, i64,  \
                                           T, std::int32_t, T);                                    \
-  template void dropout_apply<T>(T*, const T*, const std::uint8_t*, T, i64);                     \
+  template void dropout_apply<T>(T*, const T*, const std::uint8_t*, T, i64);                      \
   template void dropout_add<T>(T*, const T*, const T*, const std::uint8_t*, T, i64);
 
 TR_INSTANTIATE(float)

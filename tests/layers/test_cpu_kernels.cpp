@@ -792,6 +792,22 @@ TEST(CpuKernelsDeterminism, AttentionIndependentOfThreadCount) {
   }
 }
 
+TEST(CpuKernelsDeterminism, BiasGradientIndependentOfThreadCount) {
+  // Row blocks with a partial last block, columns with a partial last vector.
+  const i64 rows = 1000, cols = 771;
+  auto dout = rand_arr<float>(rows * cols, 161);
+  auto run = [&](int threads) {
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    std::vector<float> db(cols, 0.5f);
+    bias_backward_accumulate<float>(db.data(), dout.t.data(), rows, cols);
+    omp_set_num_threads(saved);
+    return db;
+  };
+  EXPECT_EQ(run(1), run(2));
+  EXPECT_EQ(run(1), run(3));
+}
+
 // ---- dropout -------------------------------------------------------------------------------
 
 TEST(Philox, KnownAnswerVectors) {
