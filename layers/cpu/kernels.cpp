@@ -17,6 +17,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "layers/cpu/gelu_avx2.h"
 #include "layers/cpu/simd.h"
 #include "layers/cpu/vec_math.h"
 #include "layers/error.h"
@@ -87,7 +88,14 @@ TR_INLINE void gelu_forward_f32(float* out, const float* in, i64 n) {
     out[i] = x * vm::normal_cdf_f(x);
   }
 }
-TR_ISA_VARIANTS(gelu_forward_f32, (float* out, const float* in, i64 n), (out, in, n))
+// The AVX2 variants are the intrinsics of gelu_avx2.h (no vdivps); the baseline compiles the
+// generic loops.
+TR_TARGET_AVX2 void gelu_forward_f32_avx2(float* out, const float* in, i64 n) {
+  avx2::gelu_forward(out, in, n);
+}
+void gelu_forward_f32_base(float* out, const float* in, i64 n) {
+  gelu_forward_f32(out, in, n);
+}
 
 TR_INLINE void gelu_backward_f32(float* din, const float* dout, const float* in, i64 n) {
   constexpr float kInvSqrt2Pi = 0.398942280401432677939946f;
@@ -97,8 +105,12 @@ TR_INLINE void gelu_backward_f32(float* din, const float* dout, const float* in,
     din[i] = dout[i] * (vm::normal_cdf_f(x) + x * pdf);
   }
 }
-TR_ISA_VARIANTS(gelu_backward_f32, (float* din, const float* dout, const float* in, i64 n),
-                (din, dout, in, n))
+TR_TARGET_AVX2 void gelu_backward_f32_avx2(float* din, const float* dout, const float* in, i64 n) {
+  avx2::gelu_backward(din, dout, in, n);
+}
+void gelu_backward_f32_base(float* din, const float* dout, const float* in, i64 n) {
+  gelu_backward_f32(din, dout, in, n);
+}
 
 // Backward from the forward output y = x Phi(x): Phi(x) = y / x, exact to rounding (y is x Phi
 // rounded once). Near 0, where y / x would lose y to underflow, Phi is 1/2 to float precision.
@@ -113,9 +125,14 @@ TR_INLINE void gelu_backward_from_out_f32(float* din, const float* dout, const f
     din[i] = dout[i] * (cdf + x * pdf);
   }
 }
-TR_ISA_VARIANTS(gelu_backward_from_out_f32,
-                (float* din, const float* dout, const float* in, const float* out, i64 n),
-                (din, dout, in, out, n))
+TR_TARGET_AVX2 void gelu_backward_from_out_f32_avx2(float* din, const float* dout, const float* in,
+                                                    const float* out, i64 n) {
+  avx2::gelu_backward_from_out(din, dout, in, out, n);
+}
+void gelu_backward_from_out_f32_base(float* din, const float* dout, const float* in,
+                                     const float* out, i64 n) {
+  gelu_backward_from_out_f32(din, dout, in, out, n);
+}
 
 // Softmax of rows [r0, r1) in float: exp through vm::exp_f, fixed-order float sums.
 TR_INLINE void softmax_rows_f32(float* out, const float* in, i64 r0, i64 r1, i64 cols) {

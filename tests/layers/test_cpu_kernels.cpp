@@ -278,6 +278,24 @@ TYPED_TEST(CpuKernels, GeluForwardBackward) {
   }
 }
 
+TEST(CpuKernelsFloat, GeluNonFiniteAndTails) {
+  // As x * Phi(x) in exact arithmetic: inf stays inf, -inf gives -inf * 0 = NaN (as PyTorch).
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::nanf("");
+  std::vector<float> x = {inf, -inf, nan, 30.0f, -30.0f, 9.0f, -9.0f, 0.0f, 1e-38f};
+  std::vector<float> y(x.size());
+  gelu_forward<float>(y.data(), x.data(), static_cast<i64>(x.size()));
+  EXPECT_EQ(y[0], inf);
+  EXPECT_TRUE(std::isnan(y[1]));
+  EXPECT_TRUE(std::isnan(y[2]));
+  EXPECT_EQ(y[3], 30.0f);
+  EXPECT_EQ(y[4], 0.0f);
+  EXPECT_EQ(y[5], 9.0f);
+  const double far_tail = -9.0 * 0.5 * std::erfc(9.0 / std::sqrt(2.0));  // -1.0e-18
+  EXPECT_NEAR(y[6], far_tail, 1e-5 * -far_tail);
+  EXPECT_EQ(y[7], 0.0f);
+  EXPECT_NEAR(y[8], 0.5e-38, 1e-44);
+}
+
 TYPED_TEST(CpuKernels, ReluForwardBackward) {
   using T = TypeParam;
   const i64 n = 997;
