@@ -19,27 +19,11 @@ import statistics
 import subprocess
 import sys
 
+from flops import encdec_flops_per_step, vit_flops_per_image
+
 VIT = dict(image=28, patch=4, channels=1, d=192, layers=6, heads=3, ff=768, batch=128,
            classes=10)
 ENCDEC = dict(d=256, heads=4, ff=1024, layers=3, vocab=8000, batch=64, length=32)
-
-
-def vit_flops_per_image(c):
-    n = (c["image"] // c["patch"]) ** 2
-    t = n + 1
-    d, ff = c["d"], c["ff"]
-    layer = 2 * t * (4 * d * d + 2 * d * ff) + 4 * t * t * d
-    patch = 2 * n * c["channels"] * c["patch"] ** 2 * d
-    return 3 * (c["layers"] * layer + patch + 2 * d * c["classes"])
-
-
-def encdec_flops_per_step(c):
-    bl = c["batch"] * c["length"]
-    d, ff, l = c["d"], c["ff"], c["length"]
-    attn_scores = 4 * bl * l * d
-    enc = 2 * bl * (4 * d * d + 2 * d * ff) + attn_scores
-    dec = 2 * bl * (8 * d * d + 2 * d * ff) + 2 * attn_scores
-    return 3 * (c["layers"] * (enc + dec) + 2 * bl * d * c["vocab"])
 
 
 def run_json(cmd, env):

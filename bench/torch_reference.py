@@ -79,7 +79,7 @@ class EncoderDecoder(nn.Module):
 
     def forward(self, src, tgt_in, src_pad, tgt_pad):
         t = tgt_in.shape[1]
-        causal = torch.triu(torch.full((t, t), float("-inf")), diagonal=1)
+        causal = torch.triu(torch.full((t, t), float("-inf"), device=tgt_in.device), diagonal=1)
         memory = self.encoder(self.embed_tokens(src), src_key_padding_mask=src_pad)
         y = self.decoder(self.embed_tokens(tgt_in), memory, tgt_mask=causal,
                          tgt_key_padding_mask=tgt_pad, memory_key_padding_mask=src_pad)
