@@ -39,7 +39,8 @@ Tensor MultiHeadAttention::forward(const Tensor& x_q, const Tensor& x_kv, const 
     const std::int64_t Tq = x_q.dim(1), Tk = x_kv.dim(1);
     const Shape shape{x_q.dim(0), heads_, Tq, Tk};
     // A TP rank's heads draw their part of the whole layer's mask.
-    make_attention_dropout_mask(keep_, shape, dropout_, ctx, layer_id_, tp_ ? head_offset_ : 0);
+    make_attention_dropout_mask(keep_, shape, dropout_, ctx, layer_id_, tp_ ? head_offset_ : 0,
+                                q_.device());
   }
   const Tensor no_mask;
   ops::attention_forward(context_, probs_, q_, k_, v_, kv_len, dropout_active_ ? keep_ : no_mask,

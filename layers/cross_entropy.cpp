@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "layers/device.h"
 #include "layers/ops.h"
 
 namespace tr {
@@ -9,7 +10,9 @@ namespace tr {
 double CrossEntropy::forward(const Tensor& logits, const Tensor& targets) {
   logits_ = logits;
   targets_ = targets;
-  const std::int32_t* t = targets.data<std::int32_t>();
+  // Counted on the host (a device's targets are copied: a few kilobytes per micro-batch).
+  const Tensor host_targets = to_device(targets, Device::cpu);
+  const std::int32_t* t = host_targets.data<std::int32_t>();
   counted_ = 0;
   for (std::int64_t i = 0; i < targets.numel(); ++i) counted_ += (t[i] != ignore_index_);
   if (active_tp(shard_.tp)) return forward_sharded(logits, targets);
@@ -23,11 +26,17 @@ double CrossEntropy::forward_sharded(const Tensor& logits, const Tensor& targets
   tp.all_reduce_max(row_max_);
   ops::ce_shard_sums(sums_, logits, targets, row_max_, shard_.valid, shard_.first, ignore_index_);
   tp.all_reduce_sum(sums_);
-  ensure_shape(logsumexp_, {N}, DType::f64);
-  const double* mx = row_max_.data<double>();
-  const double* s = sums_.data<double>();
-  double* lse = logsumexp_.data<double>();
-  const std::int32_t* t = targets.data<std::int32_t>();
+  // The per-row finish is host code: on CUDA the row statistics come to the host and the
+  // log-sum-exp goes back (a few kilobytes per micro-batch).
+  const bool on_host = logits.device() == Device::cpu;
+  Tensor& lse_host = on_host ? logsumexp_ : lse_host_;
+  ensure_shape(lse_host, {N}, DType::f64);
+  const Tensor mx_host = to_device(row_max_, Device::cpu), s_host = to_device(sums_, Device::cpu);
+  const Tensor t_host = to_device(targets, Device::cpu);
+  const double* mx = mx_host.data<double>();
+  const double* s = s_host.data<double>();
+  double* lse = lse_host.data<double>();
+  const std::int32_t* t = t_host.data<std::int32_t>();
   const double e = smoothing_, V = static_cast<double>(shard_.vocab);
   double total = 0;
   for (std::int64_t n = 0; n < N; ++n) {
@@ -40,6 +49,10 @@ double CrossEntropy::forward_sharded(const Tensor& logits, const Tensor& targets
     const double loss = (1.0 - e) * (lse[n] - s[N + n]) + e * (lse[n] - s[2 * N + n] / V);
     // Rounded to the logits' type per row as the single-process kernel stores it.
     total += logits.dtype() == DType::f32 ? static_cast<double>(static_cast<float>(loss)) : loss;
+  }
+  if (!on_host) {
+    ensure_shape(logsumexp_, {N}, DType::f64, logits.device());
+    logsumexp_.copy_from(lse_host);
   }
   return total;
 }

@@ -42,6 +42,7 @@ class CrossEntropy {
   VocabShard shard_;
   std::int64_t counted_ = 0;
   Tensor logits_, targets_, logsumexp_, dlogits_, row_max_, sums_;
+  Tensor lse_host_;  // the sharded log-sum-exp computed on the host for CUDA logits
 };
 
 }  // namespace tr

@@ -30,6 +30,23 @@ std::string cuda_unavailable_reason() {
 #endif
 }
 
+void select_cuda_device(int index) {
+#ifdef TR_HAVE_CUDA
+  cuda::set_device(index);
+#else
+  (void)index;
+  throw InternalError("select_cuda_device in a build without the CUDA backend");
+#endif
+}
+
+int current_cuda_device() {
+#ifdef TR_HAVE_CUDA
+  return cuda::current_device();
+#else
+  return 0;
+#endif
+}
+
 Tensor to_device(const Tensor& t, Device device) {
   if (t.device() == device) return t;
   Tensor out = Tensor::empty(t.shape(), t.dtype(), device);

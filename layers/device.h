@@ -16,6 +16,11 @@ int cuda_device_count();
 // Why cuda_device_count() is 0, in a few words ("" when it is not).
 std::string cuda_unavailable_reason();
 
+// Makes GPU `index` current for this thread (the trainer's rank's GPU); InternalError without
+// the backend. current_cuda_device(): the current one.
+void select_cuda_device(int index);
+int current_cuda_device();
+
 // A copy of `t` on `device` (same shape and dtype); `t` itself when it is already there.
 // Host <-> device copies are synchronous.
 Tensor to_device(const Tensor& t, Device device);

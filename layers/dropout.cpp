@@ -12,7 +12,8 @@ std::uint64_t dropout_stream(std::uint64_t step, std::uint64_t layer_id) {
 namespace {
 
 void keyed_mask(Tensor& keep, const Shape& shape, double p, const ForwardContext& ctx,
-                std::uint64_t layer_id, std::int64_t heads, std::int64_t first_head) {
+                std::uint64_t layer_id, std::int64_t heads, std::int64_t first_head,
+                Device device) {
   TR_CHECK(shape.size() >= 2, "dropout mask of a tensor without a sample dimension");
   const std::int64_t B = shape.front(), K = shape.back();
   const std::int64_t R = B > 0 && K > 0 ? shape_numel(shape) / (B * heads * K) : 0;
@@ -25,28 +26,29 @@ void keyed_mask(Tensor& keep, const Shape& shape, double p, const ForwardContext
       (static_cast<std::uint64_t>(first_head) << kDropoutHeadShift);
   ops::dropout_mask(keep, {B, heads, R, K}, p, ctx.seed, dropout_stream(ctx.step, layer_id), offset,
                     {std::uint64_t{1} << kDropoutSampleShift, std::uint64_t{1} << kDropoutHeadShift,
-                     std::uint64_t{1} << kDropoutRowShift});
+                     std::uint64_t{1} << kDropoutRowShift},
+                    device);
   keep = keep.view(shape);
 }
 
 }  // namespace
 
 void make_dropout_mask(Tensor& keep, const Shape& shape, double p, const ForwardContext& ctx,
-                       std::uint64_t layer_id) {
-  keyed_mask(keep, shape, p, ctx, layer_id, 1, 0);
+                       std::uint64_t layer_id, Device device) {
+  keyed_mask(keep, shape, p, ctx, layer_id, 1, 0, device);
 }
 
 void make_attention_dropout_mask(Tensor& keep, const Shape& shape, double p,
                                  const ForwardContext& ctx, std::uint64_t layer_id,
-                                 std::int64_t first_head) {
+                                 std::int64_t first_head, Device device) {
   TR_CHECK(shape.size() == 4, "attention dropout mask: [B, H, Tq, Tk]");
-  keyed_mask(keep, shape, p, ctx, layer_id, shape[1], first_head);
+  keyed_mask(keep, shape, p, ctx, layer_id, shape[1], first_head, device);
 }
 
 Tensor Dropout::forward(const Tensor& x, const ForwardContext& ctx) {
   active_ = ctx.training && p_ > 0;
   if (!active_) return x;
-  make_dropout_mask(keep_, x.shape(), p_, ctx, layer_id_);
+  make_dropout_mask(keep_, x.shape(), p_, ctx, layer_id_, x.device());
   ops::dropout_apply(y_, x, keep_, p_);
   return y_;
 }
@@ -58,7 +60,7 @@ void Dropout::forward_add(Tensor& out, const Tensor& skip, const Tensor& x,
     ops::add(out, skip, x);
     return;
   }
-  make_dropout_mask(keep_, x.shape(), p_, ctx, layer_id_);
+  make_dropout_mask(keep_, x.shape(), p_, ctx, layer_id_, x.device());
   ops::dropout_add(out, skip, x, keep_, p_);
 }
 

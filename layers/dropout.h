@@ -31,13 +31,14 @@ std::uint64_t dropout_stream(std::uint64_t step, std::uint64_t layer_id);
 constexpr int kDropoutSampleShift = 40, kDropoutHeadShift = 32, kDropoutRowShift = 16;
 
 // The keep mask for a [B, ..., K] tensor (rows: the product of the middle dimensions).
+// On `device` (where the tensor it masks lives).
 void make_dropout_mask(Tensor& keep, const Shape& shape, double p, const ForwardContext& ctx,
-                       std::uint64_t layer_id);
+                       std::uint64_t layer_id, Device device = Device::cpu);
 // The keep mask for attention probabilities [B, H, Tq, Tk] of heads
 // [first_head, first_head + H) of the layer.
 void make_attention_dropout_mask(Tensor& keep, const Shape& shape, double p,
                                  const ForwardContext& ctx, std::uint64_t layer_id,
-                                 std::int64_t first_head);
+                                 std::int64_t first_head, Device device = Device::cpu);
 
 class Dropout {
  public:

@@ -438,11 +438,27 @@ void cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const Tensor&
 
 void dropout_mask(Tensor& keep, const Shape& shape, double p, std::uint64_t seed,
                   std::uint64_t stream, std::uint64_t offset,
-                  const std::vector<std::uint64_t>& strides) {
+                  const std::vector<std::uint64_t>& strides, Device device) {
   TR_CHECK(!shape.empty() && strides.size() + 1 == shape.size(),
            "dropout_mask: one stride per leading dimension");
-  ensure_shape(keep, shape, DType::u8);
+  ensure_shape(keep, shape, DType::u8, device);
   const std::int64_t K = shape.back(), rows = K > 0 ? keep.numel() / K : 0;
+#ifdef TR_HAVE_CUDA
+  if (device == Device::cuda) {
+    TR_CHECK(strides.size() <= 4, "dropout_mask on CUDA: at most 4 leading dimensions");
+    cuda::DropoutLayout layout;
+    layout.n = static_cast<int>(strides.size());
+    for (int j = 0; j < layout.n; ++j) {
+      layout.dims[j] = shape[j];
+      layout.strides[j] = strides[j];
+    }
+    if (rows > 0)
+      cuda::dropout_mask_strided(keep.data<std::uint8_t>(), rows, K, layout, static_cast<float>(p),
+                                 seed, stream, offset);
+    return;
+  }
+#endif
+  TR_CHECK(device == Device::cpu, "dropout_mask: a CUDA mask in a build without the backend");
   std::uint8_t* out = keep.data<std::uint8_t>();
   const int n = static_cast<int>(strides.size());
 #pragma omp parallel for schedule(static) if (rows * K > (1 << 16))

@@ -84,10 +84,11 @@ void cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const Tensor&
 // keep: u8 mask of `shape` from the counter-based RNG, row by row along the last dimension:
 // the element at index (i_0, ..., i_{n-2}, k) is the draw at counter
 // offset + sum_j i_j * strides[j] + k (one stride per leading dimension). Callers choose
-// strides that do not depend on padding or sharding (layers/dropout.h).
+// strides that do not depend on padding or sharding (layers/dropout.h). On `device` (CUDA:
+// the same Philox counters, bit-identical masks; at most 4 leading dimensions).
 void dropout_mask(Tensor& keep, const Shape& shape, double p, std::uint64_t seed,
                   std::uint64_t stream, std::uint64_t offset,
-                  const std::vector<std::uint64_t>& strides);
+                  const std::vector<std::uint64_t>& strides, Device device = Device::cpu);
 void dropout_apply(Tensor& out, const Tensor& in, const Tensor& keep, double p);
 // out = skip + dropout(in): a residual branch's dropout and the skip add in one pass.
 void dropout_add(Tensor& out, const Tensor& skip, const Tensor& in, const Tensor& keep, double p);

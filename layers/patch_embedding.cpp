@@ -1,5 +1,6 @@
 #include "layers/patch_embedding.h"
 
+#include "layers/device_ops.h"
 #include "layers/ops.h"
 
 namespace tr {
@@ -39,7 +40,9 @@ Tensor PatchEmbedding::forward(const Tensor& images) {
            "patch embedding: image shape " + shape_string(images.shape()));
   const std::int64_t N = (H / patch_) * (W / patch_);
   ensure_shape(patches_, {B, N, C * patch_ * patch_}, images.dtype(), images.device());
-  if (images.dtype() == DType::f64)
+  if (images.device() == Device::cuda)
+    cuda_moves::images_to_patches(patches_, images, patch_);
+  else if (images.dtype() == DType::f64)
     images_to_patches(patches_.data<double>(), images.data<double>(), B, C, H, W, patch_);
   else
     images_to_patches(patches_.data<float>(), images.data<float>(), B, C, H, W, patch_);

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "layers/device_ops.h"
+
 namespace tr {
 
 PositionalEncoding::Kind parse_positional(const std::string& name) {
@@ -71,6 +73,7 @@ void PositionalEncoding::forward_inplace(Tensor& x, std::int64_t offset) const {
   if (Tn + offset > max_len_)
     throw UserError("sequence of " + std::to_string(Tn + offset) +
                     " positions exceeds model.max_len " + std::to_string(max_len_));
+  if (x.device() == Device::cuda) return cuda_moves::add_position_rows(x, weight.value, offset);
   if (x.dtype() == DType::f64)
     add_rows(x.data<double>(), weight.value.data<double>(), B, Tn, d, offset);
   else
@@ -80,6 +83,7 @@ void PositionalEncoding::forward_inplace(Tensor& x, std::int64_t offset) const {
 void PositionalEncoding::backward_accumulate(const Tensor& dy) {
   if (kind_ != Kind::learned) return;
   const std::int64_t B = dy.dim(0), Tn = dy.dim(1), d = dy.dim(2);
+  if (dy.device() == Device::cuda) return cuda_moves::sum_position_rows_accumulate(weight.grad, dy);
   if (dy.dtype() == DType::f64)
     sum_rows_accumulate(weight.grad.data<double>(), dy.data<double>(), B, Tn, d);
   else

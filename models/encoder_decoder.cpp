@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "layers/device.h"
 #include "layers/ops.h"
 
 namespace tr {
@@ -66,6 +67,12 @@ EncoderDecoder::EncoderDecoder(const ModelConfig& c, DType dtype, double label_s
   if (pre_) decoder_norm_->collect_parameters(parameters_);
 }
 
+void EncoderDecoder::to_device(Device device) {
+  Model::to_device(device);
+  for (PositionalEncoding* pos : {&src_pos_, &tgt_pos_})
+    pos->weight.value = tr::to_device(pos->weight.value, device);
+}
+
 Tensor EncoderDecoder::encode(const Tensor& src, const Tensor& src_len, const ForwardContext& ctx) {
   src_ids_ = src;
   src_embedding().forward(src_x_, src);
@@ -122,7 +129,10 @@ double EncoderDecoder::forward(const Batch& batch, const ForwardContext& ctx) {
     // the full computation contribute exact zeros to every gradient, so nothing else changes.
     decoder_states(batch.tgt_in, batch.tgt_len, memory, batch.src_len, ctx);
     const std::int64_t n = batch.tgt_out.numel();
-    const std::int32_t* t = batch.tgt_out.data<std::int32_t>();
+    // The counted rows are chosen on the host (a CUDA batch's targets are copied back, a few
+    // kilobytes) and their indices sent to the model's device.
+    const Tensor host_targets = tr::to_device(batch.tgt_out, Device::cpu);
+    const std::int32_t* t = host_targets.data<std::int32_t>();
     std::int64_t counted = 0;
     for (std::int64_t i = 0; i < n; ++i) counted += t[i] != config_.pad_id;
     if (counted > 0 && counted < n) {
@@ -135,10 +145,17 @@ double EncoderDecoder::forward(const Batch& batch, const ForwardContext& ctx) {
           rows[k] = static_cast<std::int32_t>(i);
           sel[k++] = t[i];
         }
-      ops::embedding_forward(dec_sel_, rows_, dec_out_.view({n, dec_out_.dim(-1)}), 1.0);
+      const Device device = dec_out_.device();
+      if (device != Device::cpu) {
+        ensure_shape(rows_device_, {counted}, DType::i32, device);
+        ensure_shape(tgt_sel_device_, {counted}, DType::i32, device);
+        rows_device_.copy_from(rows_);
+        tgt_sel_device_.copy_from(tgt_sel_);
+      }
+      ops::embedding_forward(dec_sel_, selected_rows(), dec_out_.view({n, dec_out_.dim(-1)}), 1.0);
       ops::linear_forward(logits_, dec_sel_, output_weight().value, Tensor());
       counted_rows_only_ = true;
-      return loss_.forward(logits_, tgt_sel_);
+      return loss_.forward(logits_, device == Device::cpu ? tgt_sel_ : tgt_sel_device_);
     }
     ops::linear_forward(logits_, dec_out_, output_weight().value, Tensor());
     return loss_.forward(logits_, batch.tgt_out);
@@ -157,7 +174,7 @@ void EncoderDecoder::backward(double scale) {
     ensure_shape(ddec_, dec_out_.shape(), dec_out_.dtype(), dec_out_.device());
     ddec_.zero_();
     Tensor ddec_rows = ddec_.view({dec_out_.numel() / dec_out_.dim(-1), dec_out_.dim(-1)});
-    ops::embedding_backward_accumulate(ddec_rows, rows_, dsel_, 1.0);
+    ops::embedding_backward_accumulate(ddec_rows, selected_rows(), dsel_, 1.0);
   } else {
     ops::linear_backward(&ddec_, output_weight().grad, nullptr, dlogits, dec_out_,
                          output_weight().value);

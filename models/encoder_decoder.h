@@ -26,6 +26,8 @@ class EncoderDecoder : public Model {
   std::int64_t counted_targets() const override { return loss_.counted_rows(); }
   // After a training forward: only the counted (non-pad) target rows, [n, V], in row order
   // (under tensor parallelism this rank's vocabulary columns); otherwise [B, T, V].
+  // Also the sinusoidal position tables, which are no parameters.
+  void to_device(Device device) override;
   Tensor logits() const override { return gathered_ ? full_logits_ : logits_; }
 
   // Pieces used by decoding (trainer/): encoder output for a source batch, and decoder logits
@@ -74,6 +76,10 @@ class EncoderDecoder : public Model {
   // Training forward: logits for counted target rows only (rows_: their flat indices).
   bool counted_rows_only_ = false;
   Tensor rows_, tgt_sel_, dec_sel_, dsel_;
+  Tensor rows_device_, tgt_sel_device_;  // their copies when the model is on CUDA
+  const Tensor& selected_rows() const {
+    return dec_out_.device() == Device::cpu ? rows_ : rows_device_;
+  }
   Tensor full_logits_;                            // inference under tensor parallelism
   bool gathered_ = false;                         // full_logits_ holds the last forward's logits
   mutable Tensor gather_scratch_, local_logits_;  // output_logits' buffers

@@ -1,5 +1,6 @@
 #include "models/model.h"
 
+#include "layers/device.h"
 #include "models/encoder_decoder.h"
 #include "models/init.h"
 #include "models/vit.h"
@@ -8,6 +9,13 @@ namespace tr {
 
 void Model::zero_grad() {
   for (Parameter* p : parameters_) p->grad.zero_();
+}
+
+void Model::to_device(Device device) {
+  for (Parameter* p : parameters_) {
+    p->value = tr::to_device(p->value, device);
+    if (p->grad.defined()) p->grad = tr::to_device(p->grad, device);
+  }
 }
 
 namespace {

@@ -46,6 +46,15 @@ class Model {
 
   void zero_grad();
 
+  // Moves the parameters, their gradients and every other tensor the model keeps between steps
+  // to `device` (a copy; nothing when already there). Activations follow the inputs: a batch
+  // on CUDA runs on CUDA. Optimizers must be given the moved parameters' new tensors, so move
+  // the model before building its optimizer, or move the optimizer's state with it.
+  virtual void to_device(Device device);
+  Device device() const {
+    return parameters_.empty() ? Device::cpu : parameters_.front()->value.device();
+  }
+
   // Called during backward with each parameter as soon as its gradient is final, layer by layer
   // from the output side, so that data-parallel reduction of those gradients starts while the
   // rest of backward runs (parallel/gradient_reducer.h). With a hook set, every parameter is

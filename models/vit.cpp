@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "layers/device_ops.h"
 #include "layers/ops.h"
 
 namespace tr {
@@ -90,20 +91,27 @@ void with_float_type(DType dtype, Body&& body) {
 Tensor ViT::classify(const Tensor& images, const ForwardContext& ctx) {
   const std::int64_t B = images.dim(0), d = config_.d_model, N = num_patches_;
   Tensor patches = patch_embed_.forward(images);
-  ensure_shape(tokens_, {B, N + 1, d}, patches.dtype());
-  ensure_shape(cls_out_, {B, d}, patches.dtype());
-  with_float_type(patches.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    assemble_tokens(tokens_.data<T>(), patches.data<T>(), cls_token_.value.data<T>(),
-                    pos_embed_.value.data<T>(), B, N, d);
-  });
+  ensure_shape(tokens_, {B, N + 1, d}, patches.dtype(), patches.device());
+  ensure_shape(cls_out_, {B, d}, patches.dtype(), patches.device());
+  const bool on_cuda = patches.device() == Device::cuda;
+  if (on_cuda)
+    cuda_moves::vit_assemble_tokens(tokens_, patches, cls_token_.value, pos_embed_.value);
+  else
+    with_float_type(patches.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      assemble_tokens(tokens_.data<T>(), patches.data<T>(), cls_token_.value.data<T>(),
+                      pos_embed_.value.data<T>(), B, N, d);
+    });
   Tensor x = embed_drop_.forward(tokens_, ctx);
   for (auto& layer : layers_) x = layer->forward(x, Tensor(), ctx);
   final_ = norm_.forward(x);
-  with_float_type(final_.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    take_cls(cls_out_.data<T>(), final_.data<T>(), B, N + 1, d);
-  });
+  if (on_cuda)
+    cuda_moves::take_first_rows(cls_out_, final_);
+  else
+    with_float_type(final_.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      take_cls(cls_out_.data<T>(), final_.data<T>(), B, N + 1, d);
+    });
   logits_ = head_.forward(cls_out_);
   return logits_;
 }
@@ -117,11 +125,15 @@ void ViT::backward(double scale) {
   const std::int64_t B = logits_.dim(0), d = config_.d_model, N = num_patches_;
   Tensor dcls = head_.backward(loss_.backward(scale));
   report_ready(head_);
-  ensure_shape(dtokens_, {B, N + 1, d}, dcls.dtype());
-  with_float_type(dcls.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    put_cls(dtokens_.data<T>(), dcls.data<T>(), B, N + 1, d);
-  });
+  ensure_shape(dtokens_, {B, N + 1, d}, dcls.dtype(), dcls.device());
+  const bool on_cuda = dcls.device() == Device::cuda;
+  if (on_cuda)
+    cuda_moves::put_first_rows(dtokens_, dcls);
+  else
+    with_float_type(dcls.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      put_cls(dtokens_.data<T>(), dcls.data<T>(), B, N + 1, d);
+    });
   Tensor dx = norm_.backward(dtokens_);
   report_ready(norm_);
   for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
@@ -129,12 +141,15 @@ void ViT::backward(double scale) {
     report_ready(**it);
   }
   dx = embed_drop_.backward(dx);
-  ensure_shape(dpatches_, {B, N, d}, dx.dtype());
-  with_float_type(dx.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    split_token_grads(dpatches_.data<T>(), cls_token_.grad.data<T>(), pos_embed_.grad.data<T>(),
-                      dx.data<T>(), B, N, d);
-  });
+  ensure_shape(dpatches_, {B, N, d}, dx.dtype(), dx.device());
+  if (on_cuda)
+    cuda_moves::vit_split_token_grads(dpatches_, cls_token_.grad, pos_embed_.grad, dx);
+  else
+    with_float_type(dx.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      split_token_grads(dpatches_.data<T>(), cls_token_.grad.data<T>(), pos_embed_.grad.data<T>(),
+                        dx.data<T>(), B, N, d);
+    });
   patch_embed_.backward(dpatches_);
   report_remaining_ready();  // patch embedding, cls token, positions
 }

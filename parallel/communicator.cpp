@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "layers/device_ops.h"
+
 namespace tr {
 
 double Communicator::all_reduce_scalar(double value, ReduceOp op) {
@@ -34,10 +36,10 @@ class SingleProcessCommunicator final : public Communicator {
   }
   void reduce_scatter(const void* send, void* recv, std::int64_t count, DType dtype,
                       ReduceOp) override {
-    if (send != recv) std::memmove(recv, send, static_cast<std::size_t>(count) * dtype_size(dtype));
+    copy_any_memory(recv, send, static_cast<std::size_t>(count) * dtype_size(dtype));
   }
   void all_gather(const void* send, void* recv, std::int64_t count, DType dtype) override {
-    if (send != recv) std::memmove(recv, send, static_cast<std::size_t>(count) * dtype_size(dtype));
+    copy_any_memory(recv, send, static_cast<std::size_t>(count) * dtype_size(dtype));
   }
   void broadcast(void*, std::int64_t, DType, int) override {}
   void barrier() override {}

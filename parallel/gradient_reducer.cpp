@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "layers/device_ops.h"
+
 namespace tr {
 
 GradientReducer::GradientReducer(const ParameterList& params, Communicator& dp, double bucket_mb,
@@ -24,7 +26,8 @@ GradientReducer::GradientReducer(const ParameterList& params, Communicator& dp, 
   for (Bucket& b : buckets_) {
     std::int64_t n = 0;
     for (Parameter* p : b.params) n += p->grad.numel();
-    b.flat = Tensor::empty({n}, b.params.front()->grad.dtype());
+    // With the gradients: on CUDA the copies stay on the device and `dp` is NCCL.
+    b.flat = Tensor::empty({n}, b.params.front()->grad.dtype(), b.params.front()->grad.device());
   }
 }
 
@@ -40,7 +43,7 @@ void GradientReducer::begin_step() {
 void GradientReducer::start(Bucket& b) {
   auto* out = static_cast<char*>(b.flat.raw());
   for (Parameter* p : b.params) {
-    std::memcpy(out, p->grad.raw(), p->grad.bytes());
+    flat::copy(b.flat.device(), out, p->grad.raw(), p->grad.bytes());
     out += p->grad.bytes();
   }
   if (!finishing_) ++started_early_;
@@ -64,7 +67,7 @@ void GradientReducer::finish() {
     b.request->wait();
     const auto* in = static_cast<const char*>(b.flat.raw());
     for (Parameter* p : b.params) {
-      std::memcpy(p->grad.raw(), in, p->grad.bytes());
+      flat::copy(b.flat.device(), p->grad.raw(), in, p->grad.bytes());
       in += p->grad.bytes();
     }
   }

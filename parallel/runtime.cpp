@@ -3,6 +3,9 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "layers/device.h"
+#include "parallel/nccl_communicator.h"
+
 #ifdef TR_HAVE_MPI
 #include <mpi.h>
 
@@ -52,6 +55,8 @@ ParallelRuntime::ParallelRuntime(int* argc, char*** argv) {
 ParallelRuntime::ParallelRuntime() : world_comm_(make_single_process_communicator("world")) {}
 
 ParallelRuntime::~ParallelRuntime() {
+  tp_device_.reset();
+  dp_device_.reset();
   tp_comm_.reset();
   dp_comm_.reset();
   world_comm_.reset();
@@ -77,6 +82,20 @@ void ParallelRuntime::setup_grid(int tensor, int data, double watchdog_seconds) 
   (void)watchdog_seconds;
   tp_comm_ = make_single_process_communicator("tp");
   dp_comm_ = make_single_process_communicator("dp");
+}
+
+void ParallelRuntime::setup_device_groups() {
+  select_cuda_device(gpu_for_local_rank(local_rank_));
+  tp_device_.reset();
+  dp_device_.reset();
+  const auto device_group = [](Communicator& host) {
+    // A group of one needs no NCCL (tests/gpu/test_gpu_nccl.cpp checks NCCL in a world of one).
+    if (host.size() == 1) return make_single_process_communicator(host.name());
+    return make_nccl_communicator(host, current_cuda_device());
+  };
+  // The same order on every rank: TP groups, then DP groups (each a collective of its group).
+  tp_device_ = device_group(*tp_comm_);
+  dp_device_ = device_group(*dp_comm_);
 }
 
 void ParallelRuntime::abort(int exit_code) {

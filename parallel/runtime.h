@@ -38,6 +38,14 @@ class ParallelRuntime {
   Communicator& tp() { return *tp_comm_; }
   Communicator& dp() { return *dp_comm_; }
 
+  // For training on CUDA, after setup_grid: makes the GPU of this rank's node-local rank
+  // current and builds the TP and DP groups' device communicators: NCCL for groups of several
+  // ranks (UserError where NCCL was not built), the single-process one for a group of one.
+  // Collective over the world.
+  void setup_device_groups();
+  Communicator& tp_device() { return *tp_device_; }
+  Communicator& dp_device() { return *dp_device_; }
+
   // Ends every rank of the job (MPI_Abort), or exits when alone.
   [[noreturn]] void abort(int exit_code);
 
@@ -46,6 +54,7 @@ class ParallelRuntime {
   int world_size_ = 1, world_rank_ = 0, local_size_ = 1, local_rank_ = 0;
   ProcessGrid grid_;
   std::unique_ptr<Communicator> world_comm_, tp_comm_, dp_comm_;
+  std::unique_ptr<Communicator> tp_device_, dp_device_;
 };
 
 // True when this process was started by mpirun/mpiexec or srun with an MPI job around it.

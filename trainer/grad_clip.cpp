@@ -4,16 +4,20 @@
 #include <cmath>
 
 #include "layers/cpu/kernels.h"
+#include "layers/device_ops.h"
 #include "layers/error.h"
 
 namespace tr {
 
 namespace {
 
-void check_host_float(const Parameter& p) {
-  TR_CHECK(p.grad.device() == Device::cpu, "gradient of " + p.name + " is not on the CPU");
+// CUDA gradients are f32 and take the CUDA kernels (the same fixed-order double sums).
+void check_float(const Parameter& p) {
   TR_CHECK(p.grad.dtype() == DType::f32 || p.grad.dtype() == DType::f64,
            "gradient of " + p.name + " is " + dtype_name(p.grad.dtype()));
+}
+bool on_cuda(const Tensor& g) {
+  return g.device() == Device::cuda;
 }
 
 }  // namespace
@@ -21,8 +25,12 @@ void check_host_float(const Parameter& p) {
 double grad_sum_squares(const ParameterList& params) {
   double total = 0.0;
   for (const Parameter* p : params) {
-    check_host_float(*p);
+    check_float(*p);
     const Tensor& g = p->grad;
+    if (on_cuda(g)) {
+      total += flat::sum_squares(Device::cuda, g.data<float>(), g.numel());
+      continue;
+    }
     total += g.dtype() == DType::f64 ? cpu::sum_squares(g.data<double>(), g.numel())
                                      : cpu::sum_squares(g.data<float>(), g.numel());
   }
@@ -44,9 +52,11 @@ double clip_coefficient(double total_norm, double max_norm) {
 
 void scale_grads(const ParameterList& params, double coefficient) {
   for (Parameter* p : params) {
-    check_host_float(*p);
+    check_float(*p);
     Tensor& g = p->grad;
-    if (g.dtype() == DType::f64) {
+    if (on_cuda(g)) {
+      flat::scale(Device::cuda, g.data<float>(), static_cast<float>(coefficient), g.numel());
+    } else if (g.dtype() == DType::f64) {
       cpu::scale(g.data<double>(), g.data<double>(), coefficient, g.numel());
     } else {
       cpu::scale(g.data<float>(), g.data<float>(), static_cast<float>(coefficient), g.numel());

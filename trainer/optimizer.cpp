@@ -4,6 +4,8 @@
 #include <cmath>
 
 #include "layers/cpu/kernels.h"
+#include "layers/device.h"
+#include "layers/device_ops.h"
 #include "layers/error.h"
 
 namespace tr {
@@ -57,10 +59,10 @@ Optimizer::Optimizer(ParameterList params) : params_(std::move(params)) {
                                                              "; master weights are f32 or f64");
     TR_CHECK(p->grad.defined() && p->grad.dtype() == dtype && p->grad.numel() == p->value.numel(),
              "optimizer: gradient of " + p->name + " does not match its value");
-    // The update kernels exist for the CPU only so far; a CUDA parameter would be read as host
-    // memory. The CUDA backend adds its fused AdamW here.
-    TR_CHECK(p->value.device() == Device::cpu && p->grad.device() == Device::cpu,
-             "optimizer: parameter " + p->name + " is not on the CPU");
+    TR_CHECK(p->grad.device() == p->value.device(),
+             "optimizer: gradient of " + p->name + " is on another device than its value");
+    TR_CHECK(p->value.device() == Device::cpu || dtype == DType::f32,
+             "optimizer: CUDA parameters are f32 (" + p->name + ")");
   }
 }
 
@@ -82,6 +84,11 @@ void Optimizer::step(double lr) {
 
 void Optimizer::zero_grad() {
   for (Parameter* p : params_) p->grad.zero_();
+}
+
+void Optimizer::to_device(Device device) {
+  for (std::vector<Tensor>& tensors : state_)
+    for (Tensor& t : tensors) t = tr::to_device(t, device);
 }
 
 void Optimizer::set_step_count(std::int64_t steps) {
@@ -121,6 +128,12 @@ template <typename T>
 void adamw_parameter(Parameter& p, Tensor& m, Tensor& v, double lr, const AdamWConfig& c,
                      std::int64_t step) {
   const double weight_decay = p.decay ? c.weight_decay : 0.0;
+  if (p.value.device() == Device::cuda)  // f32 (checked at construction); the same constants
+    return flat::adamw_update(Device::cuda, p.value.data<float>(), p.grad.data<float>(),
+                              m.data<float>(), v.data<float>(), p.value.numel(),
+                              static_cast<float>(lr), static_cast<float>(c.beta1),
+                              static_cast<float>(c.beta2), static_cast<float>(c.eps),
+                              static_cast<float>(weight_decay), step);
   cpu::adamw_update<T>(p.value.data<T>(), p.grad.data<T>(), m.data<T>(), v.data<T>(),
                        p.value.numel(), static_cast<T>(lr), static_cast<T>(c.beta1),
                        static_cast<T>(c.beta2), static_cast<T>(c.eps), static_cast<T>(weight_decay),
@@ -130,6 +143,11 @@ void adamw_parameter(Parameter& p, Tensor& m, Tensor& v, double lr, const AdamWC
 template <typename T>
 void sgd_parameter(Parameter& p, Tensor* buf, double lr, const SGDConfig& c, bool first_step) {
   const double weight_decay = p.decay ? c.weight_decay : 0.0;
+  if (p.value.device() == Device::cuda)
+    return flat::sgd_update(Device::cuda, p.value.data<float>(), p.grad.data<float>(),
+                            buf ? buf->data<float>() : nullptr, p.value.numel(),
+                            static_cast<float>(lr), static_cast<float>(c.momentum),
+                            static_cast<float>(weight_decay), first_step);
   cpu::sgd_update<T>(p.value.data<T>(), p.grad.data<T>(), buf ? buf->data<T>() : nullptr,
                      p.value.numel(), static_cast<T>(lr), static_cast<T>(c.momentum),
                      static_cast<T>(weight_decay), first_step);

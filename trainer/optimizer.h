@@ -10,7 +10,8 @@
 // pure function of the step number. Per-parameter state tensors (torch's names: exp_avg,
 // exp_avg_sq, momentum_buffer) are allocated once, at construction, with the parameter's
 // shape, dtype and device; the checkpoint code reads and restores them through state() and
-// set_step_count(). Parameters may be f32 or f64 (the kernel is chosen per parameter).
+// set_step_count(). Parameters may be f32 or f64 (the kernel is chosen per parameter); CUDA
+// parameters are f32 and updated by the CUDA kernels (the CPU's operations in its order).
 #pragma once
 
 #include <cstddef>
@@ -61,6 +62,9 @@ class Optimizer {
   // with the state tensors, after which step() continues bit for bit.
   std::int64_t step_count() const { return step_count_; }
   void set_step_count(std::int64_t steps);
+  // Moves the state tensors to `device` (with the parameters: Model::to_device). A checkpoint
+  // is written and restored on the host, so the trainer moves state there and back.
+  void to_device(Device device);
 
   const ParameterList& parameters() const { return params_; }
   // Names of the state tensors every parameter has, in a fixed order ({} for SGD without

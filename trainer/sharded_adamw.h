@@ -46,6 +46,9 @@ class ShardedAdamW {
   const Tensor& exp_avg() const { return m_; }
   const Tensor& exp_avg_sq() const { return v_; }
   const ParameterList& parameters() const { return params_; }
+  // Moves the flat buffers and the state to `device`, where the parameters are (the trainer
+  // writes and restores state on the host). On CUDA, dp and tp are device communicators.
+  void to_device(Device device);
 
  private:
   struct Segment {  // the part of one parameter inside this rank's shard
@@ -58,6 +61,7 @@ class ShardedAdamW {
   AdamWConfig config_;
   Communicator& dp_;
   Communicator* tp_;  // null without tensor parallelism
+  Device device_ = Device::cpu;
   std::int64_t total_ = 0, shard_ = 0, steps_ = 0;
   std::vector<Segment> segments_;
   Tensor flat_, grad_shard_, param_shard_, m_, v_;

@@ -19,6 +19,7 @@
 #include "parallel/tensor_parallel_group.h"
 #include "trainer/checkpoint.h"
 #include "trainer/config.h"
+#include "trainer/device_residency.h"
 #include "trainer/evaluation.h"
 #include "trainer/grad_clip.h"
 #include "trainer/metrics_log.h"
@@ -38,22 +39,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-// The models train on the CPU only: the CUDA backend (layers/cuda) has its kernels but the
-// modules do not run on it end to end yet. So `cuda` says why it cannot be had instead of
-// silently training elsewhere, and `auto` means the CPU until the CUDA path can train.
-void check_device(const RunConfig& c) {
-  if (c.train.device == "cuda") {
-    if (cuda_device_count() == 0)
-      throw UserError("train.device: cuda requested, but no CUDA device is usable (" +
-                      cuda_unavailable_reason() + "); use cpu or auto");
-    throw UserError(
-        "train.device: cuda is not yet supported for training (the CUDA backend has kernels, "
-        "the models do not run on it yet); use cpu or auto");
-  }
-  if (c.train.precision == "bf16")
-    throw UserError("train.precision: bf16 needs train.device cuda; the CPU path trains in fp32");
 }
 
 std::unique_ptr<Optimizer> make_optimizer(const RunConfig& c, const ParameterList& params) {
@@ -154,7 +139,12 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   const int rank = grid.world_rank, dp_rank = grid.dp_rank, tp_rank = grid.tp_rank;
   Communicator& dp = runtime.dp();
   Communicator& tp = runtime.tp();
-  check_device(config);
+  // On CUDA the model's tensors (TP all-reduces, DP buckets, ZeRO-1) go over the groups'
+  // device communicators (NCCL); host values (counts, the loss, norms) stay on dp/tp.
+  const Device device = resolve_training_device(config);
+  if (device == Device::cuda) runtime.setup_device_groups();
+  Communicator& dp_tensors = device == Device::cuda ? runtime.dp_device() : dp;
+  Communicator& tp_tensors = device == Device::cuda ? runtime.tp_device() : tp;
   const DatasetInfo train_info = read_dataset_info(config.data.train);
   std::optional<DatasetInfo> valid_info;
   if (!config.data.valid.empty()) valid_info = read_dataset_info(config.data.valid);
@@ -186,7 +176,7 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   // with exit 2 naming the file and record.)
   // Tensor parallelism: this rank builds its shard of the model (models/model.h); the TP
   // ranks of a replica see the same data and run every step together.
-  const std::unique_ptr<TensorParallel> tp_group = make_tensor_parallel(tp);
+  const std::unique_ptr<TensorParallel> tp_group = make_tensor_parallel(tp_tensors);
   auto model = make_model(config.model, DType::f32, config.train.label_smoothing, config.run.seed,
                           tp_group.get());
   const ParameterList& params = model->parameters();
@@ -204,7 +194,8 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   std::unique_ptr<Optimizer> optimizer;
   std::unique_ptr<ShardedAdamW> sharded;
   if (zero)
-    sharded = std::make_unique<ShardedAdamW>(params, config.train.optimizer.adamw(), dp, &tp);
+    sharded = std::make_unique<ShardedAdamW>(params, config.train.optimizer.adamw(), dp_tensors,
+                                             &tp_tensors);
   else
     optimizer = make_optimizer(config, params);
   RunState state;
@@ -220,6 +211,10 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   } else if (!config.model.init.empty()) {
     read_weights(config.model.init, params);
   }
+  // Built and loaded on the host (checkpoint and weights readers are host code), then moved.
+  const TrainingState training_state{model.get(), optimizer.get(), sharded.get()};
+  training_state.to_device(device);
+  Batch device_batch;  // the micro-batch being trained on, on `device` (CUDA)
   StepBatches step_batches;
   bool have_batches = false;  // step_batches holds the next step's data, not yet trained on
   const LoaderState before_first = loader.state();
@@ -243,7 +238,7 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
 
   MetricsLog metrics(rank == 0 ? (run_dir / "metrics.jsonl").string() : "");
   Progress progress(total, config.log.progress, rank == 0 ? stderr : nullptr);
-  GradientReducer reducer(params, dp, config.parallel.bucket_mb, config.parallel.overlap);
+  GradientReducer reducer(params, dp_tensors, config.parallel.bucket_mb, config.parallel.overlap);
   const std::string config_yaml = run_config_to_yaml(config);  // for meta.yaml
   // Translation checkpoints carry their tokenizer, so `trainer translate` needs nothing else.
   std::map<std::string, std::string> extra_files;
@@ -251,6 +246,7 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   std::int64_t last_saved = meta ? meta->step : -1;
 
   auto save = [&]() {
+    const HostResidency on_host(training_state, device);  // the files are written from the host
     CheckpointMeta m;
     m.step = state.step;
     m.samples = state.samples;
@@ -321,7 +317,11 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
     eo.tokenizer = tokenizer ? &*tokenizer : nullptr;
     eo.bleu = translation && tokenizer.has_value();
     eo.dp = &dp;
-    const EvalResult r = evaluate(*model, eo);
+    // Evaluation and decoding run on the host copy of the model (decoder_cache.h is host code).
+    const EvalResult r = [&] {
+      const HostResidency on_host(training_state, device);
+      return evaluate(*model, eo);
+    }();
     nlohmann::json row = {{"step", state.step}, {"eval_loss", r.loss}, {"accuracy", r.accuracy}};
     char text[160];
     const int n = std::snprintf(text, sizeof text, "eval step %lld : loss %.4f : accuracy %.2f%%",
@@ -353,7 +353,9 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
     for (std::size_t j = 0; j < step_batches.micro_batches.size(); ++j) {
       const ForwardContext ctx{true, config.run.seed, static_cast<std::uint64_t>(step),
                                step_batches.micro_batch_first_sample[j]};
-      loss_sum += model->forward(step_batches.micro_batches[j], ctx);
+      const Batch& host_batch = step_batches.micro_batches[j];
+      if (device != Device::cpu) upload_batch(device_batch, host_batch, device);
+      loss_sum += model->forward(device != Device::cpu ? device_batch : host_batch, ctx);
       // The last micro-batch's backward finalises gradients layer by layer: each DP bucket's
       // all-reduce starts as soon as its gradients are final, overlapping the rest.
       if (!zero && j + 1 == step_batches.micro_batches.size())

@@ -50,6 +50,10 @@ int current_device() {
   return d;
 }
 
+void set_device(int device) {
+  TR_CUDA_CHECK(cudaSetDevice(device));
+}
+
 DeviceGuard::DeviceGuard(int device) : previous_(current_device()) {
   if (device != previous_) TR_CUDA_CHECK(cudaSetDevice(device));
 }
@@ -76,6 +80,21 @@ void free_device(void* ptr) noexcept {
 void copy(void* dst, const void* src, std::size_t bytes) {
   if (bytes == 0) return;
   TR_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+}
+
+void copy_async(void* dst, const void* src, std::size_t bytes) {
+  if (bytes == 0) return;
+  TR_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, 0));
+}
+
+bool is_device_pointer(const void* ptr) {
+  if (ptr == nullptr || device_count() == 0) return false;
+  cudaPointerAttributes a{};
+  if (cudaPointerGetAttributes(&a, ptr) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
 }
 
 void memset_zero(void* ptr, std::size_t bytes) {

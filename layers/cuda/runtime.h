@@ -15,6 +15,7 @@ int device_count() noexcept;
 std::string unavailable_reason();
 
 int current_device();
+void set_device(int device);
 // Makes `device` current for its scope and restores the previous one after.
 class DeviceGuard {
  public:
@@ -33,6 +34,11 @@ void* malloc_device(std::size_t bytes);
 void free_device(void* ptr) noexcept;
 // Any direction (unified addressing); waits until the copy is complete.
 void copy(void* dst, const void* src, std::size_t bytes);
+// Any direction, ordered on the compute stream after the kernels launched before it; returns
+// without waiting (for device-to-device copies inside a step).
+void copy_async(void* dst, const void* src, std::size_t bytes);
+// True when `ptr` is device (or managed) memory of the CUDA runtime; false for host memory.
+bool is_device_pointer(const void* ptr);
 // Zero bytes on the device, ordered on the compute stream.
 void memset_zero(void* ptr, std::size_t bytes);
 // Waits for all work of this process on the current device; throws on a kernel fault.

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 
@@ -15,7 +16,9 @@ struct CliResult {
   std::string output;  // stdout and stderr together, in order
 };
 
+// TR_TRAINER overrides the build's executable (bench/gpu_check runs a bundle's copy).
 inline std::string trainer_path() {
+  if (const char* path = std::getenv("TR_TRAINER")) return path;
   return std::string(TR_BINARY_DIR) + "/trainer";
 }
 

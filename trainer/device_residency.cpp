@@ -1,0 +1,58 @@
+#include "trainer/device_residency.h"
+
+#include "trainer/config.h"
+
+namespace tr {
+
+Device resolve_training_device(const RunConfig& c) {
+  Device device = Device::cpu;
+  if (c.train.device == "cuda") {
+    if (cuda_device_count() == 0)
+      throw UserError("train.device: cuda requested, but no CUDA device is usable (" +
+                      cuda_unavailable_reason() + "); use cpu or auto");
+    device = Device::cuda;
+  } else if (c.train.device == "auto" && cuda_device_count() > 0) {
+    device = Device::cuda;
+  }
+  if (c.train.precision == "bf16")
+    throw UserError(device == Device::cuda
+                        ? "train.precision: bf16 is not implemented yet; CUDA trains in fp32"
+                        : "train.precision: bf16 needs train.device cuda; the CPU path trains "
+                          "in fp32");
+  return device;
+}
+
+void upload_batch(Batch& d, const Batch& h, Device device) {
+  const auto put = [device](Tensor& dst, const Tensor& src) {
+    if (!src.defined()) {
+      dst = Tensor();
+      return;
+    }
+    ensure_shape(dst, src.shape(), src.dtype(), device);
+    dst.copy_from(src);
+  };
+  put(d.src, h.src);
+  put(d.src_len, h.src_len);
+  put(d.tgt_in, h.tgt_in);
+  put(d.tgt_out, h.tgt_out);
+  put(d.tgt_len, h.tgt_len);
+  put(d.images, h.images);
+  put(d.labels, h.labels);
+}
+
+void TrainingState::to_device(Device device) const {
+  if (model) model->to_device(device);
+  if (optimizer) optimizer->to_device(device);
+  if (sharded) sharded->to_device(device);
+}
+
+HostResidency::HostResidency(const TrainingState& state, Device device)
+    : state_(state), device_(device) {
+  if (device_ != Device::cpu) state_.to_device(Device::cpu);
+}
+
+HostResidency::~HostResidency() noexcept(false) {
+  if (device_ != Device::cpu) state_.to_device(device_);
+}
+
+}  // namespace tr

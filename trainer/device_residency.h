@@ -1,0 +1,47 @@
+// Where the trainer keeps the model on a CUDA run, and the moves between devices it makes.
+//
+// On CUDA the parameters, gradients, optimizer state (AdamW/SGD, or the ZeRO-1 shards) and
+// activations live on the GPU; each micro-batch is uploaded before its forward. Checkpoints
+// and evaluation run on the host copies (HostResidency): the file formats stay exactly the
+// CPU's, so a CUDA checkpoint resumes on the CPU and the other way round.
+#pragma once
+
+#include "layers/device.h"
+#include "models/model.h"
+#include "trainer/optimizer.h"
+#include "trainer/sharded_adamw.h"
+
+namespace tr {
+
+struct RunConfig;
+
+// train.device resolved: cpu; cuda (UserError, one line, when no GPU is usable); auto: cuda
+// when a GPU is usable, else cpu. Also refuses train.precision bf16 (not implemented).
+Device resolve_training_device(const RunConfig& config);
+
+// Copies the defined tensors of `host` into `device_batch` on `device`, reusing its buffers.
+void upload_batch(Batch& device_batch, const Batch& host, Device device);
+
+// The model and its optimizer state, moved together.
+struct TrainingState {
+  Model* model = nullptr;
+  Optimizer* optimizer = nullptr;   // either this
+  ShardedAdamW* sharded = nullptr;  // or this (ZeRO-1)
+  void to_device(Device device) const;
+};
+
+// Moves the training state to the host for its lifetime (checkpoint writing, evaluation) and
+// back to `device` after; nothing when `device` is the CPU.
+class HostResidency {
+ public:
+  HostResidency(const TrainingState& state, Device device);
+  ~HostResidency() noexcept(false);  // moving back may fail (device memory)
+  HostResidency(const HostResidency&) = delete;
+  HostResidency& operator=(const HostResidency&) = delete;
+
+ private:
+  const TrainingState& state_;
+  Device device_;
+};
+
+}  // namespace tr
