@@ -15,12 +15,12 @@ Prints one JSON line: model, throughput, unit, steps, seconds, loss, peak_gpu_mb
 """
 import argparse
 import json
-import time
 
 import torch
 import torch.nn.functional as F
 
-from torch_reference import EncoderDecoder, ViT, translation_batch
+from torch_reference import (EncoderDecoder, ViT, adamw_param_groups, timed_steps,
+                             translation_batch)
 
 VIT_B16 = dict(image=224, patch=16, channels=3, d=768, layers=12, heads=12, ff=3072,
                classes=1000, batch=128)
@@ -72,11 +72,7 @@ def main():
         per_step, unit = int((tgt_out != 0).sum()), "target tokens/s"
 
     model.to(dev).train()
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "pos" not in n
-             and "cls" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "pos" not in n
-                                                              and "cls" not in n)]
-    groups = [{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = adamw_param_groups(model)
     try:  # the fused CUDA AdamW where this PyTorch has it (>= 2.0)
         opt = torch.optim.AdamW(groups, lr=1e-4, fused=True)
     except (TypeError, RuntimeError):
@@ -94,16 +90,8 @@ def main():
 
     cuda = dev.type == "cuda"  # --device cpu: a quick check of this script without a GPU
     sync = (lambda: torch.cuda.synchronize(dev)) if cuda else (lambda: None)
-    for _ in range(args.warmup):
-        step()
-    sync()
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(dev)
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        loss = step()
-    sync()
-    seconds = time.perf_counter() - t0
+    reset_peak = (lambda: torch.cuda.reset_peak_memory_stats(dev)) if cuda else (lambda: None)
+    loss, seconds = timed_steps(step, args.steps, args.warmup, sync, reset_peak)
     print(json.dumps({
         "model": args.model,
         "throughput": per_step * args.steps / seconds,

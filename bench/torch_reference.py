@@ -115,6 +115,30 @@ def translation_batch(batch, length, vocab, pad=0, bos=1):
     return src, tgt_in, tgt_out
 
 
+def adamw_param_groups(model):
+    """Weight decay 0.05 on matrices, none on biases, norms, positions and the CLS token (as
+    the project's AdamW)."""
+    def decays(name, p):
+        return p.dim() >= 2 and "pos" not in name and "cls" not in name
+    named = list(model.named_parameters())
+    return [{"params": [p for n, p in named if decays(n, p)], "weight_decay": 0.05},
+            {"params": [p for n, p in named if not decays(n, p)], "weight_decay": 0.0}]
+
+
+def timed_steps(step, steps, warmup, sync=lambda: None, after_warmup=lambda: None):
+    """Runs `warmup` untimed steps, then `steps` timed ones; returns (last loss, seconds).
+    `sync` waits for queued device work (CUDA) before each clock reading."""
+    for _ in range(warmup):
+        step()
+    sync()
+    after_warmup()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        loss = step()
+    sync()
+    return loss, time.perf_counter() - t0
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("model", choices=["vit", "encdec"])
@@ -148,12 +172,7 @@ def main():
 
         per_step, unit = int((tgt_out != 0).sum()), "target tokens/s"
 
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "pos" not in n
-             and "cls" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "pos" not in n
-                                                              and "cls" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=1e-4)
+    opt = torch.optim.AdamW(adamw_param_groups(model), lr=1e-4)
     model.train()
 
     def step():
@@ -164,12 +183,7 @@ def main():
         opt.step()
         return loss
 
-    for _ in range(args.warmup):
-        step()
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        loss = step()
-    seconds = time.perf_counter() - t0
+    loss, seconds = timed_steps(step, args.steps, args.warmup)
     print(json.dumps({
         "model": args.model,
         "throughput": per_step * args.steps / seconds,
