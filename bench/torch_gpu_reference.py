@@ -14,13 +14,12 @@ classes); encoder-decoder d 1024, 16 heads, d_ff 4096, 6+6 layers, 256 tokens, v
 Prints one JSON line: model, throughput, unit, steps, seconds, loss, peak_gpu_mb, device.
 """
 import argparse
-import json
 
 import torch
 import torch.nn.functional as F
 
-from torch_reference import (EncoderDecoder, ViT, adamw_param_groups, timed_steps,
-                             translation_batch)
+from torch_reference import (EncoderDecoder, ViT, adamw_param_groups, print_result,
+                             timed_steps, translation_batch)
 
 VIT_B16 = dict(image=224, patch=16, channels=3, d=768, layers=12, heads=12, ff=3072,
                classes=1000, batch=128)
@@ -92,18 +91,9 @@ def main():
     sync = (lambda: torch.cuda.synchronize(dev)) if cuda else (lambda: None)
     reset_peak = (lambda: torch.cuda.reset_peak_memory_stats(dev)) if cuda else (lambda: None)
     loss, seconds = timed_steps(step, args.steps, args.warmup, sync, reset_peak)
-    print(json.dumps({
-        "model": args.model,
-        "throughput": per_step * args.steps / seconds,
-        "unit": unit,
-        "steps": args.steps,
-        "seconds": seconds,
-        "loss": float(loss),
-        "tokens_per_step": per_step,
-        "peak_gpu_mb": torch.cuda.max_memory_allocated(dev) / 2**20 if cuda else 0.0,
-        "device": torch.cuda.get_device_name(dev) if cuda else "cpu",
-        "torch": torch.__version__,
-    }))
+    print_result(args.model, per_step, unit, args.steps, seconds, loss, tokens_per_step=per_step,
+                 peak_gpu_mb=torch.cuda.max_memory_allocated(dev) / 2**20 if cuda else 0.0,
+                 device=torch.cuda.get_device_name(dev) if cuda else "cpu")
 
 
 if __name__ == "__main__":

@@ -139,6 +139,13 @@ def timed_steps(step, steps, warmup, sync=lambda: None, after_warmup=lambda: Non
     return loss, time.perf_counter() - t0
 
 
+def print_result(model, per_step, unit, steps, seconds, loss, **extra):
+    """The one JSON line the comparison scripts read (throughput = units per second)."""
+    print(json.dumps({"model": model, "throughput": per_step * steps / seconds, "unit": unit,
+                      "steps": steps, "seconds": seconds, "loss": float(loss), **extra,
+                      "torch": torch.__version__}))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("model", choices=["vit", "encdec"])
@@ -184,16 +191,8 @@ def main():
         return loss
 
     loss, seconds = timed_steps(step, args.steps, args.warmup)
-    print(json.dumps({
-        "model": args.model,
-        "throughput": per_step * args.steps / seconds,
-        "unit": unit,
-        "steps": args.steps,
-        "seconds": seconds,
-        "loss": float(loss),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-        "torch": torch.__version__,
-    }))
+    print_result(args.model, per_step, unit, args.steps, seconds, loss,
+                 peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
 
 
 if __name__ == "__main__":
