@@ -1,5 +1,6 @@
 #include "layers/attention.h"
 
+#include "layers/device_ops.h"
 #include "layers/ops.h"
 
 namespace tr {
@@ -64,6 +65,16 @@ Tensor MultiHeadAttention::backward_self(const Tensor& dy) {
   v_proj.backward_accumulate(dx_, dv_);
   tp_all_reduce(tp_, dx_);  // f: each rank's heads contributed a part of the input gradient
   return dx_;
+}
+
+Tensor MultiHeadAttention::backward_self_first_rows(const Tensor& dy) {
+  backward_core(dy);
+  // Its own buffer: after backward_self, dx_ shares q_proj's input-gradient buffer.
+  put_first_rows(dx_first_rows_, q_proj.backward(dq_), k_.dim(1));
+  k_proj.backward_accumulate(dx_first_rows_, dk_);
+  v_proj.backward_accumulate(dx_first_rows_, dv_);
+  tp_all_reduce(tp_, dx_first_rows_);
+  return dx_first_rows_;
 }
 
 Tensor MultiHeadAttention::backward_cross(const Tensor& dy, Tensor& dx_kv_sum) {

@@ -34,6 +34,10 @@ class MultiHeadAttention {
   // dx_kv_sum receives this rank's partial sum: the caller all-reduces it once after every
   // layer has added to it (one collective for the whole decoder instead of one per layer).
   Tensor backward_cross(const Tensor& dy, Tensor& dx_kv_sum);
+  // Self-attention whose queries were the first row of each sequence only (forward with
+  // x_q = x[:, 0:1] and x_kv = x, see EncoderLayer::forward_first_rows): returns dx shaped like
+  // x, the query path's gradient in the first rows, all-reduced under tensor parallelism.
+  Tensor backward_self_first_rows(const Tensor& dy);
 
   Linear q_proj, k_proj, v_proj, o_proj;
   // The heads this rank computes (all of them without tensor parallelism).
@@ -49,7 +53,7 @@ class MultiHeadAttention {
   TensorParallel* tp_;  // null without tensor parallelism
   bool dropout_active_ = false;
   Tensor q_, k_, v_, kv_len_, probs_, keep_, context_;
-  Tensor dcontext_, dq_, dk_, dv_, scratch_, dx_;
+  Tensor dcontext_, dq_, dk_, dv_, scratch_, dx_, dx_first_rows_;
 };
 
 }  // namespace tr

@@ -91,6 +91,29 @@ void put_first_rows(Tensor&, const Tensor&) {
 
 }  // namespace cuda_moves
 
+void take_first_rows(Tensor& out, const Tensor& x) {
+  const std::int64_t B = x.dim(0), rows = x.dim(1), d = x.dim(2);
+  ensure_shape(out, {B, 1, d}, x.dtype(), x.device());
+  if (x.device() == Device::cuda) return cuda_moves::take_first_rows(out, x);
+  const std::size_t row_bytes = static_cast<std::size_t>(d) * dtype_size(x.dtype());
+  const auto* src = static_cast<const char*>(x.raw());
+  auto* dst = static_cast<char*>(out.raw());
+  for (std::int64_t b = 0; b < B; ++b)
+    std::memcpy(dst + b * row_bytes, src + b * rows * row_bytes, row_bytes);
+}
+
+void put_first_rows(Tensor& dx, const Tensor& dfirst, std::int64_t rows) {
+  const std::int64_t B = dfirst.dim(0), d = dfirst.dim(-1);
+  ensure_shape(dx, {B, rows, d}, dfirst.dtype(), dfirst.device());
+  if (dfirst.device() == Device::cuda) return cuda_moves::put_first_rows(dx, dfirst);
+  const std::size_t row_bytes = static_cast<std::size_t>(d) * dtype_size(dfirst.dtype());
+  std::memset(dx.raw(), 0, dx.bytes());
+  const auto* src = static_cast<const char*>(dfirst.raw());
+  auto* dst = static_cast<char*>(dx.raw());
+  for (std::int64_t b = 0; b < B; ++b)
+    std::memcpy(dst + b * rows * row_bytes, src + b * row_bytes, row_bytes);
+}
+
 namespace flat {
 
 void copy(Device device, void* dst, const void* src, std::size_t bytes) {

@@ -43,6 +43,12 @@ void sgd_update(Device device, float* param, const float* grad, float* momentum_
                 float lr, float momentum, float weight_decay, bool first_step);
 }  // namespace flat
 
+// The first row of each sequence (the ViT's CLS token), on either device and dtype:
+// out = x[:, 0:1, :] shaped [B, 1, d]; and its backward, dx [B, rows, d] holding dfirst in the
+// first rows and zeros elsewhere.
+void take_first_rows(Tensor& out, const Tensor& x);
+void put_first_rows(Tensor& dx, const Tensor& dfirst, std::int64_t rows);
+
 // Bytes between buffers that may each be host or device memory (the communicators' copies).
 void copy_any_memory(void* dst, const void* src, std::size_t bytes);
 

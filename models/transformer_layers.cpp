@@ -1,5 +1,6 @@
 #include "models/transformer_layers.h"
 
+#include "layers/device_ops.h"
 #include "layers/ops.h"
 
 namespace tr {
@@ -10,6 +11,14 @@ ResidualBlock::ResidualBlock(const std::string& norm_name, std::int64_t d, bool 
 
 Tensor ResidualBlock::begin(const Tensor& x) {
   x_ = x;
+  full_rows_ = 0;
+  return pre_ ? norm.forward(x) : x;
+}
+
+Tensor ResidualBlock::begin_first_rows(const Tensor& x) {
+  take_first_rows(x_first_, x);  // own buffer: x_ may share a caller's tensor after begin
+  x_ = x_first_;
+  full_rows_ = x.dim(1);
   return pre_ ? norm.forward(x) : x;
 }
 
@@ -25,9 +34,15 @@ Tensor ResidualBlock::begin_backward(const Tensor& dy) {
 }
 
 Tensor ResidualBlock::finish_backward(const Tensor& df_in) {
-  // dx = dsum + (pre ? norm.backward(df_in) : df_in)
-  if (pre_) return norm.backward_add(df_in, dsum_);
-  ops::add(dx_, dsum_, df_in);
+  // dx = dsum + (pre ? norm.backward(df_in) : df_in); after begin_first_rows the skip
+  // connection's gradient reaches the first rows only.
+  const Tensor* dskip = &dsum_;
+  if (full_rows_ > 0) {
+    put_first_rows(dsum_full_, dsum_, full_rows_);
+    dskip = &dsum_full_;
+  }
+  if (pre_) return norm.backward_add(df_in, *dskip);
+  ops::add(dx_, *dskip, df_in);
   return dx_;
 }
 
@@ -56,6 +71,21 @@ Tensor EncoderLayer::forward(const Tensor& x, const Tensor& src_len, const Forwa
 Tensor EncoderLayer::backward(const Tensor& dy) {
   Tensor dx1 = ffn_block_.finish_backward(ffn_.backward(ffn_block_.begin_backward(dy)));
   return attn_block_.finish_backward(self_attn_.backward_self(attn_block_.begin_backward(dx1)));
+}
+
+Tensor EncoderLayer::forward_first_rows(const Tensor& x, const Tensor& src_len,
+                                        const ForwardContext& ctx) {
+  Tensor h = attn_block_.begin_first_rows(x);
+  take_first_rows(h_first_, h);
+  Tensor x1 = attn_block_.end(self_attn_.forward(h_first_, h, src_len, ctx), ctx);
+  Tensor h2 = ffn_block_.begin(x1);
+  return ffn_block_.end(ffn_.forward(h2), ctx);
+}
+
+Tensor EncoderLayer::backward_first_rows(const Tensor& dy) {
+  Tensor dx1 = ffn_block_.finish_backward(ffn_.backward(ffn_block_.begin_backward(dy)));
+  return attn_block_.finish_backward(
+      self_attn_.backward_self_first_rows(attn_block_.begin_backward(dx1)));
 }
 
 DecoderLayer::DecoderLayer(const std::string& name, const ModelConfig& c, DropoutIds& ids,

@@ -32,6 +32,10 @@ class ResidualBlock {
   void collect_parameters(ParameterList& out) { norm.collect_parameters(out); }
   // Returns the input of f (norm(x) for pre-LN, x for post-LN).
   Tensor begin(const Tensor& x);
+  // As begin, for an f whose output covers only the first row of each sequence (x [B, T, d],
+  // f_out [B, 1, d]): the skip connection carries x's first rows and the block's output is
+  // [B, 1, d]; finish_backward then returns dx shaped like x.
+  Tensor begin_first_rows(const Tensor& x);
   // Given f's output, finishes the block and returns its output.
   Tensor end(const Tensor& f_out, const ForwardContext& ctx);
   // Backward of the residual/norm part: returns d(f output); then call finish_backward with
@@ -45,7 +49,8 @@ class ResidualBlock {
  private:
   bool pre_;
   Dropout drop_;
-  Tensor x_, sum_, dsum_, dx_;
+  std::int64_t full_rows_ = 0;  // T of begin_first_rows' x; 0 after begin
+  Tensor x_, x_first_, sum_, dsum_, dsum_full_, dx_;
 };
 
 class EncoderLayer {
@@ -55,11 +60,19 @@ class EncoderLayer {
   void collect_parameters(ParameterList& out);
   Tensor forward(const Tensor& x, const Tensor& src_len, const ForwardContext& ctx);
   Tensor backward(const Tensor& dy);
+  // The layer's output for the first row of each sequence only, [B, 1, d] (the ViT's last
+  // layer: only the CLS row reaches the head). Keys and values still span all rows; queries,
+  // output projection, second block and FFN run on B rows instead of B x T. Same values as
+  // forward's first rows up to summation order; dropout masks are drawn for the smaller
+  // shapes. backward_first_rows takes dy [B, 1, d] and returns dx [B, T, d].
+  Tensor forward_first_rows(const Tensor& x, const Tensor& src_len, const ForwardContext& ctx);
+  Tensor backward_first_rows(const Tensor& dy);
 
  private:
   MultiHeadAttention self_attn_;
   FeedForward ffn_;
   ResidualBlock attn_block_, ffn_block_;
+  Tensor h_first_;  // the attention block's f input, first rows (the queries)
 };
 
 class DecoderLayer {

@@ -66,18 +66,6 @@ void split_token_grads(T* dpatches, T* dcls, T* dpos, const T* dtokens, std::int
   }
 }
 
-// out[b] = x[b, 0]  (the CLS row), and its backward into a zeroed [B, N+1, d] gradient.
-template <typename T>
-void take_cls(T* out, const T* x, std::int64_t B, std::int64_t rows, std::int64_t d) {
-  for (std::int64_t b = 0; b < B; ++b) std::memcpy(out + b * d, x + b * rows * d, sizeof(T) * d);
-}
-
-template <typename T>
-void put_cls(T* dx, const T* dcls, std::int64_t B, std::int64_t rows, std::int64_t d) {
-  std::memset(dx, 0, sizeof(T) * B * rows * d);
-  for (std::int64_t b = 0; b < B; ++b) std::memcpy(dx + b * rows * d, dcls + b * d, sizeof(T) * d);
-}
-
 template <typename Body>
 void with_float_type(DType dtype, Body&& body) {
   if (dtype == DType::f64)
@@ -92,7 +80,6 @@ Tensor ViT::classify(const Tensor& images, const ForwardContext& ctx) {
   const std::int64_t B = images.dim(0), d = config_.d_model, N = num_patches_;
   Tensor patches = patch_embed_.forward(images);
   ensure_shape(tokens_, {B, N + 1, d}, patches.dtype(), patches.device());
-  ensure_shape(cls_out_, {B, d}, patches.dtype(), patches.device());
   const bool on_cuda = patches.device() == Device::cuda;
   if (on_cuda)
     cuda_moves::vit_assemble_tokens(tokens_, patches, cls_token_.value, pos_embed_.value);
@@ -103,16 +90,12 @@ Tensor ViT::classify(const Tensor& images, const ForwardContext& ctx) {
                       pos_embed_.value.data<T>(), B, N, d);
     });
   Tensor x = embed_drop_.forward(tokens_, ctx);
-  for (auto& layer : layers_) x = layer->forward(x, Tensor(), ctx);
-  final_ = norm_.forward(x);
-  if (on_cuda)
-    cuda_moves::take_first_rows(cls_out_, final_);
-  else
-    with_float_type(final_.dtype(), [&](auto tag) {
-      using T = decltype(tag);
-      take_cls(cls_out_.data<T>(), final_.data<T>(), B, N + 1, d);
-    });
-  logits_ = head_.forward(cls_out_);
+  // Only the CLS row reaches the head: the last layer computes its output for that row alone
+  // (keys and values over all rows), which skips most of that layer's work.
+  for (std::size_t i = 0; i + 1 < layers_.size(); ++i) x = layers_[i]->forward(x, Tensor(), ctx);
+  x = layers_.back()->forward_first_rows(x, Tensor(), ctx);
+  final_ = norm_.forward(x);  // [B, 1, d]
+  logits_ = head_.forward(final_.view({B, d}));
   return logits_;
 }
 
@@ -125,24 +108,17 @@ void ViT::backward(double scale) {
   const std::int64_t B = logits_.dim(0), d = config_.d_model, N = num_patches_;
   Tensor dcls = head_.backward(loss_.backward(scale));
   report_ready(head_);
-  ensure_shape(dtokens_, {B, N + 1, d}, dcls.dtype(), dcls.device());
-  const bool on_cuda = dcls.device() == Device::cuda;
-  if (on_cuda)
-    cuda_moves::put_first_rows(dtokens_, dcls);
-  else
-    with_float_type(dcls.dtype(), [&](auto tag) {
-      using T = decltype(tag);
-      put_cls(dtokens_.data<T>(), dcls.data<T>(), B, N + 1, d);
-    });
-  Tensor dx = norm_.backward(dtokens_);
+  Tensor dx = norm_.backward(dcls.view({B, 1, d}));
   report_ready(norm_);
-  for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
+  dx = layers_.back()->backward_first_rows(dx);
+  report_ready(*layers_.back());
+  for (auto it = layers_.rbegin() + 1; it != layers_.rend(); ++it) {
     dx = (*it)->backward(dx);
     report_ready(**it);
   }
   dx = embed_drop_.backward(dx);
   ensure_shape(dpatches_, {B, N, d}, dx.dtype(), dx.device());
-  if (on_cuda)
+  if (dx.device() == Device::cuda)
     cuda_moves::vit_split_token_grads(dpatches_, cls_token_.grad, pos_embed_.grad, dx);
   else
     with_float_type(dx.dtype(), [&](auto tag) {

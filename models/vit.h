@@ -36,7 +36,7 @@ class ViT : public Model {
   Linear head_;
   CrossEntropy loss_;
 
-  Tensor tokens_, cls_out_, logits_, dtokens_, dpatches_;
+  Tensor tokens_, logits_, dpatches_;
   Tensor final_;
 };
 

@@ -5,6 +5,7 @@
 #include "common/grad_check.h"
 #include "common/tiny_models.h"
 #include "models/model.h"
+#include "models/transformer_layers.h"
 #include "trainer/synthetic_data.h"
 
 namespace tr {
@@ -52,6 +53,59 @@ TEST(ModelGradients, EncoderDecoderPostLnSeparateGeluLearned) {
 
 TEST(ModelGradients, VisionTransformer) {
   check_model(tiny_vit(), 0.0);
+}
+
+// The ViT's last layer runs EncoderLayer::forward_first_rows: it must give the full layer's
+// first rows, and backward_first_rows the full backward's dx and parameter gradients for a dy
+// that is zero outside the first rows (both norms; keys padded by lengths too).
+TEST(ModelGradients, EncoderLayerFirstRowsMatchFullLayer) {
+  for (const char* norm : {"pre", "post"}) {
+    ModelConfig c;
+    c.d_model = 8;
+    c.heads = 2;
+    c.d_ff = 12;
+    c.norm = norm;
+    c.activation = "gelu";
+    DropoutIds ids;
+    EncoderLayer layer("layer", c, ids, DType::f64);
+    ParameterList params;
+    layer.collect_parameters(params);
+    std::mt19937_64 rng(11);
+    for (Parameter* p : params) p->value.copy_from(testing::random_tensor(p->value.shape(), rng));
+    const std::int64_t B = 3, T = 5, d = c.d_model;
+    Tensor x = testing::random_tensor({B, T, d}, rng),
+           dy_first = testing::random_tensor({B, 1, d}, rng);
+    Tensor lengths = Tensor::empty({B}, DType::i32);
+    for (std::int64_t b = 0; b < B; ++b)
+      lengths.data<std::int32_t>()[b] = static_cast<std::int32_t>(T - b);
+    const ForwardContext ctx{false, 1, 1, 0};
+
+    for (Parameter* p : params) p->grad.zero_();
+    const Tensor full = layer.forward(x, lengths, ctx).clone();
+    Tensor dy_full = Tensor::zeros({B, T, d}, DType::f64);
+    for (std::int64_t b = 0; b < B; ++b)
+      for (std::int64_t i = 0; i < d; ++i)
+        dy_full.data<double>()[b * T * d + i] = dy_first.data<double>()[b * d + i];
+    const Tensor dx_full = layer.backward(dy_full).clone();
+    std::vector<Tensor> grads_full;
+    for (Parameter* p : params) grads_full.push_back(p->grad.clone());
+
+    for (Parameter* p : params) p->grad.zero_();
+    const Tensor first = layer.forward_first_rows(x, lengths, ctx);
+    ASSERT_EQ(first.shape(), (Shape{B, 1, d}));
+    for (std::int64_t b = 0; b < B; ++b)
+      for (std::int64_t i = 0; i < d; ++i)
+        EXPECT_NEAR(first.data<double>()[b * d + i], full.data<double>()[b * T * d + i], 1e-12)
+            << norm;
+    const Tensor dx = layer.backward_first_rows(dy_first);
+    ASSERT_EQ(dx.shape(), (Shape{B, T, d}));
+    for (std::int64_t i = 0; i < dx.numel(); ++i)
+      EXPECT_NEAR(dx.data<double>()[i], dx_full.data<double>()[i], 1e-12) << norm << " dx " << i;
+    for (std::size_t k = 0; k < params.size(); ++k)
+      for (std::int64_t i = 0; i < params[k]->grad.numel(); ++i)
+        EXPECT_NEAR(params[k]->grad.data<double>()[i], grads_full[k].data<double>()[i], 1e-12)
+            << norm << " " << params[k]->name;
+  }
 }
 
 TEST(ModelGradients, ParameterNamesAreCanonical) {
