@@ -232,11 +232,16 @@ int fail(tr::ParallelRuntime& runtime, int code, const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Idle OpenMP threads should sleep, not spin: spinning teams sharing cores with anything else
-  // (other ranks, a data thread, another job) run several times slower (measured 6x on 2
-  // cores). libgomp reads OMP_WAIT_POLICY when it loads, before main, so set it and start again.
-  if (!std::getenv("OMP_WAIT_POLICY")) {
-    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  // Idle OpenMP threads spin briefly, then sleep. Sleeping at once (OMP_WAIT_POLICY=PASSIVE)
+  // pays a wake-up in every parallel region and every GEMM: the reference ViT step ran 13-16%
+  // slower on an idle 2-core machine. Spinning without bound (libgomp's default when a team
+  // is busy) starves anything sharing the cores (other ranks, a data thread, another job:
+  // measured 6x slower on 2 cores). 10,000 spins keep a thread awake across the short gaps
+  // between a step's regions and cost 11% against PASSIVE with a busy process on the second
+  // core (docs/PERFORMANCE.md). libgomp reads its environment when it loads, before main, so
+  // set it and start again; a user's OMP_WAIT_POLICY or GOMP_SPINCOUNT is kept as given.
+  if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("GOMP_SPINCOUNT")) {
+    setenv("GOMP_SPINCOUNT", "10000", 1);
     // The resolved path, not /proc/self/exe: the process keeps its name ("trainer") in ps.
     char self[4096];
     const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
