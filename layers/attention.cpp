@@ -35,26 +35,45 @@ Tensor MultiHeadAttention::forward(const Tensor& x_q, const Tensor& x_kv, const 
   k_ = k_proj.forward(x_kv);
   v_ = v_proj.forward(x_kv);
   kv_len_ = kv_len;
+  attend(ctx);
+  Tensor out = o_proj.forward(context_);
+  recompute_probs_ = ctx.training && ctx.recompute == Recompute::selective;
+  if (recompute_probs_) {
+    ctx_ = ctx;
+    probs_ = keep_ = Tensor();
+  }
+  return out;
+}
+
+void MultiHeadAttention::attend(const ForwardContext& ctx) {
   dropout_active_ = ctx.training && dropout_ > 0;
   if (dropout_active_) {
-    const std::int64_t Tq = x_q.dim(1), Tk = x_kv.dim(1);
-    const Shape shape{x_q.dim(0), heads_, Tq, Tk};
+    const Shape shape{q_.dim(0), heads_, q_.dim(1), k_.dim(1)};
     // A TP rank's heads draw their part of the whole layer's mask.
     make_attention_dropout_mask(keep_, shape, dropout_, ctx, layer_id_, tp_ ? head_offset_ : 0,
                                 q_.device());
   }
   const Tensor no_mask;
-  ops::attention_forward(context_, probs_, q_, k_, v_, kv_len, dropout_active_ ? keep_ : no_mask,
+  ops::attention_forward(context_, probs_, q_, k_, v_, kv_len_, dropout_active_ ? keep_ : no_mask,
                          dropout_active_ ? 1.0 / (1.0 - dropout_) : 1.0, heads_, causal_, 0);
-  return o_proj.forward(context_);
 }
 
 void MultiHeadAttention::backward_core(const Tensor& dy) {
   dcontext_ = o_proj.backward(dy);
+  // Selective recomputation: the same probabilities and mask again (the context it rewrites is
+  // the same too, and o_proj is done with it).
+  if (recompute_probs_) attend(ctx_);
   const Tensor no_mask;
   ops::attention_backward(dq_, dk_, dv_, scratch_, dcontext_, probs_, q_, k_, v_,
                           dropout_active_ ? keep_ : no_mask,
                           dropout_active_ ? 1.0 / (1.0 - dropout_) : 1.0, heads_);
+  if (recompute_probs_) probs_ = keep_ = scratch_ = Tensor();
+}
+
+void MultiHeadAttention::release_activations() {
+  for (Linear* proj : {&q_proj, &k_proj, &v_proj, &o_proj}) proj->release_activations();
+  q_ = k_ = v_ = kv_len_ = probs_ = keep_ = context_ = Tensor();
+  dcontext_ = dq_ = dk_ = dv_ = scratch_ = dx_ = dx_first_rows_ = Tensor();
 }
 
 Tensor MultiHeadAttention::backward_self(const Tensor& dy) {

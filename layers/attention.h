@@ -38,6 +38,8 @@ class MultiHeadAttention {
   // x_q = x[:, 0:1] and x_kv = x, see EncoderLayer::forward_first_rows): returns dx shaped like
   // x, the query path's gradient in the first rows, all-reduced under tensor parallelism.
   Tensor backward_self_first_rows(const Tensor& dy);
+  // Drops the kept activations and gradient buffers (back to the pool).
+  void release_activations();
 
   Linear q_proj, k_proj, v_proj, o_proj;
   // The heads this rank computes (all of them without tensor parallelism).
@@ -45,6 +47,8 @@ class MultiHeadAttention {
   TensorParallel* tensor_parallel() const { return tp_; }
 
  private:
+  // probs_, keep_ and context_ from q_, k_, v_ and kv_len_.
+  void attend(const ForwardContext& ctx);
   void backward_core(const Tensor& dy);
   std::int64_t heads_, head_offset_;
   bool causal_;
@@ -52,6 +56,10 @@ class MultiHeadAttention {
   std::uint64_t layer_id_;
   TensorParallel* tp_;  // null without tensor parallelism
   bool dropout_active_ = false;
+  // Recompute::selective: the probabilities and mask are given back after the forward and
+  // recomputed by the backward, under the forward's context.
+  bool recompute_probs_ = false;
+  ForwardContext ctx_;
   Tensor q_, k_, v_, kv_len_, probs_, keep_, context_;
   Tensor dcontext_, dq_, dk_, dv_, scratch_, dx_, dx_first_rows_;
 };

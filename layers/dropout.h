@@ -11,12 +11,25 @@
 
 namespace tr {
 
+// Activation recomputation (`train.recompute`, as Megatron-LM's granularities): what a
+// training forward keeps for its backward.
+//   none:      everything.
+//   selective: all but each attention's probabilities and dropout mask ([B, H, Tq, Tk], the
+//              largest activations of short-sequence models and the cheapest to recompute:
+//              the backward recomputes them from the kept q and k).
+//   full:      each transformer layer keeps only its input; its backward reruns its forward.
+// The recomputed values are bitwise those of the forward (deterministic kernels, dropout
+// masks keyed by position), so gradients do not depend on the mode. Activations given back
+// return to the buffer pool, where the next layer's forward takes them: peak memory falls.
+enum class Recompute { none, selective, full };
+
 // What a forward pass needs to know besides its inputs.
 struct ForwardContext {
-  bool training = false;           // dropout active
-  std::uint64_t seed = 0;          // run.seed
-  std::uint64_t step = 0;          // optimizer step (1-based)
-  std::int64_t sample_offset = 0;  // global index of this micro-batch's first sample
+  bool training = false;                  // dropout active
+  std::uint64_t seed = 0;                 // run.seed
+  std::uint64_t step = 0;                 // optimizer step (1-based)
+  std::int64_t sample_offset = 0;         // global index of this micro-batch's first sample
+  Recompute recompute = Recompute::none;  // read only when training
 };
 
 // Stream id of (step, layer): distinct for every pair, so masks never repeat across layers/steps.
@@ -49,6 +62,8 @@ class Dropout {
   void forward_add(Tensor& out, const Tensor& skip, const Tensor& x, const ForwardContext& ctx);
   Tensor backward(const Tensor& dy);
   double p() const { return p_; }
+  // Drops the kept activations and gradient buffers (their blocks go back to the pool).
+  void release_activations() { keep_ = y_ = dx_ = Tensor(); }
 
  private:
   double p_;

@@ -21,6 +21,12 @@ class FeedForward {
   void collect_parameters(ParameterList& out);
   Tensor forward(const Tensor& x);
   Tensor backward(const Tensor& dy);
+  // Drops the kept activations and gradient buffers (back to the pool).
+  void release_activations() {
+    fc1.release_activations();
+    fc2.release_activations();
+    h_ = a_ = dh_ = Tensor();
+  }
 
   Linear fc1, fc2;
   ops::Activation activation() const { return act_; }

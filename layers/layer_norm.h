@@ -15,6 +15,8 @@ class LayerNorm {
   Tensor backward(const Tensor& dy);
   // backward(dy) + residual, in one pass (pre-LN blocks add the skip gradient).
   Tensor backward_add(const Tensor& dy, const Tensor& residual);
+  // Drops the kept activations and gradient buffer (back to the pool).
+  void release_activations() { x_ = y_ = mean_ = rstd_ = dx_ = Tensor(); }
 
   Parameter weight, bias;
   static constexpr double kEps = 1e-5;

@@ -30,6 +30,8 @@ class Linear {
   void apply(Tensor& y, const Tensor& x) const;
   // Accumulates dW, db; returns dx (overwritten each call).
   Tensor backward(const Tensor& dy);
+  // Drops the kept input, output and input-gradient buffers (back to the pool).
+  void release_activations() { x_ = y_ = dx_ = Tensor(); }
   // Accumulates dW, db and adds dx into `dx_sum` (shaped like x), for inputs that
   // feed several projections.
   void backward_accumulate(Tensor& dx_sum, const Tensor& dy);

@@ -139,6 +139,8 @@ std::shared_ptr<Buffer> BufferPool::acquire(std::size_t bytes) {
   buffer->device = device_;
   {
     std::lock_guard<std::mutex> lock(pool_mutex());
+    in_use_bytes_ += rounded;
+    peak_in_use_bytes_ = std::max(peak_in_use_bytes_, in_use_bytes_);
     for (std::size_t i = 0; i < free_blocks_.size(); ++i) {
       if (free_blocks_[i].first == rounded) {
         buffer->data = free_blocks_[i].second;
@@ -158,11 +160,17 @@ std::shared_ptr<Buffer> BufferPool::acquire(std::size_t bytes) {
     ++system_allocations_;
   }
   try {
-    buffer->data = system_alloc(device_, rounded);
-  } catch (const std::bad_alloc&) {
-    // Out of (device) memory: cached blocks of other sizes may make room.
-    trim();
-    buffer->data = system_alloc(device_, rounded);
+    try {
+      buffer->data = system_alloc(device_, rounded);
+    } catch (const std::bad_alloc&) {
+      // Out of (device) memory: cached blocks of other sizes may make room.
+      trim();
+      buffer->data = system_alloc(device_, rounded);
+    }
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(pool_mutex());
+    in_use_bytes_ -= rounded;
+    throw;
   }
   return buffer;
 }
@@ -171,6 +179,7 @@ void BufferPool::release(void* data, std::size_t bytes) {
   std::lock_guard<std::mutex> lock(pool_mutex());
   free_blocks_.emplace_back(bytes, data);
   cached_bytes_ += bytes;
+  in_use_bytes_ -= bytes;
 }
 
 void BufferPool::trim() {

@@ -68,6 +68,11 @@ class BufferPool {
   // Number of allocations that went to the system since start; a warm step leaves it unchanged.
   std::int64_t system_allocations() const { return system_allocations_; }
   std::size_t cached_bytes() const { return cached_bytes_; }
+  // Bytes held by live tensors (size classes, so a little above their sizes), and the most
+  // ever held at once since start: the training metrics' peak memory.
+  std::size_t in_use_bytes() const { return in_use_bytes_; }
+  std::size_t peak_in_use_bytes() const { return peak_in_use_bytes_; }
+  void reset_peak() { peak_in_use_bytes_ = in_use_bytes_; }
   void trim();  // frees every cached block
   ~BufferPool();
 
@@ -77,6 +82,8 @@ class BufferPool {
   std::vector<std::pair<std::size_t, void*>> free_blocks_;
   std::int64_t system_allocations_ = 0;
   std::size_t cached_bytes_ = 0;
+  std::size_t in_use_bytes_ = 0;
+  std::size_t peak_in_use_bytes_ = 0;
 };
 
 class Tensor {

@@ -27,6 +27,12 @@ Tensor ResidualBlock::end(const Tensor& f_out, const ForwardContext& ctx) {
   return pre_ ? sum_ : norm.forward(sum_);
 }
 
+void ResidualBlock::release_activations() {
+  norm.release_activations();
+  drop_.release_activations();
+  x_ = x_first_ = sum_ = dsum_ = dsum_full_ = dx_ = Tensor();
+}
+
 Tensor ResidualBlock::begin_backward(const Tensor& dy) {
   // d(sum) is dy (pre) or the norm's input gradient (post); it flows to x and through drop(f).
   dsum_ = pre_ ? dy : norm.backward(dy);
@@ -62,30 +68,64 @@ void EncoderLayer::collect_parameters(ParameterList& out) {
 }
 
 Tensor EncoderLayer::forward(const Tensor& x, const Tensor& src_len, const ForwardContext& ctx) {
-  Tensor h = attn_block_.begin(x);
-  Tensor x1 = attn_block_.end(self_attn_.forward(h, h, src_len, ctx), ctx);
-  Tensor h2 = ffn_block_.begin(x1);
-  return ffn_block_.end(ffn_.forward(h2), ctx);
-}
-
-Tensor EncoderLayer::backward(const Tensor& dy) {
-  Tensor dx1 = ffn_block_.finish_backward(ffn_.backward(ffn_block_.begin_backward(dy)));
-  return attn_block_.finish_backward(self_attn_.backward_self(attn_block_.begin_backward(dx1)));
+  x_ = x;
+  src_len_ = src_len;
+  ctx_ = ctx;
+  recompute_ = ctx.training && ctx.recompute == Recompute::full;
+  Tensor y = run_forward(false);
+  if (recompute_) release_activations();  // y keeps its own buffer alive for the next layer
+  return y;
 }
 
 Tensor EncoderLayer::forward_first_rows(const Tensor& x, const Tensor& src_len,
                                         const ForwardContext& ctx) {
-  Tensor h = attn_block_.begin_first_rows(x);
-  take_first_rows(h_first_, h);
-  Tensor x1 = attn_block_.end(self_attn_.forward(h_first_, h, src_len, ctx), ctx);
-  Tensor h2 = ffn_block_.begin(x1);
-  return ffn_block_.end(ffn_.forward(h2), ctx);
+  x_ = x;
+  src_len_ = src_len;
+  ctx_ = ctx;
+  recompute_ = ctx.training && ctx.recompute == Recompute::full;
+  Tensor y = run_forward(true);
+  if (recompute_) release_activations();
+  return y;
+}
+
+Tensor EncoderLayer::backward(const Tensor& dy) {
+  return run_backward(dy, false);
 }
 
 Tensor EncoderLayer::backward_first_rows(const Tensor& dy) {
+  return run_backward(dy, true);
+}
+
+Tensor EncoderLayer::run_forward(bool first_rows) {
+  if (!first_rows) {
+    Tensor h = attn_block_.begin(x_);
+    Tensor x1 = attn_block_.end(self_attn_.forward(h, h, src_len_, ctx_), ctx_);
+    Tensor h2 = ffn_block_.begin(x1);
+    return ffn_block_.end(ffn_.forward(h2), ctx_);
+  }
+  Tensor h = attn_block_.begin_first_rows(x_);
+  take_first_rows(h_first_, h);
+  Tensor x1 = attn_block_.end(self_attn_.forward(h_first_, h, src_len_, ctx_), ctx_);
+  Tensor h2 = ffn_block_.begin(x1);
+  return ffn_block_.end(ffn_.forward(h2), ctx_);
+}
+
+Tensor EncoderLayer::run_backward(const Tensor& dy, bool first_rows) {
+  if (recompute_) run_forward(first_rows);  // bitwise the forward's activations again
   Tensor dx1 = ffn_block_.finish_backward(ffn_.backward(ffn_block_.begin_backward(dy)));
-  return attn_block_.finish_backward(
-      self_attn_.backward_self_first_rows(attn_block_.begin_backward(dx1)));
+  Tensor df = attn_block_.begin_backward(dx1);
+  Tensor dx = attn_block_.finish_backward(first_rows ? self_attn_.backward_self_first_rows(df)
+                                                     : self_attn_.backward_self(df));
+  if (recompute_) release_activations();  // dx keeps its own buffer alive
+  return dx;
+}
+
+void EncoderLayer::release_activations() {
+  self_attn_.release_activations();
+  ffn_.release_activations();
+  attn_block_.release_activations();
+  ffn_block_.release_activations();
+  h_first_ = Tensor();
 }
 
 DecoderLayer::DecoderLayer(const std::string& name, const ModelConfig& c, DropoutIds& ids,
@@ -110,19 +150,44 @@ void DecoderLayer::collect_parameters(ParameterList& out) {
 
 Tensor DecoderLayer::forward(const Tensor& x, const Tensor& tgt_len, const Tensor& memory,
                              const Tensor& src_len, const ForwardContext& ctx) {
-  Tensor h1 = self_block_.begin(x);
-  Tensor x1 = self_block_.end(self_attn_.forward(h1, h1, tgt_len, ctx), ctx);
+  x_ = x;
+  tgt_len_ = tgt_len;
+  memory_ = memory;
+  src_len_ = src_len;
+  ctx_ = ctx;
+  recompute_ = ctx.training && ctx.recompute == Recompute::full;
+  Tensor y = run_forward();
+  if (recompute_) release_activations();  // y keeps its own buffer alive for the next layer
+  return y;
+}
+
+Tensor DecoderLayer::run_forward() {
+  Tensor h1 = self_block_.begin(x_);
+  Tensor x1 = self_block_.end(self_attn_.forward(h1, h1, tgt_len_, ctx_), ctx_);
   Tensor h2 = cross_block_.begin(x1);
-  Tensor x2 = cross_block_.end(cross_attn_.forward(h2, memory, src_len, ctx), ctx);
+  Tensor x2 = cross_block_.end(cross_attn_.forward(h2, memory_, src_len_, ctx_), ctx_);
   Tensor h3 = ffn_block_.begin(x2);
-  return ffn_block_.end(ffn_.forward(h3), ctx);
+  return ffn_block_.end(ffn_.forward(h3), ctx_);
 }
 
 Tensor DecoderLayer::backward(const Tensor& dy, Tensor& dmemory_sum) {
+  if (recompute_) run_forward();  // bitwise the forward's activations again
   Tensor dx2 = ffn_block_.finish_backward(ffn_.backward(ffn_block_.begin_backward(dy)));
   Tensor dx1 = cross_block_.finish_backward(
       cross_attn_.backward_cross(cross_block_.begin_backward(dx2), dmemory_sum));
-  return self_block_.finish_backward(self_attn_.backward_self(self_block_.begin_backward(dx1)));
+  Tensor dx =
+      self_block_.finish_backward(self_attn_.backward_self(self_block_.begin_backward(dx1)));
+  if (recompute_) release_activations();  // dx keeps its own buffer alive
+  return dx;
+}
+
+void DecoderLayer::release_activations() {
+  self_attn_.release_activations();
+  cross_attn_.release_activations();
+  ffn_.release_activations();
+  self_block_.release_activations();
+  cross_block_.release_activations();
+  ffn_block_.release_activations();
 }
 
 }  // namespace tr

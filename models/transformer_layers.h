@@ -45,6 +45,8 @@ class ResidualBlock {
 
   LayerNorm norm;
   bool pre_norm() const { return pre_; }
+  // Drops the kept activations and gradient buffers (back to the pool).
+  void release_activations();
 
  private:
   bool pre_;
@@ -69,10 +71,18 @@ class EncoderLayer {
   Tensor backward_first_rows(const Tensor& dy);
 
  private:
+  Tensor run_forward(bool first_rows);  // on the saved inputs below
+  Tensor run_backward(const Tensor& dy, bool first_rows);
+  void release_activations();
+
   MultiHeadAttention self_attn_;
   FeedForward ffn_;
   ResidualBlock attn_block_, ffn_block_;
   Tensor h_first_;  // the attention block's f input, first rows (the queries)
+  // The forward's inputs; Recompute::full keeps only these and reruns the forward in backward.
+  Tensor x_, src_len_;
+  ForwardContext ctx_;
+  bool recompute_ = false;
 };
 
 class DecoderLayer {
@@ -95,9 +105,16 @@ class DecoderLayer {
   const ResidualBlock& ffn_block() const { return ffn_block_; }
 
  private:
+  Tensor run_forward();  // on the saved inputs below
+  void release_activations();
+
   MultiHeadAttention self_attn_, cross_attn_;
   FeedForward ffn_;
   ResidualBlock self_block_, cross_block_, ffn_block_;
+  // The forward's inputs; Recompute::full keeps only these and reruns the forward in backward.
+  Tensor x_, tgt_len_, memory_, src_len_;
+  ForwardContext ctx_;
+  bool recompute_ = false;
 };
 
 }  // namespace tr

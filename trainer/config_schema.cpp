@@ -405,6 +405,9 @@ std::vector<Option> make_options() {
              "Where to train; auto = cuda when a GPU is present."),
       choice("train.precision", TR_FIELD(train.precision), {"fp32", "bf16"},
              "bf16: bf16 activations, fp32 master weights and optimizer state (cuda only)."),
+      choice("train.recompute", TR_FIELD(train.recompute), {"none", "selective", "full"},
+             "Activation recomputation: selective = attention probabilities, full = every "
+             "transformer layer from its input; same gradients, less memory, more compute."),
       number("train.label_smoothing", TR_FIELD(train.label_smoothing), kUnitInterval,
              "Label smoothing of the cross entropy."),
       number("train.grad_clip", TR_FIELD(train.grad_clip), kNonNegative,

@@ -41,6 +41,19 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+// The most memory this rank's tensors on the training device have held at once since start
+// (parameters, gradients, optimizer state, activations; the buffer pool's count, like
+// torch.cuda.max_memory_allocated), in MiB.
+Recompute parse_recompute(const std::string& mode) {
+  if (mode == "selective") return Recompute::selective;
+  if (mode == "full") return Recompute::full;
+  return Recompute::none;  // the schema admits none, selective and full only
+}
+
+double peak_memory_mb(Device device) {
+  return static_cast<double>(BufferPool::instance(device).peak_in_use_bytes()) / (1024.0 * 1024.0);
+}
+
 std::unique_ptr<Optimizer> make_optimizer(const RunConfig& c, const ParameterList& params) {
   if (c.train.optimizer.type == "sgd")
     return std::make_unique<SGD>(params, c.train.optimizer.sgd());
@@ -142,6 +155,7 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   // On CUDA the model's tensors (TP all-reduces, DP buckets, ZeRO-1) go over the groups'
   // device communicators (NCCL); host values (counts, the loss, norms) stay on dp/tp.
   const Device device = resolve_training_device(config);
+  const Recompute recompute = parse_recompute(config.train.recompute);
   if (device == Device::cuda) runtime.setup_device_groups();
   Communicator& dp_tensors = device == Device::cuda ? runtime.dp_device() : dp;
   Communicator& tp_tensors = device == Device::cuda ? runtime.tp_device() : tp;
@@ -352,7 +366,7 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
     double loss_sum = 0;
     for (std::size_t j = 0; j < step_batches.micro_batches.size(); ++j) {
       const ForwardContext ctx{true, config.run.seed, static_cast<std::uint64_t>(step),
-                               step_batches.micro_batch_first_sample[j]};
+                               step_batches.micro_batch_first_sample[j], recompute};
       const Batch& host_batch = step_batches.micro_batches[j];
       if (device != Device::cpu) upload_batch(device_batch, host_batch, device);
       loss_sum += model->forward(device != Device::cpu ? device_batch : host_batch, ctx);
@@ -416,7 +430,8 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
                             {"grad_norm", grad_norm},
                             {"samples_per_s", interval_samples / seconds},
                             {"elapsed_s", seconds_since(start)},
-                            {"skipped_steps", state.skipped}};
+                            {"skipped_steps", state.skipped},
+                            {"peak_memory_mb", peak_memory_mb(device)}};
       if (translation) row["tokens_per_s"] = interval_tokens / seconds;
       metrics.write(row);
       progress.update({step, step_batches.epoch, loss, lr, grad_norm, interval_samples / seconds,

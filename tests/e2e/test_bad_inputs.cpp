@@ -220,6 +220,10 @@ TEST_F(BadInputs, OutOfRangeValue) {
   expect_refused_vit("--set model.dropout=1.5", {"model.dropout", "1.5"});
 }
 
+TEST_F(BadInputs, UnknownChoice) {
+  expect_refused_vit("--set train.recompute=partial", {"train.recompute", "partial", "selective"});
+}
+
 // ---- data files --------------------------------------------------------------------------
 
 TEST_F(BadInputs, MissingDataFile) {

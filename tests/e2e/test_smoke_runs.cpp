@@ -90,6 +90,14 @@ Metrics check_metrics(const fs::path& run_dir, bool translation) {
     }
     for (const char* key : {"loss", "lr", "grad_norm", "samples_per_s", "elapsed_s"})
       EXPECT_TRUE(row.contains(key) && row[key].is_number()) << key << " in " << row;
+    // At least the parameters, their gradients and AdamW's two moments (4 copies of a model
+    // of more than 1,000 parameters), and not absurdly more for these tiny models.
+    const bool has_peak = row.contains("peak_memory_mb") && row["peak_memory_mb"].is_number();
+    EXPECT_TRUE(has_peak) << row;
+    if (has_peak) {
+      EXPECT_GT(row["peak_memory_mb"].get<double>(), 4 * 1000 * 4 / 1048576.0) << row;
+      EXPECT_LT(row["peak_memory_mb"].get<double>(), 4096) << row;
+    }
     EXPECT_EQ(row.contains("tokens_per_s"), translation) << row;
     EXPECT_TRUE(std::isfinite(row["loss"].get<double>())) << row;
     m.train.push_back(row);
