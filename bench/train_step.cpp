@@ -3,10 +3,12 @@
 // AdamW, as `trainer train` does per step.
 //
 //   train_step vit|encdec [shape options of bench_common.h] [--steps 10] [--warmup 2]
-//   (defaults: the reference shapes of the CPU-speed benchmark)
+//              [--recompute none|selective|full]
+//   (defaults: the reference shapes of the CPU-speed benchmark, no recomputation)
 //
 // Prints images/s (ViT) or target tokens/s (encoder-decoder), then one JSON line for bench/run:
-// {"model", "throughput", "unit", "steps", "seconds", "peak_rss_mb"}. Under callgrind, pass
+// {"model", "throughput", "unit", "steps", "seconds", "peak_rss_mb", "peak_tensor_mb"}
+// (peak_tensor_mb: the buffer pool's peak, the trainer's peak_memory_mb). Under callgrind, pass
 // `--toggle-collect=tr_bench_timed_steps` so that only the timed steps are counted.
 #include <sys/resource.h>
 
@@ -27,15 +29,14 @@ using tr::Tensor;
 using namespace tr::bench;
 
 // Kept out of line under a plain C name so callgrind can toggle collection on it.
-extern "C" __attribute__((noinline)) double tr_bench_timed_steps(tr::Model* model,
-                                                                 tr::Optimizer* opt,
-                                                                 const Batch* batch,
-                                                                 std::int64_t first,
-                                                                 std::int64_t steps) {
+extern "C" __attribute__((noinline)) double tr_bench_timed_steps(
+    tr::Model* model, tr::Optimizer* opt, const Batch* batch, std::int64_t first,
+    std::int64_t steps, tr::Recompute recompute) {
   double loss = 0;
   for (std::int64_t s = first; s < first + steps; ++s) {
     opt->zero_grad();
-    const tr::ForwardContext ctx{true, 1, static_cast<std::uint64_t>(s + 1), s * batch->size()};
+    const tr::ForwardContext ctx{true, 1, static_cast<std::uint64_t>(s + 1), s * batch->size(),
+                                 recompute};
     loss = model->forward(*batch, ctx);
     model->backward(1.0 / static_cast<double>(model->counted_targets()));
     tr::clip_grad_norm(model->parameters(), 1.0);
@@ -52,15 +53,27 @@ int main(int argc, char** argv) {
   const bool vit = std::strcmp(argv[1], "vit") == 0;
   const std::int64_t steps = arg_int(argc, argv, "--steps", 10);
   const std::int64_t warmup = arg_int(argc, argv, "--warmup", 2);
+  tr::Recompute recompute = tr::Recompute::none;
+  for (int i = 2; i + 1 < argc; ++i) {
+    if (std::strcmp(argv[i], "--recompute") != 0) continue;
+    if (std::strcmp(argv[i + 1], "selective") == 0)
+      recompute = tr::Recompute::selective;
+    else if (std::strcmp(argv[i + 1], "full") == 0)
+      recompute = tr::Recompute::full;
+    else if (std::strcmp(argv[i + 1], "none") != 0) {
+      std::fprintf(stderr, "train_step: --recompute: expected none, selective or full\n");
+      return 2;
+    }
+  }
   Batch batch;
   const tr::ModelConfig c = reference_model(argc, argv, 1, batch);
   const std::int64_t B = batch.size();
   tr::validate_model_config(c);
   auto model = tr::make_model(c, DType::f32, 0.1, 1);
   tr::AdamW opt(model->parameters(), tr::AdamWConfig{0.9, 0.999, 1e-8, 0.05});
-  tr_bench_timed_steps(model.get(), &opt, &batch, 0, warmup);
+  tr_bench_timed_steps(model.get(), &opt, &batch, 0, warmup, recompute);
   const auto t0 = std::chrono::steady_clock::now();
-  const double loss = tr_bench_timed_steps(model.get(), &opt, &batch, warmup, steps);
+  const double loss = tr_bench_timed_steps(model.get(), &opt, &batch, warmup, steps, recompute);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::int64_t targets = model->counted_targets();
   std::printf(
@@ -77,8 +90,11 @@ int main(int argc, char** argv) {
   getrusage(RUSAGE_SELF, &usage);
   std::printf(
       "{\"model\": \"%s\", \"throughput\": %.3f, \"unit\": \"%s\", \"steps\": %lld, "
-      "\"seconds\": %.4f, \"loss\": %.6f, \"tokens_per_step\": %lld, \"peak_rss_mb\": %.1f}\n",
+      "\"seconds\": %.4f, \"loss\": %.6f, \"tokens_per_step\": %lld, \"peak_rss_mb\": %.1f, "
+      "\"peak_tensor_mb\": %.1f}\n",
       argv[1], static_cast<double>(targets) * steps / s, vit ? "images/s" : "target tokens/s",
-      (long long)steps, s, loss, (long long)targets, usage.ru_maxrss / 1024.0);
+      (long long)steps, s, loss, (long long)targets, usage.ru_maxrss / 1024.0,
+      static_cast<double>(tr::BufferPool::instance(tr::Device::cpu).peak_in_use_bytes()) /
+          (1024.0 * 1024.0));
   return 0;
 }
