@@ -71,6 +71,7 @@ inline void make_translation_batch(Batch& b, const tr::ModelConfig& c, std::int6
 // reference shapes of the CPU-speed benchmark (docs/PERFORMANCE.md), and a synthetic batch of
 // --batch / `batch_divisor` samples (a data-parallel rank's share).
 //   vit:    --d 192 --layers 6 --heads 3 --ff 768 --patch 4 --batch 128 --dropout 0
+//           --image 28 --channels 1 --classes 10
 //   encdec: --d 256 --layers 3 --heads 4 --ff 1024 --batch 64 --len 32 --vocab 8000
 //           --dropout 0.1   (pre-LN, shared embeddings, sinusoidal positions)
 inline tr::ModelConfig reference_model(int argc, char** argv, std::int64_t batch_divisor,
@@ -87,10 +88,10 @@ inline tr::ModelConfig reference_model(int argc, char** argv, std::int64_t batch
   const std::int64_t L = arg_int(argc, argv, "--len", 32);
   if (vit) {
     c.activation = "gelu";
-    c.image_size = 28;
+    c.image_size = arg_int(argc, argv, "--image", 28);
     c.patch_size = arg_int(argc, argv, "--patch", 4);
-    c.channels = 1;
-    c.num_classes = 10;
+    c.channels = arg_int(argc, argv, "--channels", 1);
+    c.num_classes = arg_int(argc, argv, "--classes", 10);
     make_vit_batch(batch, c, B);
   } else {
     c.vocab_size = arg_int(argc, argv, "--vocab", 8000);

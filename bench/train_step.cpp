@@ -3,12 +3,15 @@
 // AdamW, as `trainer train` does per step.
 //
 //   train_step vit|encdec [shape options of bench_common.h] [--steps 10] [--warmup 2]
-//              [--recompute none|selective|full]
-//   (defaults: the reference shapes of the CPU-speed benchmark, no recomputation)
+//              [--recompute none|selective|full] [--device cpu|cuda]
+//   (defaults: the reference shapes of the CPU-speed benchmark, no recomputation, CPU)
+// On CUDA the model, its gradients, AdamW's state and the batch live on the GPU, as
+// `trainer train` with train.device: cuda runs them; the clock stops after a device sync.
 //
 // Prints images/s (ViT) or target tokens/s (encoder-decoder), then one JSON line for bench/run:
-// {"model", "throughput", "unit", "steps", "seconds", "peak_rss_mb", "peak_tensor_mb"}
-// (peak_tensor_mb: the buffer pool's peak, the trainer's peak_memory_mb). Under callgrind, pass
+// {"model", "throughput", "unit", "steps", "seconds", "peak_rss_mb", "peak_tensor_mb", "device"}
+// (peak_tensor_mb: the buffer pool's peak on the device, the trainer's peak_memory_mb). Under
+// callgrind, pass
 // `--toggle-collect=tr_bench_timed_steps` so that only the timed steps are counted.
 #include <sys/resource.h>
 
@@ -19,7 +22,9 @@
 #include <string>
 
 #include "bench/bench_common.h"
+#include "layers/device.h"
 #include "models/model.h"
+#include "trainer/device_residency.h"
 #include "trainer/grad_clip.h"
 #include "trainer/optimizer.h"
 
@@ -65,15 +70,38 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  Batch batch;
-  const tr::ModelConfig c = reference_model(argc, argv, 1, batch);
-  const std::int64_t B = batch.size();
+  tr::Device device = tr::Device::cpu;
+  for (int i = 2; i + 1 < argc; ++i) {
+    if (std::strcmp(argv[i], "--device") != 0) continue;
+    if (std::strcmp(argv[i + 1], "cuda") == 0) {
+      if (tr::cuda_device_count() == 0) {
+        std::fprintf(stderr, "train_step: --device cuda: %s\n",
+                     tr::cuda_unavailable_reason().c_str());
+        return 2;
+      }
+      tr::select_cuda_device(0);
+      device = tr::Device::cuda;
+    } else if (std::strcmp(argv[i + 1], "cpu") != 0) {
+      std::fprintf(stderr, "train_step: --device: expected cpu or cuda\n");
+      return 2;
+    }
+  }
+  Batch host_batch, device_batch;
+  const tr::ModelConfig c = reference_model(argc, argv, 1, host_batch);
+  const std::int64_t B = host_batch.size();
   tr::validate_model_config(c);
   auto model = tr::make_model(c, DType::f32, 0.1, 1);
+  if (device != tr::Device::cpu) {
+    model->to_device(device);
+    tr::upload_batch(device_batch, host_batch, device);
+  }
+  const Batch& batch = device != tr::Device::cpu ? device_batch : host_batch;
   tr::AdamW opt(model->parameters(), tr::AdamWConfig{0.9, 0.999, 1e-8, 0.05});
   tr_bench_timed_steps(model.get(), &opt, &batch, 0, warmup, recompute);
+  tr::synchronize_device(device);
   const auto t0 = std::chrono::steady_clock::now();
   const double loss = tr_bench_timed_steps(model.get(), &opt, &batch, warmup, steps, recompute);
+  tr::synchronize_device(device);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::int64_t targets = model->counted_targets();
   std::printf(
@@ -91,10 +119,10 @@ int main(int argc, char** argv) {
   std::printf(
       "{\"model\": \"%s\", \"throughput\": %.3f, \"unit\": \"%s\", \"steps\": %lld, "
       "\"seconds\": %.4f, \"loss\": %.6f, \"tokens_per_step\": %lld, \"peak_rss_mb\": %.1f, "
-      "\"peak_tensor_mb\": %.1f}\n",
+      "\"peak_tensor_mb\": %.1f, \"device\": \"%s\"}\n",
       argv[1], static_cast<double>(targets) * steps / s, vit ? "images/s" : "target tokens/s",
       (long long)steps, s, loss, (long long)targets, usage.ru_maxrss / 1024.0,
-      static_cast<double>(tr::BufferPool::instance(tr::Device::cpu).peak_in_use_bytes()) /
-          (1024.0 * 1024.0));
+      static_cast<double>(tr::BufferPool::instance(device).peak_in_use_bytes()) / (1024.0 * 1024.0),
+      device == tr::Device::cpu ? "cpu" : "cuda");
   return 0;
 }

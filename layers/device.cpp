@@ -47,6 +47,15 @@ int current_cuda_device() {
 #endif
 }
 
+void synchronize_device(Device device) {
+  if (device == Device::cpu) return;
+#ifdef TR_HAVE_CUDA
+  cuda::synchronize();
+#else
+  throw InternalError("synchronize_device(cuda) in a build without the CUDA backend");
+#endif
+}
+
 Tensor to_device(const Tensor& t, Device device) {
   if (t.device() == device) return t;
   Tensor out = Tensor::empty(t.shape(), t.dtype(), device);

@@ -21,6 +21,9 @@ std::string cuda_unavailable_reason();
 void select_cuda_device(int index);
 int current_cuda_device();
 
+// Waits until the work queued on `device` is done (nothing to wait for on the CPU).
+void synchronize_device(Device device);
+
 // A copy of `t` on `device` (same shape and dtype); `t` itself when it is already there.
 // Host <-> device copies are synchronous.
 Tensor to_device(const Tensor& t, Device device);

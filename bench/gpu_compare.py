@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""GPU training throughput and MFU, this project against PyTorch on the same GPU, one command:
+
+    bench/gpu_compare.py [--train-step PATH] [--steps S] [--warmup W] [--rounds R]
+                         [--batch B] [--device cuda|cpu]
+
+(--device cpu --batch 2 --steps 1 --warmup 0 --rounds 1: a check of this script without a GPU.)
+
+Models (the GPU issue's): ViT-B/16 at 224 x 224 x 3 (patch 16, d 768, 12 layers, 12 heads,
+d_ff 3072, 1000 classes, batch 128) and the encoder-decoder of d 1024, 16 heads, d_ff 4096,
+6+6 layers, 256 tokens, vocabulary 32,000 (batch 32, pre-LN, dropout 0.1, label smoothing
+0.1), on synthetic batches. Contenders, alternated `--rounds` times (best round counts):
+  - ours: build/bench/train_step --device cuda (fp32: bf16 training is not implemented yet);
+  - PyTorch eager fp32 (no TF32) and bf16 autocast (bench/torch_gpu_reference.py).
+
+MFU = model FLOPs per second / the GPU's dense peak for the precision (table below; "n/a" for
+a GPU not in it). FLOPs: bench/flops.py, 3 x the forward's matrix-multiply FLOPs; for our ViT
+the FLOPs it executes (its last layer computes the CLS row only), which understates nothing.
+Prints one table and writes the rows as JSON to $OUT/gpu_compare.json when OUT is set.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+from flops import encdec_flops_per_step, vit_flops_per_image
+from torch_gpu_reference import ENCDEC_LARGE, VIT_B16
+
+# Dense peak TFLOP/s by GPU name fragment: (fp32 without tensor cores, bf16 tensor cores).
+# From NVIDIA's data sheets (SXM / PCIe forms; H200 has the H100 SXM's compute).
+PEAKS = [("H200", 66.9, 989.4), ("H100 80GB HBM3", 66.9, 989.4), ("H100 SXM", 66.9, 989.4),
+         ("H100 PCIe", 51.2, 756.5), ("H100", 66.9, 989.4), ("A100", 19.5, 312.0)]
+
+
+def gpu_peaks(name):
+    for fragment, fp32, bf16 in PEAKS:
+        if fragment in name:
+            return {"fp32": fp32, "bf16": bf16}
+    return None
+
+
+def run_json(cmd, timeout, env=None):
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if r.returncode != 0:
+        return {"error": (r.stderr or r.stdout).strip().splitlines()[-1:] or ["exit %d" % r.returncode]}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def ours_cmd(train_step, model, steps, warmup, batch, device):
+    if model == "vit":
+        c = dict(VIT_B16, batch=batch or VIT_B16["batch"])
+        shape = ["--image", c["image"], "--patch", c["patch"], "--channels", c["channels"],
+                 "--classes", c["classes"], "--d", c["d"], "--layers", c["layers"], "--heads",
+                 c["heads"], "--ff", c["ff"], "--batch", c["batch"], "--dropout", 0]
+    else:
+        c = dict(ENCDEC_LARGE, batch=batch or ENCDEC_LARGE["batch"])
+        shape = ["--d", c["d"], "--layers", c["layers"], "--heads", c["heads"], "--ff", c["ff"],
+                 "--vocab", c["vocab"], "--len", c["length"], "--batch", c["batch"],
+                 "--dropout", 0.1]
+    return [train_step, model, "--device", device, "--steps", str(steps), "--warmup",
+            str(warmup)] + [str(x) for x in shape]
+
+
+def torch_cmd(here, model, precision, steps, warmup, batch, device):
+    return [sys.executable, os.path.join(here, "torch_gpu_reference.py"), model, "--precision",
+            precision, "--steps", str(steps), "--warmup", str(warmup), "--batch", str(batch),
+            "--device", device]
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--train-step", default=os.path.join(here, "..", "build", "bench", "train_step"))
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--timeout", type=int, default=300, help="seconds per run")
+    ap.add_argument("--batch", type=int, default=0, help="0 = each model's default")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--ours-library-path", default="",
+                    help="LD_LIBRARY_PATH for train_step only (a bundle's libraries; PyTorch "
+                         "keeps the caller's)")
+    args = ap.parse_args()
+
+    rows = []
+    gpu = ""
+    for model in ("vit", "encdec"):
+        contenders = {
+            "ours fp32": ours_cmd(args.train_step, model, args.steps, args.warmup, args.batch,
+                                  args.device),
+            "torch fp32": torch_cmd(here, model, "fp32", args.steps, args.warmup, args.batch,
+                                    args.device),
+            "torch bf16": torch_cmd(here, model, "bf16", args.steps, args.warmup, args.batch,
+                                    args.device),
+        }
+        best = {}
+        for _ in range(args.rounds):
+            for name, cmd in contenders.items():
+                env = None
+                if name.startswith("ours") and args.ours_library_path:
+                    env = dict(os.environ, LD_LIBRARY_PATH=args.ours_library_path)
+                try:
+                    r = run_json(cmd, args.timeout, env)
+                except subprocess.TimeoutExpired:
+                    r = {"error": ["timed out after %d s" % args.timeout]}
+                if "error" in r:
+                    best.setdefault(name, r)
+                    continue
+                if name.startswith("torch"):
+                    gpu = r.get("device", gpu)
+                if "throughput" not in best.get(name, {}) or r["throughput"] > best[name]["throughput"]:
+                    best[name] = r
+        for name, r in best.items():
+            rows.append(dict(r, model=model, impl=name))
+
+    peaks = gpu_peaks(gpu) if gpu else None
+    print(f"GPU: {gpu or 'unknown (PyTorch did not run)'}   peaks (dense TFLOP/s): "
+          f"{peaks if peaks else 'n/a'}   best of {args.rounds} rounds x {args.steps} steps")
+    print(f"{'model':7} {'impl':11} {'throughput':>11} {'unit':16} {'vs torch fp32':>13} "
+          f"{'vs torch bf16':>13} {'TFLOP/s':>8} {'MFU':>6} {'peak MB':>8}")
+    for row in rows:
+        if "error" in row:
+            print(f"{row['model']:7} {row['impl']:11} failed: {' '.join(row['error'])}")
+            continue
+        ref = {k: next((x for x in rows if x["model"] == row["model"] and x["impl"] == k
+                        and "throughput" in x), None) for k in ("torch fp32", "torch bf16")}
+        if row["model"] == "vit":
+            flops = vit_flops_per_image(VIT_B16, cls_only_last_layer=row["impl"].startswith("ours"))
+        else:
+            shape = dict(ENCDEC_LARGE, batch=args.batch or ENCDEC_LARGE["batch"])
+            flops = encdec_flops_per_step(shape) / row["tokens_per_step"]
+        tflops = row["throughput"] * flops / 1e12
+        precision = row["impl"].split()[1]
+        mfu = f"{100 * tflops / peaks[precision]:5.1f}%" if peaks else "  n/a"
+        ratios = [f"{row['throughput'] / ref[k]['throughput']:12.2f}x" if ref[k] else f"{'-':>13}"
+                  for k in ("torch fp32", "torch bf16")]
+        peak_mb = row.get("peak_tensor_mb", row.get("peak_gpu_mb", 0.0))
+        print(f"{row['model']:7} {row['impl']:11} {row['throughput']:11.1f} {row['unit']:16} "
+              f"{ratios[0]} {ratios[1]} {tflops:8.1f} {mfu:>6} {peak_mb:8.0f}")
+        row.update(tflops=tflops, flops_per_unit=flops)
+    if os.environ.get("OUT"):
+        with open(os.path.join(os.environ["OUT"], "gpu_compare.json"), "w") as f:
+            json.dump({"gpu": gpu, "peaks": peaks, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
