@@ -8,6 +8,7 @@
 #include <cmath>
 #include <vector>
 
+#include "layers/cpu/adamw_step.h"
 #include "layers/cpu/kernels.h"
 
 namespace tr::cpu {
@@ -47,26 +48,9 @@ double block_sum_squares(const T* x, i64 n) {
 template <typename T>
 void adamw_update(T* param, const T* grad, T* m, T* v, i64 n, T lr, T beta1, T beta2, T eps,
                   T weight_decay, i64 step) {
-  const double lr_d = lr, b1 = beta1, b2 = beta2;
-  const T decay_factor = static_cast<T>(1.0 - lr_d * static_cast<double>(weight_decay));
-  const T one_minus_b1 = static_cast<T>(1.0 - b1);
-  const T one_minus_b2 = static_cast<T>(1.0 - b2);
-  const double bias_correction1 = 1.0 - std::pow(b1, static_cast<double>(step));
-  const double bias_correction2 = 1.0 - std::pow(b2, static_cast<double>(step));
-  const T neg_step_size = static_cast<T>(-(lr_d / bias_correction1));
-  const T bias_correction2_sqrt = static_cast<T>(std::sqrt(bias_correction2));
+  const AdamWConstants<T> c = adamw_constants(lr, beta1, beta2, eps, weight_decay, step);
 #pragma omp parallel for schedule(static) if (n >= kParallelMin)
-  for (i64 i = 0; i < n; ++i) {
-    const T g = grad[i];
-    // Decoupled decay acts on the parameter before the moment update, as torch does.
-    const T p = param[i] * decay_factor;
-    const T mi = m[i] * beta1 + one_minus_b1 * g;
-    const T vi = v[i] * beta2 + one_minus_b2 * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    const T denom = std::sqrt(vi) / bias_correction2_sqrt + eps;
-    param[i] = p + neg_step_size * (mi / denom);
-  }
+  for (i64 i = 0; i < n; ++i) adamw_element(param[i], grad[i], m[i], v[i], c);
 }
 
 template <typename T>

@@ -41,13 +41,6 @@ inline std::uint64_t join(std::uint32_t lo, std::uint32_t hi) {
   return (static_cast<std::uint64_t>(hi) << 32) | lo;
 }
 
-// Keep decision of one word: philox_word_to_uniform(w) >= p. The uniform is (w >> 8) / 2^24
-// exactly, so the test is the integer comparison (w >> 8) >= ceil(p * 2^24).
-inline std::uint32_t keep_threshold(float p) {
-  const double t = std::ceil(static_cast<double>(p) * 16777216.0);
-  return t <= 0 ? 0u : static_cast<std::uint32_t>(std::min(t, 16777216.0));
-}
-
 constexpr int kChunkBlocks = 8;  // Philox blocks per vector chunk (32 words)
 
 // Words of blocks block0 .. block0 + 7: w[lane][l] is word `lane` of block block0 + l.
@@ -92,10 +85,10 @@ TR_TARGET_AVX2 void philox_chunk_avx2(std::uint32_t w[4][kChunkBlocks], std::uin
     __m256i lo0, hi0, lo1, hi1;
     mul_lo_hi(c0, m0, lo0, hi0);
     mul_lo_hi(c2, m1, lo1, hi1);
-    const __m256i n0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1),
-                                        _mm256_set1_epi32(static_cast<int>(k0)));
-    const __m256i n2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3),
-                                        _mm256_set1_epi32(static_cast<int>(k1)));
+    const __m256i n0 =
+        _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32(static_cast<int>(k0)));
+    const __m256i n2 =
+        _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32(static_cast<int>(k1)));
     c0 = n0;
     c1 = lo1;
     c2 = n2;
@@ -113,12 +106,12 @@ TR_TARGET_AVX2 void philox_chunk_avx2(std::uint32_t w[4][kChunkBlocks], std::uin
 void dropout_mask(std::uint8_t* keep, i64 n, float p, std::uint64_t seed, std::uint64_t stream,
                   std::uint64_t offset) {
   if (n <= 0) return;
-  const std::uint32_t thr = keep_threshold(p);
+  const std::uint32_t thr = dropout_keep_threshold(p);
   const std::uint64_t first = offset >> 2;
   const std::uint64_t last = (offset + static_cast<std::uint64_t>(n) - 1) >> 2;
   const i64 chunks = static_cast<i64>((last - first) / kChunkBlocks + 1);
-  using ChunkFn = void (*)(std::uint32_t[4][kChunkBlocks], std::uint64_t, std::uint64_t,
-                           std::uint64_t);
+  using ChunkFn =
+      void (*)(std::uint32_t[4][kChunkBlocks], std::uint64_t, std::uint64_t, std::uint64_t);
 #if TR_HAVE_ISA_DISPATCH
   const ChunkFn chunk_fn = cpu_has_avx2_fma() ? &philox_chunk_avx2 : &philox_chunk_base;
 #else
@@ -133,13 +126,13 @@ void dropout_mask(std::uint8_t* keep, i64 n, float p, std::uint64_t seed, std::u
     if (pos0 >= offset && pos0 - offset + 4 * kChunkBlocks <= static_cast<std::uint64_t>(n)) {
       std::uint8_t* out = keep + (pos0 - offset);
       for (int l = 0; l < kChunkBlocks; ++l)
-        for (int lane = 0; lane < 4; ++lane) out[4 * l + lane] = (w[lane][l] >> 8) >= thr;
+        for (int lane = 0; lane < 4; ++lane) out[4 * l + lane] = dropout_keeps(w[lane][l], thr);
     } else {
       for (int l = 0; l < kChunkBlocks; ++l)
         for (int lane = 0; lane < 4; ++lane) {
           // Unsigned wrap makes positions before offset huge: one comparison bounds both ends.
           const std::uint64_t i = pos0 + static_cast<std::uint64_t>(4 * l + lane) - offset;
-          if (i < static_cast<std::uint64_t>(n)) keep[i] = (w[lane][l] >> 8) >= thr;
+          if (i < static_cast<std::uint64_t>(n)) keep[i] = dropout_keeps(w[lane][l], thr);
         }
     }
   }

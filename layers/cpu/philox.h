@@ -21,6 +21,7 @@
 // dropout_mask (declared in kernels.h, defined in philox.cpp) keeps element i iff u >= p.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #if defined(__CUDACC__)
@@ -69,6 +70,17 @@ TR_PHILOX_FN Philox4 philox_block(std::uint64_t seed, std::uint64_t stream, std:
 // every device.
 TR_PHILOX_FN float philox_word_to_uniform(std::uint32_t w) {
   return static_cast<float>(w >> 8) * (1.0f / 16777216.0f);
+}
+
+// Dropout's keep decision of one word, philox_word_to_uniform(w) >= p: the uniform is
+// (w >> 8) / 2^24 exactly, so the test is the integer comparison (w >> 8) >= ceil(p * 2^24),
+// with the threshold formed once on the host, in double. Both devices' mask kernels use these.
+inline std::uint32_t dropout_keep_threshold(float p) {
+  const double t = std::ceil(static_cast<double>(p) * 16777216.0);
+  return t <= 0 ? 0u : static_cast<std::uint32_t>(t < 16777216.0 ? t : 16777216.0);
+}
+TR_PHILOX_FN bool dropout_keeps(std::uint32_t word, std::uint32_t threshold) {
+  return (word >> 8) >= threshold;
 }
 
 // out[i] = uniform float in [0, 1) at word position offset + i.

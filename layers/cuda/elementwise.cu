@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "layers/cpu/adamw_step.h"
 #include "layers/cpu/philox.h"
 #include "layers/cuda/kernels.h"
 #include "layers/cuda/launch.cuh"
@@ -70,7 +71,7 @@ __global__ void dropout_mask_kernel(std::uint8_t* keep, i64 n, std::uint32_t thr
     const cpu::Philox4 r = cpu::philox_block(seed, stream, block);
     for (int lane = 0; lane < 4; ++lane) {
       const std::uint64_t i = block * 4 + static_cast<std::uint64_t>(lane) - offset;
-      if (i < static_cast<std::uint64_t>(n)) keep[i] = (r.v[lane] >> 8) >= threshold;
+      if (i < static_cast<std::uint64_t>(n)) keep[i] = cpu::dropout_keeps(r.v[lane], threshold);
     }
   }
 }
@@ -88,7 +89,7 @@ __global__ void dropout_mask_strided_kernel(std::uint8_t* keep, i64 rows, i64 K,
       rest /= layout.dims[j];
     }
     const cpu::Philox4 r = cpu::philox_block(seed, stream, counter >> 2);
-    keep[i] = (r.v[counter & 3] >> 8) >= threshold;
+    keep[i] = cpu::dropout_keeps(r.v[counter & 3], threshold);
   }
 }
 
@@ -101,22 +102,11 @@ __global__ void dropout_add_kernel(float* out, const float* skip, const float* i
   TR_GRID_STRIDE(i, n) out[i] = skip[i] + (keep[i] ? in[i] * scale : 0.0f);
 }
 
-// The CPU kernel's operations in its order (torch's): the same constants from the host, so
-// the two devices differ by rounding of fused multiply-adds at most.
+// The CPU kernel's element step (layers/cpu/adamw_step.h) with the same constants from the
+// host, so the two devices differ by rounding of fused multiply-adds at most.
 __global__ void adamw_kernel(float* param, const float* grad, float* m, float* v, i64 n,
-                             float beta1, float beta2, float eps, float decay_factor,
-                             float one_minus_b1, float one_minus_b2, float neg_step_size,
-                             float bias_correction2_sqrt) {
-  TR_GRID_STRIDE(i, n) {
-    const float g = grad[i];
-    const float p = param[i] * decay_factor;
-    const float mi = m[i] * beta1 + one_minus_b1 * g;
-    const float vi = v[i] * beta2 + one_minus_b2 * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    const float denom = sqrtf(vi) / bias_correction2_sqrt + eps;
-    param[i] = p + neg_step_size * (mi / denom);
-  }
+                             cpu::AdamWConstants<float> c) {
+  TR_GRID_STRIDE(i, n) cpu::adamw_element(param[i], grad[i], m[i], v[i], c);
 }
 
 // SGD with momentum as cpu::sgd_update (dampening 0, not Nesterov).
@@ -210,18 +200,10 @@ void relu_backward(float* din, const float* dout, const float* in, i64 n) {
   TR_LAUNCH(relu_backward_kernel, n, din, dout, in, n);
 }
 
-namespace {
-// As the CPU: keep iff (word >> 8) >= ceil(p * 2^24), computed in double on the host.
-std::uint32_t keep_threshold(float p) {
-  const double t = std::ceil(static_cast<double>(p) * 16777216.0);
-  return t <= 0 ? 0u : static_cast<std::uint32_t>(std::min(t, 16777216.0));
-}
-}  // namespace
-
 void dropout_mask(std::uint8_t* keep, i64 n, float p, std::uint64_t seed, std::uint64_t stream,
                   std::uint64_t offset) {
   if (n <= 0) return;
-  const std::uint32_t threshold = keep_threshold(p);
+  const std::uint32_t threshold = cpu::dropout_keep_threshold(p);
   const std::uint64_t first = offset >> 2;
   const std::uint64_t last = (offset + static_cast<std::uint64_t>(n) - 1) >> 2;
   const i64 blocks = static_cast<i64>(last - first + 1);
@@ -230,8 +212,8 @@ void dropout_mask(std::uint8_t* keep, i64 n, float p, std::uint64_t seed, std::u
 void dropout_mask_strided(std::uint8_t* keep, i64 rows, i64 K, const DropoutLayout& layout, float p,
                           std::uint64_t seed, std::uint64_t stream, std::uint64_t offset) {
   TR_CHECK(layout.n >= 0 && layout.n <= 4, "dropout_mask_strided: at most 4 leading dimensions");
-  TR_LAUNCH(dropout_mask_strided_kernel, rows * K, keep, rows, K, layout, keep_threshold(p), seed,
-            stream, offset);
+  TR_LAUNCH(dropout_mask_strided_kernel, rows * K, keep, rows, K, layout,
+            cpu::dropout_keep_threshold(p), seed, stream, offset);
 }
 void dropout_apply(float* out, const float* in, const std::uint8_t* keep, float scale, i64 n) {
   TR_LAUNCH(dropout_apply_kernel, n, out, in, keep, scale, n);
@@ -243,14 +225,8 @@ void dropout_add(float* out, const float* skip, const float* in, const std::uint
 
 void adamw_update(float* param, const float* grad, float* m, float* v, i64 n, float lr, float beta1,
                   float beta2, float eps, float weight_decay, i64 step) {
-  // Constants exactly as cpu::adamw_update computes them (double on the host).
-  const double lr_d = lr, b1 = beta1, b2 = beta2;
-  const float decay_factor = static_cast<float>(1.0 - lr_d * static_cast<double>(weight_decay));
-  const double bc1 = 1.0 - std::pow(b1, static_cast<double>(step));
-  const double bc2 = 1.0 - std::pow(b2, static_cast<double>(step));
-  TR_LAUNCH(adamw_kernel, n, param, grad, m, v, n, beta1, beta2, eps, decay_factor,
-            static_cast<float>(1.0 - b1), static_cast<float>(1.0 - b2),
-            static_cast<float>(-(lr_d / bc1)), static_cast<float>(std::sqrt(bc2)));
+  TR_LAUNCH(adamw_kernel, n, param, grad, m, v, n,
+            cpu::adamw_constants(lr, beta1, beta2, eps, weight_decay, step));
 }
 
 void sgd_update(float* param, const float* grad, float* momentum_buf, i64 n, float lr,
