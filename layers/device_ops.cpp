@@ -151,6 +151,19 @@ double sum_squares(Device device, const float* x, std::int64_t n) {
 #endif
 }
 
+void sum_squares_each(Device device, double* out, const float* const* xs, const std::int64_t* ns,
+                      std::int64_t count) {
+  if (device == Device::cpu) {
+    for (std::int64_t k = 0; k < count; ++k) out[k] = cpu::sum_squares(xs[k], ns[k]);
+    return;
+  }
+#ifdef TR_HAVE_CUDA
+  cuda::sum_squares_each(out, xs, ns, count);
+#else
+  no_backend();
+#endif
+}
+
 void scale(Device device, float* x, float alpha, std::int64_t n) {
   if (device == Device::cpu) return cpu::scale(x, x, alpha, n);
 #ifdef TR_HAVE_CUDA

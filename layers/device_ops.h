@@ -35,6 +35,9 @@ namespace flat {
 void copy(Device device, void* dst, const void* src, std::size_t bytes);
 void zero(Device device, void* dst, std::size_t bytes);
 double sum_squares(Device device, const float* x, std::int64_t n);
+// out[k] = sum_squares(device, xs[k], ns[k]); on CUDA with one synchronisation for all.
+void sum_squares_each(Device device, double* out, const float* const* xs, const std::int64_t* ns,
+                      std::int64_t count);
 void scale(Device device, float* x, float alpha, std::int64_t n);
 void adamw_update(Device device, float* param, const float* grad, float* m, float* v,
                   std::int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay,

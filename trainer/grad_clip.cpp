@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "layers/cpu/kernels.h"
 #include "layers/device_ops.h"
@@ -23,17 +24,32 @@ bool on_cuda(const Tensor& g) {
 }  // namespace
 
 double grad_sum_squares(const ParameterList& params) {
-  double total = 0.0;
-  for (const Parameter* p : params) {
-    check_float(*p);
-    const Tensor& g = p->grad;
+  // Each tensor's sum, then their total in parameter order. CUDA gradients are reduced on the
+  // device and read back together: one synchronisation per step, not one per tensor.
+  std::vector<double> sums(params.size(), 0.0);
+  std::vector<const float*> cuda_grads;
+  std::vector<std::int64_t> cuda_sizes;
+  std::vector<std::size_t> cuda_index;
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    check_float(*params[i]);
+    const Tensor& g = params[i]->grad;
     if (on_cuda(g)) {
-      total += flat::sum_squares(Device::cuda, g.data<float>(), g.numel());
+      cuda_grads.push_back(g.data<float>());
+      cuda_sizes.push_back(g.numel());
+      cuda_index.push_back(i);
       continue;
     }
-    total += g.dtype() == DType::f64 ? cpu::sum_squares(g.data<double>(), g.numel())
-                                     : cpu::sum_squares(g.data<float>(), g.numel());
+    sums[i] = g.dtype() == DType::f64 ? cpu::sum_squares(g.data<double>(), g.numel())
+                                      : cpu::sum_squares(g.data<float>(), g.numel());
   }
+  if (!cuda_grads.empty()) {
+    std::vector<double> cuda_sums(cuda_grads.size());
+    flat::sum_squares_each(Device::cuda, cuda_sums.data(), cuda_grads.data(), cuda_sizes.data(),
+                           static_cast<std::int64_t>(cuda_grads.size()));
+    for (std::size_t k = 0; k < cuda_index.size(); ++k) sums[cuda_index[k]] = cuda_sums[k];
+  }
+  double total = 0.0;
+  for (double s : sums) total += s;
   return total;
 }
 

@@ -244,6 +244,31 @@ void embedding_backward_accumulate(float* dtable, const std::int32_t* ids, const
   TR_LAUNCH(embedding_backward_kernel, d, dtable, ids, dout, N, d, scale);
 }
 
+void sum_squares_each(double* out, const float* const* xs, const i64* ns, i64 count) {
+  if (count <= 0) return;
+  // The kernel and the summation order of sum_squares, one block of partials per tensor.
+  double* partial = nullptr;
+  const std::size_t slots = static_cast<std::size_t>(count) * kSumBlocks;
+  TR_CUDA_CHECK(cudaMallocAsync(&partial, slots * sizeof(double), compute_stream()));
+  for (i64 k = 0; k < count; ++k) {
+    if (ns[k] <= 0) continue;
+    sum_squares_kernel<<<kSumBlocks, kThreads, 0, compute_stream()>>>(partial + k * kSumBlocks,
+                                                                      xs[k], ns[k]);
+    TR_CUDA_LAUNCH_CHECK();
+  }
+  std::vector<double> host(slots);
+  TR_CUDA_CHECK(cudaMemcpyAsync(host.data(), partial, slots * sizeof(double),
+                                cudaMemcpyDeviceToHost, compute_stream()));
+  TR_CUDA_CHECK(cudaFreeAsync(partial, compute_stream()));
+  TR_CUDA_CHECK(cudaStreamSynchronize(compute_stream()));
+  for (i64 k = 0; k < count; ++k) {
+    double s = 0;
+    if (ns[k] > 0)
+      for (int b = 0; b < kSumBlocks; ++b) s += host[static_cast<std::size_t>(k) * kSumBlocks + b];
+    out[k] = s;
+  }
+}
+
 double sum_squares(const float* x, i64 n) {
   if (n <= 0) return 0.0;
   double* partial = nullptr;

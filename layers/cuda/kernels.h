@@ -124,5 +124,8 @@ void sgd_update(float* param, const float* grad, float* momentum_buf, i64 n, flo
 // ---- reductions ---------------------------------------------------------------------------
 // Sum of squares in double, fixed order; returned to the host (synchronises).
 double sum_squares(const float* x, i64 n);
+// out[k] = sum_squares(xs[k], ns[k]) for k < count, bitwise, with one synchronisation for all
+// (the gradient norm over a model's tensors reads back once per step, not once per tensor).
+void sum_squares_each(double* out, const float* const* xs, const i64* ns, i64 count);
 
 }  // namespace tr::cuda

@@ -368,6 +368,20 @@ TEST_F(CudaKernels, SumSquares) {
   EXPECT_NEAR(cuda::sum_squares(dx.p(), static_cast<i64>(x.size())), ref, 1e-9 * ref);
 }
 
+// The gradient norm's batched read-back: each tensor's sum bitwise as sum_squares alone,
+// an empty tensor 0.
+TEST_F(CudaKernels, SumSquaresEachMatchesOneByOne) {
+  const F a = random_floats(100003, 41), b = random_floats(7, 42), c = random_floats(4096, 43);
+  Dev<float> da(a), db(b), dc(c);
+  const float* xs[] = {da.p(), db.p(), dc.p(), da.p()};
+  const i64 ns[] = {static_cast<i64>(a.size()), static_cast<i64>(b.size()),
+                    static_cast<i64>(c.size()), 0};
+  double out[4] = {-1, -1, -1, -1};
+  cuda::sum_squares_each(out, xs, ns, 4);
+  for (int k = 0; k < 3; ++k) EXPECT_EQ(out[k], cuda::sum_squares(xs[k], ns[k])) << k;
+  EXPECT_EQ(out[3], 0.0);
+}
+
 TEST_F(CudaKernels, KernelsRunWithoutDeviceFaults) {
   // A fault inside any kernel above would have surfaced at a copy; this makes it explicit.
   cuda::synchronize();
