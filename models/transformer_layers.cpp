@@ -68,23 +68,22 @@ void EncoderLayer::collect_parameters(ParameterList& out) {
 }
 
 Tensor EncoderLayer::forward(const Tensor& x, const Tensor& src_len, const ForwardContext& ctx) {
-  x_ = x;
-  src_len_ = src_len;
-  ctx_ = ctx;
-  recompute_ = ctx.training && ctx.recompute == Recompute::full;
-  Tensor y = run_forward(false);
-  if (recompute_) release_activations();  // y keeps its own buffer alive for the next layer
-  return y;
+  return save_and_forward(x, src_len, ctx, false);
 }
 
 Tensor EncoderLayer::forward_first_rows(const Tensor& x, const Tensor& src_len,
                                         const ForwardContext& ctx) {
+  return save_and_forward(x, src_len, ctx, true);
+}
+
+Tensor EncoderLayer::save_and_forward(const Tensor& x, const Tensor& src_len,
+                                      const ForwardContext& ctx, bool first_rows) {
   x_ = x;
   src_len_ = src_len;
   ctx_ = ctx;
   recompute_ = ctx.training && ctx.recompute == Recompute::full;
-  Tensor y = run_forward(true);
-  if (recompute_) release_activations();
+  Tensor y = run_forward(first_rows);
+  if (recompute_) release_activations();  // y keeps its own buffer alive for the next layer
   return y;
 }
 

@@ -71,6 +71,8 @@ class EncoderLayer {
   Tensor backward_first_rows(const Tensor& dy);
 
  private:
+  Tensor save_and_forward(const Tensor& x, const Tensor& src_len, const ForwardContext& ctx,
+                          bool first_rows);
   Tensor run_forward(bool first_rows);  // on the saved inputs below
   Tensor run_backward(const Tensor& dy, bool first_rows);
   void release_activations();
