@@ -56,6 +56,14 @@ void synchronize_device(Device device) {
 #endif
 }
 
+std::string current_cuda_device_name() {
+#ifdef TR_HAVE_CUDA
+  return cuda::device_name();
+#else
+  return "";
+#endif
+}
+
 Tensor to_device(const Tensor& t, Device device) {
   if (t.device() == device) return t;
   Tensor out = Tensor::empty(t.shape(), t.dtype(), device);

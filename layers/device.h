@@ -20,6 +20,8 @@ std::string cuda_unavailable_reason();
 // the backend. current_cuda_device(): the current one.
 void select_cuda_device(int index);
 int current_cuda_device();
+// The current GPU's name ("" without the backend).
+std::string current_cuda_device_name();
 
 // Waits until the work queued on `device` is done (nothing to wait for on the CPU).
 void synchronize_device(Device device);

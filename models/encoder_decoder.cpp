@@ -118,6 +118,20 @@ Tensor EncoderDecoder::decode(const Tensor& tgt_in, const Tensor& tgt_len, const
   return tp_ ? full_logits_ : logits_;
 }
 
+double EncoderDecoder::train_flops(const Batch& batch) const {
+  const double B = static_cast<double>(batch.src.dim(0)), S = static_cast<double>(batch.src.dim(1)),
+               T = static_cast<double>(batch.tgt_in.dim(1)),
+               d = static_cast<double>(config_.d_model), ff = static_cast<double>(config_.d_ff);
+  const double enc = 2 * B * S * (4 * d * d + 2 * d * ff) + 4 * B * S * S * d;
+  const double dec = 2 * B * T * (4 * d * d + 2 * d * ff) + 4 * B * T * T * d  // self, FFN
+                     + 2 * B * T * 2 * d * d + 2 * B * S * 2 * d * d           // cross q,o; k,v
+                     + 4 * B * T * S * d;                                      // cross scores
+  const double output =
+      2 * static_cast<double>(counted_targets()) * d * static_cast<double>(config_.vocab_size);
+  return 3 * (static_cast<double>(config_.encoder_layers) * enc +
+              static_cast<double>(config_.decoder_layers) * dec + output);
+}
+
 double EncoderDecoder::forward(const Batch& batch, const ForwardContext& ctx) {
   src_len_ = batch.src_len;
   Tensor memory = encode(batch.src, batch.src_len, ctx);

@@ -24,6 +24,7 @@ class EncoderDecoder : public Model {
   double forward(const Batch& batch, const ForwardContext& ctx) override;
   void backward(double scale) override;
   std::int64_t counted_targets() const override { return loss_.counted_rows(); }
+  double train_flops(const Batch& batch) const override;
   // After a training forward: only the counted (non-pad) target rows, [n, V], in row order
   // (under tensor parallelism this rank's vocabulary columns); otherwise [B, T, V].
   // Also the sinusoidal position tables, which are no parameters.

@@ -39,6 +39,12 @@ class Model {
   virtual void backward(double scale) = 0;
   // Targets counted by the last forward.
   virtual std::int64_t counted_targets() const = 0;
+  // FLOPs of one training forward + backward on `batch` (whole model, all tensor-parallel ranks
+  // together), called after its forward: 3 x the matrix-multiply FLOPs this implementation
+  // executes (2 per multiply-add; every Linear, attention scores and weighted sums over the
+  // padded shapes, the output projection over the counted target rows; the ViT's last layer
+  // on the CLS row) as bench/flops.py counts them. The metrics' tflops and mfu.
+  virtual double train_flops(const Batch& batch) const = 0;
   // Logits of the last forward: [B, T, V] (translation) or [B, classes] (images). After a
   // training forward, translation models keep only the counted (non-pad) target rows, [n, V],
   // and under tensor parallelism only this rank's vocabulary columns (padding included).

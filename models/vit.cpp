@@ -99,6 +99,19 @@ Tensor ViT::classify(const Tensor& images, const ForwardContext& ctx) {
   return logits_;
 }
 
+double ViT::train_flops(const Batch& batch) const {
+  const double t = static_cast<double>(num_patches_ + 1), d = static_cast<double>(config_.d_model),
+               ff = static_cast<double>(config_.d_ff), P = static_cast<double>(config_.patch_size);
+  const double layer = 2 * t * (4 * d * d + 2 * d * ff) + 4 * t * t * d;
+  // The last layer: keys and values over all rows, the rest for the CLS row (classify()).
+  const double last = 2 * t * 2 * d * d + 2 * (2 * d * d + 2 * d * ff) + 4 * t * d;
+  const double patch = 2 * static_cast<double>(num_patches_) * config_.channels * P * P * d;
+  const double head = 2 * d * static_cast<double>(config_.num_classes);
+  const double per_image =
+      static_cast<double>(config_.encoder_layers - 1) * layer + last + patch + head;
+  return 3 * per_image * static_cast<double>(batch.size());
+}
+
 double ViT::forward(const Batch& batch, const ForwardContext& ctx) {
   classify(batch.images, ctx);
   return loss_.forward(logits_, batch.labels);

@@ -21,6 +21,7 @@ class ViT : public Model {
   double forward(const Batch& batch, const ForwardContext& ctx) override;
   void backward(double scale) override;
   std::int64_t counted_targets() const override { return loss_.counted_rows(); }
+  double train_flops(const Batch& batch) const override;
   Tensor logits() const override { return logits_; }
   // Logits only (evaluation, prediction): images [B, C, H, W] -> [B, classes].
   Tensor classify(const Tensor& images, const ForwardContext& ctx);

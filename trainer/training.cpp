@@ -19,6 +19,7 @@
 #include "parallel/tensor_parallel_group.h"
 #include "trainer/checkpoint.h"
 #include "trainer/config.h"
+#include "trainer/device_peak.h"
 #include "trainer/device_residency.h"
 #include "trainer/evaluation.h"
 #include "trainer/grad_clip.h"
@@ -351,6 +352,11 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   const auto start = Clock::now();
   auto interval_start = start;
   std::int64_t interval_samples = 0, interval_tokens = 0, last_eval = -1;
+  // This rank's share of the FLOPs (a TP rank computes 1/tp of every matrix multiply).
+  double interval_flops = 0;
+  const double peak_tflops =
+      device == Device::cuda ? dense_peak_tflops(current_cuda_device_name(), config.train.precision)
+                             : 0.0;
   bool stopping = false;
   while (state.step < total && !stopping) {
     const std::int64_t step = state.step + 1;
@@ -370,6 +376,7 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
       const Batch& host_batch = step_batches.micro_batches[j];
       if (device != Device::cpu) upload_batch(device_batch, host_batch, device);
       loss_sum += model->forward(device != Device::cpu ? device_batch : host_batch, ctx);
+      interval_flops += model->train_flops(host_batch) / static_cast<double>(grid.tp_size);
       // The last micro-batch's backward finalises gradients layer by layer: each DP bucket's
       // all-reduce starts as soon as its gradients are final, overlapping the rest.
       if (!zero && j + 1 == step_batches.micro_batches.size())
@@ -433,11 +440,16 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
                             {"skipped_steps", state.skipped},
                             {"peak_memory_mb", peak_memory_mb(device)}};
       if (translation) row["tokens_per_s"] = interval_tokens / seconds;
+      // Achieved model TFLOP/s of this rank (rank 0), and its share of the GPU's peak.
+      const double tflops = interval_flops / seconds / 1e12;
+      row["tflops"] = tflops;
+      if (peak_tflops > 0) row["mfu"] = tflops / peak_tflops;
       metrics.write(row);
       progress.update({step, step_batches.epoch, loss, lr, grad_norm, interval_samples / seconds,
                        translation ? interval_tokens / seconds : 0.0});
       interval_start = Clock::now();
       interval_samples = interval_tokens = 0;
+      interval_flops = 0;
     }
     if (diverged) {  // logged above, with the skipped count; no checkpoint of this state
       const std::string kept = find_latest_checkpoint(run_dir.string());

@@ -50,6 +50,12 @@ int current_device() {
   return d;
 }
 
+std::string device_name() {
+  cudaDeviceProp prop{};
+  TR_CUDA_CHECK(cudaGetDeviceProperties(&prop, current_device()));
+  return prop.name;
+}
+
 void set_device(int device) {
   TR_CUDA_CHECK(cudaSetDevice(device));
 }

@@ -15,6 +15,7 @@ int device_count() noexcept;
 std::string unavailable_reason();
 
 int current_device();
+std::string device_name();  // the current device's, e.g. "NVIDIA H100 80GB HBM3"
 void set_device(int device);
 // Makes `device` current for its scope and restores the previous one after.
 class DeviceGuard {

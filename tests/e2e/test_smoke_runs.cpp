@@ -92,6 +92,10 @@ Metrics check_metrics(const fs::path& run_dir, bool translation) {
       EXPECT_TRUE(row.contains(key) && row[key].is_number()) << key << " in " << row;
     // At least the parameters, their gradients and AdamW's two moments (4 copies of a model
     // of more than 1,000 parameters), and not absurdly more for these tiny models.
+    EXPECT_TRUE(row.contains("tflops") && row["tflops"].is_number() &&
+                row["tflops"].get<double>() > 0)
+        << row;
+    EXPECT_FALSE(row.contains("mfu")) << "no peak known for a CPU: " << row;
     const bool has_peak = row.contains("peak_memory_mb") && row["peak_memory_mb"].is_number();
     EXPECT_TRUE(has_peak) << row;
     if (has_peak) {

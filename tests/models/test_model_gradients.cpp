@@ -252,6 +252,50 @@ TEST(ModelGradients, RecomputationLowersPeakMemory) {
   EXPECT_LT(full, selective) << selective << " " << full;
 }
 
+// Model::train_flops against bench/flops.py's counts (the numbers below are its output):
+// the reference ViT as executed (last layer on the CLS row), and an encoder-decoder batch
+// without padding, where ours and flops.py's count agree term by term.
+TEST(ModelGradients, TrainFlopsMatchTheBenchmarkFormula) {
+  ModelConfig vit = tiny_vit();
+  vit.image_size = 28;
+  vit.patch_size = 4;
+  vit.channels = 1;
+  vit.d_model = 192;
+  vit.heads = 3;
+  vit.d_ff = 768;
+  vit.encoder_layers = 6;
+  vit.num_classes = 10;
+  auto vit_model = make_model(vit, DType::f32, 0.0, 1);
+  Batch images;
+  synthetic_image_batch(images, vit, 2, 1, 0, DType::f32);
+  EXPECT_DOUBLE_EQ(vit_model->train_flops(images), 2 * 717712128.0);
+
+  ModelConfig mt = tiny_translation("pre", true, "relu", "sinusoidal", 3);
+  mt.d_model = 256;
+  mt.heads = 4;
+  mt.d_ff = 1024;
+  mt.vocab_size = 8000;
+  mt.dropout = 0;
+  auto mt_model = make_model(mt, DType::f32, 0.0, 1);
+  Batch batch;
+  const std::int64_t B = 2, L = 5;
+  batch.src = Tensor::empty({B, L}, DType::i32);
+  batch.tgt_in = Tensor::empty({B, L}, DType::i32);
+  batch.tgt_out = Tensor::empty({B, L}, DType::i32);
+  batch.src_len = Tensor::empty({B}, DType::i32);
+  batch.tgt_len = Tensor::empty({B}, DType::i32);
+  for (std::int64_t i = 0; i < B * L; ++i) {
+    batch.src.data<std::int32_t>()[i] = 5 + static_cast<std::int32_t>(i);
+    batch.tgt_in.data<std::int32_t>()[i] = 6 + static_cast<std::int32_t>(i);
+    batch.tgt_out.data<std::int32_t>()[i] = 7 + static_cast<std::int32_t>(i);
+  }
+  for (std::int64_t b = 0; b < B; ++b)
+    batch.src_len.data<std::int32_t>()[b] = batch.tgt_len.data<std::int32_t>()[b] = L;
+  mt_model->forward(batch, ForwardContext{});
+  ASSERT_EQ(mt_model->counted_targets(), B * L);
+  EXPECT_DOUBLE_EQ(mt_model->train_flops(batch), 454563840.0);
+}
+
 // The pool's in-use and peak counters behind the metrics' peak_memory_mb.
 TEST(ModelGradients, BufferPoolCountsBytesInUseAndPeak) {
   BufferPool& pool = BufferPool::instance(Device::cpu);
