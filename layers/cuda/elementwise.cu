@@ -246,7 +246,7 @@ void embedding_backward_accumulate(float* dtable, const std::int32_t* ids, const
 
 void sum_squares_each(double* out, const float* const* xs, const i64* ns, i64 count) {
   if (count <= 0) return;
-  // The kernel and the summation order of sum_squares, one block of partials per tensor.
+  // One block of kSumBlocks partials per tensor, each summed on the host in block order.
   double* partial = nullptr;
   const std::size_t slots = static_cast<std::size_t>(count) * kSumBlocks;
   TR_CUDA_CHECK(cudaMallocAsync(&partial, slots * sizeof(double), compute_stream()));
@@ -271,17 +271,8 @@ void sum_squares_each(double* out, const float* const* xs, const i64* ns, i64 co
 
 double sum_squares(const float* x, i64 n) {
   if (n <= 0) return 0.0;
-  double* partial = nullptr;
-  TR_CUDA_CHECK(cudaMallocAsync(&partial, kSumBlocks * sizeof(double), compute_stream()));
-  sum_squares_kernel<<<kSumBlocks, kThreads, 0, compute_stream()>>>(partial, x, n);
-  TR_CUDA_LAUNCH_CHECK();
-  std::vector<double> host(kSumBlocks);
-  TR_CUDA_CHECK(cudaMemcpyAsync(host.data(), partial, kSumBlocks * sizeof(double),
-                                cudaMemcpyDeviceToHost, compute_stream()));
-  TR_CUDA_CHECK(cudaFreeAsync(partial, compute_stream()));
-  TR_CUDA_CHECK(cudaStreamSynchronize(compute_stream()));
   double s = 0;
-  for (double p : host) s += p;
+  sum_squares_each(&s, &x, &n, 1);
   return s;
 }
 
