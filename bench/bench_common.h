@@ -20,6 +20,11 @@ inline double arg_double(int argc, char** argv, const char* name, double fallbac
     if (std::strcmp(argv[i], name) == 0) return std::atof(argv[i + 1]);
   return fallback;
 }
+inline const char* arg_string(int argc, char** argv, const char* name, const char* fallback) {
+  for (int i = 2; i + 1 < argc; ++i)
+    if (std::strcmp(argv[i], name) == 0) return argv[i + 1];
+  return fallback;
+}
 
 // Small LCG: deterministic synthetic inputs without depending on trainer/ helpers.
 struct Lcg {

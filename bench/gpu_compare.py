@@ -13,8 +13,8 @@ d_ff 3072, 1000 classes, batch 128) and the encoder-decoder of d 1024, 16 heads,
   - ours: build/bench/train_step --device cuda (fp32: bf16 training is not implemented yet);
   - PyTorch eager fp32 (no TF32) and bf16 autocast (bench/torch_gpu_reference.py).
 
-MFU = model FLOPs per second / the GPU's dense peak for the precision (table below; "n/a" for
-a GPU not in it). FLOPs: bench/flops.py, 3 x the forward's matrix-multiply FLOPs; for our ViT
+MFU = model FLOPs per second / the GPU's dense peak for the precision (the trainer's data-sheet
+table, trainer/device_peak.h, as train_step reports it; "n/a" for a GPU not in it). FLOPs: bench/flops.py, 3 x the forward's matrix-multiply FLOPs; for our ViT
 the FLOPs it executes (its last layer computes the CLS row only), which understates nothing.
 Prints one table and writes the rows as JSON to $OUT/gpu_compare.json when OUT is set.
 """
@@ -26,19 +26,6 @@ import sys
 
 from flops import encdec_flops_per_step, vit_flops_per_image
 from torch_gpu_reference import ENCDEC_LARGE, VIT_B16
-
-# Dense peak TFLOP/s by GPU name fragment: (fp32 without tensor cores, bf16 tensor cores).
-# From NVIDIA's data sheets (SXM / PCIe forms; H200 has the H100 SXM's compute).
-PEAKS = [("H200", 66.9, 989.4), ("H100 80GB HBM3", 66.9, 989.4), ("H100 SXM", 66.9, 989.4),
-         ("H100 PCIe", 51.2, 756.5), ("H100", 66.9, 989.4), ("A100", 19.5, 312.0)]
-
-
-def gpu_peaks(name):
-    for fragment, fp32, bf16 in PEAKS:
-        if fragment in name:
-            return {"fp32": fp32, "bf16": bf16}
-    return None
-
 
 def run_json(cmd, timeout, env=None):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
@@ -84,7 +71,7 @@ def main():
     args = ap.parse_args()
 
     rows = []
-    gpu = ""
+    gpu, peaks = "", None
     for model in ("vit", "encdec"):
         contenders = {
             "ours fp32": ours_cmd(args.train_step, model, args.steps, args.warmup, args.batch,
@@ -107,14 +94,14 @@ def main():
                 if "error" in r:
                     best.setdefault(name, r)
                     continue
-                if name.startswith("torch"):
-                    gpu = r.get("device", gpu)
+                gpu = r.get("device", gpu)
+                if r.get("peak_tflops_fp32", 0) > 0:  # train_step's, from the trainer's table
+                    peaks = {"fp32": r["peak_tflops_fp32"], "bf16": r["peak_tflops_bf16"]}
                 if "throughput" not in best.get(name, {}) or r["throughput"] > best[name]["throughput"]:
                     best[name] = r
         for name, r in best.items():
             rows.append(dict(r, model=model, impl=name))
 
-    peaks = gpu_peaks(gpu) if gpu else None
     print(f"GPU: {gpu or 'unknown (PyTorch did not run)'}   peaks (dense TFLOP/s): "
           f"{peaks if peaks else 'n/a'}   best of {args.rounds} rounds x {args.steps} steps")
     print(f"{'model':7} {'impl':11} {'throughput':>11} {'unit':16} {'vs torch fp32':>13} "

@@ -9,8 +9,10 @@
 // `trainer train` with train.device: cuda runs them; the clock stops after a device sync.
 //
 // Prints images/s (ViT) or target tokens/s (encoder-decoder), then one JSON line for bench/run:
-// {"model", "throughput", "unit", "steps", "seconds", "peak_rss_mb", "peak_tensor_mb", "device"}
-// (peak_tensor_mb: the buffer pool's peak on the device, the trainer's peak_memory_mb). Under
+// {"model", "throughput", "unit", "steps", "seconds", "peak_rss_mb", "peak_tensor_mb", "device",
+//  "peak_tflops_fp32", "peak_tflops_bf16"} (peak_tensor_mb: the buffer pool's peak on the
+// device, the trainer's peak_memory_mb; device: "cpu" or the GPU's name, whose data-sheet peaks
+// follow, 0 where trainer/device_peak.h does not know it). Under
 // callgrind, pass
 // `--toggle-collect=tr_bench_timed_steps` so that only the timed steps are counted.
 #include <sys/resource.h>
@@ -19,11 +21,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "bench/bench_common.h"
 #include "layers/device.h"
 #include "models/model.h"
+#include "trainer/device_peak.h"
 #include "trainer/device_residency.h"
 #include "trainer/grad_clip.h"
 #include "trainer/optimizer.h"
@@ -58,33 +62,25 @@ int main(int argc, char** argv) {
   const bool vit = std::strcmp(argv[1], "vit") == 0;
   const std::int64_t steps = arg_int(argc, argv, "--steps", 10);
   const std::int64_t warmup = arg_int(argc, argv, "--warmup", 2);
-  tr::Recompute recompute = tr::Recompute::none;
-  for (int i = 2; i + 1 < argc; ++i) {
-    if (std::strcmp(argv[i], "--recompute") != 0) continue;
-    if (std::strcmp(argv[i + 1], "selective") == 0)
-      recompute = tr::Recompute::selective;
-    else if (std::strcmp(argv[i + 1], "full") == 0)
-      recompute = tr::Recompute::full;
-    else if (std::strcmp(argv[i + 1], "none") != 0) {
-      std::fprintf(stderr, "train_step: --recompute: expected none, selective or full\n");
-      return 2;
-    }
+  const std::optional<tr::Recompute> recompute =
+      tr::recompute_from_name(arg_string(argc, argv, "--recompute", "none"));
+  if (!recompute) {
+    std::fprintf(stderr, "train_step: --recompute: expected none, selective or full\n");
+    return 2;
   }
-  tr::Device device = tr::Device::cpu;
-  for (int i = 2; i + 1 < argc; ++i) {
-    if (std::strcmp(argv[i], "--device") != 0) continue;
-    if (std::strcmp(argv[i + 1], "cuda") == 0) {
-      if (tr::cuda_device_count() == 0) {
-        std::fprintf(stderr, "train_step: --device cuda: %s\n",
-                     tr::cuda_unavailable_reason().c_str());
-        return 2;
-      }
-      tr::select_cuda_device(0);
-      device = tr::Device::cuda;
-    } else if (std::strcmp(argv[i + 1], "cpu") != 0) {
-      std::fprintf(stderr, "train_step: --device: expected cpu or cuda\n");
+  const std::string device_name = arg_string(argc, argv, "--device", "cpu");
+  if (device_name != "cpu" && device_name != "cuda") {
+    std::fprintf(stderr, "train_step: --device: expected cpu or cuda\n");
+    return 2;
+  }
+  const tr::Device device = device_name == "cuda" ? tr::Device::cuda : tr::Device::cpu;
+  if (device == tr::Device::cuda) {
+    if (tr::cuda_device_count() == 0) {
+      std::fprintf(stderr, "train_step: --device cuda: %s\n",
+                   tr::cuda_unavailable_reason().c_str());
       return 2;
     }
+    tr::select_cuda_device(0);
   }
   Batch host_batch, device_batch;
   const tr::ModelConfig c = reference_model(argc, argv, 1, host_batch);
@@ -97,10 +93,10 @@ int main(int argc, char** argv) {
   }
   const Batch& batch = device != tr::Device::cpu ? device_batch : host_batch;
   tr::AdamW opt(model->parameters(), tr::AdamWConfig{0.9, 0.999, 1e-8, 0.05});
-  tr_bench_timed_steps(model.get(), &opt, &batch, 0, warmup, recompute);
+  tr_bench_timed_steps(model.get(), &opt, &batch, 0, warmup, *recompute);
   tr::synchronize_device(device);
   const auto t0 = std::chrono::steady_clock::now();
-  const double loss = tr_bench_timed_steps(model.get(), &opt, &batch, warmup, steps, recompute);
+  const double loss = tr_bench_timed_steps(model.get(), &opt, &batch, warmup, steps, *recompute);
   tr::synchronize_device(device);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::int64_t targets = model->counted_targets();
@@ -116,13 +112,17 @@ int main(int argc, char** argv) {
   }
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
+  // On a GPU its name and dense peaks (the trainer's table) for bench/gpu_compare.py's MFU.
+  const std::string gpu = device == tr::Device::cuda ? tr::current_cuda_device_name() : "";
   std::printf(
       "{\"model\": \"%s\", \"throughput\": %.3f, \"unit\": \"%s\", \"steps\": %lld, "
       "\"seconds\": %.4f, \"loss\": %.6f, \"tokens_per_step\": %lld, \"peak_rss_mb\": %.1f, "
-      "\"peak_tensor_mb\": %.1f, \"device\": \"%s\"}\n",
+      "\"peak_tensor_mb\": %.1f, \"device\": \"%s\", \"peak_tflops_fp32\": %.1f, "
+      "\"peak_tflops_bf16\": %.1f}\n",
       argv[1], static_cast<double>(targets) * steps / s, vit ? "images/s" : "target tokens/s",
       (long long)steps, s, loss, (long long)targets, usage.ru_maxrss / 1024.0,
       static_cast<double>(tr::BufferPool::instance(device).peak_in_use_bytes()) / (1024.0 * 1024.0),
-      device == tr::Device::cpu ? "cpu" : "cuda");
+      gpu.empty() ? "cpu" : gpu.c_str(), tr::dense_peak_tflops(gpu, "fp32"),
+      tr::dense_peak_tflops(gpu, "bf16"));
   return 0;
 }

@@ -4,6 +4,13 @@
 
 namespace tr {
 
+std::optional<Recompute> recompute_from_name(std::string_view name) {
+  if (name == "none") return Recompute::none;
+  if (name == "selective") return Recompute::selective;
+  if (name == "full") return Recompute::full;
+  return std::nullopt;
+}
+
 std::uint64_t dropout_stream(std::uint64_t step, std::uint64_t layer_id) {
   // Layer ids stay far below 2^20; steps below 2^44.
   return (step << 20) ^ layer_id;

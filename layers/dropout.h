@@ -6,6 +6,8 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <string_view>
 
 #include "layers/tensor.h"
 
@@ -22,6 +24,8 @@ namespace tr {
 // masks keyed by position), so gradients do not depend on the mode. Activations given back
 // return to the buffer pool, where the next layer's forward takes them: peak memory falls.
 enum class Recompute { none, selective, full };
+// "none", "selective" or "full" (train.recompute's values); nullopt for anything else.
+std::optional<Recompute> recompute_from_name(std::string_view name);
 
 // What a forward pass needs to know besides its inputs.
 struct ForwardContext {

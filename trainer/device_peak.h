@@ -1,5 +1,5 @@
 // Dense peak FLOP rates of the GPUs the MFU metric knows, from NVIDIA's data sheets: the
-// denominator of each metrics row's `mfu` (bench/gpu_compare.py keeps the same table).
+// denominator of each metrics row's `mfu`, and of bench/gpu_compare.py's (train_step reports it).
 #pragma once
 
 #include <string>

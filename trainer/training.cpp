@@ -45,12 +45,6 @@ double seconds_since(Clock::time_point t) {
 // The most memory this rank's tensors on the training device have held at once since start
 // (parameters, gradients, optimizer state, activations; the buffer pool's count, like
 // torch.cuda.max_memory_allocated), in MiB.
-Recompute parse_recompute(const std::string& mode) {
-  if (mode == "selective") return Recompute::selective;
-  if (mode == "full") return Recompute::full;
-  return Recompute::none;  // the schema admits none, selective and full only
-}
-
 double peak_memory_mb(Device device) {
   return static_cast<double>(BufferPool::instance(device).peak_in_use_bytes()) / (1024.0 * 1024.0);
 }
@@ -156,7 +150,8 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   // On CUDA the model's tensors (TP all-reduces, DP buckets, ZeRO-1) go over the groups'
   // device communicators (NCCL); host values (counts, the loss, norms) stay on dp/tp.
   const Device device = resolve_training_device(config);
-  const Recompute recompute = parse_recompute(config.train.recompute);
+  // The schema admits the three names only.
+  const Recompute recompute = recompute_from_name(config.train.recompute).value();
   if (device == Device::cuda) runtime.setup_device_groups();
   Communicator& dp_tensors = device == Device::cuda ? runtime.dp_device() : dp;
   Communicator& tp_tensors = device == Device::cuda ? runtime.tp_device() : tp;
