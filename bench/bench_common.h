@@ -25,6 +25,11 @@ inline const char* arg_string(int argc, char** argv, const char* name, const cha
     if (std::strcmp(argv[i], name) == 0) return argv[i + 1];
   return fallback;
 }
+inline bool has_flag(int argc, char** argv, const char* name) {
+  for (int i = 2; i < argc; ++i)
+    if (std::strcmp(argv[i], name) == 0) return true;
+  return false;
+}
 
 // Small LCG: deterministic synthetic inputs without depending on trainer/ helpers.
 struct Lcg {

@@ -2,7 +2,7 @@
 """GPU training throughput and MFU, this project against PyTorch on the same GPU, one command:
 
     bench/gpu_compare.py [--train-step PATH] [--steps S] [--warmup W] [--rounds R]
-                         [--batch B] [--device cuda|cpu]
+                         [--batch B] [--device cuda|cpu] [--profile]
 
 (--device cpu --batch 2 --steps 1 --warmup 0 --rounds 1: a check of this script without a GPU.)
 
@@ -68,7 +68,19 @@ def main():
     ap.add_argument("--ours-library-path", default="",
                     help="LD_LIBRARY_PATH for train_step only (a bundle's libraries; PyTorch "
                          "keeps the caller's)")
+    ap.add_argument("--profile", action="store_true",
+                    help="ours only: train_step --profile, each device op's time per step")
     args = ap.parse_args()
+
+    if args.profile:
+        env = dict(os.environ, LD_LIBRARY_PATH=args.ours_library_path) if args.ours_library_path else None
+        for model in ("vit", "encdec"):
+            cmd = ours_cmd(args.train_step, model, args.steps, args.warmup, args.batch, args.device)
+            r = subprocess.run(cmd + ["--profile"], capture_output=True, text=True,
+                               timeout=args.timeout, env=env)
+            print("== ours fp32", model, "exit", r.returncode)
+            print("\n".join(r.stdout.strip().splitlines()[:-1]) or r.stderr.strip())
+        return
 
     rows = []
     gpu, peaks = "", None

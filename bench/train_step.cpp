@@ -26,6 +26,7 @@
 
 #include "bench/bench_common.h"
 #include "layers/device.h"
+#include "layers/op_profile.h"
 #include "models/model.h"
 #include "trainer/device_peak.h"
 #include "trainer/device_residency.h"
@@ -52,6 +53,30 @@ extern "C" __attribute__((noinline)) double tr_bench_timed_steps(
     opt->step(1e-4);
   }
   return loss;
+}
+
+// --profile: two more steps with every device op timed alone (layers/op_profile.h), printed as
+// milliseconds per step, largest first; "(between ops)" is the step's time outside them.
+void print_op_profile(tr::Model* model, tr::Optimizer* opt, const Batch* batch, tr::Device device,
+                      tr::Recompute recompute) {
+  const std::int64_t steps = 2;
+  tr::op_profile::reset();
+  tr::op_profile::enable(true);
+  tr::synchronize_device(device);
+  const auto t0 = std::chrono::steady_clock::now();
+  tr_bench_timed_steps(model, opt, batch, 1000, steps, recompute);
+  tr::synchronize_device(device);
+  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  tr::op_profile::enable(false);
+  double timed = 0;
+  std::printf("profile (ms per step, ops timed alone):\n");
+  for (const auto& e : tr::op_profile::totals()) {
+    timed += e.seconds;
+    std::printf("  %-36s %9.3f  %5.1f%%  %6.1f calls\n", e.name.c_str(), 1e3 * e.seconds / steps,
+                100 * e.seconds / total, static_cast<double>(e.calls) / steps);
+  }
+  std::printf("  %-36s %9.3f  %5.1f%%\n", "(between ops)", 1e3 * (total - timed) / steps,
+              100 * (total - timed) / total);
 }
 
 int main(int argc, char** argv) {
@@ -110,6 +135,8 @@ int main(int argc, char** argv) {
     const std::int64_t tokens = (c.image_size / c.patch_size) * (c.image_size / c.patch_size) + 1;
     std::printf("  %.0f tokens/s\n", static_cast<double>(B * tokens) * steps / s);
   }
+  if (has_flag(argc, argv, "--profile"))
+    print_op_profile(model.get(), &opt, &batch, device, recompute.value());
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   // On a GPU its name and dense peaks (the trainer's table) for bench/gpu_compare.py's MFU.

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "layers/cpu/kernels.h"
+#include "layers/op_profile.h"
 
 #ifdef TR_HAVE_CUDA
 #include "layers/cuda/kernels.h"
@@ -32,37 +33,44 @@ namespace cuda_moves {
 #ifdef TR_HAVE_CUDA
 void images_to_patches(Tensor& patches, const Tensor& images, std::int64_t patch) {
   require_cuda({&patches, &images});
+  OpTimer timer(__func__);
   cuda::images_to_patches(patches.data<float>(), images.data<float>(), images.dim(0), images.dim(1),
                           images.dim(2), images.dim(3), patch);
 }
 void add_position_rows(Tensor& x, const Tensor& table, std::int64_t offset) {
   require_cuda({&x, &table});
+  OpTimer timer(__func__);
   cuda::add_position_rows(x.data<float>(), table.data<float>(), x.dim(0), x.dim(1), x.dim(2),
                           offset);
 }
 void sum_position_rows_accumulate(Tensor& dtable, const Tensor& dy) {
   require_cuda({&dtable, &dy});
+  OpTimer timer(__func__);
   cuda::sum_position_rows_accumulate(dtable.data<float>(), dy.data<float>(), dy.dim(0), dy.dim(1),
                                      dy.dim(2));
 }
 void vit_assemble_tokens(Tensor& tokens, const Tensor& patches, const Tensor& cls,
                          const Tensor& pos) {
   require_cuda({&tokens, &patches, &cls, &pos});
+  OpTimer timer(__func__);
   cuda::vit_assemble_tokens(tokens.data<float>(), patches.data<float>(), cls.data<float>(),
                             pos.data<float>(), patches.dim(0), patches.dim(1), patches.dim(2));
 }
 void vit_split_token_grads(Tensor& dpatches, Tensor& dcls, Tensor& dpos, const Tensor& dtokens) {
   require_cuda({&dpatches, &dcls, &dpos, &dtokens});
+  OpTimer timer(__func__);
   cuda::vit_split_token_grads(dpatches.data<float>(), dcls.data<float>(), dpos.data<float>(),
                               dtokens.data<float>(), dtokens.dim(0), dtokens.dim(1) - 1,
                               dtokens.dim(2));
 }
 void take_first_rows(Tensor& out, const Tensor& x) {
   require_cuda({&out, &x});
+  OpTimer timer(__func__);
   cuda::take_first_rows(out.data<float>(), x.data<float>(), x.dim(0), x.dim(1), x.dim(2));
 }
 void put_first_rows(Tensor& dx, const Tensor& dfirst) {
   require_cuda({&dx, &dfirst});
+  OpTimer timer(__func__);
   cuda::put_first_rows(dx.data<float>(), dfirst.data<float>(), dx.dim(0), dx.dim(1), dx.dim(2));
 }
 #else
@@ -123,6 +131,7 @@ void copy(Device device, void* dst, const void* src, std::size_t bytes) {
     return;
   }
 #ifdef TR_HAVE_CUDA
+  OpTimer timer(__func__);
   cuda::copy_async(dst, src, bytes);
 #else
   no_backend();
@@ -136,6 +145,7 @@ void zero(Device device, void* dst, std::size_t bytes) {
     return;
   }
 #ifdef TR_HAVE_CUDA
+  OpTimer timer(__func__);
   cuda::memset_zero(dst, bytes);
 #else
   no_backend();
@@ -158,6 +168,7 @@ void sum_squares_each(Device device, double* out, const float* const* xs, const 
     return;
   }
 #ifdef TR_HAVE_CUDA
+  OpTimer timer(__func__);
   cuda::sum_squares_each(out, xs, ns, count);
 #else
   no_backend();
@@ -167,6 +178,7 @@ void sum_squares_each(Device device, double* out, const float* const* xs, const 
 void scale(Device device, float* x, float alpha, std::int64_t n) {
   if (device == Device::cpu) return cpu::scale(x, x, alpha, n);
 #ifdef TR_HAVE_CUDA
+  OpTimer timer(__func__);
   cuda::scale(x, x, alpha, n);
 #else
   no_backend();
@@ -180,6 +192,7 @@ void adamw_update(Device device, float* param, const float* grad, float* m, floa
     return cpu::adamw_update<float>(param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay,
                                     step);
 #ifdef TR_HAVE_CUDA
+  OpTimer timer(__func__);
   cuda::adamw_update(param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, step);
 #else
   no_backend();

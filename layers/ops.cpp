@@ -3,6 +3,7 @@
 #include <initializer_list>
 
 #include "layers/cpu/kernels.h"
+#include "layers/op_profile.h"
 
 #ifdef TR_HAVE_CUDA
 #include "layers/cuda/kernels.h"
@@ -47,6 +48,7 @@ T* dev(const Tensor& t) {
 // The CUDA branch of an op: runs the statements and returns when `t` is a CUDA tensor.
 #define TR_CUDA_OP(t, others, ...) \
   if (on_cuda(t, others)) {        \
+    OpTimer op_timer_(__func__);   \
     __VA_ARGS__;                   \
     return;                        \
   }

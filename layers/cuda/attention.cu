@@ -1,7 +1,8 @@
-// Multi-head attention, own kernels: a block per query row computes its scores, softmax (scale
-// and mask applied) and output; the backward splits into a row pass (dS) and column passes
-// (dq; dk and dv), each output written by one thread summing in a fixed order. Correct and
-// deterministic rather than fast: the fused flash-style kernel or cuDNN's SDPA replaces it.
+// Multi-head attention on CUDA: the heads are gathered into [B, H, T, Dh] blocks (one cheap
+// permutation each way), so that each product is one strided-batched cuBLASLt call over all
+// (batch, head) pairs; softmax, masks and dropout, and the softmax gradient run one warp per
+// score row. Scores and probabilities are materialised ([B, H, Tq, Tk], kept for backward as
+// the CPU does); the fused flash-style path (cuDNN SDPA) is for bf16.
 #include <cmath>
 
 #include "layers/cuda/kernels.h"
@@ -11,116 +12,102 @@ namespace tr::cuda {
 
 namespace {
 
-constexpr int kAttnThreads = 128;
+constexpr int kRowWarps = 8;  // score rows per block of the row kernels
 
 __device__ i64 clamp_i64(i64 x, i64 lo, i64 hi) {
   return x < lo ? lo : (x > hi ? hi : x);
 }
 
-// Keys visible to query i: below kv, and up to i + q_offset when causal (as the CPU).
-__device__ i64 key_limit(i64 kv, i64 i, bool causal, i64 q_offset) {
-  return causal ? clamp_i64(i + q_offset + 1, 0, kv) : kv;
+__device__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
 }
 
-__device__ float dropped(float p, const std::uint8_t* keep, i64 idx, float keep_scale) {
-  return keep ? (keep[idx] ? p * keep_scale : 0.0f) : p;
+// out[b, y, x, :] = in[b, x, y, :] for in [B, X, Y, D]: heads out of / back into the
+// projection layout ([B, T, H, Dh] <-> [B, H, T, Dh]).
+__global__ void swap_middle_kernel(float* out, const float* in, i64 B, i64 X, i64 Y, i64 D) {
+  TR_GRID_STRIDE(idx, B * X * Y * D) {
+    const i64 d = idx % D, y = (idx / D) % Y, x = (idx / (D * Y)) % X, b = idx / (D * Y * X);
+    out[((b * Y + y) * X + x) * D + d] = in[idx];
+  }
 }
 
-__global__ void attention_forward_kernel(float* out, float* probs, const float* q, const float* k,
-                                         const float* v, const std::int32_t* kv_len,
-                                         const std::uint8_t* keep, float keep_scale, i64 H, i64 Tq,
-                                         i64 Tk, i64 Dh, bool causal, i64 q_offset, float scale) {
-  __shared__ float shared[kAttnThreads / 32];
-  const i64 row = blockIdx.x;  // (b, h, i)
-  const i64 i = row % Tq, h = (row / Tq) % H, b = row / (Tq * H);
-  const i64 ld = H * Dh;
+void swap_middle(float* out, const float* in, i64 B, i64 X, i64 Y, i64 D) {
+  const i64 n = B * X * Y * D;
+  if (n <= 0) return;
+  swap_middle_kernel<<<grid_for(n), kThreads, 0, compute_stream()>>>(out, in, B, X, Y, D);
+  TR_CUDA_LAUNCH_CHECK();
+}
+
+void zero_floats(float* p, i64 n) {
+  if (n > 0)
+    TR_CUDA_CHECK(
+        cudaMemsetAsync(p, 0, static_cast<std::size_t>(n) * sizeof(float), compute_stream()));
+}
+
+// Scores (already scaled) to probabilities in place, row (b, h, i) per warp: keys j >= kv_len[b]
+// and, when causal, j > i + q_offset get exactly 0; a row with no visible key is all 0.
+// `dropped` (when not null) receives probs * keep * keep_scale, the operand of the PV product.
+__global__ void softmax_rows_kernel(float* probs, float* dropped, const std::int32_t* kv_len,
+                                    const std::uint8_t* keep, float keep_scale, i64 rows, i64 H,
+                                    i64 Tq, i64 Tk, bool causal, i64 q_offset) {
+  const i64 row = blockIdx.x * static_cast<i64>(kRowWarps) + threadIdx.x / 32;
+  if (row >= rows) return;
+  const int lane = threadIdx.x & 31;
+  const i64 i = row % Tq, b = row / (Tq * H);
   const i64 kv = kv_len ? clamp_i64(kv_len[b], 0, Tk) : Tk;
-  const i64 limit = key_limit(kv, i, causal, q_offset);
-  const float* qi = q + (b * Tq + i) * ld + h * Dh;
+  const i64 limit = causal ? clamp_i64(i + q_offset + 1, 0, kv) : kv;
   float* p = probs + row * Tk;
   float mx = -INFINITY;
-  for (i64 j = threadIdx.x; j < limit; j += blockDim.x) {
-    const float* kj = k + (b * Tk + j) * ld + h * Dh;
-    float s = 0;
-    for (i64 d = 0; d < Dh; ++d) s += qi[d] * kj[d];
-    p[j] = s * scale;
-    mx = fmaxf(mx, p[j]);
-  }
-  mx = block_max(mx, shared);
+  for (i64 j = lane; j < limit; j += 32) mx = fmaxf(mx, p[j]);
+  mx = warp_max(mx);
   float sum = 0;
-  for (i64 j = threadIdx.x; j < limit; j += blockDim.x) {
-    p[j] = expf(p[j] - mx);
-    sum += p[j];
+  for (i64 j = lane; j < limit; j += 32) {
+    const float e = expf(p[j] - mx);
+    p[j] = e;
+    sum += e;
   }
-  sum = block_sum(sum, shared);
+  sum = warp_sum(sum);
   const float inv = limit > 0 ? 1.0f / sum : 0.0f;
-  // A query with no visible key gets zero probabilities (and output), not NaN.
-  for (i64 j = threadIdx.x; j < Tk; j += blockDim.x) p[j] = j < limit ? p[j] * inv : 0.0f;
-  __syncthreads();
-  float* oi = out + (b * Tq + i) * ld + h * Dh;
-  for (i64 d = threadIdx.x; d < Dh; d += blockDim.x) {
-    float acc = 0;
-    for (i64 j = 0; j < limit; ++j)
-      acc += dropped(p[j], keep, row * Tk + j, keep_scale) * v[(b * Tk + j) * ld + h * Dh + d];
-    oi[d] = acc;
+  for (i64 j = lane; j < Tk; j += 32) {
+    const float v = j < limit ? p[j] * inv : 0.0f;
+    p[j] = v;
+    if (dropped) dropped[row * Tk + j] = keep[row * Tk + j] ? v * keep_scale : 0.0f;
   }
 }
 
-// ds[i, j] = P[i, j] (dP[i, j] - sum_j dP P), dP = dropout'(dout_i . v_j).
-__global__ void attention_ds_kernel(float* ds, const float* dout, const float* probs,
-                                    const float* v, const std::uint8_t* keep, float keep_scale,
-                                    i64 H, i64 Tq, i64 Tk, i64 Dh) {
-  __shared__ float shared[kAttnThreads / 32];
-  const i64 row = blockIdx.x;
-  const i64 i = row % Tq, h = (row / Tq) % H, b = row / (Tq * H);
-  const i64 ld = H * Dh;
-  const float* gi = dout + (b * Tq + i) * ld + h * Dh;
+// dropped = probs * keep * keep_scale (backward's dV operand).
+__global__ void apply_keep_kernel(float* dropped, const float* probs, const std::uint8_t* keep,
+                                  float keep_scale, i64 n) {
+  TR_GRID_STRIDE(i, n) dropped[i] = keep[i] ? probs[i] * keep_scale : 0.0f;
+}
+
+// ds holds d(dropped P) = dout v^T; becomes dS = P * (dP - rowsum(dP * P)), dP = d(dropped P)
+// through the mask.
+__global__ void softmax_grad_rows_kernel(float* ds, const float* probs, const std::uint8_t* keep,
+                                         float keep_scale, i64 rows, i64 Tk) {
+  const i64 row = blockIdx.x * static_cast<i64>(kRowWarps) + threadIdx.x / 32;
+  if (row >= rows) return;
+  const int lane = threadIdx.x & 31;
+  float* d = ds + row * Tk;
   const float* p = probs + row * Tk;
-  float* dsr = ds + row * Tk;
   float dot = 0;
-  for (i64 j = threadIdx.x; j < Tk; j += blockDim.x) {
-    const float* vj = v + (b * Tk + j) * ld + h * Dh;
-    float dp = 0;
-    for (i64 d = 0; d < Dh; ++d) dp += gi[d] * vj[d];
-    dp = keep ? (keep[row * Tk + j] ? dp * keep_scale : 0.0f) : dp;
-    dsr[j] = dp;
-    dot += dp * p[j];
+  for (i64 j = lane; j < Tk; j += 32) {
+    float g = d[j];
+    if (keep) g = keep[row * Tk + j] ? g * keep_scale : 0.0f;
+    d[j] = g;
+    dot += g * p[j];
   }
-  dot = block_sum(dot, shared);
-  for (i64 j = threadIdx.x; j < Tk; j += blockDim.x) dsr[j] = p[j] * (dsr[j] - dot);
+  dot = warp_sum(dot);
+  for (i64 j = lane; j < Tk; j += 32) d[j] = p[j] * (d[j] - dot);
 }
 
-// dq[b, i, h, d] = scale * sum_j ds[i, j] k[j, d]
-__global__ void attention_dq_kernel(float* dq, const float* ds, const float* k, i64 B, i64 H,
-                                    i64 Tq, i64 Tk, i64 Dh, float scale) {
-  TR_GRID_STRIDE(idx, B * Tq * H * Dh) {
-    const i64 d = idx % Dh, h = (idx / Dh) % H, i = (idx / (Dh * H)) % Tq, b = idx / (Dh * H * Tq);
-    const float* dsr = ds + ((b * H + h) * Tq + i) * Tk;
-    float acc = 0;
-    for (i64 j = 0; j < Tk; ++j) acc += dsr[j] * k[(b * Tk + j) * H * Dh + h * Dh + d];
-    dq[idx] = acc * scale;
-  }
-}
-
-// dk[b, j, h, d] = scale * sum_i ds[i, j] q[i, d];  dv[b, j, h, d] = sum_i dropped(P)[i, j] dout[i,
-// d]
-__global__ void attention_dkdv_kernel(float* dk, float* dv, const float* ds, const float* probs,
-                                      const float* q, const float* dout, const std::uint8_t* keep,
-                                      float keep_scale, i64 B, i64 H, i64 Tq, i64 Tk, i64 Dh,
-                                      float scale) {
-  TR_GRID_STRIDE(idx, B * Tk * H * Dh) {
-    const i64 d = idx % Dh, h = (idx / Dh) % H, j = (idx / (Dh * H)) % Tk, b = idx / (Dh * H * Tk);
-    const i64 head = (b * H + h) * Tq * Tk;
-    float ak = 0, av = 0;
-    for (i64 i = 0; i < Tq; ++i) {
-      const i64 qo = (b * Tq + i) * H * Dh + h * Dh + d;
-      const i64 pi = head + i * Tk + j;
-      ak += ds[pi] * q[qo];
-      av += dropped(probs[pi], keep, pi, keep_scale) * dout[qo];
-    }
-    dk[idx] = ak * scale;
-    dv[idx] = av;
-  }
+unsigned row_blocks(i64 rows) {
+  return static_cast<unsigned>((rows + kRowWarps - 1) / kRowWarps);
 }
 
 float attention_scale(i64 Dh) {
@@ -132,31 +119,89 @@ float attention_scale(i64 Dh) {
 void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v,
                        const std::int32_t* kv_len, const std::uint8_t* keep_mask, float keep_scale,
                        i64 B, i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal, i64 q_offset) {
-  const i64 rows = B * H * Tq;
+  const i64 rows = B * H * Tq, pairs = B * H;
   if (rows <= 0) return;
-  attention_forward_kernel<<<static_cast<unsigned>(rows), kAttnThreads, 0, compute_stream()>>>(
-      out, probs, q, k, v, kv_len, keep_mask, keep_scale, H, Tq, Tk, Dh, causal, q_offset,
-      attention_scale(Dh));
+  if (Tk <= 0) {  // no keys: a zero output, as the CPU
+    zero_floats(out, B * Tq * H * Dh);
+    return;
+  }
+  const i64 nq = B * Tq * H * Dh, nk = B * Tk * H * Dh;
+  StreamScratch heads((2 * nq + 2 * nk) * sizeof(float));
+  float* qh = heads.as<float>();
+  float* kh = qh + nq;
+  float* vh = kh + nk;
+  float* oh = vh + nk;
+  swap_middle(qh, q, B, Tq, H, Dh);
+  swap_middle(kh, k, B, Tk, H, Dh);
+  swap_middle(vh, v, B, Tk, H, Dh);
+  // S = scale q k^T per (b, h), into probs.
+  gemm_strided_batched(false, true, Tq, Tk, Dh, attention_scale(Dh), qh, Dh, Tq * Dh, kh, Dh,
+                       Tk * Dh, 0.0f, probs, Tk, Tq * Tk, pairs);
+  StreamScratch dropped_buf(keep_mask ? static_cast<std::size_t>(rows * Tk) * sizeof(float) : 0);
+  float* dropped = keep_mask ? dropped_buf.as<float>() : nullptr;
+  softmax_rows_kernel<<<row_blocks(rows), kRowWarps * 32, 0, compute_stream()>>>(
+      probs, dropped, kv_len, keep_mask, keep_scale, rows, H, Tq, Tk, causal, q_offset);
   TR_CUDA_LAUNCH_CHECK();
+  // out = dropped(P) v per (b, h), then back to [B, Tq, H, Dh].
+  gemm_strided_batched(false, false, Tq, Dh, Tk, 1.0f, dropped ? dropped : probs, Tk, Tq * Tk, vh,
+                       Dh, Tk * Dh, 0.0f, oh, Dh, Tq * Dh, pairs);
+  swap_middle(out, oh, B, H, Tq, Dh);
 }
 
 void attention_backward(float* dq, float* dk, float* dv, float* scratch, const float* dout,
                         const float* probs, const float* q, const float* k, const float* v,
                         const std::uint8_t* keep_mask, float keep_scale, i64 B, i64 H, i64 Tq,
                         i64 Tk, i64 Dh) {
-  const i64 rows = B * H * Tq;
-  if (rows <= 0) return;
+  const i64 rows = B * H * Tq, pairs = B * H;
+  const i64 nq = B * Tq * H * Dh, nk = B * Tk * H * Dh;
+  if (rows <= 0 && nk <= 0) return;
+  if (rows <= 0 || Tk <= 0) {  // nothing flows: zero gradients
+    zero_floats(dq, nq);
+    zero_floats(dk, nk);
+    zero_floats(dv, nk);
+    return;
+  }
   const float scale = attention_scale(Dh);
-  attention_ds_kernel<<<static_cast<unsigned>(rows), kAttnThreads, 0, compute_stream()>>>(
-      scratch, dout, probs, v, keep_mask, keep_scale, H, Tq, Tk, Dh);
+  // Head-major copies of q, k, v, dout and the head-major gradients.
+  StreamScratch heads((3 * nq + 4 * nk) * sizeof(float));
+  float* qh = heads.as<float>();
+  float* gh = qh + nq;  // dout
+  float* dqh = gh + nq;
+  float* kh = dqh + nq;
+  float* vh = kh + nk;
+  float* dkh = vh + nk;
+  float* dvh = dkh + nk;
+  swap_middle(qh, q, B, Tq, H, Dh);
+  swap_middle(gh, dout, B, Tq, H, Dh);
+  swap_middle(kh, k, B, Tk, H, Dh);
+  swap_middle(vh, v, B, Tk, H, Dh);
+  // dv = dropped(P)^T dout
+  {
+    StreamScratch dropped_buf(keep_mask ? static_cast<std::size_t>(rows * Tk) * sizeof(float) : 0);
+    const float* p = probs;
+    if (keep_mask) {
+      apply_keep_kernel<<<grid_for(rows * Tk), kThreads, 0, compute_stream()>>>(
+          dropped_buf.as<float>(), probs, keep_mask, keep_scale, rows * Tk);
+      TR_CUDA_LAUNCH_CHECK();
+      p = dropped_buf.as<float>();
+    }
+    gemm_strided_batched(true, false, Tk, Dh, Tq, 1.0f, p, Tk, Tq * Tk, gh, Dh, Tq * Dh, 0.0f, dvh,
+                         Dh, Tk * Dh, pairs);
+  }
+  // d(dropped P) = dout v^T, then back through the mask and the softmax.
+  gemm_strided_batched(false, true, Tq, Tk, Dh, 1.0f, gh, Dh, Tq * Dh, vh, Dh, Tk * Dh, 0.0f,
+                       scratch, Tk, Tq * Tk, pairs);
+  softmax_grad_rows_kernel<<<row_blocks(rows), kRowWarps * 32, 0, compute_stream()>>>(
+      scratch, probs, keep_mask, keep_scale, rows, Tk);
   TR_CUDA_LAUNCH_CHECK();
-  attention_dq_kernel<<<grid_for(B * Tq * H * Dh), kThreads, 0, compute_stream()>>>(
-      dq, scratch, k, B, H, Tq, Tk, Dh, scale);
-  TR_CUDA_LAUNCH_CHECK();
-  if (B * Tk * H * Dh <= 0) return;
-  attention_dkdv_kernel<<<grid_for(B * Tk * H * Dh), kThreads, 0, compute_stream()>>>(
-      dk, dv, scratch, probs, q, dout, keep_mask, keep_scale, B, H, Tq, Tk, Dh, scale);
-  TR_CUDA_LAUNCH_CHECK();
+  // dq = scale dS k;  dk = scale dS^T q.
+  gemm_strided_batched(false, false, Tq, Dh, Tk, scale, scratch, Tk, Tq * Tk, kh, Dh, Tk * Dh, 0.0f,
+                       dqh, Dh, Tq * Dh, pairs);
+  gemm_strided_batched(true, false, Tk, Dh, Tq, scale, scratch, Tk, Tq * Tk, qh, Dh, Tq * Dh, 0.0f,
+                       dkh, Dh, Tk * Dh, pairs);
+  swap_middle(dq, dqh, B, H, Tq, Dh);
+  swap_middle(dk, dkh, B, H, Tk, Dh);
+  swap_middle(dv, dvh, B, H, Tk, Dh);
 }
 
 }  // namespace tr::cuda

@@ -6,6 +6,7 @@
 
 #include "layers/cpu/adamw_step.h"
 #include "layers/cpu/philox.h"
+#include "layers/cuda/column_sums.cuh"
 #include "layers/cuda/kernels.h"
 #include "layers/cuda/launch.cuh"
 
@@ -29,13 +30,13 @@ __global__ void bias_fill_kernel(float* out, const float* bias, i64 rows, i64 co
 }
 // One thread per column walking the rows in order: coalesced across the warp, and the same
 // summation order as the CPU kernel.
-__global__ void bias_backward_kernel(float* dbias, const float* dout, i64 rows, i64 cols) {
-  TR_GRID_STRIDE(c, cols) {
-    float s = 0;
-    for (i64 r = 0; r < rows; ++r) s += dout[r * cols + c];
-    dbias[c] += s;
+struct BiasTerms {
+  const float* dout;
+  std::int64_t cols;
+  __device__ void operator()(std::int64_t r, std::int64_t c, float* v) const {
+    v[0] = dout[r * cols + c];
   }
-}
+};
 __global__ void add_kernel(float* out, const float* a, const float* b, i64 n) {
   TR_GRID_STRIDE(i, n) out[i] = a[i] + b[i];
 }
@@ -174,7 +175,7 @@ void bias_fill(float* out, const float* bias, i64 rows, i64 cols) {
   TR_LAUNCH(bias_fill_kernel, rows * cols, out, bias, rows, cols);
 }
 void bias_backward_accumulate(float* dbias, const float* dout, i64 rows, i64 cols) {
-  TR_LAUNCH(bias_backward_kernel, cols, dbias, dout, rows, cols);
+  column_sums_accumulate<1>({dbias}, BiasTerms{dout, cols}, rows, cols);
 }
 void add(float* out, const float* a, const float* b, i64 n) {
   TR_LAUNCH(add_kernel, n, out, a, b, n);

@@ -46,9 +46,18 @@ struct MatmulDesc {
 
 struct Layout {
   cublasLtMatrixLayout_t layout = nullptr;
-  Layout(cudaDataType type, i64 rows, i64 cols, i64 ld) {
+  // `batch` matrices `stride` elements apart when batch > 1.
+  Layout(cudaDataType type, i64 rows, i64 cols, i64 ld, i64 batch = 1, i64 stride = 0) {
     TR_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&layout, type, static_cast<std::uint64_t>(rows),
                                                static_cast<std::uint64_t>(cols), ld));
+    if (batch > 1) {
+      const std::int32_t count = static_cast<std::int32_t>(batch);
+      const std::int64_t offset = stride;
+      TR_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
+                                                       &count, sizeof count));
+      TR_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
+          layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &offset, sizeof offset));
+    }
   }
   ~Layout() { cublasLtMatrixLayoutDestroy(layout); }
 };
@@ -64,10 +73,17 @@ struct Preference {
   ~Preference() { cublasLtMatmulPreferenceDestroy(pref); }
 };
 
-// Row-major C[M,N] = alpha op(A) op(B) + beta C (+ bias[N] when given), elements of `type`.
+// Strides between the matrices of a batched product (elements), and their count.
+struct Batching {
+  i64 count = 1, a = 0, b = 0, c = 0;
+};
+
+// Row-major C[M,N] = alpha op(A) op(B) + beta C (+ bias[N] when given), elements of `type`;
+// `batch.count` such products at once.
 void lt_matmul(cudaDataType type, bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float alpha,
                const void* A, i64 lda, const void* B, i64 ldb, float beta, void* C, i64 ldc,
-               const float* bias) {
+               const float* bias, const Batching& batch = {}) {
+  if (batch.count <= 0) return;
   if (M == 0 || N == 0) return;
   TR_CHECK(K > 0, "gemm with K = 0");
   Lt& state = lt();
@@ -85,9 +101,9 @@ void lt_matmul(cudaDataType type, bool trans_a, bool trans_b, i64 M, i64 N, i64 
                                                    &bias_type, sizeof bias_type));
   }
   // Column-major shapes of the stored operands: B is [K, N] row-major = N x K column-major.
-  const Layout first(type, trans_b ? K : N, trans_b ? N : K, ldb);
-  const Layout second(type, trans_a ? M : K, trans_a ? K : M, lda);
-  const Layout out(type, N, M, ldc);
+  const Layout first(type, trans_b ? K : N, trans_b ? N : K, ldb, batch.count, batch.b);
+  const Layout second(type, trans_a ? M : K, trans_a ? K : M, lda, batch.count, batch.a);
+  const Layout out(type, N, M, ldc, batch.count, batch.c);
   Preference pref;
   cublasLtMatmulHeuristicResult_t heuristic{};
   int found = 0;
@@ -105,6 +121,13 @@ void lt_matmul(cudaDataType type, bool trans_a, bool trans_b, i64 M, i64 N, i64 
 void gemm(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float alpha, const float* A, i64 lda,
           const float* B, i64 ldb, float beta, float* C, i64 ldc) {
   lt_matmul(CUDA_R_32F, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nullptr);
+}
+
+void gemm_strided_batched(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float alpha,
+                          const float* A, i64 lda, i64 stride_a, const float* B, i64 ldb,
+                          i64 stride_b, float beta, float* C, i64 ldc, i64 stride_c, i64 batch) {
+  lt_matmul(CUDA_R_32F, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nullptr,
+            Batching{batch, stride_a, stride_b, stride_c});
 }
 
 void gemm_bias(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, const float* A, i64 lda,

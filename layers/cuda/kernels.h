@@ -23,6 +23,10 @@ void bf16_to_f32(float* out, const bf16* in, i64 n);
 // As cpu::gemm: C[M,N] = alpha * op(A) op(B) + beta * C, row-major with leading dimensions.
 void gemm(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float alpha, const float* A, i64 lda,
           const float* B, i64 ldb, float beta, float* C, i64 ldc);
+// `batch` independent gemm's, the i-th on A + i stride_a, B + i stride_b, C + i stride_c.
+void gemm_strided_batched(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float alpha,
+                          const float* A, i64 lda, i64 stride_a, const float* B, i64 ldb,
+                          i64 stride_b, float beta, float* C, i64 ldc, i64 stride_c, i64 batch);
 // C = op(A) op(B) + bias[N] broadcast over rows (cuBLASLt BIAS epilogue: one pass over C).
 // cuBLASLt's GELU epilogue computes the tanh approximation, not the exact erf GELU of the
 // models here, so GELU stays a separate kernel (gelu_forward).
@@ -56,8 +60,10 @@ void layernorm_backward(float* din, float* dweight, float* dbias, const float* d
 void softmax_forward(float* out, const float* in, i64 rows, i64 cols);
 void softmax_backward(float* din, const float* dout, const float* out, i64 rows, i64 cols);
 
-// ---- attention (own fused kernels; cuDNN SDPA later) ------------------------------------
-// As cpu::attention_forward / attention_backward (kv_len, keep_mask may be null).
+// ---- attention ------------------------------------------------------------------------------
+// As cpu::attention_forward / attention_backward (kv_len, keep_mask may be null): batched
+// cuBLASLt products over (batch, head) and one warp per score row for softmax and its
+// gradient; `scratch` holds [B, H, Tq, Tk] floats.
 void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v,
                        const std::int32_t* kv_len, const std::uint8_t* keep_mask, float keep_scale,
                        i64 B, i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal, i64 q_offset);

@@ -54,4 +54,36 @@ __device__ T block_max(T value, T* shared) {
   return total;
 }
 
+// Temporary device memory of one op, stream-ordered (cudaMallocAsync on the compute stream):
+// no device synchronisation, and the pool keeps freed blocks for the next step (its release
+// threshold is raised once, so that synchronisations do not hand the memory back).
+class StreamScratch {
+ public:
+  explicit StreamScratch(std::size_t bytes) {
+    static const bool pool_kept = [] {
+      int device = 0;
+      cudaMemPool_t pool;
+      TR_CUDA_CHECK(cudaGetDevice(&device));
+      TR_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+      std::uint64_t keep_all = ~std::uint64_t{0};
+      TR_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep_all));
+      return true;
+    }();
+    (void)pool_kept;
+    if (bytes > 0) TR_CUDA_CHECK(cudaMallocAsync(&ptr_, bytes, compute_stream()));
+  }
+  ~StreamScratch() {
+    if (ptr_) cudaFreeAsync(ptr_, compute_stream());
+  }
+  StreamScratch(const StreamScratch&) = delete;
+  StreamScratch& operator=(const StreamScratch&) = delete;
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
+
+ private:
+  void* ptr_ = nullptr;
+};
+
 }  // namespace tr::cuda

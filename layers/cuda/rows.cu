@@ -1,9 +1,10 @@
 // Row kernels: LayerNorm, softmax and cross entropy. One thread block per row, statistics from
-// block reductions in a fixed tree (deterministic); parameter gradients summed per column in
-// row order by a second kernel instead of atomics.
+// block reductions in a fixed tree (deterministic); parameter gradients summed per column by
+// column_sums.cuh (fixed order, no atomics).
 #include <cmath>
 #include <vector>
 
+#include "layers/cuda/column_sums.cuh"
 #include "layers/cuda/kernels.h"
 #include "layers/cuda/launch.cuh"
 
@@ -64,20 +65,16 @@ __global__ void layernorm_din_kernel(float* din, const float* dout, const float*
   }
 }
 
-__global__ void layernorm_dparams_kernel(float* dweight, float* dbias, const float* dout,
-                                         const float* in, const float* mean, const float* rstd,
-                                         i64 rows, i64 cols) {
-  TR_GRID_STRIDE(c, cols) {
-    float dw = 0, db = 0;
-    for (i64 r = 0; r < rows; ++r) {
-      const float g = dout[r * cols + c];
-      dw += g * (in[r * cols + c] - mean[r]) * rstd[r];
-      db += g;
-    }
-    dweight[c] += dw;
-    dbias[c] += db;
+// (dweight, dbias) terms of one element: dout * xhat and dout.
+struct LayerNormParamTerms {
+  const float *dout, *in, *mean, *rstd;
+  std::int64_t cols;
+  __device__ void operator()(std::int64_t r, std::int64_t c, float* v) const {
+    const float g = dout[r * cols + c];
+    v[0] = g * (in[r * cols + c] - mean[r]) * rstd[r];
+    v[1] = g;
   }
-}
+};
 
 __global__ void softmax_forward_kernel(float* out, const float* in, i64 cols) {
   __shared__ float shared[kRowThreads / 32];
@@ -171,9 +168,8 @@ void layernorm_backward(float* din, float* dweight, float* dbias, const float* d
   layernorm_din_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, compute_stream()>>>(
       din, dout, in, weight, mean, rstd, residual, cols);
   TR_CUDA_LAUNCH_CHECK();
-  layernorm_dparams_kernel<<<grid_for(cols), kThreads, 0, compute_stream()>>>(
-      dweight, dbias, dout, in, mean, rstd, rows, cols);
-  TR_CUDA_LAUNCH_CHECK();
+  column_sums_accumulate<2>({dweight, dbias}, LayerNormParamTerms{dout, in, mean, rstd, cols}, rows,
+                            cols);
 }
 
 void softmax_forward(float* out, const float* in, i64 rows, i64 cols) {

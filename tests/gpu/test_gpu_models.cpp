@@ -55,17 +55,32 @@ void make_batch(Batch& batch, const ModelConfig& c, std::int64_t index) {
     synthetic_copy_batch(batch, c, 6, 10, 11, index);
 }
 
-// max |a - b| / max |b| over a tensor (a on CUDA, b on the host).
-double error_to_max(const Tensor& a, const Tensor& b) {
+// max |a - b| / max(max |b|, floor) over a tensor (a on CUDA, b on the host).
+double error_to_max(const Tensor& a, const Tensor& b, double floor) {
   const std::vector<float> x = gpu_test::to_host_vector<float>(a);
   const std::vector<float> y = gpu_test::to_host_vector<float>(b);
-  double diff = 0, scale = 0;
+  double diff = 0, scale = floor;
   for (std::size_t i = 0; i < x.size(); ++i) {
     const double d = std::abs(static_cast<double>(x[i]) - y[i]);
     if (!(d <= diff)) diff = std::isnan(d) ? INFINITY : d;
     scale = std::max(scale, std::abs(static_cast<double>(y[i])));
   }
   return scale > 0 ? diff / scale : diff;
+}
+
+double max_abs(const Tensor& t) {
+  double m = 0;
+  for (float v : gpu_test::to_host_vector<float>(t)) m = std::max(m, std::abs(double{v}));
+  return m;
+}
+
+// The first few elements, for a failure message.
+std::string head(const Tensor& t) {
+  const std::vector<float> x = gpu_test::to_host_vector<float>(t);
+  std::string s;
+  for (std::size_t i = 0; i < std::min<std::size_t>(x.size(), 6); ++i)
+    s += std::to_string(x[i]) + " ";
+  return s;
 }
 
 class GpuModels : public ::testing::Test {
@@ -95,9 +110,16 @@ class GpuModels : public ::testing::Test {
     const ParameterList& ph = host->parameters();
     const ParameterList& pd = device->parameters();
     ASSERT_EQ(ph.size(), pd.size());
+    // A tensor whose gradient is zero in exact arithmetic (the key projection's bias: softmax
+    // ignores a constant added to a row of scores) holds rounding noise on both sides; its
+    // error is measured against the model's largest gradient, 1e-2 of it at least.
+    double largest = 0;
+    for (const Parameter* p : ph) largest = std::max(largest, max_abs(p->grad));
     for (std::size_t i = 0; i < ph.size(); ++i) {
       ASSERT_EQ(pd[i]->grad.device(), Device::cuda) << pd[i]->name;
-      EXPECT_LE(error_to_max(pd[i]->grad, ph[i]->grad), 1e-5) << ph[i]->name;
+      EXPECT_LE(error_to_max(pd[i]->grad, ph[i]->grad, 1e-2 * largest), 1e-5)
+          << ph[i]->name << " " << shape_string(ph[i]->grad.shape()) << ": cuda "
+          << head(pd[i]->grad) << " cpu " << head(ph[i]->grad);
     }
   }
 

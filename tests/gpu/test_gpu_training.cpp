@@ -43,7 +43,7 @@ class GpuTraining : public ::testing::Test {
     testing_data::write_translation(tokens_, spec);
     config_ = (dir_ / "seq.yaml").string();
     std::ofstream(config_) << "run:\n  name: gpu\n  seed: 3\n"
-                              "train:\n  global_batch: 8\n  micro_batch: 4\n"
+                              "train:\n  steps: 8\n  global_batch: 8\n  micro_batch: 4\n"
                               "  optimizer:\n    type: adamw\n    lr: 0.002\n"
                               "  schedule:\n    type: constant\n  grad_clip: 1.0\n"
                               "  label_smoothing: 0.1\n"

@@ -1,0 +1,37 @@
+#pragma once
+// Where a device step spends its time, op by op (bench/train_step --profile). With profiling
+// on, each timed op waits for the device before it starts and after it ends, so that the host
+// clock measures that op's kernels alone; the waits slow the step down and change nothing it
+// computes. Off (the default) an OpTimer costs one branch.
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace tr {
+
+namespace op_profile {
+void enable(bool on);
+bool enabled();
+void reset();
+// Accumulated seconds and calls per op name since the last reset, largest first.
+struct Entry {
+  std::string name;
+  double seconds = 0;
+  long calls = 0;
+};
+std::vector<Entry> totals();
+}  // namespace op_profile
+
+class OpTimer {
+ public:
+  explicit OpTimer(const char* name);
+  ~OpTimer();
+  OpTimer(const OpTimer&) = delete;
+  OpTimer& operator=(const OpTimer&) = delete;
+
+ private:
+  const char* name_;
+  double start_ = -1;  // < 0: not timing
+};
+
+}  // namespace tr
