@@ -10,7 +10,8 @@ Models (the GPU issue's): ViT-B/16 at 224 x 224 x 3 (patch 16, d 768, 12 layers,
 d_ff 3072, 1000 classes, batch 128) and the encoder-decoder of d 1024, 16 heads, d_ff 4096,
 6+6 layers, 256 tokens, vocabulary 32,000 (batch 32, pre-LN, dropout 0.1, label smoothing
 0.1), on synthetic batches. Contenders, alternated `--rounds` times (best round counts):
-  - ours: build/bench/train_step --device cuda (fp32: bf16 training is not implemented yet);
+  - ours: build/bench/train_step --device cuda, fp32 and bf16 (bf16 operands of every matrix
+    product, fp32 accumulation; activations, weights and optimizer state fp32);
   - PyTorch eager fp32 (no TF32) and bf16 autocast (bench/torch_gpu_reference.py).
 
 MFU = model FLOPs per second / the GPU's dense peak for the precision (the trainer's data-sheet
@@ -34,7 +35,7 @@ def run_json(cmd, timeout, env=None):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def ours_cmd(train_step, model, steps, warmup, batch, device):
+def ours_cmd(train_step, model, steps, warmup, batch, device, precision="fp32"):
     if model == "vit":
         c = dict(VIT_B16, batch=batch or VIT_B16["batch"])
         shape = ["--image", c["image"], "--patch", c["patch"], "--channels", c["channels"],
@@ -45,8 +46,8 @@ def ours_cmd(train_step, model, steps, warmup, batch, device):
         shape = ["--d", c["d"], "--layers", c["layers"], "--heads", c["heads"], "--ff", c["ff"],
                  "--vocab", c["vocab"], "--len", c["length"], "--batch", c["batch"],
                  "--dropout", 0.1]
-    return [train_step, model, "--device", device, "--steps", str(steps), "--warmup",
-            str(warmup)] + [str(x) for x in shape]
+    return [train_step, model, "--device", device, "--precision", precision, "--steps", str(steps),
+            "--warmup", str(warmup)] + [str(x) for x in shape]
 
 
 def torch_cmd(here, model, precision, steps, warmup, batch, device):
@@ -70,15 +71,21 @@ def main():
                          "keeps the caller's)")
     ap.add_argument("--profile", action="store_true",
                     help="ours only: train_step --profile, each device op's time per step")
+    ap.add_argument("--profile-precisions", default="fp32,bf16")
     args = ap.parse_args()
 
     if args.profile:
         env = dict(os.environ, LD_LIBRARY_PATH=args.ours_library_path) if args.ours_library_path else None
-        for model in ("vit", "encdec"):
-            cmd = ours_cmd(args.train_step, model, args.steps, args.warmup, args.batch, args.device)
+        for model, precision in (("vit", "fp32"), ("vit", "bf16"), ("encdec", "fp32"),
+                                 ("encdec", "bf16")):
+            if precision not in args.profile_precisions.split(",") or (
+                    precision == "bf16" and args.device != "cuda"):
+                continue
+            cmd = ours_cmd(args.train_step, model, args.steps, args.warmup, args.batch, args.device,
+                           precision)
             r = subprocess.run(cmd + ["--profile"], capture_output=True, text=True,
                                timeout=args.timeout, env=env)
-            print("== ours fp32", model, "exit", r.returncode)
+            print("== ours", precision, model, "exit", r.returncode)
             print("\n".join(r.stdout.strip().splitlines()[:-1]) or r.stderr.strip())
         return
 
@@ -88,11 +95,15 @@ def main():
         contenders = {
             "ours fp32": ours_cmd(args.train_step, model, args.steps, args.warmup, args.batch,
                                   args.device),
+            "ours bf16": ours_cmd(args.train_step, model, args.steps, args.warmup, args.batch,
+                                  args.device, "bf16"),
             "torch fp32": torch_cmd(here, model, "fp32", args.steps, args.warmup, args.batch,
                                     args.device),
             "torch bf16": torch_cmd(here, model, "bf16", args.steps, args.warmup, args.batch,
                                     args.device),
         }
+        if args.device != "cuda":
+            del contenders["ours bf16"]
         best = {}
         for _ in range(args.rounds):
             for name, cmd in contenders.items():

@@ -3,8 +3,10 @@
 // AdamW, as `trainer train` does per step.
 //
 //   train_step vit|encdec [shape options of bench_common.h] [--steps 10] [--warmup 2]
-//              [--recompute none|selective|full] [--device cpu|cuda]
-//   (defaults: the reference shapes of the CPU-speed benchmark, no recomputation, CPU)
+//              [--recompute none|selective|full] [--device cpu|cuda] [--precision fp32|bf16]
+//              [--profile]
+//   (defaults: the reference shapes of the CPU-speed benchmark, no recomputation, CPU, fp32;
+//   bf16: the CUDA matrix products take bf16 operands, as train.precision: bf16)
 // On CUDA the model, its gradients, AdamW's state and the batch live on the GPU, as
 // `trainer train` with train.device: cuda runs them; the clock stops after a device sync.
 //
@@ -99,6 +101,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   const tr::Device device = device_name == "cuda" ? tr::Device::cuda : tr::Device::cpu;
+  const std::string precision = arg_string(argc, argv, "--precision", "fp32");
+  if (precision != "fp32" && !(precision == "bf16" && device == tr::Device::cuda)) {
+    std::fprintf(stderr, "train_step: --precision: expected fp32, or bf16 with --device cuda\n");
+    return 2;
+  }
   if (device == tr::Device::cuda) {
     if (tr::cuda_device_count() == 0) {
       std::fprintf(stderr, "train_step: --device cuda: %s\n",
@@ -106,6 +113,8 @@ int main(int argc, char** argv) {
       return 2;
     }
     tr::select_cuda_device(0);
+    tr::set_cuda_matmul_precision(precision == "bf16" ? tr::MatmulPrecision::bf16
+                                                      : tr::MatmulPrecision::fp32);
   }
   Batch host_batch, device_batch;
   const tr::ModelConfig c = reference_model(argc, argv, 1, host_batch);

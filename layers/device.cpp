@@ -1,6 +1,7 @@
 #include "layers/device.h"
 
 #ifdef TR_HAVE_CUDA
+#include "layers/cuda/kernels.h"
 #include "layers/cuda/runtime.h"
 #endif
 
@@ -44,6 +45,15 @@ int current_cuda_device() {
   return cuda::current_device();
 #else
   return 0;
+#endif
+}
+
+void set_cuda_matmul_precision(MatmulPrecision precision) {
+#ifdef TR_HAVE_CUDA
+  cuda::set_bf16_matmuls(precision == MatmulPrecision::bf16);
+#else
+  if (precision == MatmulPrecision::bf16)
+    throw InternalError("bf16 matrix products in a build without the CUDA backend");
 #endif
 }
 

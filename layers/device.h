@@ -23,6 +23,13 @@ int current_cuda_device();
 // The current GPU's name ("" without the backend).
 std::string current_cuda_device_name();
 
+// Operand precision of the matrix products on CUDA (linear layers, attention): fp32, or bf16
+// operands with fp32 accumulation and fp32 results, the rest of the step staying fp32
+// (train.precision: bf16). Process-wide: a process trains one configuration. bf16 without the
+// CUDA backend is an InternalError; the CPU products are unaffected.
+enum class MatmulPrecision { fp32, bf16 };
+void set_cuda_matmul_precision(MatmulPrecision precision);
+
 // Waits until the work queued on `device` is done (nothing to wait for on the CPU).
 void synchronize_device(Device device);
 

@@ -14,11 +14,14 @@ Device resolve_training_device(const RunConfig& c) {
   } else if (c.train.device == "auto" && cuda_device_count() > 0) {
     device = Device::cuda;
   }
-  if (c.train.precision == "bf16")
-    throw UserError(device == Device::cuda
-                        ? "train.precision: bf16 is not implemented yet; CUDA trains in fp32"
-                        : "train.precision: bf16 needs train.device cuda; the CPU path trains "
-                          "in fp32");
+  if (c.train.precision == "bf16" && device != Device::cuda)
+    throw UserError(
+        "train.precision: bf16 needs a CUDA device (train.device auto found none); the CPU path "
+        "trains in fp32");
+  // bf16: the matrix products take bf16 operands (fp32 accumulation, weights, optimizer state).
+  if (device == Device::cuda)
+    set_cuda_matmul_precision(c.train.precision == "bf16" ? MatmulPrecision::bf16
+                                                          : MatmulPrecision::fp32);
   return device;
 }
 

@@ -73,6 +73,14 @@ struct Preference {
   ~Preference() { cublasLtMatmulPreferenceDestroy(pref); }
 };
 
+bool g_bf16_operands = false;  // set_bf16_matmuls
+
+// Elements a stored row-major operand spans: `rows` rows of `cols` at leading dimension ld,
+// `batch` times `stride` apart.
+i64 span(i64 rows, i64 cols, i64 ld, i64 batch, i64 stride) {
+  return (batch - 1) * stride + (rows - 1) * ld + cols;
+}
+
 // Strides between the matrices of a batched product (elements), and their count.
 struct Batching {
   i64 count = 1, a = 0, b = 0, c = 0;
@@ -80,9 +88,10 @@ struct Batching {
 
 // Row-major C[M,N] = alpha op(A) op(B) + beta C (+ bias[N] when given), elements of `type`;
 // `batch.count` such products at once.
-void lt_matmul(cudaDataType type, bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float alpha,
-               const void* A, i64 lda, const void* B, i64 ldb, float beta, void* C, i64 ldc,
-               const float* bias, const Batching& batch = {}) {
+// `in_type` is the type of A and B, `type` that of C.
+void lt_matmul(cudaDataType in_type, cudaDataType type, bool trans_a, bool trans_b, i64 M, i64 N,
+               i64 K, float alpha, const void* A, i64 lda, const void* B, i64 ldb, float beta,
+               void* C, i64 ldc, const float* bias, const Batching& batch = {}) {
   if (batch.count <= 0) return;
   if (M == 0 || N == 0) return;
   TR_CHECK(K > 0, "gemm with K = 0");
@@ -101,8 +110,8 @@ void lt_matmul(cudaDataType type, bool trans_a, bool trans_b, i64 M, i64 N, i64 
                                                    &bias_type, sizeof bias_type));
   }
   // Column-major shapes of the stored operands: B is [K, N] row-major = N x K column-major.
-  const Layout first(type, trans_b ? K : N, trans_b ? N : K, ldb, batch.count, batch.b);
-  const Layout second(type, trans_a ? M : K, trans_a ? K : M, lda, batch.count, batch.a);
+  const Layout first(in_type, trans_b ? K : N, trans_b ? N : K, ldb, batch.count, batch.b);
+  const Layout second(in_type, trans_a ? M : K, trans_a ? K : M, lda, batch.count, batch.a);
   const Layout out(type, N, M, ldc, batch.count, batch.c);
   Preference pref;
   cublasLtMatmulHeuristicResult_t heuristic{};
@@ -116,28 +125,57 @@ void lt_matmul(cudaDataType type, bool trans_a, bool trans_b, i64 M, i64 N, i64 
                                  state.workspace, Lt::kWorkspaceBytes, compute_stream()));
 }
 
+// An fp32 product: as is, or under set_bf16_matmuls(true) with A and B rounded to bf16 first
+// (copies in stream-ordered scratch; tensor cores, fp32 accumulation and an fp32 C).
+void f32_matmul(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float alpha, const float* A,
+                i64 lda, const float* B, i64 ldb, float beta, float* C, i64 ldc,
+                const float* bias, const Batching& batch = {}) {
+  if (!g_bf16_operands || M == 0 || N == 0 || batch.count <= 0) {
+    lt_matmul(CUDA_R_32F, CUDA_R_32F, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
+              ldc, bias, batch);
+    return;
+  }
+  const i64 na = span(trans_a ? K : M, trans_a ? M : K, lda, batch.count, batch.a);
+  const i64 nb = span(trans_b ? N : K, trans_b ? K : N, ldb, batch.count, batch.b);
+  StreamScratch rounded(static_cast<std::size_t>(na + nb) * sizeof(bf16));
+  bf16* a16 = rounded.as<bf16>();
+  bf16* b16 = a16 + na;
+  f32_to_bf16(a16, A, na);
+  f32_to_bf16(b16, B, nb);
+  lt_matmul(CUDA_R_16BF, CUDA_R_32F, trans_a, trans_b, M, N, K, alpha, a16, lda, b16, ldb, beta, C,
+            ldc, bias, batch);
+}
+
 }  // namespace
+
+void set_bf16_matmuls(bool on) {
+  g_bf16_operands = on;
+}
+bool bf16_matmuls() {
+  return g_bf16_operands;
+}
 
 void gemm(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float alpha, const float* A, i64 lda,
           const float* B, i64 ldb, float beta, float* C, i64 ldc) {
-  lt_matmul(CUDA_R_32F, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nullptr);
+  f32_matmul(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nullptr);
 }
 
 void gemm_strided_batched(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float alpha,
                           const float* A, i64 lda, i64 stride_a, const float* B, i64 ldb,
                           i64 stride_b, float beta, float* C, i64 ldc, i64 stride_c, i64 batch) {
-  lt_matmul(CUDA_R_32F, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nullptr,
-            Batching{batch, stride_a, stride_b, stride_c});
+  f32_matmul(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nullptr,
+             Batching{batch, stride_a, stride_b, stride_c});
 }
 
 void gemm_bias(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, const float* A, i64 lda,
                const float* B, i64 ldb, const float* bias, float* C, i64 ldc) {
-  lt_matmul(CUDA_R_32F, trans_a, trans_b, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, bias);
+  f32_matmul(trans_a, trans_b, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, bias);
 }
 
 void gemm_bf16(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float alpha, const bf16* A, i64 lda,
                const bf16* B, i64 ldb, float beta, bf16* C, i64 ldc) {
-  lt_matmul(CUDA_R_16BF, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nullptr);
+  lt_matmul(CUDA_R_16BF, CUDA_R_16BF, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
+            ldc, nullptr);
 }
 
 }  // namespace tr::cuda

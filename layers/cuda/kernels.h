@@ -20,6 +20,11 @@ void f32_to_bf16(bf16* out, const float* in, i64 n);
 void bf16_to_f32(float* out, const bf16* in, i64 n);
 
 // ---- GEMM (cuBLASLt) ------------------------------------------------------------------
+// Mixed precision (train.precision: bf16): when on, every fp32 product below (gemm, gemm_bias,
+// gemm_strided_batched: linear layers and attention) rounds A and B to bf16 and multiplies on
+// the tensor cores with fp32 accumulation into the fp32 C. Process-wide; off by default.
+void set_bf16_matmuls(bool on);
+bool bf16_matmuls();
 // As cpu::gemm: C[M,N] = alpha * op(A) op(B) + beta * C, row-major with leading dimensions.
 void gemm(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float alpha, const float* A, i64 lda,
           const float* B, i64 ldb, float beta, float* C, i64 ldc);

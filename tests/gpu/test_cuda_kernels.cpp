@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "gpu/cuda_test.h"
@@ -91,6 +92,68 @@ TEST_F(CudaKernels, GemmBf16) {
   cuda::bf16_to_f32(out.p(), bits(hc), M * N);
   EXPECT_LE(max_rel_error(out.get(), ref), 1e-2);
   EXPECT_LE(max_rel_error(a16, a), 1e-2);  // the conversion rounds to 8 bits of mantissa
+}
+
+// Round to the nearest bf16, ties to even (finite values): what the device's conversion does.
+float round_to_bf16(float x) {
+  std::uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  u &= 0xFFFF0000u;
+  std::memcpy(&x, &u, sizeof u);
+  return x;
+}
+
+F rounded_to_bf16(F v) {
+  for (float& x : v) x = round_to_bf16(x);
+  return v;
+}
+
+// train.precision: bf16. Every fp32 product takes bf16-rounded operands: the result equals the
+// fp32 product of the rounded operands up to summation order (1e-5), differs from the
+// unrounded product by bf16 rounding (above 1e-5, below 1e-2).
+TEST_F(CudaKernels, Bf16MatmulsRoundTheOperands) {
+  struct Reset {
+    ~Reset() { cuda::set_bf16_matmuls(false); }
+  } reset;
+  cuda::set_bf16_matmuls(true);
+  const i64 M = 37, N = 53, K = 96;
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb) {
+      const i64 lda = ta ? M : K, ldb = tb ? K : N;
+      const F a = random_floats(M * K, 61), b = random_floats(K * N, 62),
+              c = random_floats(M * N, 63);
+      F exact = c, of_rounded = c;
+      cpu::gemm<float>(ta, tb, M, N, K, 0.7f, a.data(), lda, b.data(), ldb, 0.3f, exact.data(), N);
+      cpu::gemm<float>(ta, tb, M, N, K, 0.7f, rounded_to_bf16(a).data(), lda,
+                       rounded_to_bf16(b).data(), ldb, 0.3f, of_rounded.data(), N);
+      Dev<float> da(a), db(b), dc(c);
+      cuda::gemm(ta, tb, M, N, K, 0.7f, da.p(), lda, db.p(), ldb, 0.3f, dc.p(), N);
+      const F got = dc.get();
+      EXPECT_LE(max_rel_error(got, of_rounded), kTol) << "trans_a " << ta << " trans_b " << tb;
+      EXPECT_LE(max_rel_error(got, exact), 1e-2);
+      EXPECT_GT(max_rel_error(got, exact), kTol) << "the operands were not rounded";
+    }
+  // The bias epilogue and the batched products (attention) too.
+  const F a = random_floats(M * K, 64), w = random_floats(N * K, 65), bias = random_floats(N, 66);
+  F ref(M * N);
+  cpu::bias_fill(ref.data(), bias.data(), M, N);
+  cpu::gemm<float>(false, true, M, N, K, 1.0f, rounded_to_bf16(a).data(), K,
+                   rounded_to_bf16(w).data(), K, 1.0f, ref.data(), N);
+  Dev<float> da(a), dw(w), dbias(bias), dc(poison(M * N));
+  cuda::gemm_bias(false, true, M, N, K, da.p(), K, dw.p(), K, dbias.p(), dc.p(), N);
+  EXPECT_LE(max_rel_error(dc.get(), ref), kTol);
+  const i64 batch = 3;
+  const F x = random_floats(batch * M * K, 67), y = random_floats(batch * N * K, 68);
+  F refb(batch * M * N);
+  const F xr = rounded_to_bf16(x), yr = rounded_to_bf16(y);
+  for (i64 i = 0; i < batch; ++i)
+    cpu::gemm<float>(false, true, M, N, K, 0.5f, xr.data() + i * M * K, K, yr.data() + i * N * K, K,
+                     0.0f, refb.data() + i * M * N, N);
+  Dev<float> dx(x), dy(y), dout(poison(batch * M * N));
+  cuda::gemm_strided_batched(false, true, M, N, K, 0.5f, dx.p(), K, M * K, dy.p(), K, N * K, 0.0f,
+                             dout.p(), N, M * N, batch);
+  EXPECT_LE(max_rel_error(dout.get(), refb), kTol);
 }
 
 TEST_F(CudaKernels, Elementwise) {
