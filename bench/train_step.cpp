@@ -63,19 +63,20 @@ void print_op_profile(tr::Model* model, tr::Optimizer* opt, const Batch* batch, 
                       tr::Recompute recompute) {
   const std::int64_t steps = 2;
   tr::op_profile::reset();
-  tr::op_profile::enable(true);
+  tr::op_profile::enable(true, [] { tr::synchronize_device(tr::Device::cuda); });
   tr::synchronize_device(device);
   const auto t0 = std::chrono::steady_clock::now();
   tr_bench_timed_steps(model, opt, batch, 1000, steps, recompute);
   tr::synchronize_device(device);
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  tr::op_profile::enable(false);
+  tr::op_profile::enable(false, nullptr);
   double timed = 0;
   std::printf("profile (ms per step, ops timed alone):\n");
   for (const auto& e : tr::op_profile::totals()) {
-    timed += e.seconds;
-    std::printf("  %-36s %9.3f  %5.1f%%  %6.1f calls\n", e.name.c_str(), 1e3 * e.seconds / steps,
-                100 * e.seconds / total, static_cast<double>(e.calls) / steps);
+    if (e.depth == 0) timed += e.seconds;
+    std::printf("  %-36s %9.3f  %5.1f%%  %6.1f calls\n", ((e.depth ? "  - " : "") + e.name).c_str(),
+                1e3 * e.seconds / steps, 100 * e.seconds / total,
+                static_cast<double>(e.calls) / steps);
   }
   std::printf("  %-36s %9.3f  %5.1f%%\n", "(between ops)", 1e3 * (total - timed) / steps,
               100 * (total - timed) / total);

@@ -4,12 +4,12 @@
 #include <chrono>
 #include <map>
 
-#include "layers/device.h"
-
 namespace tr {
 
 namespace {
 bool g_enabled = false;
+void (*g_sync)() = nullptr;
+int g_depth = 0;  // timers open now
 std::map<std::string, op_profile::Entry>& table() {
   static std::map<std::string, op_profile::Entry> t;
   return t;
@@ -20,8 +20,9 @@ double now_seconds() {
 }  // namespace
 
 namespace op_profile {
-void enable(bool on) {
-  g_enabled = on;
+void enable(bool on, void (*synchronize)()) {
+  g_enabled = on && synchronize != nullptr;
+  g_sync = synchronize;
 }
 bool enabled() {
   return g_enabled;
@@ -40,17 +41,19 @@ std::vector<Entry> totals() {
 
 OpTimer::OpTimer(const char* name) : name_(name) {
   if (!g_enabled) return;
-  synchronize_device(Device::cuda);
+  g_sync();
+  ++g_depth;
   start_ = now_seconds();
 }
 
 OpTimer::~OpTimer() {
   if (start_ < 0) return;
-  synchronize_device(Device::cuda);
+  g_sync();
   op_profile::Entry& e = table()[name_];
   e.name = name_;
   e.seconds += now_seconds() - start_;
   ++e.calls;
+  e.depth = --g_depth;
 }
 
 }  // namespace tr

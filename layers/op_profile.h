@@ -10,7 +10,9 @@
 namespace tr {
 
 namespace op_profile {
-void enable(bool on);
+// `synchronize` waits for the device (synchronize_device(Device::cuda)). A library of its own
+// (tr_op_profile, no dependencies) so that the CUDA kernels can time their parts.
+void enable(bool on, void (*synchronize)());
 bool enabled();
 void reset();
 // Accumulated seconds and calls per op name since the last reset, largest first.
@@ -18,6 +20,7 @@ struct Entry {
   std::string name;
   double seconds = 0;
   long calls = 0;
+  int depth = 0;  // 0: an op; 1: a part of one (timed inside it, included in its time)
 };
 std::vector<Entry> totals();
 }  // namespace op_profile

@@ -7,6 +7,7 @@
 
 #include "layers/cuda/kernels.h"
 #include "layers/cuda/launch.cuh"
+#include "layers/op_profile.h"
 
 namespace tr::cuda {
 
@@ -131,17 +132,26 @@ void attention_forward(float* out, float* probs, const float* q, const float* k,
   float* kh = qh + nq;
   float* vh = kh + nk;
   float* oh = vh + nk;
-  swap_middle(qh, q, B, Tq, H, Dh);
-  swap_middle(kh, k, B, Tk, H, Dh);
-  swap_middle(vh, v, B, Tk, H, Dh);
-  // S = scale q k^T per (b, h), into probs.
-  gemm_strided_batched(false, true, Tq, Tk, Dh, attention_scale(Dh), qh, Dh, Tq * Dh, kh, Dh,
-                       Tk * Dh, 0.0f, probs, Tk, Tq * Tk, pairs);
+  {
+    OpTimer part("attention_forward: heads gathered");
+    swap_middle(qh, q, B, Tq, H, Dh);
+    swap_middle(kh, k, B, Tk, H, Dh);
+    swap_middle(vh, v, B, Tk, H, Dh);
+  }
+  {
+    OpTimer part("attention_forward: q k^T");  // S = scale q k^T per (b, h), into probs
+    gemm_strided_batched(false, true, Tq, Tk, Dh, attention_scale(Dh), qh, Dh, Tq * Dh, kh, Dh,
+                         Tk * Dh, 0.0f, probs, Tk, Tq * Tk, pairs);
+  }
   StreamScratch dropped_buf(keep_mask ? static_cast<std::size_t>(rows * Tk) * sizeof(float) : 0);
   float* dropped = keep_mask ? dropped_buf.as<float>() : nullptr;
-  softmax_rows_kernel<<<row_blocks(rows), kRowWarps * 32, 0, compute_stream()>>>(
-      probs, dropped, kv_len, keep_mask, keep_scale, rows, H, Tq, Tk, causal, q_offset);
-  TR_CUDA_LAUNCH_CHECK();
+  {
+    OpTimer part("attention_forward: softmax");
+    softmax_rows_kernel<<<row_blocks(rows), kRowWarps * 32, 0, compute_stream()>>>(
+        probs, dropped, kv_len, keep_mask, keep_scale, rows, H, Tq, Tk, causal, q_offset);
+    TR_CUDA_LAUNCH_CHECK();
+  }
+  OpTimer part("attention_forward: P v, heads scattered");
   // out = dropped(P) v per (b, h), then back to [B, Tq, H, Dh].
   gemm_strided_batched(false, false, Tq, Dh, Tk, 1.0f, dropped ? dropped : probs, Tk, Tq * Tk, vh,
                        Dh, Tk * Dh, 0.0f, oh, Dh, Tq * Dh, pairs);
@@ -171,12 +181,16 @@ void attention_backward(float* dq, float* dk, float* dv, float* scratch, const f
   float* vh = kh + nk;
   float* dkh = vh + nk;
   float* dvh = dkh + nk;
-  swap_middle(qh, q, B, Tq, H, Dh);
-  swap_middle(gh, dout, B, Tq, H, Dh);
-  swap_middle(kh, k, B, Tk, H, Dh);
-  swap_middle(vh, v, B, Tk, H, Dh);
+  {
+    OpTimer part("attention_backward: heads gathered");
+    swap_middle(qh, q, B, Tq, H, Dh);
+    swap_middle(gh, dout, B, Tq, H, Dh);
+    swap_middle(kh, k, B, Tk, H, Dh);
+    swap_middle(vh, v, B, Tk, H, Dh);
+  }
   // dv = dropped(P)^T dout
   {
+    OpTimer part("attention_backward: dv");
     StreamScratch dropped_buf(keep_mask ? static_cast<std::size_t>(rows * Tk) * sizeof(float) : 0);
     const float* p = probs;
     if (keep_mask) {
@@ -189,11 +203,18 @@ void attention_backward(float* dq, float* dk, float* dv, float* scratch, const f
                          Dh, Tk * Dh, pairs);
   }
   // d(dropped P) = dout v^T, then back through the mask and the softmax.
-  gemm_strided_batched(false, true, Tq, Tk, Dh, 1.0f, gh, Dh, Tq * Dh, vh, Dh, Tk * Dh, 0.0f,
-                       scratch, Tk, Tq * Tk, pairs);
-  softmax_grad_rows_kernel<<<row_blocks(rows), kRowWarps * 32, 0, compute_stream()>>>(
-      scratch, probs, keep_mask, keep_scale, rows, Tk);
-  TR_CUDA_LAUNCH_CHECK();
+  {
+    OpTimer part("attention_backward: dout v^T");
+    gemm_strided_batched(false, true, Tq, Tk, Dh, 1.0f, gh, Dh, Tq * Dh, vh, Dh, Tk * Dh, 0.0f,
+                         scratch, Tk, Tq * Tk, pairs);
+  }
+  {
+    OpTimer part("attention_backward: softmax");
+    softmax_grad_rows_kernel<<<row_blocks(rows), kRowWarps * 32, 0, compute_stream()>>>(
+        scratch, probs, keep_mask, keep_scale, rows, Tk);
+    TR_CUDA_LAUNCH_CHECK();
+  }
+  OpTimer part("attention_backward: dq, dk, heads scattered");
   // dq = scale dS k;  dk = scale dS^T q.
   gemm_strided_batched(false, false, Tq, Dh, Tk, scale, scratch, Tk, Tq * Tk, kh, Dh, Tk * Dh, 0.0f,
                        dqh, Dh, Tq * Dh, pairs);

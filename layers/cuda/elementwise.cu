@@ -7,6 +7,7 @@
 #include "layers/cpu/adamw_step.h"
 #include "layers/cpu/philox.h"
 #include "layers/cuda/column_sums.cuh"
+#include "layers/cuda/embedding_grad.cuh"
 #include "layers/cuda/kernels.h"
 #include "layers/cuda/launch.cuh"
 
@@ -129,13 +130,6 @@ __global__ void embedding_forward_kernel(float* out, const std::int32_t* ids, co
   TR_GRID_STRIDE(i, N * d) out[i] = table[static_cast<i64>(ids[i / d]) * d + i % d] * scale;
 }
 // One thread per column, tokens in order: the CPU's order, no atomics.
-__global__ void embedding_backward_kernel(float* dtable, const std::int32_t* ids, const float* dout,
-                                          i64 N, i64 d, float scale) {
-  TR_GRID_STRIDE(c, d) {
-    for (i64 n = 0; n < N; ++n) dtable[static_cast<i64>(ids[n]) * d + c] += dout[n * d + c] * scale;
-  }
-}
-
 __global__ void f32_to_bf16_kernel(__nv_bfloat16* out, const float* in, i64 n) {
   TR_GRID_STRIDE(i, n) out[i] = __float2bfloat16_rn(in[i]);
 }
@@ -242,7 +236,7 @@ void embedding_forward(float* out, const std::int32_t* ids, const float* table, 
 }
 void embedding_backward_accumulate(float* dtable, const std::int32_t* ids, const float* dout, i64 N,
                                    i64 d, float scale) {
-  TR_LAUNCH(embedding_backward_kernel, d, dtable, ids, dout, N, d, scale);
+  embedding_rows_backward(dtable, ids, dout, N, d, 0, INT64_MAX, scale);
 }
 
 void sum_squares_each(double* out, const float* const* xs, const i64* ns, i64 count) {

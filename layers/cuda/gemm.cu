@@ -128,8 +128,8 @@ void lt_matmul(cudaDataType in_type, cudaDataType type, bool trans_a, bool trans
 // An fp32 product: as is, or under set_bf16_matmuls(true) with A and B rounded to bf16 first
 // (copies in stream-ordered scratch; tensor cores, fp32 accumulation and an fp32 C).
 void f32_matmul(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float alpha, const float* A,
-                i64 lda, const float* B, i64 ldb, float beta, float* C, i64 ldc,
-                const float* bias, const Batching& batch = {}) {
+                i64 lda, const float* B, i64 ldb, float beta, float* C, i64 ldc, const float* bias,
+                const Batching& batch = {}) {
   if (!g_bf16_operands || M == 0 || N == 0 || batch.count <= 0) {
     lt_matmul(CUDA_R_32F, CUDA_R_32F, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
               ldc, bias, batch);

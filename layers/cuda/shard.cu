@@ -2,6 +2,7 @@
 // the local passes of the vocabulary-parallel cross entropy, row statistics in double.
 #include <cmath>
 
+#include "layers/cuda/embedding_grad.cuh"
 #include "layers/cuda/kernels.h"
 #include "layers/cuda/launch.cuh"
 
@@ -17,18 +18,6 @@ __global__ void embedding_forward_shard_kernel(float* out, const std::int32_t* i
   TR_GRID_STRIDE(i, N * d) {
     const i64 row = static_cast<i64>(ids[i / d]) - first;
     out[i] = (row < 0 || row >= V_local) ? 0.0f : table[row * d + i % d] * scale;
-  }
-}
-
-// One thread per column, tokens in order (repeated ids collide): the CPU's order, no atomics.
-__global__ void embedding_backward_shard_kernel(float* dtable, const std::int32_t* ids,
-                                                const float* dout, i64 N, i64 d, i64 first,
-                                                i64 V_local, float scale) {
-  TR_GRID_STRIDE(c, d) {
-    for (i64 n = 0; n < N; ++n) {
-      const i64 row = static_cast<i64>(ids[n]) - first;
-      if (row >= 0 && row < V_local) dtable[row * d + c] += dout[n * d + c] * scale;
-    }
   }
 }
 
@@ -97,10 +86,7 @@ void embedding_forward_shard(float* out, const std::int32_t* ids, const float* t
 
 void embedding_backward_shard_accumulate(float* dtable, const std::int32_t* ids, const float* dout,
                                          i64 N, i64 d, i64 first, i64 V_local, float scale) {
-  if (d <= 0) return;
-  embedding_backward_shard_kernel<<<grid_for(d), kThreads, 0, compute_stream()>>>(
-      dtable, ids, dout, N, d, first, V_local, scale);
-  TR_CUDA_LAUNCH_CHECK();
+  embedding_rows_backward(dtable, ids, dout, N, d, first, V_local, scale);
 }
 
 void ce_shard_max(double* row_max, const float* logits, i64 N, i64 V_local, i64 valid) {

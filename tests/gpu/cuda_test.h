@@ -68,4 +68,18 @@ inline double max_rel_error(const std::vector<float>& a, const std::vector<float
   return worst;
 }
 
+// ||a - b|| / ||b|| (2-norms): the measure for bf16 results, whose elements near zero carry
+// the rounding of much larger terms.
+inline double norm_rel_error(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return INFINITY;
+  double diff = 0, ref = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const double d = static_cast<double>(a[i]) - b[i];
+    diff += d * d;
+    ref += static_cast<double>(b[i]) * b[i];
+  }
+  const double e = ref > 0 ? std::sqrt(diff / ref) : std::sqrt(diff);
+  return std::isnan(e) ? INFINITY : e;
+}
+
 }  // namespace tr::gpu_test

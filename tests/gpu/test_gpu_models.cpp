@@ -204,8 +204,12 @@ TEST_F(GpuModels, EncoderDecoderPostLnLossAndGradientsMatchCpu) {
 TEST_F(GpuModels, Bf16LossAndGradientsFollowCpu) {
   TR_REQUIRE_CUDA();
   under(MatmulPrecision::bf16, [] {
+    // GELU models only: under rounding a ReLU input near 0 flips sides and moves whole rows
+    // of a gradient (0.22 measured on an H100); the ReLU model's bf16 run is the curve test's.
+    ModelConfig pre_gelu = translation_config("pre", true, "sinusoidal");
+    pre_gelu.activation = "gelu";
     check_loss_and_gradients(vit_config(), kBf16);
-    check_loss_and_gradients(translation_config("pre", true, "sinusoidal"), kBf16);
+    check_loss_and_gradients(pre_gelu, kBf16);
     check_loss_and_gradients(translation_config("post", false, "learned"), kBf16);
   });
 }
