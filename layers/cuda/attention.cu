@@ -2,7 +2,7 @@
 // permutation each way), so that each product is one strided-batched cuBLASLt call over all
 // (batch, head) pairs; softmax, masks and dropout, and the softmax gradient run one warp per
 // score row. Scores and probabilities are materialised ([B, H, Tq, Tk], kept for backward as
-// the CPU does); the fused flash-style path (cuDNN SDPA) is for bf16.
+// the CPU does): not flash-style (cuDNN's fused SDPA is not used yet).
 #include <cmath>
 
 #include "layers/cuda/kernels.h"

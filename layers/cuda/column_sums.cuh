@@ -65,10 +65,8 @@ void column_sums_accumulate(const std::array<float*, K>& outs, Load load, std::i
   TR_CHECK(chunks <= 65535, "column sums: too many rows");
   ColumnOutputs<K> out_ptrs{};
   for (int k = 0; k < K; ++k) out_ptrs.p[k] = outs[k];
-  float* partial = nullptr;
-  TR_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&partial),
-                                static_cast<std::size_t>(K * chunks * cols) * sizeof(float),
-                                compute_stream()));
+  const StreamScratch partials(static_cast<std::size_t>(K * chunks * cols) * sizeof(float));
+  float* partial = partials.as<float>();
   const dim3 grid(static_cast<unsigned>((cols + kColumnTile - 1) / kColumnTile),
                   static_cast<unsigned>(chunks));
   column_partial_sums_kernel<K>
@@ -78,7 +76,6 @@ void column_sums_accumulate(const std::array<float*, K>& outs, Load load, std::i
   column_sums_finish_kernel<K>
       <<<grid_for(K * cols), kThreads, 0, compute_stream()>>>(out_ptrs, partial, chunks, cols);
   TR_CUDA_LAUNCH_CHECK();
-  TR_CUDA_CHECK(cudaFreeAsync(partial, compute_stream()));
 }
 
 }  // namespace tr::cuda

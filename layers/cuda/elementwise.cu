@@ -242,9 +242,9 @@ void embedding_backward_accumulate(float* dtable, const std::int32_t* ids, const
 void sum_squares_each(double* out, const float* const* xs, const i64* ns, i64 count) {
   if (count <= 0) return;
   // One block of kSumBlocks partials per tensor, each summed on the host in block order.
-  double* partial = nullptr;
   const std::size_t slots = static_cast<std::size_t>(count) * kSumBlocks;
-  TR_CUDA_CHECK(cudaMallocAsync(&partial, slots * sizeof(double), compute_stream()));
+  const StreamScratch partials(slots * sizeof(double));
+  double* partial = partials.as<double>();
   for (i64 k = 0; k < count; ++k) {
     if (ns[k] <= 0) continue;
     sum_squares_kernel<<<kSumBlocks, kThreads, 0, compute_stream()>>>(partial + k * kSumBlocks,
@@ -254,7 +254,6 @@ void sum_squares_each(double* out, const float* const* xs, const i64* ns, i64 co
   std::vector<double> host(slots);
   TR_CUDA_CHECK(cudaMemcpyAsync(host.data(), partial, slots * sizeof(double),
                                 cudaMemcpyDeviceToHost, compute_stream()));
-  TR_CUDA_CHECK(cudaFreeAsync(partial, compute_stream()));
   TR_CUDA_CHECK(cudaStreamSynchronize(compute_stream()));
   for (i64 k = 0; k < count; ++k) {
     double s = 0;
