@@ -19,6 +19,7 @@ MultiHeadAttention::MultiHeadAttention(const std::string& name, std::int64_t d_m
       layer_id_(layer_id),
       tp_(active_tp(tp)) {
   TR_CHECK(d_model % heads == 0, "heads must divide d_model");
+  for (Linear* proj : {&q_proj, &k_proj, &v_proj, &o_proj}) proj->set_block_activation_output(true);
   TR_CHECK(heads % tp_size(tp_) == 0, "parallel.tensor must divide the heads");
 }
 

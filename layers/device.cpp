@@ -1,5 +1,8 @@
 #include "layers/device.h"
 
+#include "layers/cpu/bf16.h"
+#include "layers/precision.h"
+
 #ifdef TR_HAVE_CUDA
 #include "layers/cuda/kernels.h"
 #include "layers/cuda/runtime.h"
@@ -55,6 +58,14 @@ void set_cuda_matmul_precision(MatmulPrecision precision) {
   if (precision == MatmulPrecision::bf16)
     throw InternalError("bf16 matrix products in a build without the CUDA backend");
 #endif
+}
+
+void set_training_precision(MatmulPrecision precision, Device device) {
+  const bool bf16 = precision == MatmulPrecision::bf16;
+  cpu::set_bf16_products(bf16 && device == Device::cpu);
+  set_bf16_activations(bf16 && device == Device::cpu);
+  set_cuda_matmul_precision(bf16 && device == Device::cuda ? MatmulPrecision::bf16
+                                                           : MatmulPrecision::fp32);
 }
 
 void synchronize_device(Device device) {

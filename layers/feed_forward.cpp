@@ -15,6 +15,8 @@ FeedForward::FeedForward(const std::string& name, std::int64_t d_model, std::int
       act_(act),
       tp_(active_tp(tp)) {
   TR_CHECK(d_ff % tp_size(tp_) == 0, "parallel.tensor must divide d_ff");
+  fc1.set_block_activation_output(true);
+  fc2.set_block_activation_output(true);
 }
 
 void FeedForward::collect_parameters(ParameterList& out) {

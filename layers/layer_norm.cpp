@@ -1,6 +1,7 @@
 #include "layers/layer_norm.h"
 
 #include "layers/ops.h"
+#include "layers/precision.h"
 
 namespace tr {
 
@@ -17,7 +18,8 @@ void LayerNorm::collect_parameters(ParameterList& out) {
 
 Tensor LayerNorm::forward(const Tensor& x) {
   x_ = x;
-  ops::layernorm_forward(y_, mean_, rstd_, x, weight.value, bias.value, kEps);
+  ops::layernorm_forward(y_, mean_, rstd_, x, weight.value, bias.value, kEps,
+                         block_activation_output_ ? block_activation_dtype(x.dtype()) : x.dtype());
   return y_;
 }
 

@@ -12,6 +12,9 @@ class LayerNorm {
   LayerNorm(const std::string& name, std::int64_t d, DType dtype);
   void collect_parameters(ParameterList& out);
   Tensor forward(const Tensor& x);
+  // Marks the output as a block activation (layers/precision.h): bf16 under bf16
+  // activations (a pre-LN sublayer norm, whose output only feeds projections).
+  void set_block_activation_output(bool on) { block_activation_output_ = on; }
   Tensor backward(const Tensor& dy);
   // backward(dy) + residual, in one pass (pre-LN blocks add the skip gradient).
   Tensor backward_add(const Tensor& dy, const Tensor& residual);
@@ -22,6 +25,7 @@ class LayerNorm {
   static constexpr double kEps = 1e-5;
 
  private:
+  bool block_activation_output_ = false;
   Tensor x_, y_, mean_, rstd_, dx_;
 };
 

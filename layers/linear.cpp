@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "layers/ops.h"
+#include "layers/precision.h"
 
 namespace tr {
 
@@ -36,20 +37,25 @@ void Linear::collect_parameters(ParameterList& out) {
 }
 
 void Linear::apply(Tensor& y, const Tensor& x) const {
+  apply_as(y, x, x.dtype() == DType::bf16 ? DType::f32 : x.dtype());
+}
+
+void Linear::apply_as(Tensor& y, const Tensor& x, DType y_dtype) const {
   if (!row_tp_) {
-    ops::linear_forward(y, x, weight.value, has_bias_ ? bias.value : Tensor());
+    ops::linear_forward(y, x, weight.value, has_bias_ ? bias.value : Tensor(), y_dtype);
     return;
   }
   // Row-parallel: the partial products are summed over the group before the bias is added,
   // so the (replicated) bias counts once.
-  ops::linear_forward(y, x, weight.value, Tensor());
+  ops::linear_forward(y, x, weight.value, Tensor(), y_dtype);
   row_tp_->all_reduce_sum(y);
   if (has_bias_) ops::bias_add_inplace(y, bias.value);
 }
 
 Tensor Linear::forward(const Tensor& x) {
   x_ = x;
-  apply(y_, x);
+  const DType wide = x.dtype() == DType::bf16 ? DType::f32 : x.dtype();
+  apply_as(y_, x, block_activation_output_ && !row_tp_ ? block_activation_dtype(x.dtype()) : wide);
   return y_;
 }
 

@@ -26,8 +26,12 @@ class Linear {
   void collect_parameters(ParameterList& out);
   // x [..., in] -> [..., out]; keeps a reference to x for backward.
   Tensor forward(const Tensor& x);
-  // Inference (no state kept): y = the forward of x, the row-parallel sum included.
+  // Inference (no state kept): y = the forward of x, the row-parallel sum included; y is f32
+  // for an f32 or bf16 x (decoding keeps fp32 activations).
   void apply(Tensor& y, const Tensor& x) const;
+  // Marks the output as a block activation (layers/precision.h): forward then returns bf16
+  // under bf16 activations, unless the layer is row-parallel.
+  void set_block_activation_output(bool on) { block_activation_output_ = on; }
   // Accumulates dW, db; returns dx (overwritten each call).
   Tensor backward(const Tensor& dy);
   // Drops the kept input, output and input-gradient buffers (back to the pool).
@@ -41,7 +45,10 @@ class Linear {
   std::int64_t local_out() const { return weight.value.dim(0); }
 
  private:
+  void apply_as(Tensor& y, const Tensor& x, DType y_dtype) const;
+
   bool has_bias_;
+  bool block_activation_output_ = false;
   TensorParallel* row_tp_ = nullptr;  // set for a row-parallel layer over more than one rank
   Tensor x_, y_, dx_;
 };

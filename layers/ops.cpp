@@ -4,6 +4,7 @@
 
 #include "layers/cpu/kernels.h"
 #include "layers/op_profile.h"
+#include "layers/widened.h"
 
 #ifdef TR_HAVE_CUDA
 #include "layers/cuda/kernels.h"
@@ -24,10 +25,13 @@ void dispatch_float(const Tensor& t, Body&& body) {
   }
 }
 
-void check_same(const Tensor& a, const Tensor& b, const char* what) {
+void check_same_shape(const Tensor& a, const Tensor& b, const char* what) {
   TR_CHECK(a.shape() == b.shape(), std::string(what) + ": shapes " + shape_string(a.shape()) +
                                        " and " + shape_string(b.shape()) + " differ");
-  TR_CHECK(a.dtype() == b.dtype(), std::string(what) + ": dtypes differ");
+}
+// The dtype of a float tensor's statistics and internal buffers: f32 for bf16 activations.
+DType wide_dtype(const Tensor& t) {
+  return t.dtype() == DType::bf16 ? DType::f32 : t.dtype();
 }
 
 #ifdef TR_HAVE_CUDA
@@ -71,24 +75,33 @@ Shape with_last(const Shape& s, std::int64_t last) {
 }  // namespace
 
 void linear_forward(Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  linear_forward(y, x, weight, bias, x.dtype());
+}
+
+void linear_forward(Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                    DType y_dtype) {
   const std::int64_t in = weight.dim(1), out = weight.dim(0), N = rows_of(x);
   TR_CHECK(x.dim(-1) == in, "linear: input " + shape_string(x.shape()) + " vs weight " +
                                 shape_string(weight.shape()));
-  ensure_shape(y, with_last(x.shape(), out), x.dtype(), x.device());
+  ensure_shape(y, with_last(x.shape(), out), y_dtype, x.device());
   // cuBLASLt's bias epilogue adds the bias in the GEMM's own pass.
   TR_CUDA_OP(x, TR_OPERANDS(&weight, &bias, &y),
              bias.defined() ? cuda::gemm_bias(false, true, N, out, in, dev(x), in, dev(weight), in,
                                               dev(bias), dev(y), out)
                             : cuda::gemm(false, true, N, out, in, 1.0f, dev(x), in, dev(weight), in,
                                          0.0f, dev(y), out))
-  dispatch_float(x, [&](auto tag) {
+  Widened w;
+  const Tensor& xw = w.in(x);
+  Tensor& yw = w.out(y);
+  dispatch_float(xw, [&](auto tag) {
     using T = decltype(tag);
     // With a bias, y starts as the broadcast bias and the GEMM adds the product (beta = 1):
     // one pass over y instead of BLAS's beta = 0 pass plus a bias pass.
-    if (bias.defined()) cpu::bias_fill<T>(y.data<T>(), bias.data<T>(), N, out);
-    cpu::gemm<T>(false, true, N, out, in, T(1), x.data<T>(), in, weight.data<T>(), in,
-                 bias.defined() ? T(1) : T(0), y.data<T>(), out);
+    if (bias.defined()) cpu::bias_fill<T>(yw.data<T>(), bias.data<T>(), N, out);
+    cpu::gemm<T>(false, true, N, out, in, T(1), xw.data<T>(), in, weight.data<T>(), in,
+                 bias.defined() ? T(1) : T(0), yw.data<T>(), out);
   });
+  w.finish();
 }
 
 void linear_backward(Tensor* dx, Tensor& dweight, Tensor* dbias, const Tensor& dy, const Tensor& x,
@@ -102,63 +115,78 @@ void linear_backward(Tensor* dx, Tensor& dweight, Tensor* dbias, const Tensor& d
                          dev(*dx), in);
       cuda::gemm(true, false, out, in, N, 1.0f, dev(dy), out, dev(x), in, 1.0f, dev(dweight), in);
       if (dbias && dbias->defined()) cuda::bias_backward_accumulate(dev(*dbias), dev(dy), N, out))
-  dispatch_float(x, [&](auto tag) {
+  Widened w;
+  const Tensor &xw = w.in(x), &dyw = w.in(dy);
+  Tensor* dxw = dx ? &w.out(*dx) : nullptr;
+  dispatch_float(xw, [&](auto tag) {
     using T = decltype(tag);
-    if (dx) {
-      ensure_shape(*dx, x.shape(), x.dtype(), x.device());
-      cpu::gemm<T>(false, false, N, in, out, T(1), dy.data<T>(), out, weight.data<T>(), in, T(0),
-                   dx->data<T>(), in);
-    }
-    cpu::gemm<T>(true, false, out, in, N, T(1), dy.data<T>(), out, x.data<T>(), in, T(1),
+    if (dxw)
+      cpu::gemm<T>(false, false, N, in, out, T(1), dyw.data<T>(), out, weight.data<T>(), in, T(0),
+                   dxw->data<T>(), in);
+    cpu::gemm<T>(true, false, out, in, N, T(1), dyw.data<T>(), out, xw.data<T>(), in, T(1),
                  dweight.data<T>(), in);
     if (dbias && dbias->defined())
-      cpu::bias_backward_accumulate<T>(dbias->data<T>(), dy.data<T>(), N, out);
+      cpu::bias_backward_accumulate<T>(dbias->data<T>(), dyw.data<T>(), N, out);
   });
+  w.finish();
 }
 
 void linear_backward_accumulate(Tensor& dx_sum, Tensor& dweight, Tensor* dbias, const Tensor& dy,
                                 const Tensor& x, const Tensor& weight) {
   const std::int64_t in = weight.dim(1), out = weight.dim(0), N = rows_of(x);
   TR_CHECK(dy.dim(-1) == out && rows_of(dy) == N, "linear backward: dy shape");
-  check_same(dx_sum, x, "linear backward_accumulate: dx_sum vs x");
+  check_same_shape(dx_sum, x, "linear backward_accumulate: dx_sum vs x");
   TR_CUDA_OP(
       x, TR_OPERANDS(&weight, &dy, &dweight, &dx_sum),
       cuda::gemm(false, false, N, in, out, 1.0f, dev(dy), out, dev(weight), in, 1.0f, dev(dx_sum),
                  in);
       cuda::gemm(true, false, out, in, N, 1.0f, dev(dy), out, dev(x), in, 1.0f, dev(dweight), in);
       if (dbias && dbias->defined()) cuda::bias_backward_accumulate(dev(*dbias), dev(dy), N, out))
-  dispatch_float(x, [&](auto tag) {
+  Widened w;
+  const Tensor &xw = w.in(x), &dyw = w.in(dy);
+  Tensor& sumw = w.out(dx_sum, /*accumulating=*/true);
+  dispatch_float(xw, [&](auto tag) {
     using T = decltype(tag);
-    cpu::gemm<T>(false, false, N, in, out, T(1), dy.data<T>(), out, weight.data<T>(), in, T(1),
-                 dx_sum.data<T>(), in);
-    cpu::gemm<T>(true, false, out, in, N, T(1), dy.data<T>(), out, x.data<T>(), in, T(1),
+    cpu::gemm<T>(false, false, N, in, out, T(1), dyw.data<T>(), out, weight.data<T>(), in, T(1),
+                 sumw.data<T>(), in);
+    cpu::gemm<T>(true, false, out, in, N, T(1), dyw.data<T>(), out, xw.data<T>(), in, T(1),
                  dweight.data<T>(), in);
     if (dbias && dbias->defined())
-      cpu::bias_backward_accumulate<T>(dbias->data<T>(), dy.data<T>(), N, out);
+      cpu::bias_backward_accumulate<T>(dbias->data<T>(), dyw.data<T>(), N, out);
   });
+  w.finish();
 }
 
 void layernorm_forward(Tensor& y, Tensor& mean, Tensor& rstd, const Tensor& x, const Tensor& weight,
                        const Tensor& bias, double eps) {
+  layernorm_forward(y, mean, rstd, x, weight, bias, eps, x.dtype());
+}
+
+void layernorm_forward(Tensor& y, Tensor& mean, Tensor& rstd, const Tensor& x, const Tensor& weight,
+                       const Tensor& bias, double eps, DType y_dtype) {
   const std::int64_t C = x.dim(-1), N = rows_of(x);
-  ensure_shape(y, x.shape(), x.dtype(), x.device());
-  ensure_shape(mean, {N}, x.dtype(), x.device());
-  ensure_shape(rstd, {N}, x.dtype(), x.device());
+  ensure_shape(y, x.shape(), y_dtype, x.device());
+  ensure_shape(mean, {N}, wide_dtype(x), x.device());
+  ensure_shape(rstd, {N}, wide_dtype(x), x.device());
   TR_CUDA_OP(x, TR_OPERANDS(&weight, &bias),
              cuda::layernorm_forward(dev(y), dev(mean), dev(rstd), dev(x), dev(weight), dev(bias),
                                      N, C, static_cast<float>(eps)))
-  dispatch_float(x, [&](auto tag) {
+  Widened w;
+  const Tensor& xw = w.in(x);
+  Tensor& yw = w.out(y);
+  dispatch_float(xw, [&](auto tag) {
     using T = decltype(tag);
-    cpu::layernorm_forward<T>(y.data<T>(), mean.data<T>(), rstd.data<T>(), x.data<T>(),
+    cpu::layernorm_forward<T>(yw.data<T>(), mean.data<T>(), rstd.data<T>(), xw.data<T>(),
                               weight.data<T>(), bias.data<T>(), N, C, T(eps));
   });
+  w.finish();
 }
 
 void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor& dy,
                         const Tensor& x, const Tensor& weight, const Tensor& mean,
                         const Tensor& rstd, const Tensor* residual) {
-  check_same(dy, x, "layernorm backward");
-  if (residual != nullptr) check_same(*residual, x, "layernorm backward residual");
+  check_same_shape(dy, x, "layernorm backward");
+  if (residual != nullptr) check_same_shape(*residual, x, "layernorm backward residual");
   const std::int64_t C = x.dim(-1), N = rows_of(x);
   // dx must not share the residual's buffer: rows are read and written in the same pass, which
   // is fine, but a caller's view of the residual would silently change.
@@ -167,12 +195,17 @@ void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor
       x, TR_OPERANDS(&dy, &weight, &mean, &rstd, &dweight, &dbias),
       cuda::layernorm_backward(dev(dx), dev(dweight), dev(dbias), dev(dy), dev(x), dev(weight),
                                dev(mean), dev(rstd), N, C, residual ? dev(*residual) : nullptr))
-  dispatch_float(x, [&](auto tag) {
+  Widened w;
+  const Tensor &xw = w.in(x), &dyw = w.in(dy);
+  const Tensor* resw = residual ? &w.in(*residual) : nullptr;
+  Tensor& dxw = w.out(dx);
+  dispatch_float(xw, [&](auto tag) {
     using T = decltype(tag);
-    cpu::layernorm_backward<T>(dx.data<T>(), dweight.data<T>(), dbias.data<T>(), dy.data<T>(),
-                               x.data<T>(), weight.data<T>(), mean.data<T>(), rstd.data<T>(), N, C,
-                               residual ? residual->data<T>() : nullptr);
+    cpu::layernorm_backward<T>(dxw.data<T>(), dweight.data<T>(), dbias.data<T>(), dyw.data<T>(),
+                               xw.data<T>(), weight.data<T>(), mean.data<T>(), rstd.data<T>(), N, C,
+                               resw ? resw->data<T>() : nullptr);
   });
+  w.finish();
 }
 
 void activation_forward(Tensor& y, const Tensor& x, Activation act) {
@@ -180,62 +213,83 @@ void activation_forward(Tensor& y, const Tensor& x, Activation act) {
   TR_CUDA_OP(x, TR_OPERANDS(),
              act == Activation::gelu ? cuda::gelu_forward(dev(y), dev(x), x.numel())
                                      : cuda::relu_forward(dev(y), dev(x), x.numel()))
-  dispatch_float(x, [&](auto tag) {
+  Widened w;
+  const Tensor& xw = w.in(x);
+  Tensor& yw = w.out(y);
+  dispatch_float(xw, [&](auto tag) {
     using T = decltype(tag);
     if (act == Activation::gelu)
-      cpu::gelu_forward<T>(y.data<T>(), x.data<T>(), x.numel());
+      cpu::gelu_forward<T>(yw.data<T>(), xw.data<T>(), x.numel());
     else
-      cpu::relu_forward<T>(y.data<T>(), x.data<T>(), x.numel());
+      cpu::relu_forward<T>(yw.data<T>(), xw.data<T>(), x.numel());
   });
+  w.finish();
 }
 
 void activation_backward(Tensor& dx, const Tensor& dy, const Tensor& x, Activation act,
                          const Tensor& y) {
-  check_same(dy, x, "activation backward");
-  if (y.defined()) check_same(y, x, "activation backward: forward output");
+  check_same_shape(dy, x, "activation backward");
+  if (y.defined()) check_same_shape(y, x, "activation backward: forward output");
   ensure_shape(dx, x.shape(), x.dtype(), x.device());
   TR_CUDA_OP(x, TR_OPERANDS(&dy),
              act == Activation::gelu
                  ? cuda::gelu_backward(dev(dx), dev(dy), dev(x), x.numel(), dev(y))
                  : cuda::relu_backward(dev(dx), dev(dy), dev(x), x.numel()))
-  dispatch_float(x, [&](auto tag) {
+  Widened w;
+  const Tensor &xw = w.in(x), &dyw = w.in(dy);
+  // A rounded forward output is no exact GELU of x: the backward evaluates erf itself then.
+  const Tensor& yw = y.dtype() == DType::bf16 ? Tensor() : y;
+  Tensor& dxw = w.out(dx);
+  dispatch_float(xw, [&](auto tag) {
     using T = decltype(tag);
     if (act == Activation::gelu)
-      cpu::gelu_backward<T>(dx.data<T>(), dy.data<T>(), x.data<T>(), x.numel(),
-                            y.defined() ? y.data<T>() : nullptr);
+      cpu::gelu_backward<T>(dxw.data<T>(), dyw.data<T>(), xw.data<T>(), x.numel(),
+                            yw.defined() ? yw.data<T>() : nullptr);
     else
-      cpu::relu_backward<T>(dx.data<T>(), dy.data<T>(), x.data<T>(), x.numel());
+      cpu::relu_backward<T>(dxw.data<T>(), dyw.data<T>(), xw.data<T>(), x.numel());
   });
+  w.finish();
 }
 
 void add(Tensor& out, const Tensor& a, const Tensor& b) {
-  check_same(a, b, "add");
+  check_same_shape(a, b, "add");
   if (!out.same_buffer(a) && !out.same_buffer(b))
-    ensure_shape(out, a.shape(), a.dtype(), a.device());
+    ensure_shape(out, a.shape(), promoted_dtype(a, b), a.device());
   TR_CUDA_OP(a, TR_OPERANDS(&b), cuda::add(dev(out), dev(a), dev(b), a.numel()))
-  dispatch_float(a, [&](auto tag) {
+  Widened w;
+  const Tensor &aw = w.in(a), &bw = w.in(b);
+  Tensor& outw = w.out(out);
+  dispatch_float(aw, [&](auto tag) {
     using T = decltype(tag);
-    cpu::add<T>(out.data<T>(), a.data<T>(), b.data<T>(), a.numel());
+    cpu::add<T>(outw.data<T>(), aw.data<T>(), bw.data<T>(), a.numel());
   });
+  w.finish();
 }
 
 void bias_add_inplace(Tensor& y, const Tensor& bias) {
   const std::int64_t C = y.dim(-1);
-  TR_CHECK(bias.numel() == C && bias.dtype() == y.dtype(), "bias_add: bias shape");
+  TR_CHECK(bias.numel() == C && bias.dtype() == wide_dtype(y), "bias_add: bias shape");
   TR_CUDA_OP(y, TR_OPERANDS(&bias), cuda::bias_add(dev(y), dev(y), dev(bias), rows_of(y), C))
-  dispatch_float(y, [&](auto tag) {
+  Widened w;
+  Tensor& yw = w.out(y, /*accumulating=*/true);
+  dispatch_float(yw, [&](auto tag) {
     using T = decltype(tag);
-    cpu::bias_add<T>(y.data<T>(), y.data<T>(), bias.data<T>(), rows_of(y), C);
+    cpu::bias_add<T>(yw.data<T>(), yw.data<T>(), bias.data<T>(), rows_of(y), C);
   });
+  w.finish();
 }
 
 void add_accumulate(Tensor& out, const Tensor& a) {
-  check_same(out, a, "add_accumulate");
+  check_same_shape(out, a, "add_accumulate");
   TR_CUDA_OP(a, TR_OPERANDS(&out), cuda::add_accumulate(dev(out), dev(a), a.numel()))
-  dispatch_float(a, [&](auto tag) {
+  Widened w;
+  const Tensor& aw = w.in(a);
+  Tensor& outw = w.out(out, /*accumulating=*/true);
+  dispatch_float(aw, [&](auto tag) {
     using T = decltype(tag);
-    cpu::add_accumulate<T>(out.data<T>(), a.data<T>(), a.numel());
+    cpu::add_accumulate<T>(outw.data<T>(), aw.data<T>(), a.numel());
   });
+  w.finish();
 }
 
 void copy(Tensor& out, const Tensor& in) {
@@ -251,18 +305,23 @@ void attention_forward(Tensor& out, Tensor& probs, const Tensor& q, const Tensor
   TR_CHECK(k.shape() == v.shape() && k.dim(0) == B && k.dim(2) == d, "attention: k/v shapes");
   const std::int64_t Dh = d / heads;
   ensure_shape(out, q.shape(), q.dtype(), q.device());
-  ensure_shape(probs, {B, heads, Tq, Tk}, q.dtype(), q.device());
+  ensure_shape(probs, {B, heads, Tq, Tk}, wide_dtype(q), q.device());
   const std::int32_t* lens = kv_len.defined() ? kv_len.data<std::int32_t>() : nullptr;
   const std::uint8_t* keep = keep_mask.defined() ? keep_mask.data<std::uint8_t>() : nullptr;
   TR_CUDA_OP(q, TR_OPERANDS(&k, &v, &kv_len, &keep_mask),
              cuda::attention_forward(dev(out), dev(probs), dev(q), dev(k), dev(v), lens, keep,
                                      static_cast<float>(keep_scale), B, heads, Tq, Tk, Dh, causal,
                                      q_offset))
-  dispatch_float(q, [&](auto tag) {
+  Widened w;
+  const Tensor &qw = w.in(q), &kw = w.in(k), &vw = w.in(v);
+  Tensor& outw = w.out(out);
+  dispatch_float(qw, [&](auto tag) {
     using T = decltype(tag);
-    cpu::attention_forward<T>(out.data<T>(), probs.data<T>(), q.data<T>(), k.data<T>(), v.data<T>(),
-                              lens, keep, T(keep_scale), B, heads, Tq, Tk, Dh, causal, q_offset);
+    cpu::attention_forward<T>(outw.data<T>(), probs.data<T>(), qw.data<T>(), kw.data<T>(),
+                              vw.data<T>(), lens, keep, T(keep_scale), B, heads, Tq, Tk, Dh, causal,
+                              q_offset);
   });
+  w.finish();
 }
 
 void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, Tensor& scratch, const Tensor& dout,
@@ -273,18 +332,22 @@ void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, Tensor& scratch, con
   ensure_shape(dq, q.shape(), q.dtype(), q.device());
   ensure_shape(dk, k.shape(), k.dtype(), k.device());
   ensure_shape(dv, v.shape(), v.dtype(), v.device());
-  ensure_shape(scratch, {B, heads, Tq, Tk}, q.dtype(), q.device());
+  ensure_shape(scratch, {B, heads, Tq, Tk}, wide_dtype(q), q.device());
   const std::uint8_t* keep = keep_mask.defined() ? keep_mask.data<std::uint8_t>() : nullptr;
   TR_CUDA_OP(q, TR_OPERANDS(&k, &v, &dout, &probs, &keep_mask),
              cuda::attention_backward(dev(dq), dev(dk), dev(dv), dev(scratch), dev(dout),
                                       dev(probs), dev(q), dev(k), dev(v), keep,
                                       static_cast<float>(keep_scale), B, heads, Tq, Tk, Dh))
-  dispatch_float(q, [&](auto tag) {
+  Widened w;
+  const Tensor &qw = w.in(q), &kw = w.in(k), &vw = w.in(v), &doutw = w.in(dout);
+  Tensor &dqw = w.out(dq), &dkw = w.out(dk), &dvw = w.out(dv);
+  dispatch_float(qw, [&](auto tag) {
     using T = decltype(tag);
-    cpu::attention_backward<T>(dq.data<T>(), dk.data<T>(), dv.data<T>(), scratch.data<T>(),
-                               dout.data<T>(), probs.data<T>(), q.data<T>(), k.data<T>(),
-                               v.data<T>(), keep, T(keep_scale), B, heads, Tq, Tk, Dh);
+    cpu::attention_backward<T>(dqw.data<T>(), dkw.data<T>(), dvw.data<T>(), scratch.data<T>(),
+                               doutw.data<T>(), probs.data<T>(), qw.data<T>(), kw.data<T>(),
+                               vw.data<T>(), keep, T(keep_scale), B, heads, Tq, Tk, Dh);
   });
+  w.finish();
 }
 
 void embedding_forward(Tensor& out, const Tensor& ids, const Tensor& table, double scale) {
@@ -309,10 +372,12 @@ void embedding_backward_accumulate(Tensor& dtable, const Tensor& ids, const Tens
   TR_CUDA_OP(dtable, TR_OPERANDS(&ids, &dout),
              cuda::embedding_backward_accumulate(dev(dtable), dev<std::int32_t>(ids), dev(dout),
                                                  ids.numel(), d, static_cast<float>(scale)))
+  Widened w;
+  const Tensor& doutw = w.in(dout);
   dispatch_float(dtable, [&](auto tag) {
     using T = decltype(tag);
     cpu::embedding_backward_accumulate<T>(dtable.data<T>(), ids.data<std::int32_t>(),
-                                          dout.data<T>(), ids.numel(), d, T(scale));
+                                          doutw.data<T>(), ids.numel(), d, T(scale));
   });
 }
 
@@ -341,10 +406,12 @@ void embedding_backward_shard_accumulate(Tensor& dtable, const Tensor& ids, cons
              cuda::embedding_backward_shard_accumulate(dev(dtable), dev<std::int32_t>(ids),
                                                        dev(dout), ids.numel(), d, first,
                                                        dtable.dim(0), static_cast<float>(scale)))
+  Widened w;
+  const Tensor& doutw = w.in(dout);
   dispatch_float(dtable, [&](auto tag) {
     using T = decltype(tag);
     cpu::embedding_backward_shard_accumulate<T>(dtable.data<T>(), ids.data<std::int32_t>(),
-                                                dout.data<T>(), ids.numel(), d, first,
+                                                doutw.data<T>(), ids.numel(), d, first,
                                                 dtable.dim(0), T(scale));
   });
 }
@@ -481,25 +548,33 @@ void dropout_apply(Tensor& out, const Tensor& in, const Tensor& keep, double p) 
   TR_CUDA_OP(in, TR_OPERANDS(&keep),
              cuda::dropout_apply(dev(out), dev(in), dev<std::uint8_t>(keep),
                                  static_cast<float>(1.0 / (1.0 - p)), in.numel()))
-  dispatch_float(in, [&](auto tag) {
+  Widened w;
+  const Tensor& inw = w.in(in);
+  Tensor& outw = w.out(out);
+  dispatch_float(inw, [&](auto tag) {
     using T = decltype(tag);
-    cpu::dropout_apply<T>(out.data<T>(), in.data<T>(), keep.data<std::uint8_t>(),
+    cpu::dropout_apply<T>(outw.data<T>(), inw.data<T>(), keep.data<std::uint8_t>(),
                           T(1.0 / (1.0 - p)), in.numel());
   });
+  w.finish();
 }
 
 void dropout_add(Tensor& out, const Tensor& skip, const Tensor& in, const Tensor& keep, double p) {
-  check_same(skip, in, "dropout_add");
+  check_same_shape(skip, in, "dropout_add");
   TR_CHECK(keep.numel() == in.numel(), "dropout: mask size");
-  if (!out.same_buffer(skip)) ensure_shape(out, in.shape(), in.dtype(), in.device());
+  if (!out.same_buffer(skip)) ensure_shape(out, in.shape(), promoted_dtype(skip, in), in.device());
   TR_CUDA_OP(in, TR_OPERANDS(&skip, &keep),
              cuda::dropout_add(dev(out), dev(skip), dev(in), dev<std::uint8_t>(keep),
                                static_cast<float>(1.0 / (1.0 - p)), in.numel()))
-  dispatch_float(in, [&](auto tag) {
+  Widened w;
+  const Tensor &skipw = w.in(skip), &inw = w.in(in);
+  Tensor& outw = w.out(out);
+  dispatch_float(inw, [&](auto tag) {
     using T = decltype(tag);
-    cpu::dropout_add<T>(out.data<T>(), skip.data<T>(), in.data<T>(), keep.data<std::uint8_t>(),
+    cpu::dropout_add<T>(outw.data<T>(), skipw.data<T>(), inw.data<T>(), keep.data<std::uint8_t>(),
                         T(1.0 / (1.0 - p)), in.numel());
   });
+  w.finish();
 }
 
 double sum_squares(const Tensor& x) {

@@ -5,6 +5,14 @@
 // Naming follows the kernels: outputs first; `_accumulate` adds into its output. Outputs are
 // (re)shaped by the op with ensure_shape, so callers keep them as members and nothing is
 // allocated once the shapes have been seen.
+//
+// bf16 activations (train.precision: bf16): the float operands of the ops below may be f32 or
+// bf16 in any mix (parameters and their gradients are always f32 or f64). An output takes the
+// dtype of the input it is shaped after (a gradient that of its forward tensor), the sum of an
+// f32 and a bf16 tensor is f32 (the residual stream stays f32), and linear/LayerNorm outputs
+// take the dtype the caller asks for. Statistics and internal buffers (LayerNorm mean/rstd,
+// attention probabilities) are f32 for bf16 inputs. On the CPU a bf16 operand is widened to
+// f32 for the f32 kernel and a bf16 output rounded from its f32 result (layers/widened.h).
 #pragma once
 
 #include <cstdint>
@@ -15,6 +23,9 @@ namespace tr::ops {
 
 // y[N, out] = x[N, in] W^T (+ b).   weight [out, in], bias [out] or undefined.
 void linear_forward(Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias);
+// The same with y of dtype y_dtype (f32 or bf16 for an f32/bf16 x).
+void linear_forward(Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                    DType y_dtype);
 // dx = dy W (skipped when dx is null), dweight += dy^T x, dbias += colsum(dy) (when defined).
 void linear_backward(Tensor* dx, Tensor& dweight, Tensor* dbias, const Tensor& dy, const Tensor& x,
                      const Tensor& weight);
@@ -25,6 +36,8 @@ void linear_backward_accumulate(Tensor& dx_sum, Tensor& dweight, Tensor* dbias, 
 
 void layernorm_forward(Tensor& y, Tensor& mean, Tensor& rstd, const Tensor& x, const Tensor& weight,
                        const Tensor& bias, double eps);
+void layernorm_forward(Tensor& y, Tensor& mean, Tensor& rstd, const Tensor& x, const Tensor& weight,
+                       const Tensor& bias, double eps, DType y_dtype);
 // dx = d(input) (+ *residual when given: a pre-LN block's skip gradient added in the same pass).
 void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor& dy,
                         const Tensor& x, const Tensor& weight, const Tensor& mean,

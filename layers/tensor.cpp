@@ -5,6 +5,8 @@
 #include <cstring>
 #include <mutex>
 
+#include "layers/cpu/bf16.h"
+
 #ifdef TR_HAVE_CUDA
 #include "layers/cuda/runtime.h"
 #endif
@@ -257,6 +259,10 @@ void Tensor::copy_from(const Tensor& source) {
     const double* s = source.data<double>();
     float* d = data<float>();
     for (std::int64_t i = 0; i < n; ++i) d[i] = static_cast<float>(s[i]);
+  } else if (source.dtype() == DType::f32 && dtype_ == DType::bf16) {
+    cpu::f32_to_bf16(static_cast<std::uint16_t*>(raw()), source.data<float>(), n);
+  } else if (source.dtype() == DType::bf16 && dtype_ == DType::f32) {
+    cpu::bf16_to_f32(data<float>(), static_cast<const std::uint16_t*>(source.raw()), n);
   } else {
     throw InternalError(std::string("copy_from: no conversion ") + dtype_name(source.dtype()) +
                         " -> " + dtype_name(dtype_));

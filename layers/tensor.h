@@ -45,6 +45,14 @@ template <>
 constexpr DType dtype_of<std::uint8_t>() {
   return DType::u8;
 }
+// A bf16 element as stored (the upper half of an fp32; layers/cpu/bf16.h converts).
+struct BFloat16 {
+  std::uint16_t bits;
+};
+template <>
+constexpr DType dtype_of<BFloat16>() {
+  return DType::bf16;
+}
 
 using Shape = std::vector<std::int64_t>;
 std::int64_t shape_numel(const Shape& shape);
@@ -118,7 +126,8 @@ class Tensor {
   Tensor clone() const;
   void zero_();
   // Copies values from `source` (same element count). Across devices (host <-> CUDA,
-  // synchronous) the dtypes must match; on the host they may differ between f32 and f64.
+  // synchronous) the dtypes must match; on the host f32 converts to and from f64 and bf16
+  // (f32 -> bf16 rounds to nearest even).
   void copy_from(const Tensor& source);
   bool same_buffer(const Tensor& other) const { return buffer_ == other.buffer_; }
 

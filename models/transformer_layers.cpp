@@ -7,7 +7,10 @@ namespace tr {
 
 ResidualBlock::ResidualBlock(const std::string& norm_name, std::int64_t d, bool pre_norm,
                              double dropout, DropoutIds& ids, DType dtype)
-    : norm(norm_name, d, dtype), pre_(pre_norm), drop_(dropout, ids.take()) {}
+    : norm(norm_name, d, dtype), pre_(pre_norm), drop_(dropout, ids.take()) {
+  // A pre-LN sublayer norm's output only feeds the sublayer's projections.
+  norm.set_block_activation_output(pre_norm);
+}
 
 Tensor ResidualBlock::begin(const Tensor& x) {
   x_ = x;

@@ -58,8 +58,6 @@ void check_train(const RunConfig& c, const Origin& origin) {
   if (t.steps > 0 && t.epochs > 0)
     fail(origin, "train.epochs: give train.steps or train.epochs, not both (got steps " +
                      str(t.steps) + ", epochs " + str(t.epochs) + ")");
-  if (t.precision == "bf16" && t.device == "cpu")
-    fail(origin, "train.precision: bf16 needs train.device cuda or auto, got cpu");
   const ScheduleConfig& s = t.schedule;
   if (s.type == ScheduleType::cosine) {
     if (s.min_lr > s.lr)

@@ -404,7 +404,9 @@ std::vector<Option> make_options() {
       choice("train.device", TR_FIELD(train.device), {"cpu", "cuda", "auto"},
              "Where to train; auto = cuda when a GPU is present."),
       choice("train.precision", TR_FIELD(train.precision), {"fp32", "bf16"},
-             "bf16: bf16 activations, fp32 master weights and optimizer state (cuda only)."),
+             "bf16: matrix products of bf16 operands (fp32 accumulation), fp32 master weights "
+             "and optimizer state; on the CPU also bf16 block activations (the GPU's numerics, "
+             "half the activation memory, slower than fp32 there)."),
       choice("train.recompute", TR_FIELD(train.recompute), {"none", "selective", "full"},
              "Activation recomputation: selective = attention probabilities, full = every "
              "transformer layer from its input; same gradients, less memory, more compute."),

@@ -14,14 +14,10 @@ Device resolve_training_device(const RunConfig& c) {
   } else if (c.train.device == "auto" && cuda_device_count() > 0) {
     device = Device::cuda;
   }
-  if (c.train.precision == "bf16" && device != Device::cuda)
-    throw UserError(
-        "train.precision: bf16 needs a CUDA device (train.device auto found none); the CPU path "
-        "trains in fp32");
-  // bf16: the matrix products take bf16 operands (fp32 accumulation, weights, optimizer state).
-  if (device == Device::cuda)
-    set_cuda_matmul_precision(c.train.precision == "bf16" ? MatmulPrecision::bf16
-                                                          : MatmulPrecision::fp32);
+  // bf16: the matrix products take bf16 operands (fp32 accumulation, weights, optimizer state),
+  // and on the CPU the blocks' activations are bf16.
+  set_training_precision(
+      c.train.precision == "bf16" ? MatmulPrecision::bf16 : MatmulPrecision::fp32, device);
   return device;
 }
 

@@ -16,8 +16,8 @@ namespace tr {
 struct RunConfig;
 
 // train.device resolved: cpu; cuda (UserError, one line, when no GPU is usable); auto: cuda
-// when a GPU is usable, else cpu. On CUDA it sets the matrix products' precision from
-// train.precision; bf16 without a GPU is a UserError.
+// when a GPU is usable, else cpu. It sets train.precision for that device
+// (set_training_precision: bf16 products, and bf16 activations on the CPU).
 Device resolve_training_device(const RunConfig& config);
 
 // Copies the defined tensors of `host` into `device_batch` on `device`, reusing its buffers.

@@ -4,8 +4,8 @@
 // - BLAS (large heads): per (batch, head) GEMMs that read the head's columns in place
 //   (leading dimension H*Dh).
 //
-// BLAS path work split: when one head's GEMMs are small, OpenBLAS runs them on the calling thread, so
-// OpenMP takes the (b, h) pairs in parallel. Above that size OpenBLAS would start its own
+// BLAS path work split: when one head's GEMMs are small, OpenBLAS runs them on the calling thread,
+// so OpenMP takes the (b, h) pairs in parallel. Above that size OpenBLAS would start its own
 // threads inside each OpenMP thread; then the heads run one after another and the parallelism
 // is OpenBLAS's (GEMMs) and OpenMP's over rows (softmax). Each output element is produced by
 // one thread in a fixed order either way, so results do not depend on the thread count.
@@ -15,6 +15,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "layers/cpu/bf16.h"
 #include "layers/cpu/kernels.h"
 #include "layers/cpu/simd.h"
 #include "layers/cpu/vec_math.h"
@@ -133,8 +134,10 @@ constexpr i64 kFusedMaxHeadDim = 256;
 // Total multiply-adds below which the (b, h) loop stays on the calling thread.
 constexpr double kFusedParallelMin = 1 << 15;
 
+// Under bf16 products every product must go through gemm<float> (which rounds the operands),
+// so the fused small-GEMM path is off then.
 inline bool use_fused(i64 Tk, i64 Dh) {
-  return Dh <= kFusedMaxHeadDim && Tk * Dh <= kFusedMaxKeyElements;
+  return Dh <= kFusedMaxHeadDim && Tk * Dh <= kFusedMaxKeyElements && !bf16_products();
 }
 
 template <typename T>
@@ -254,9 +257,9 @@ using FusedBackward = void (*)(T*, T*, T*, T*, const T*, const T*, const T*, con
                                const std::uint8_t*, T, i64, i64, i64, i64);
 
 template <typename T>
-TR_TARGET_AVX2 void fused_forward_avx2(T* out, T* probs, const T* q, const T* k, const T* v,
-                                       i64 kv, const std::uint8_t* keep, T keep_scale, i64 Tq,
-                                       i64 Tk, i64 ld, i64 Dh, bool causal, i64 q_offset) {
+TR_TARGET_AVX2 void fused_forward_avx2(T* out, T* probs, const T* q, const T* k, const T* v, i64 kv,
+                                       const std::uint8_t* keep, T keep_scale, i64 Tq, i64 Tk,
+                                       i64 ld, i64 Dh, bool causal, i64 q_offset) {
   fused_head_forward<T>(out, probs, q, k, v, kv, keep, keep_scale, Tq, Tk, ld, Dh, causal,
                         q_offset);
 }
@@ -268,8 +271,8 @@ void fused_forward_base(T* out, T* probs, const T* q, const T* k, const T* v, i6
                         q_offset);
 }
 template <typename T>
-TR_TARGET_AVX2 void fused_backward_avx2(T* dq, T* dk, T* dv, T* ds, const T* dout,
-                                        const T* probs, const T* q, const T* k, const T* v,
+TR_TARGET_AVX2 void fused_backward_avx2(T* dq, T* dk, T* dv, T* ds, const T* dout, const T* probs,
+                                        const T* q, const T* k, const T* v,
                                         const std::uint8_t* keep, T keep_scale, i64 Tq, i64 Tk,
                                         i64 ld, i64 Dh) {
   fused_head_backward<T>(dq, dk, dv, ds, dout, probs, q, k, v, keep, keep_scale, Tq, Tk, ld, Dh);

@@ -17,6 +17,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "layers/cpu/bf16.h"
 #include "layers/cpu/gelu_avx2.h"
 #include "layers/cpu/simd.h"
 #include "layers/cpu/vec_math.h"
@@ -347,6 +348,19 @@ TR_ISA_VARIANTS(ce_grad_row_f32,
 
 // ---- GEMM ----------------------------------------------------------------------------------
 
+namespace {
+// rows x cols of `src` (leading dimension ld), each value rounded to bf16, packed into `buf`.
+const float* rounded_to_bf16(std::vector<float>& buf, const float* src, i64 rows, i64 cols,
+                             i64 ld) {
+  buf.resize(static_cast<std::size_t>(rows * cols));
+  float* out = buf.data();
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
+  for (i64 r = 0; r < rows; ++r)
+    for (i64 c = 0; c < cols; ++c) out[r * cols + c] = round_to_bf16(src[r * ld + c]);
+  return out;
+}
+}  // namespace
+
 template <typename T>
 void gemm(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, T alpha, const T* A, i64 lda, const T* B,
           i64 ldb, T beta, T* C, i64 ldc) {
@@ -362,6 +376,18 @@ void gemm(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, T alpha, const T* A, 
       }
     }
     return;
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (bf16_products()) {
+      // The operands as the GPU's bf16 products see them; packed (ld = used columns).
+      thread_local std::vector<float> a_rounded, b_rounded;
+      const i64 a_rows = trans_a ? K : M, a_cols = trans_a ? M : K;
+      const i64 b_rows = trans_b ? N : K, b_cols = trans_b ? K : N;
+      A = rounded_to_bf16(a_rounded, A, a_rows, a_cols, lda);
+      B = rounded_to_bf16(b_rounded, B, b_rows, b_cols, ldb);
+      lda = a_cols;
+      ldb = b_cols;
+    }
   }
   blas_gemm(trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
             blas_int(M, "M"), blas_int(N, "N"), blas_int(K, "K"), alpha, A, blas_int(lda, "lda"), B,

@@ -362,14 +362,6 @@ TEST_F(BadInputs, CudaDeviceWithoutGpuIsRefusedWithOneLine) {
   EXPECT_EQ(count_lines(r.output), 1) << r.output;
 }
 
-// bf16 needs a GPU: with auto and none present it is refused in one line (train.device: cpu
-// with bf16 is the config check's, tests/trainer/test_config.cpp).
-TEST_F(BadInputs, Bf16WithoutGpuIsRefused) {
-  if (cuda_device_count() > 0) GTEST_SKIP() << "a GPU is present: bf16 trains there";
-  expect_refused_vit("--set train.device=auto --set train.precision=bf16",
-                     {"train.precision: bf16 needs a CUDA device"});
-}
-
 // auto trains: on the CPU without a GPU, on CUDA with one.
 TEST_F(BadInputs, AutoDeviceTrains) {
   const auto r = run_trainer("train --config " + vit_config_ + " --set train.device=auto");

@@ -388,8 +388,6 @@ TEST(Config, CrossKeyChecks) {
                   "train.epochs: give train.steps or train.epochs, not both");
   EXPECT_CONTAINS(load_error("data: {train: t.h5}\ntrain: {global_batch: 4}\n"),
                   "train.steps: expected train.steps or train.epochs > 0, got neither");
-  EXPECT_CONTAINS(load_error(kTranslation, {"train.device=cpu", "train.precision=bf16"}),
-                  "train.precision: bf16 needs train.device cuda or auto, got cpu");
   EXPECT_CONTAINS(load_error(kTranslation, {"data.valid="}),
                   "eval.every_steps: 1000 needs data.valid");
   EXPECT_CONTAINS(load_error(kVit, {"data.batching=tokens"}),

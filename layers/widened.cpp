@@ -1,0 +1,33 @@
+#include "layers/widened.h"
+
+namespace tr {
+
+const Tensor& Widened::in(const Tensor& t) {
+  if (!t.defined() || t.dtype() != DType::bf16) return t;
+  TR_CHECK(t.device() == Device::cpu, "bf16 operand of a CUDA op reached the CPU path");
+  Tensor& wide = copies_.emplace_back(Tensor::empty(t.shape(), DType::f32));
+  wide.copy_from(t);
+  return wide;
+}
+
+Tensor& Widened::out(Tensor& t, bool accumulating) {
+  if (!t.defined() || t.dtype() != DType::bf16) return t;
+  TR_CHECK(t.device() == Device::cpu, "bf16 output of a CUDA op reached the CPU path");
+  Tensor& wide = copies_.emplace_back(Tensor::empty(t.shape(), DType::f32));
+  if (accumulating) wide.copy_from(t);
+  outputs_.emplace_back(&t, &wide);
+  return wide;
+}
+
+void Widened::finish() {
+  for (auto& [target, wide] : outputs_) target->copy_from(*wide);
+  outputs_.clear();
+}
+
+DType promoted_dtype(const Tensor& a, const Tensor& b) {
+  if (a.dtype() == b.dtype()) return a.dtype();
+  if (a.dtype() == DType::f64 || b.dtype() == DType::f64) return DType::f64;
+  return DType::f32;
+}
+
+}  // namespace tr
