@@ -93,7 +93,7 @@ inline std::map<std::string, std::vector<double>> final_parameters(const fs::pat
 // zero in exact arithmetic and AdamW turns the round-off left in its place into full steps.
 inline double max_parameter_distance(const std::map<std::string, std::vector<double>>& a,
                                      const std::map<std::string, std::vector<double>>& b,
-                                     const std::string& label) {
+                                     const std::string& label, double tolerance = 1e-5) {
   EXPECT_EQ(a.size(), b.size()) << label;
   double worst = 0;
   for (const auto& [name, x] : a) {
@@ -111,7 +111,7 @@ inline double max_parameter_distance(const std::map<std::string, std::vector<dou
       norm += x[i] * x[i];
     }
     const double d = std::sqrt(diff / std::max(norm, 1e-12));
-    EXPECT_LE(d, 1e-5) << label << " parameter " << name;
+    EXPECT_LE(d, tolerance) << label << " parameter " << name;
     worst = std::max(worst, d);
   }
   return worst;
@@ -119,13 +119,14 @@ inline double max_parameter_distance(const std::map<std::string, std::vector<dou
 
 // Largest relative difference of two metric columns, which must have `n` rows each.
 inline double max_relative_difference(const std::vector<double>& a, const std::vector<double>& b,
-                                      std::size_t n, const std::string& label) {
+                                      std::size_t n, const std::string& label,
+                                      double tolerance = 1e-5) {
   EXPECT_EQ(a.size(), n) << label;
   EXPECT_EQ(b.size(), n) << label;
   double worst = 0;
   for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) {
     const double d = std::abs(a[i] - b[i]) / std::abs(a[i]);
-    EXPECT_LE(d, 1e-5) << label << " step " << i + 1;
+    EXPECT_LE(d, tolerance) << label << " step " << i + 1;
     worst = std::max(worst, d);
   }
   return worst;
