@@ -19,8 +19,12 @@ std::mutex& pool_mutex() {
   return m;
 }
 constexpr std::size_t kAlignment = 64;  // a cache line, and enough for AVX-512 loads
-// Cached free memory above which a cache miss first releases the cache (see acquire).
+// Cached free memory above which a cache miss first frees the stale blocks (see acquire).
 constexpr std::size_t kStaleCacheBytes = std::size_t{256} << 20;
+// A cached block is stale when this many requests went by since its release without taking
+// it: several micro-batches' worth (a 12-layer step makes a few hundred), so the blocks of the
+// activations the next forward takes again are never stale.
+constexpr std::uint64_t kStaleRequests = 4096;
 
 // The system allocation behind a pool miss, and its release. The CUDA pool caches device
 // blocks the same way as the host pool: cudaMalloc and cudaFree synchronise the device, so a
@@ -141,23 +145,39 @@ std::shared_ptr<Buffer> BufferPool::acquire(std::size_t bytes) {
   buffer->device = device_;
   {
     std::lock_guard<std::mutex> lock(pool_mutex());
+    ++requests_;
+    // The smallest cached block of the size class or up to half as large again: ragged
+    // batches (a few tokens more or less from step to step) take the blocks the previous
+    // step gave back instead of missing on the neighbouring class.
+    std::size_t best = free_blocks_.size();
+    for (std::size_t i = 0; i < free_blocks_.size(); ++i) {
+      const std::size_t b = free_blocks_[i].bytes;
+      if (b >= rounded && b <= rounded + rounded / 2 &&
+          (best == free_blocks_.size() || b < free_blocks_[best].bytes))
+        best = i;
+    }
+    if (best < free_blocks_.size()) {
+      buffer->data = free_blocks_[best].data;
+      buffer->bytes = free_blocks_[best].bytes;
+      free_blocks_[best] = free_blocks_.back();
+      free_blocks_.pop_back();
+      cached_bytes_ -= buffer->bytes;
+      in_use_bytes_ += buffer->bytes;
+      peak_in_use_bytes_ = std::max(peak_in_use_bytes_, in_use_bytes_);
+      return buffer;
+    }
     in_use_bytes_ += rounded;
     peak_in_use_bytes_ = std::max(peak_in_use_bytes_, in_use_bytes_);
-    for (std::size_t i = 0; i < free_blocks_.size(); ++i) {
-      if (free_blocks_[i].first == rounded) {
-        buffer->data = free_blocks_[i].second;
-        free_blocks_[i] = free_blocks_.back();
-        free_blocks_.pop_back();
-        cached_bytes_ -= rounded;
-        return buffer;
-      }
-    }
-    // A miss while much is cached: the cached blocks are of sizes nobody asks for any more
-    // (a tensor grew past them as longer batches came), so give them back before taking more.
+    // A miss while much is cached: blocks nobody took for a long while are of sizes nobody
+    // asks for any more (a tensor grew past them as longer batches came): give them back
+    // before taking more. Recently released ones (the next forward's) stay.
     if (cached_bytes_ > kStaleCacheBytes) {
-      for (auto& block : free_blocks_) system_free(device_, block.second);
-      free_blocks_.clear();
-      cached_bytes_ = 0;
+      std::erase_if(free_blocks_, [&](const FreeBlock& block) {
+        if (requests_ - block.released_at <= kStaleRequests) return false;
+        system_free(device_, block.data);
+        cached_bytes_ -= block.bytes;
+        return true;
+      });
     }
     ++system_allocations_;
   }
@@ -179,14 +199,14 @@ std::shared_ptr<Buffer> BufferPool::acquire(std::size_t bytes) {
 
 void BufferPool::release(void* data, std::size_t bytes) {
   std::lock_guard<std::mutex> lock(pool_mutex());
-  free_blocks_.emplace_back(bytes, data);
+  free_blocks_.push_back({bytes, data, requests_});
   cached_bytes_ += bytes;
   in_use_bytes_ -= bytes;
 }
 
 void BufferPool::trim() {
   std::lock_guard<std::mutex> lock(pool_mutex());
-  for (auto& [bytes, data] : free_blocks_) system_free(device_, data);
+  for (const FreeBlock& block : free_blocks_) system_free(device_, block.data);
   free_blocks_.clear();
   cached_bytes_ = 0;
 }

@@ -66,8 +66,11 @@ struct Buffer {
   ~Buffer();
 };
 
-// Caches released blocks by exact size. Training reuses the same shapes every step, so exact
-// matching gives full reuse without fragmentation logic.
+// Caches released blocks by size class (layers/tensor.cpp). A request takes the smallest cached
+// block of its class or up to half as large again; a miss while more than 256 MiB is cached
+// first frees the blocks no request took for a long while. Training reuses the same shapes
+// every step (and layers give their buffers back as backward leaves them), so a warm step
+// makes no system allocation.
 class BufferPool {
  public:
   static BufferPool& instance(Device device);
@@ -87,7 +90,13 @@ class BufferPool {
  private:
   explicit BufferPool(Device device) : device_(device) {}
   Device device_;
-  std::vector<std::pair<std::size_t, void*>> free_blocks_;
+  struct FreeBlock {
+    std::size_t bytes;
+    void* data;
+    std::uint64_t released_at;  // requests_ when it was released
+  };
+  std::vector<FreeBlock> free_blocks_;
+  std::uint64_t requests_ = 0;
   std::int64_t system_allocations_ = 0;
   std::size_t cached_bytes_ = 0;
   std::size_t in_use_bytes_ = 0;

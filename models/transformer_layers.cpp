@@ -118,7 +118,10 @@ Tensor EncoderLayer::run_backward(const Tensor& dy, bool first_rows) {
   Tensor df = attn_block_.begin_backward(dx1);
   Tensor dx = attn_block_.finish_backward(first_rows ? self_attn_.backward_self_first_rows(df)
                                                      : self_attn_.backward_self(df));
-  if (recompute_) release_activations();  // dx keeps its own buffer alive
+  // Done with this layer's activations and gradient buffers: back to the pool, where the
+  // layers below take them for their gradients and the next forward for its activations
+  // (dx keeps its own buffer alive). Kept, they would double the step's peak memory.
+  release_activations();
   return dx;
 }
 
@@ -179,7 +182,7 @@ Tensor DecoderLayer::backward(const Tensor& dy, Tensor& dmemory_sum) {
       cross_attn_.backward_cross(cross_block_.begin_backward(dx2), dmemory_sum));
   Tensor dx =
       self_block_.finish_backward(self_attn_.backward_self(self_block_.begin_backward(dx1)));
-  if (recompute_) release_activations();  // dx keeps its own buffer alive
+  release_activations();  // as EncoderLayer::run_backward
   return dx;
 }
 

@@ -1,0 +1,69 @@
+// The buffer pool behind every tensor: released blocks are taken again by requests of their
+// size class or up to half as large again (ragged batches), not by much smaller ones; a miss
+// while more than 256 MiB is cached frees the blocks that sat unused through 4096 requests
+// and keeps the recently released ones.
+#include <gtest/gtest.h>
+
+#include "layers/tensor.h"
+
+namespace tr {
+namespace {
+
+constexpr std::int64_t kMiB = 1 << 20;
+
+Tensor bytes_tensor(std::int64_t bytes) {
+  return Tensor::empty({bytes}, DType::u8);
+}
+
+TEST(BufferPool, NearbySizesReuseAReleasedBlock) {
+  BufferPool& pool = BufferPool::instance(Device::cpu);
+  pool.trim();
+  { Tensor t = bytes_tensor(4 * kMiB); }
+  const std::int64_t before = pool.system_allocations();
+  {
+    Tensor t = bytes_tensor(3 * kMiB);  // 3/4 of the block: taken
+    EXPECT_EQ(pool.system_allocations(), before);
+    EXPECT_EQ(t.capacity(), static_cast<std::size_t>(4 * kMiB));
+  }
+  { Tensor t = bytes_tensor(2 * kMiB); }  // half: its own block
+  EXPECT_EQ(pool.system_allocations(), before + 1);
+  {
+    // Both cached: the exact class is preferred over the larger block.
+    Tensor t = bytes_tensor(2 * kMiB);
+    EXPECT_EQ(t.capacity(), static_cast<std::size_t>(2 * kMiB));
+  }
+  EXPECT_EQ(pool.system_allocations(), before + 1);
+  pool.trim();
+}
+
+TEST(BufferPool, AMissOverTheCacheLimitFreesOnlyStaleBlocks) {
+  BufferPool& pool = BufferPool::instance(Device::cpu);
+  pool.trim();
+  { Tensor stale = bytes_tensor(300 * kMiB); }  // never touched: no pages behind it
+  { Tensor fresh = bytes_tensor(8 * kMiB); }    // cached while nothing is stale yet
+  for (int i = 0; i < 5000; ++i) Tensor small = bytes_tensor(64);
+  { Tensor fresh = bytes_tensor(8 * kMiB); }  // taken and released again: fresh
+  const std::size_t cached = pool.cached_bytes();
+  ASSERT_GE(cached, static_cast<std::size_t>(308 * kMiB));
+  { Tensor miss = bytes_tensor(kMiB); }  // a size nobody cached
+  // The 300 MiB block went; the 8 MiB one released a moment ago stayed.
+  EXPECT_LT(pool.cached_bytes(), cached - 299 * kMiB);
+  EXPECT_GE(pool.cached_bytes(), static_cast<std::size_t>(9 * kMiB));
+  const std::int64_t before = pool.system_allocations();
+  { Tensor again = bytes_tensor(8 * kMiB); }
+  EXPECT_EQ(pool.system_allocations(), before);
+  pool.trim();
+}
+
+TEST(BufferPool, RecentBlocksStayWhenNothingIsStale) {
+  BufferPool& pool = BufferPool::instance(Device::cpu);
+  pool.trim();
+  { Tensor big = bytes_tensor(300 * kMiB); }  // released just now: not stale
+  { Tensor miss = bytes_tensor(kMiB); }
+  EXPECT_GE(pool.cached_bytes(), static_cast<std::size_t>(300 * kMiB));
+  pool.trim();
+  EXPECT_EQ(pool.cached_bytes(), 0u);
+}
+
+}  // namespace
+}  // namespace tr
