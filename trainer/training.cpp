@@ -150,6 +150,11 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   // On CUDA the model's tensors (TP all-reduces, DP buckets, ZeRO-1) go over the groups'
   // device communicators (NCCL); host values (counts, the loss, norms) stay on dp/tp.
   const Device device = resolve_training_device(config);
+  // train.precision is process-wide (layers/device.h): fp32 again when this run ends, however
+  // it ends, so that what the process does next (tests run several commands) starts clean.
+  struct PrecisionReset {
+    ~PrecisionReset() { set_training_precision(MatmulPrecision::fp32, Device::cpu); }
+  } precision_reset;
   // The schema admits the three names only.
   const Recompute recompute = recompute_from_name(config.train.recompute).value();
   if (device == Device::cuda) runtime.setup_device_groups();

@@ -14,6 +14,8 @@
 #include "data/h5.h"
 #include "data/prepare_synthetic.h"
 #include "data/prepare_translation.h"
+#include "layers/cpu/bf16.h"
+#include "layers/precision.h"
 #include "mpi/training_parity.h"
 #include "trainer/commands.h"
 #include "trainer/weights_file.h"
@@ -191,6 +193,9 @@ TEST(TensorParallelTraining, Bf16FollowsSingleProcess) {
   for (const char* name : {"vit", "encdec_pre"})
     for (int tensor : tensor_sizes()) {
       const Differences layout = expect_layout_matches(name, tensor, v, "bf16");
+      // The run set train.precision process-wide and put fp32 back as it ended.
+      EXPECT_FALSE(bf16_activations());
+      EXPECT_FALSE(cpu::bf16_products());
       const Model m = model_for(name, tensor);
       // Every rank: reference() meets the others in a barrier.
       const fs::path fp32_single = reference(with_precision(m, v, "fp32"), v.micro_batch);
