@@ -42,4 +42,31 @@ inline ModelConfig tiny_vit(std::int64_t layers = 2, std::int64_t channels = 2) 
   return c;
 }
 
+// A little larger (d 32, 4 heads, dropout 0.1): the device and precision comparisons, whose
+// rounding differences a d 8 model would show in a handful of values only.
+inline ModelConfig small_vit() {
+  ModelConfig c = tiny_vit(2, 3);
+  c.d_model = 32;
+  c.heads = 4;
+  c.d_ff = 64;
+  c.image_size = 8;
+  c.patch_size = 4;
+  c.num_classes = 5;
+  c.dropout = 0.1;
+  return c;
+}
+
+// Pre-LN with ReLU, post-LN with GELU.
+inline ModelConfig small_translation(const std::string& norm, bool shared,
+                                     const std::string& positional) {
+  ModelConfig c = tiny_translation(norm, shared, norm == "pre" ? "relu" : "gelu", positional);
+  c.d_model = 32;
+  c.heads = 4;
+  c.d_ff = 64;
+  c.vocab_size = 40;
+  c.max_len = 16;
+  c.dropout = 0.1;
+  return c;
+}
+
 }  // namespace tr::testing

@@ -22,27 +22,12 @@ namespace tr {
 namespace {
 
 ModelConfig vit_config() {
-  ModelConfig c = testing::tiny_vit(2, 3);
-  c.d_model = 32;
-  c.heads = 4;
-  c.d_ff = 64;
-  c.image_size = 8;
-  c.patch_size = 4;
-  c.num_classes = 5;
-  c.dropout = 0.1;
-  return c;
+  return testing::small_vit();
 }
 
+// Pre-LN: shared embeddings, sinusoidal positions, ReLU; post-LN: separate, learned, GELU.
 ModelConfig translation_config(const std::string& norm) {
-  ModelConfig c = testing::tiny_translation(norm, norm == "pre", norm == "pre" ? "relu" : "gelu",
-                                            norm == "pre" ? "sinusoidal" : "learned");
-  c.d_model = 32;
-  c.heads = 4;
-  c.d_ff = 64;
-  c.vocab_size = 40;
-  c.max_len = 16;
-  c.dropout = 0.1;
-  return c;
+  return testing::small_translation(norm, norm == "pre", norm == "pre" ? "sinusoidal" : "learned");
 }
 
 void make_batch(Batch& batch, const ModelConfig& c, std::int64_t index, std::int64_t rows = 6) {
