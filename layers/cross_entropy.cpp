@@ -57,7 +57,14 @@ double CrossEntropy::forward_sharded(const Tensor& logits, const Tensor& targets
   return total;
 }
 
-Tensor CrossEntropy::backward(double scale) {
+Tensor CrossEntropy::backward(double scale, bool overwrite_logits) {
+  // Each element's gradient needs only its own logit and its row's log-sum-exp, so it can take
+  // the logit's place: the step then never holds both (a translation model's largest tensors,
+  // counted tokens x vocabulary).
+  if (overwrite_logits)
+    dlogits_ = logits_;
+  else if (dlogits_.same_buffer(logits_))
+    dlogits_ = Tensor();  // an earlier call's in-place gradient: not this time
   if (active_tp(shard_.tp)) {
     ops::ce_shard_backward(dlogits_, logits_, logsumexp_, targets_, shard_.valid, shard_.first,
                            shard_.vocab, smoothing_, ignore_index_, scale);

@@ -32,7 +32,8 @@ class CrossEntropy {
   // the sum of per-row losses over non-ignored rows.
   double forward(const Tensor& logits, const Tensor& targets);
   // dlogits = scale * d(sum loss)/d logits; scale is 1 / (global count of counted rows).
-  Tensor backward(double scale);
+  // overwrite_logits: computed into the forward's logits tensor (the caller is done with it).
+  Tensor backward(double scale, bool overwrite_logits = false);
   std::int64_t counted_rows() const { return counted_; }  // rows with target != ignore_index
 
  private:

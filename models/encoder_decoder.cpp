@@ -179,7 +179,7 @@ double EncoderDecoder::forward(const Batch& batch, const ForwardContext& ctx) {
 }
 
 void EncoderDecoder::backward(double scale) {
-  Tensor dlogits = loss_.backward(scale);
+  Tensor dlogits = loss_.backward(scale, /*overwrite_logits=*/true);
   if (counted_rows_only_) {
     // d(decoder output) is zero on pad rows; the counted rows' gradients go back in place.
     ops::linear_backward(&dsel_, output_weight().grad, nullptr, dlogits, dec_sel_,

@@ -48,6 +48,8 @@ class Model {
   // Logits of the last forward: [B, T, V] (translation) or [B, classes] (images). After a
   // training forward, translation models keep only the counted (non-pad) target rows, [n, V],
   // and under tensor parallelism only this rank's vocabulary columns (padding included).
+  // Translation models compute the logits' gradient in their place: after backward this
+  // holds the gradient.
   virtual Tensor logits() const = 0;
 
   void zero_grad();

@@ -19,8 +19,8 @@ using i64 = std::int64_t;
 // C[M,N] = alpha * op(A) op(B) + beta * C, row-major, with leading dimensions.
 // op(A) is A[M,K] (lda >= K) or, when trans_a, A is stored [K,M] (lda >= M). Same for B.
 template <typename T>
-void gemm(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, T alpha, const T* A, i64 lda,
-          const T* B, i64 ldb, T beta, T* C, i64 ldc);
+void gemm(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, T alpha, const T* A, i64 lda, const T* B,
+          i64 ldb, T beta, T* C, i64 ldc);
 
 // ---- elementwise ------------------------------------------------------------------------
 // out[r, c] = in[r, c] + bias[c]   (out may equal in)
@@ -89,9 +89,9 @@ void attention_forward(T* out, T* probs, const T* q, const T* k, const T* v,
                        i64 B, i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal, i64 q_offset);
 // dq, dk, dv overwritten. scratch: at least B * H * Tq * Tk elements.
 template <typename T>
-void attention_backward(T* dq, T* dk, T* dv, T* scratch, const T* dout, const T* probs,
-                        const T* q, const T* k, const T* v, const std::uint8_t* keep_mask,
-                        T keep_scale, i64 B, i64 H, i64 Tq, i64 Tk, i64 Dh);
+void attention_backward(T* dq, T* dk, T* dv, T* scratch, const T* dout, const T* probs, const T* q,
+                        const T* k, const T* v, const std::uint8_t* keep_mask, T keep_scale, i64 B,
+                        i64 H, i64 Tq, i64 Tk, i64 Dh);
 
 // ---- embedding ----------------------------------------------------------------------------
 // out[n, :] = table[ids[n], :] * scale        (table [V, d]; ids checked by the caller)
@@ -121,6 +121,7 @@ template <typename T>
 double cross_entropy_forward(T* loss, T* logsumexp, const T* logits, const std::int32_t* targets,
                              i64 N, i64 V, T eps, std::int32_t ignore_index);
 // dlogits[n] = scale * (p - (1 - eps) onehot(t) - eps / V) for counted rows, 0 for ignored rows.
+// dlogits may be logits (computed in place; so may ce_shard_backward's).
 template <typename T>
 void cross_entropy_backward(T* dlogits, const T* logits, const T* logsumexp,
                             const std::int32_t* targets, i64 N, i64 V, T eps,
@@ -136,8 +137,9 @@ void ce_shard_max(double* row_max, const T* logits, i64 N, i64 V_local, i64 vali
 // target's logit when the target is one of this rank's columns (else 0), sums[2 * N + n] = sum
 // of the logits; rows whose target is ignore_index give zeros.
 template <typename T>
-void ce_shard_sums(double* sums, const T* logits, const std::int32_t* targets, const double* row_max,
-                   i64 N, i64 V_local, i64 valid, i64 first, std::int32_t ignore_index);
+void ce_shard_sums(double* sums, const T* logits, const std::int32_t* targets,
+                   const double* row_max, i64 N, i64 V_local, i64 valid, i64 first,
+                   std::int32_t ignore_index);
 // dlogits[n, v] = scale * (exp(x - lse[n]) - eps / V - (1 - eps) [first + v == t]) for valid
 // columns of counted rows; 0 for padding columns and ignored rows.
 template <typename T>
@@ -167,8 +169,8 @@ void adamw_update(T* param, const T* grad, T* m, T* v, i64 n, T lr, T beta1, T b
 // buf = g on the first step, else momentum * buf + g; param -= lr * buf.
 // With momentum == 0, buf is not touched (may be null).
 template <typename T>
-void sgd_update(T* param, const T* grad, T* momentum_buf, i64 n, T lr, T momentum,
-                T weight_decay, bool first_step);
+void sgd_update(T* param, const T* grad, T* momentum_buf, i64 n, T lr, T momentum, T weight_decay,
+                bool first_step);
 
 // ---- reductions ---------------------------------------------------------------------------
 // sum of squares in double, fixed order

@@ -62,8 +62,9 @@ void ce_shard_max(double* row_max, const T* logits, i64 N, i64 V_local, i64 vali
 }
 
 template <typename T>
-void ce_shard_sums(double* sums, const T* logits, const std::int32_t* targets, const double* row_max,
-                   i64 N, i64 V_local, i64 valid, i64 first, std::int32_t ignore_index) {
+void ce_shard_sums(double* sums, const T* logits, const std::int32_t* targets,
+                   const double* row_max, i64 N, i64 V_local, i64 valid, i64 first,
+                   std::int32_t ignore_index) {
 #pragma omp parallel for schedule(static) if (N * V_local > kParallelMin)
   for (i64 n = 0; n < N; ++n) {
     double sum_exp = 0, target = 0, sum_x = 0;
@@ -92,18 +93,22 @@ void ce_shard_backward(T* dlogits, const T* logits, const double* logsumexp,
   const double s = static_cast<double>(scale);
 #pragma omp parallel for schedule(static) if (N * V_local > kParallelMin)
   for (i64 n = 0; n < N; ++n) {
+    // Each element written after its own logit is read: dlogits may be logits (in place).
     T* g = dlogits + n * V_local;
-    std::fill(g, g + V_local, T(0));
-    if (targets[n] == ignore_index) continue;
+    if (targets[n] == ignore_index) {
+      std::fill(g, g + V_local, T(0));
+      continue;
+    }
     const T* x = logits + n * V_local;
     for (i64 v = 0; v < valid; ++v)
       g[v] = static_cast<T>(s * (std::exp(static_cast<double>(x[v]) - logsumexp[n]) - smooth));
+    std::fill(g + valid, g + V_local, T(0));  // padding columns
     const i64 t = static_cast<i64>(targets[n]) - first;
     if (t >= 0 && t < valid) g[t] = static_cast<T>(static_cast<double>(g[t]) - s * hit);
   }
 }
 
-#define TR_INSTANTIATE(T)                                                                        \
+#define TR_INSTANTIATE(T)                                                                         \
   template void embedding_forward_shard<T>(T*, const std::int32_t*, const T*, i64, i64, i64, i64, \
                                            T);                                                    \
   template void embedding_backward_shard_accumulate<T>(T*, const std::int32_t*, const T*, i64,    \
