@@ -37,7 +37,7 @@ void Linear::collect_parameters(ParameterList& out) {
 }
 
 void Linear::apply(Tensor& y, const Tensor& x) const {
-  apply_as(y, x, x.dtype() == DType::bf16 ? DType::f32 : x.dtype());
+  apply_as(y, x, wide_dtype(x.dtype()));
 }
 
 void Linear::apply_as(Tensor& y, const Tensor& x, DType y_dtype) const {
@@ -54,8 +54,9 @@ void Linear::apply_as(Tensor& y, const Tensor& x, DType y_dtype) const {
 
 Tensor Linear::forward(const Tensor& x) {
   x_ = x;
-  const DType wide = x.dtype() == DType::bf16 ? DType::f32 : x.dtype();
-  apply_as(y_, x, block_activation_output_ && !row_tp_ ? block_activation_dtype(x.dtype()) : wide);
+  apply_as(y_, x,
+           block_activation_output_ && !row_tp_ ? block_activation_dtype(x.dtype())
+                                                : wide_dtype(x.dtype()));
   return y_;
 }
 

@@ -4,6 +4,7 @@
 
 #include "layers/cpu/kernels.h"
 #include "layers/op_profile.h"
+#include "layers/precision.h"
 #include "layers/widened.h"
 
 #ifdef TR_HAVE_CUDA
@@ -28,10 +29,6 @@ void dispatch_float(const Tensor& t, Body&& body) {
 void check_same_shape(const Tensor& a, const Tensor& b, const char* what) {
   TR_CHECK(a.shape() == b.shape(), std::string(what) + ": shapes " + shape_string(a.shape()) +
                                        " and " + shape_string(b.shape()) + " differ");
-}
-// The dtype of a float tensor's statistics and internal buffers: f32 for bf16 activations.
-DType wide_dtype(const Tensor& t) {
-  return t.dtype() == DType::bf16 ? DType::f32 : t.dtype();
 }
 
 #ifdef TR_HAVE_CUDA
@@ -166,8 +163,8 @@ void layernorm_forward(Tensor& y, Tensor& mean, Tensor& rstd, const Tensor& x, c
                        const Tensor& bias, double eps, DType y_dtype) {
   const std::int64_t C = x.dim(-1), N = rows_of(x);
   ensure_shape(y, x.shape(), y_dtype, x.device());
-  ensure_shape(mean, {N}, wide_dtype(x), x.device());
-  ensure_shape(rstd, {N}, wide_dtype(x), x.device());
+  ensure_shape(mean, {N}, wide_dtype(x.dtype()), x.device());
+  ensure_shape(rstd, {N}, wide_dtype(x.dtype()), x.device());
   TR_CUDA_OP(x, TR_OPERANDS(&weight, &bias),
              cuda::layernorm_forward(dev(y), dev(mean), dev(rstd), dev(x), dev(weight), dev(bias),
                                      N, C, static_cast<float>(eps)))
@@ -268,7 +265,7 @@ void add(Tensor& out, const Tensor& a, const Tensor& b) {
 
 void bias_add_inplace(Tensor& y, const Tensor& bias) {
   const std::int64_t C = y.dim(-1);
-  TR_CHECK(bias.numel() == C && bias.dtype() == wide_dtype(y), "bias_add: bias shape");
+  TR_CHECK(bias.numel() == C && bias.dtype() == wide_dtype(y.dtype()), "bias_add: bias shape");
   TR_CUDA_OP(y, TR_OPERANDS(&bias), cuda::bias_add(dev(y), dev(y), dev(bias), rows_of(y), C))
   Widened w;
   Tensor& yw = w.out(y, /*accumulating=*/true);
@@ -305,7 +302,7 @@ void attention_forward(Tensor& out, Tensor& probs, const Tensor& q, const Tensor
   TR_CHECK(k.shape() == v.shape() && k.dim(0) == B && k.dim(2) == d, "attention: k/v shapes");
   const std::int64_t Dh = d / heads;
   ensure_shape(out, q.shape(), q.dtype(), q.device());
-  ensure_shape(probs, {B, heads, Tq, Tk}, wide_dtype(q), q.device());
+  ensure_shape(probs, {B, heads, Tq, Tk}, wide_dtype(q.dtype()), q.device());
   const std::int32_t* lens = kv_len.defined() ? kv_len.data<std::int32_t>() : nullptr;
   const std::uint8_t* keep = keep_mask.defined() ? keep_mask.data<std::uint8_t>() : nullptr;
   TR_CUDA_OP(q, TR_OPERANDS(&k, &v, &kv_len, &keep_mask),
@@ -332,7 +329,7 @@ void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, Tensor& scratch, con
   ensure_shape(dq, q.shape(), q.dtype(), q.device());
   ensure_shape(dk, k.shape(), k.dtype(), k.device());
   ensure_shape(dv, v.shape(), v.dtype(), v.device());
-  ensure_shape(scratch, {B, heads, Tq, Tk}, wide_dtype(q), q.device());
+  ensure_shape(scratch, {B, heads, Tq, Tk}, wide_dtype(q.dtype()), q.device());
   const std::uint8_t* keep = keep_mask.defined() ? keep_mask.data<std::uint8_t>() : nullptr;
   TR_CUDA_OP(q, TR_OPERANDS(&k, &v, &dout, &probs, &keep_mask),
              cuda::attention_backward(dev(dq), dev(dk), dev(dv), dev(scratch), dev(dout),

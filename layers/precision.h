@@ -22,4 +22,8 @@ bool bf16_activations();
 // activations are on and the input is f32 or bf16; f64 stays f64 (gradient checks).
 DType block_activation_dtype(DType input);
 
+// The dtype a tensor of `dtype` is computed in: f32 for bf16 (statistics, internal buffers,
+// and a layer's f32 outputs from bf16 inputs), any other dtype itself.
+DType wide_dtype(DType dtype);
+
 }  // namespace tr
