@@ -29,19 +29,44 @@ __device__ float warp_max(float v) {
 }
 
 // out[b, y, x, :] = in[b, x, y, :] for in [B, X, Y, D]: heads out of / back into the
-// projection layout ([B, T, H, Dh] <-> [B, H, T, Dh]).
-__global__ void swap_middle_kernel(float* out, const float* in, i64 B, i64 X, i64 Y, i64 D) {
-  TR_GRID_STRIDE(idx, B * X * Y * D) {
-    const i64 d = idx % D, y = (idx / D) % Y, x = (idx / (D * Y)) % X, b = idx / (D * Y * X);
+// projection layout ([B, T, H, Dh] <-> [B, H, T, Dh]). Moved as float4 where D allows and in
+// 32-bit index arithmetic where the size allows: the 64-bit divisions of a per-float version
+// made it run at a third of the copy bandwidth (the H100 profile).
+template <typename V, typename I>
+__global__ void swap_middle_kernel(V* out, const V* in, I B, I X, I Y, I D) {
+  const I n = B * X * Y * D;
+  for (I idx = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; idx < n;
+       idx += static_cast<I>(blockDim.x) * gridDim.x) {
+    const I d = idx % D, rest = idx / D;
+    const I y = rest % Y, rest2 = rest / Y;
+    const I x = rest2 % X, b = rest2 / X;
     out[((b * Y + y) * X + x) * D + d] = in[idx];
   }
+}
+
+template <typename V, typename I>
+void launch_swap_middle(V* out, const V* in, i64 B, i64 X, i64 Y, i64 D) {
+  swap_middle_kernel<V, I><<<grid_for(B * X * Y * D), kThreads, 0, compute_stream()>>>(
+      out, in, static_cast<I>(B), static_cast<I>(X), static_cast<I>(Y), static_cast<I>(D));
+  TR_CUDA_LAUNCH_CHECK();
 }
 
 void swap_middle(float* out, const float* in, i64 B, i64 X, i64 Y, i64 D) {
   const i64 n = B * X * Y * D;
   if (n <= 0) return;
-  swap_middle_kernel<<<grid_for(n), kThreads, 0, compute_stream()>>>(out, in, B, X, Y, D);
-  TR_CUDA_LAUNCH_CHECK();
+  const bool by_four = D % 4 == 0 && reinterpret_cast<std::uintptr_t>(out) % 16 == 0 &&
+                       reinterpret_cast<std::uintptr_t>(in) % 16 == 0;
+  const bool small = n < (i64{1} << 31);
+  if (by_four && small)
+    launch_swap_middle<float4, std::uint32_t>(reinterpret_cast<float4*>(out),
+                                              reinterpret_cast<const float4*>(in), B, X, Y, D / 4);
+  else if (by_four)
+    launch_swap_middle<float4, i64>(reinterpret_cast<float4*>(out),
+                                    reinterpret_cast<const float4*>(in), B, X, Y, D / 4);
+  else if (small)
+    launch_swap_middle<float, std::uint32_t>(out, in, B, X, Y, D);
+  else
+    launch_swap_middle<float, i64>(out, in, B, X, Y, D);
 }
 
 void zero_floats(float* p, i64 n) {

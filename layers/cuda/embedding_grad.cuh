@@ -2,7 +2,8 @@
 // (vocabulary shard of the) table holds, tokens in order so that repeated ids add up as on the
 // CPU, without atomics. One thread per column over all tokens left the GPU nearly idle (3.3 ms
 // per call for 8192 tokens of width 1024); here block b owns the rows r with r % blocks == b:
-// every block reads all ids (a broadcast) and adds the rows it owns, in token order.
+// every block reads all ids and adds the rows it owns, in token order (a first version walking
+// the ids from global memory one by one was still 4 ms: latency-bound).
 #pragma once
 
 #include "layers/cuda/launch.cuh"
@@ -16,11 +17,26 @@ __global__ void embedding_rows_backward_kernel(float* dtable, const std::int32_t
                                                const float* dout, std::int64_t N, std::int64_t d,
                                                std::int64_t first, std::int64_t V_local,
                                                float scale) {
-  for (std::int64_t n = 0; n < N; ++n) {
-    const std::int64_t row = static_cast<std::int64_t>(ids[n]) - first;
-    if (row < 0 || row >= V_local || row % gridDim.x != blockIdx.x) continue;
-    for (std::int64_t c = threadIdx.x; c < d; c += blockDim.x)
-      dtable[row * d + c] += dout[n * d + c] * scale;
+  // Ids come in chunks of blockDim.x, each thread deciding for one whether this block owns its
+  // row (-1: not ours), so that the block's walk over the chunk reads shared memory only.
+  __shared__ std::int64_t owned[kThreads];
+  for (std::int64_t n0 = 0; n0 < N; n0 += blockDim.x) {
+    __syncthreads();  // the previous chunk is done with
+    const std::int64_t n = n0 + threadIdx.x;
+    std::int64_t row = -1;
+    if (n < N) {
+      row = static_cast<std::int64_t>(ids[n]) - first;
+      if (row < 0 || row >= V_local || row % gridDim.x != blockIdx.x) row = -1;
+    }
+    owned[threadIdx.x] = row;
+    __syncthreads();
+    const std::int64_t count = N - n0 < blockDim.x ? N - n0 : blockDim.x;
+    for (std::int64_t j = 0; j < count; ++j) {
+      const std::int64_t r = owned[j];
+      if (r < 0) continue;
+      for (std::int64_t c = threadIdx.x; c < d; c += blockDim.x)
+        dtable[r * d + c] += dout[(n0 + j) * d + c] * scale;
+    }
   }
 }
 
