@@ -106,12 +106,11 @@ void linear_backward(Tensor* dx, Tensor& dweight, Tensor* dbias, const Tensor& d
   const std::int64_t in = weight.dim(1), out = weight.dim(0), N = rows_of(x);
   TR_CHECK(dy.dim(-1) == out && rows_of(dy) == N, "linear backward: dy shape");
   if (dx) ensure_shape(*dx, x.shape(), x.dtype(), x.device());
-  TR_CUDA_OP(
-      x, TR_OPERANDS(&weight, &dy, &dweight),
-      if (dx) cuda::gemm(false, false, N, in, out, 1.0f, dev(dy), out, dev(weight), in, 0.0f,
-                         dev(*dx), in);
-      cuda::gemm(true, false, out, in, N, 1.0f, dev(dy), out, dev(x), in, 1.0f, dev(dweight), in);
-      if (dbias && dbias->defined()) cuda::bias_backward_accumulate(dev(*dbias), dev(dy), N, out))
+  TR_CUDA_OP(x, TR_OPERANDS(&weight, &dy, &dweight),
+             cuda::linear_backward_products(dx ? dev(*dx) : nullptr, 0.0f, dev(dweight), dev(dy),
+                                            dev(x), dev(weight), N, in, out);
+             if (dbias && dbias->defined())
+                 cuda::bias_backward_accumulate(dev(*dbias), dev(dy), N, out))
   Widened w;
   const Tensor &xw = w.in(x), &dyw = w.in(dy);
   Tensor* dxw = dx ? &w.out(*dx) : nullptr;
@@ -133,12 +132,11 @@ void linear_backward_accumulate(Tensor& dx_sum, Tensor& dweight, Tensor* dbias, 
   const std::int64_t in = weight.dim(1), out = weight.dim(0), N = rows_of(x);
   TR_CHECK(dy.dim(-1) == out && rows_of(dy) == N, "linear backward: dy shape");
   check_same_shape(dx_sum, x, "linear backward_accumulate: dx_sum vs x");
-  TR_CUDA_OP(
-      x, TR_OPERANDS(&weight, &dy, &dweight, &dx_sum),
-      cuda::gemm(false, false, N, in, out, 1.0f, dev(dy), out, dev(weight), in, 1.0f, dev(dx_sum),
-                 in);
-      cuda::gemm(true, false, out, in, N, 1.0f, dev(dy), out, dev(x), in, 1.0f, dev(dweight), in);
-      if (dbias && dbias->defined()) cuda::bias_backward_accumulate(dev(*dbias), dev(dy), N, out))
+  TR_CUDA_OP(x, TR_OPERANDS(&weight, &dy, &dweight, &dx_sum),
+             cuda::linear_backward_products(dev(dx_sum), 1.0f, dev(dweight), dev(dy), dev(x),
+                                            dev(weight), N, in, out);
+             if (dbias && dbias->defined())
+                 cuda::bias_backward_accumulate(dev(*dbias), dev(dy), N, out))
   Widened w;
   const Tensor &xw = w.in(x), &dyw = w.in(dy);
   Tensor& sumw = w.out(dx_sum, /*accumulating=*/true);

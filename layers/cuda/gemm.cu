@@ -81,6 +81,12 @@ i64 span(i64 rows, i64 cols, i64 ld, i64 batch, i64 stride) {
   return (batch - 1) * stride + (rows - 1) * ld + cols;
 }
 
+// bf16 elements rounded up to 16 bytes: each operand in a shared scratch block starts aligned,
+// as cuBLASLt's fastest kernels want.
+i64 aligned16(i64 n) {
+  return (n + 7) / 8 * 8;
+}
+
 // Strides between the matrices of a batched product (elements), and their count.
 struct Batching {
   i64 count = 1, a = 0, b = 0, c = 0;
@@ -137,9 +143,9 @@ void f32_matmul(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float alpha, co
   }
   const i64 na = span(trans_a ? K : M, trans_a ? M : K, lda, batch.count, batch.a);
   const i64 nb = span(trans_b ? N : K, trans_b ? K : N, ldb, batch.count, batch.b);
-  StreamScratch rounded(static_cast<std::size_t>(na + nb) * sizeof(bf16));
+  StreamScratch rounded(static_cast<std::size_t>(aligned16(na) + nb) * sizeof(bf16));
   bf16* a16 = rounded.as<bf16>();
-  bf16* b16 = a16 + na;
+  bf16* b16 = a16 + aligned16(na);
   f32_to_bf16(a16, A, na);
   f32_to_bf16(b16, B, nb);
   lt_matmul(CUDA_R_16BF, CUDA_R_32F, trans_a, trans_b, M, N, K, alpha, a16, lda, b16, ldb, beta, C,
@@ -165,6 +171,30 @@ void gemm_strided_batched(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float
                           i64 stride_b, float beta, float* C, i64 ldc, i64 stride_c, i64 batch) {
   f32_matmul(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nullptr,
              Batching{batch, stride_a, stride_b, stride_c});
+}
+
+void linear_backward_products(float* dx, float beta_dx, float* dweight, const float* dy,
+                              const float* x, const float* w, i64 N, i64 in, i64 out) {
+  if (!g_bf16_operands || N == 0) {
+    if (dx) gemm(false, false, N, in, out, 1.0f, dy, out, w, in, beta_dx, dx, in);
+    gemm(true, false, out, in, N, 1.0f, dy, out, x, in, 1.0f, dweight, in);
+    return;
+  }
+  // bf16 products: dy rounded once for both (each gemm call would round it again).
+  const i64 ndy = aligned16(N * out), nw = dx ? aligned16(out * in) : 0;
+  StreamScratch rounded(static_cast<std::size_t>(ndy + nw + N * in) * sizeof(bf16));
+  bf16* dy16 = rounded.as<bf16>();
+  bf16* w16 = dy16 + ndy;
+  bf16* x16 = w16 + nw;
+  f32_to_bf16(dy16, dy, N * out);
+  f32_to_bf16(x16, x, N * in);
+  if (dx) {
+    f32_to_bf16(w16, w, out * in);
+    lt_matmul(CUDA_R_16BF, CUDA_R_32F, false, false, N, in, out, 1.0f, dy16, out, w16, in, beta_dx,
+              dx, in, nullptr);
+  }
+  lt_matmul(CUDA_R_16BF, CUDA_R_32F, true, false, out, in, N, 1.0f, dy16, out, x16, in, 1.0f,
+            dweight, in, nullptr);
 }
 
 void gemm_bias(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, const float* A, i64 lda,

@@ -157,6 +157,25 @@ TEST_F(CudaKernels, Bf16MatmulsRoundTheOperands) {
   cuda::gemm_strided_batched(false, true, M, N, K, 0.5f, dx.p(), K, M * K, dy.p(), K, N * K, 0.0f,
                              dout.p(), N, M * N, batch);
   EXPECT_LE(max_rel_error(dout.get(), refb), kTol);
+  // A linear layer's backward (dy rounded once for both products): dx set and added, dweight
+  // accumulated.
+  const i64 rows = 45, in = 24, out = 40;
+  const F gy = random_floats(rows * out, 69), xs = random_floats(rows * in, 70),
+          wt = random_floats(out * in, 71), dx0 = random_floats(rows * in, 72),
+          dw0 = random_floats(out * in, 73);
+  for (float beta : {0.0f, 1.0f}) {
+    F dx_ref = dx0, dw_ref = dw0;
+    const F dyr = rounded_to_bf16(gy), xr = rounded_to_bf16(xs), wr = rounded_to_bf16(wt);
+    cpu::gemm<float>(false, false, rows, in, out, 1.0f, dyr.data(), out, wr.data(), in, beta,
+                     dx_ref.data(), in);
+    cpu::gemm<float>(true, false, out, in, rows, 1.0f, dyr.data(), out, xr.data(), in, 1.0f,
+                     dw_ref.data(), in);
+    Dev<float> ddy(gy), dxs(xs), dwt(wt), ddx(dx0), ddw(dw0);
+    cuda::linear_backward_products(ddx.p(), beta, ddw.p(), ddy.p(), dxs.p(), dwt.p(), rows, in,
+                                   out);
+    EXPECT_LE(max_rel_error(ddx.get(), dx_ref), kTol) << "beta " << beta;
+    EXPECT_LE(max_rel_error(ddw.get(), dw_ref), kTol) << "beta " << beta;
+  }
 }
 
 TEST_F(CudaKernels, Elementwise) {
