@@ -2,7 +2,10 @@
 // permutation each way), so that each product is one strided-batched cuBLASLt call over all
 // (batch, head) pairs; softmax, masks and dropout, and the softmax gradient run one warp per
 // score row. Scores and probabilities are materialised ([B, H, Tq, Tk], kept for backward as
-// the CPU does): not flash-style (cuDNN's fused SDPA is not used yet).
+// the CPU does). Under bf16 products the kernels write the products' operands in bf16
+// themselves. Not flash-style: the score matrix is stored (cuDNN's fused SDPA is not used yet).
+#include <cuda_bf16.h>
+
 #include <cmath>
 
 #include "layers/cuda/kernels.h"
@@ -69,6 +72,29 @@ void swap_middle(float* out, const float* in, i64 B, i64 X, i64 Y, i64 D) {
     launch_swap_middle<float, i64>(out, in, B, X, Y, D);
 }
 
+// swap_middle into bf16 (the attention operands under bf16 products): rounded as they move.
+__global__ void gather_heads_bf16_kernel(__nv_bfloat16* out, const float* in, std::uint32_t B,
+                                         std::uint32_t X, std::uint32_t Y, std::uint32_t D) {
+  const std::uint32_t n = B * X * Y * D;
+  for (std::uint32_t idx = blockIdx.x * blockDim.x + threadIdx.x; idx < n;
+       idx += blockDim.x * gridDim.x) {
+    const std::uint32_t d = idx % D, rest = idx / D;
+    const std::uint32_t y = rest % Y, rest2 = rest / Y;
+    const std::uint32_t x = rest2 % X, b = rest2 / X;
+    out[((b * Y + y) * X + x) * D + d] = __float2bfloat16_rn(in[idx]);
+  }
+}
+
+void gather_heads_bf16(bf16* out, const float* in, i64 B, i64 X, i64 Y, i64 D) {
+  const i64 n = B * X * Y * D;
+  if (n <= 0) return;
+  TR_CHECK(n < (i64{1} << 31), "attention under bf16: more than 2^31 elements in q, k or v");
+  gather_heads_bf16_kernel<<<grid_for(n), kThreads, 0, compute_stream()>>>(
+      reinterpret_cast<__nv_bfloat16*>(out), in, static_cast<std::uint32_t>(B),
+      static_cast<std::uint32_t>(X), static_cast<std::uint32_t>(Y), static_cast<std::uint32_t>(D));
+  TR_CUDA_LAUNCH_CHECK();
+}
+
 void zero_floats(float* p, i64 n) {
   if (n > 0)
     TR_CUDA_CHECK(
@@ -78,9 +104,11 @@ void zero_floats(float* p, i64 n) {
 // Scores (already scaled) to probabilities in place, row (b, h, i) per warp: keys j >= kv_len[b]
 // and, when causal, j > i + q_offset get exactly 0; a row with no visible key is all 0.
 // `dropped` (when not null) receives probs * keep * keep_scale, the operand of the PV product.
-__global__ void softmax_rows_kernel(float* probs, float* dropped, const std::int32_t* kv_len,
-                                    const std::uint8_t* keep, float keep_scale, i64 rows, i64 H,
-                                    i64 Tq, i64 Tk, bool causal, i64 q_offset) {
+// `operand16` (when not null) receives the PV product's operand in bf16 (dropped when keep).
+__global__ void softmax_rows_kernel(float* probs, float* dropped, __nv_bfloat16* operand16,
+                                    const std::int32_t* kv_len, const std::uint8_t* keep,
+                                    float keep_scale, i64 rows, i64 H, i64 Tq, i64 Tk, bool causal,
+                                    i64 q_offset) {
   const i64 row = blockIdx.x * static_cast<i64>(kRowWarps) + threadIdx.x / 32;
   if (row >= rows) return;
   const int lane = threadIdx.x & 31;
@@ -102,7 +130,9 @@ __global__ void softmax_rows_kernel(float* probs, float* dropped, const std::int
   for (i64 j = lane; j < Tk; j += 32) {
     const float v = j < limit ? p[j] * inv : 0.0f;
     p[j] = v;
-    if (dropped) dropped[row * Tk + j] = keep[row * Tk + j] ? v * keep_scale : 0.0f;
+    const float pv = keep ? (keep[row * Tk + j] ? v * keep_scale : 0.0f) : v;
+    if (dropped) dropped[row * Tk + j] = pv;
+    if (operand16) operand16[row * Tk + j] = __float2bfloat16_rn(pv);
   }
 }
 
@@ -112,10 +142,20 @@ __global__ void apply_keep_kernel(float* dropped, const float* probs, const std:
   TR_GRID_STRIDE(i, n) dropped[i] = keep[i] ? probs[i] * keep_scale : 0.0f;
 }
 
+// The dV product's operand in bf16: dropped(P), or P without dropout.
+__global__ void dropped_bf16_kernel(__nv_bfloat16* out, const float* probs,
+                                    const std::uint8_t* keep, float keep_scale, i64 n) {
+  TR_GRID_STRIDE(i, n) {
+    const float p = keep ? (keep[i] ? probs[i] * keep_scale : 0.0f) : probs[i];
+    out[i] = __float2bfloat16_rn(p);
+  }
+}
+
 // ds holds d(dropped P) = dout v^T; becomes dS = P * (dP - rowsum(dP * P)), dP = d(dropped P)
-// through the mask.
-__global__ void softmax_grad_rows_kernel(float* ds, const float* probs, const std::uint8_t* keep,
-                                         float keep_scale, i64 rows, i64 Tk) {
+// through the mask. `ds16` (when not null) receives dS in bf16, the dq and dk products' operand.
+__global__ void softmax_grad_rows_kernel(float* ds, __nv_bfloat16* ds16, const float* probs,
+                                         const std::uint8_t* keep, float keep_scale, i64 rows,
+                                         i64 Tk) {
   const i64 row = blockIdx.x * static_cast<i64>(kRowWarps) + threadIdx.x / 32;
   if (row >= rows) return;
   const int lane = threadIdx.x & 31;
@@ -129,7 +169,11 @@ __global__ void softmax_grad_rows_kernel(float* ds, const float* probs, const st
     dot += g * p[j];
   }
   dot = warp_sum(dot);
-  for (i64 j = lane; j < Tk; j += 32) d[j] = p[j] * (d[j] - dot);
+  for (i64 j = lane; j < Tk; j += 32) {
+    const float v = p[j] * (d[j] - dot);
+    d[j] = v;
+    if (ds16) ds16[row * Tk + j] = __float2bfloat16_rn(v);
+  }
 }
 
 unsigned row_blocks(i64 rows) {
@@ -138,6 +182,105 @@ unsigned row_blocks(i64 rows) {
 
 float attention_scale(i64 Dh) {
   return static_cast<float>(1.0 / std::sqrt(static_cast<double>(Dh)));
+}
+
+// ---- under bf16 products (train.precision: bf16) --------------------------------------------
+// The same steps, with every product's operands written in bf16 by the kernel that makes them
+// (the gathers, the softmax and its gradient): no separate rounding pass, half the bytes read
+// by the products. Probabilities, scores and gradients stay fp32.
+
+void attention_forward_bf16(float* out, float* probs, const float* q, const float* k,
+                            const float* v, const std::int32_t* kv_len,
+                            const std::uint8_t* keep_mask, float keep_scale, i64 B, i64 H, i64 Tq,
+                            i64 Tk, i64 Dh, bool causal, i64 q_offset) {
+  const i64 rows = B * H * Tq, pairs = B * H;
+  const i64 nq = B * Tq * H * Dh, nk = B * Tk * H * Dh;
+  // Element counts rounded up to 8 (16 bytes) so that each operand starts aligned.
+  const auto a8 = [](i64 n) { return (n + 7) / 8 * 8; };
+  StreamScratch operands((a8(nq) + 2 * a8(nk) + a8(rows * Tk)) * sizeof(bf16));
+  StreamScratch out_heads(static_cast<std::size_t>(nq) * sizeof(float));
+  bf16* q16 = operands.as<bf16>();
+  bf16* k16 = q16 + a8(nq);
+  bf16* v16 = k16 + a8(nk);
+  bf16* p16 = v16 + a8(nk);
+  float* oh = out_heads.as<float>();
+  {
+    OpTimer part("attention_forward: heads gathered");
+    gather_heads_bf16(q16, q, B, Tq, H, Dh);
+    gather_heads_bf16(k16, k, B, Tk, H, Dh);
+    gather_heads_bf16(v16, v, B, Tk, H, Dh);
+  }
+  {
+    OpTimer part("attention_forward: q k^T");
+    gemm_strided_batched_bf16_in(false, true, Tq, Tk, Dh, attention_scale(Dh), q16, Dh, Tq * Dh,
+                                 k16, Dh, Tk * Dh, 0.0f, probs, Tk, Tq * Tk, pairs);
+  }
+  {
+    OpTimer part("attention_forward: softmax");
+    softmax_rows_kernel<<<row_blocks(rows), kRowWarps * 32, 0, compute_stream()>>>(
+        probs, nullptr, reinterpret_cast<__nv_bfloat16*>(p16), kv_len, keep_mask, keep_scale, rows,
+        H, Tq, Tk, causal, q_offset);
+    TR_CUDA_LAUNCH_CHECK();
+  }
+  OpTimer part("attention_forward: P v, heads scattered");
+  gemm_strided_batched_bf16_in(false, false, Tq, Dh, Tk, 1.0f, p16, Tk, Tq * Tk, v16, Dh, Tk * Dh,
+                               0.0f, oh, Dh, Tq * Dh, pairs);
+  swap_middle(out, oh, B, H, Tq, Dh);
+}
+
+void attention_backward_bf16(float* dq, float* dk, float* dv, float* scratch, const float* dout,
+                             const float* probs, const float* q, const float* k, const float* v,
+                             const std::uint8_t* keep_mask, float keep_scale, i64 B, i64 H, i64 Tq,
+                             i64 Tk, i64 Dh) {
+  const i64 rows = B * H * Tq, pairs = B * H;
+  const i64 nq = B * Tq * H * Dh, nk = B * Tk * H * Dh;
+  const float scale = attention_scale(Dh);
+  const auto a8 = [](i64 n) { return (n + 7) / 8 * 8; };
+  // bf16: q, dout, k, v and one [rows, Tk] operand (dropped P, then dS); fp32: the gradients.
+  StreamScratch operands((2 * a8(nq) + 2 * a8(nk) + a8(rows * Tk)) * sizeof(bf16));
+  StreamScratch grads((nq + 2 * nk) * sizeof(float));
+  bf16* q16 = operands.as<bf16>();
+  bf16* g16 = q16 + a8(nq);
+  bf16* k16 = g16 + a8(nq);
+  bf16* v16 = k16 + a8(nk);
+  bf16* s16 = v16 + a8(nk);
+  float* dqh = grads.as<float>();
+  float* dkh = dqh + nq;
+  float* dvh = dkh + nk;
+  {
+    OpTimer part("attention_backward: heads gathered");
+    gather_heads_bf16(q16, q, B, Tq, H, Dh);
+    gather_heads_bf16(g16, dout, B, Tq, H, Dh);
+    gather_heads_bf16(k16, k, B, Tk, H, Dh);
+    gather_heads_bf16(v16, v, B, Tk, H, Dh);
+  }
+  {
+    OpTimer part("attention_backward: dv");  // dv = dropped(P)^T dout
+    dropped_bf16_kernel<<<grid_for(rows * Tk), kThreads, 0, compute_stream()>>>(
+        reinterpret_cast<__nv_bfloat16*>(s16), probs, keep_mask, keep_scale, rows * Tk);
+    TR_CUDA_LAUNCH_CHECK();
+    gemm_strided_batched_bf16_in(true, false, Tk, Dh, Tq, 1.0f, s16, Tk, Tq * Tk, g16, Dh, Tq * Dh,
+                                 0.0f, dvh, Dh, Tk * Dh, pairs);
+  }
+  {
+    OpTimer part("attention_backward: dout v^T");
+    gemm_strided_batched_bf16_in(false, true, Tq, Tk, Dh, 1.0f, g16, Dh, Tq * Dh, v16, Dh, Tk * Dh,
+                                 0.0f, scratch, Tk, Tq * Tk, pairs);
+  }
+  {
+    OpTimer part("attention_backward: softmax");  // dS, and its bf16 copy in s16
+    softmax_grad_rows_kernel<<<row_blocks(rows), kRowWarps * 32, 0, compute_stream()>>>(
+        scratch, reinterpret_cast<__nv_bfloat16*>(s16), probs, keep_mask, keep_scale, rows, Tk);
+    TR_CUDA_LAUNCH_CHECK();
+  }
+  OpTimer part("attention_backward: dq, dk, heads scattered");
+  gemm_strided_batched_bf16_in(false, false, Tq, Dh, Tk, scale, s16, Tk, Tq * Tk, k16, Dh, Tk * Dh,
+                               0.0f, dqh, Dh, Tq * Dh, pairs);
+  gemm_strided_batched_bf16_in(true, false, Tk, Dh, Tq, scale, s16, Tk, Tq * Tk, q16, Dh, Tq * Dh,
+                               0.0f, dkh, Dh, Tk * Dh, pairs);
+  swap_middle(dq, dqh, B, H, Tq, Dh);
+  swap_middle(dk, dkh, B, H, Tk, Dh);
+  swap_middle(dv, dvh, B, H, Tk, Dh);
 }
 
 }  // namespace
@@ -151,6 +294,9 @@ void attention_forward(float* out, float* probs, const float* q, const float* k,
     zero_floats(out, B * Tq * H * Dh);
     return;
   }
+  if (bf16_matmuls())
+    return attention_forward_bf16(out, probs, q, k, v, kv_len, keep_mask, keep_scale, B, H, Tq, Tk,
+                                  Dh, causal, q_offset);
   const i64 nq = B * Tq * H * Dh, nk = B * Tk * H * Dh;
   StreamScratch heads((2 * nq + 2 * nk) * sizeof(float));
   float* qh = heads.as<float>();
@@ -173,7 +319,7 @@ void attention_forward(float* out, float* probs, const float* q, const float* k,
   {
     OpTimer part("attention_forward: softmax");
     softmax_rows_kernel<<<row_blocks(rows), kRowWarps * 32, 0, compute_stream()>>>(
-        probs, dropped, kv_len, keep_mask, keep_scale, rows, H, Tq, Tk, causal, q_offset);
+        probs, dropped, nullptr, kv_len, keep_mask, keep_scale, rows, H, Tq, Tk, causal, q_offset);
     TR_CUDA_LAUNCH_CHECK();
   }
   OpTimer part("attention_forward: P v, heads scattered");
@@ -196,6 +342,9 @@ void attention_backward(float* dq, float* dk, float* dv, float* scratch, const f
     zero_floats(dv, nk);
     return;
   }
+  if (bf16_matmuls())
+    return attention_backward_bf16(dq, dk, dv, scratch, dout, probs, q, k, v, keep_mask, keep_scale,
+                                   B, H, Tq, Tk, Dh);
   const float scale = attention_scale(Dh);
   // Head-major copies of q, k, v, dout and the head-major gradients.
   StreamScratch heads((3 * nq + 4 * nk) * sizeof(float));
@@ -236,7 +385,7 @@ void attention_backward(float* dq, float* dk, float* dv, float* scratch, const f
   {
     OpTimer part("attention_backward: softmax");
     softmax_grad_rows_kernel<<<row_blocks(rows), kRowWarps * 32, 0, compute_stream()>>>(
-        scratch, probs, keep_mask, keep_scale, rows, Tk);
+        scratch, nullptr, probs, keep_mask, keep_scale, rows, Tk);
     TR_CUDA_LAUNCH_CHECK();
   }
   OpTimer part("attention_backward: dq, dk, heads scattered");

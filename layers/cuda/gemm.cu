@@ -173,6 +173,14 @@ void gemm_strided_batched(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float
              Batching{batch, stride_a, stride_b, stride_c});
 }
 
+void gemm_strided_batched_bf16_in(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float alpha,
+                                  const bf16* A, i64 lda, i64 stride_a, const bf16* B, i64 ldb,
+                                  i64 stride_b, float beta, float* C, i64 ldc, i64 stride_c,
+                                  i64 batch) {
+  lt_matmul(CUDA_R_16BF, CUDA_R_32F, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
+            ldc, nullptr, Batching{batch, stride_a, stride_b, stride_c});
+}
+
 void linear_backward_products(float* dx, float beta_dx, float* dweight, const float* dy,
                               const float* x, const float* w, i64 N, i64 in, i64 out) {
   if (!g_bf16_operands || N == 0) {

@@ -32,6 +32,12 @@ void gemm(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float alpha, const fl
 void gemm_strided_batched(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float alpha,
                           const float* A, i64 lda, i64 stride_a, const float* B, i64 ldb,
                           i64 stride_b, float beta, float* C, i64 ldc, i64 stride_c, i64 batch);
+// As gemm_strided_batched with operands already in bf16 (fp32 accumulation and C): the
+// attention's products under bf16, whose kernels write their operands in bf16 directly.
+void gemm_strided_batched_bf16_in(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float alpha,
+                                  const bf16* A, i64 lda, i64 stride_a, const bf16* B, i64 ldb,
+                                  i64 stride_b, float beta, float* C, i64 ldc, i64 stride_c,
+                                  i64 batch);
 // A linear layer's backward products, w [out, in]: dx = dy w (beta_dx 0 sets, 1 adds; dx may
 // be null) and dweight += dy^T x. Under bf16 products dy is rounded once for both.
 void linear_backward_products(float* dx, float beta_dx, float* dweight, const float* dy,
