@@ -3,6 +3,8 @@
 
     bench/gpu_compare.py [--train-step PATH] [--steps S] [--warmup W] [--rounds R]
                          [--batch B] [--device cuda|cpu] [--profile]
+    bench/gpu_compare.py --kernels build/bench/gpu_kernels   (the kernels alone, beside PyTorch's:
+                         F.linear, scaled_dot_product_attention forward + backward, layer_norm)
 
 (--device cpu --batch 2 --steps 1 --warmup 0 --rounds 1: a check of this script without a GPU.)
 
@@ -56,6 +58,79 @@ def torch_cmd(here, model, precision, steps, warmup, batch, device):
             "--device", device]
 
 
+def torch_kernel_ms(fn, reps=20, warmup=3):
+    import torch
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        stop.record()
+        stop.synchronize()
+        times.append(start.elapsed_time(stop))
+    return sorted(times)[len(times) // 2]
+
+
+def torch_kernel(row):
+    """PyTorch's time for one of bench/gpu_kernels' cases (same shape, random inputs)."""
+    import torch
+    import torch.nn.functional as F
+    torch.backends.cuda.matmul.allow_tf32 = False
+    dtype = torch.bfloat16 if row["precision"] == "bf16" else torch.float32
+    kernel, shape = row["kernel"], row["shape"]
+    if kernel == "gemm":
+        m, n, k = (int(x) for x in shape.split("x"))
+        x = torch.rand(m, k, device="cuda", dtype=dtype) * 2 - 1
+        w = torch.rand(n, k, device="cuda", dtype=dtype) * 2 - 1
+        return torch_kernel_ms(lambda: F.linear(x, w))
+    if kernel.startswith("attention"):
+        b, h, t, dh = (int(x[1:]) if x[0] != "D" else int(x[2:]) for x in shape.split())
+        q, k, v = (torch.rand(b, h, t, dh, device="cuda", dtype=dtype, requires_grad=True)
+                   for _ in range(3))
+        g = torch.rand(b, h, t, dh, device="cuda", dtype=dtype)
+
+        def step():
+            out = F.scaled_dot_product_attention(q, k, v)
+            out.backward(g)
+        return torch_kernel_ms(step)
+    rows, cols = (int(x) for x in shape.split("x"))
+    x = torch.rand(rows, cols, device="cuda", requires_grad=True)
+    w = torch.ones(cols, device="cuda", requires_grad=True)
+    bias = torch.zeros(cols, device="cuda", requires_grad=True)
+    if kernel == "layernorm forward":
+        with torch.no_grad():
+            return torch_kernel_ms(lambda: F.layer_norm(x, (cols,), w, bias))
+    y = F.layer_norm(x, (cols,), w, bias)
+    g = torch.rand_like(y)
+    return torch_kernel_ms(lambda: torch.autograd.grad(y, (x, w, bias), g, retain_graph=True))
+
+
+def compare_kernels(gpu_kernels, library_path, timeout):
+    env = dict(os.environ, LD_LIBRARY_PATH=library_path) if library_path else None
+    r = subprocess.run([gpu_kernels], capture_output=True, text=True, timeout=timeout, env=env)
+    if r.returncode != 0:
+        print("gpu_kernels failed:", (r.stderr or r.stdout).strip().splitlines()[-1:])
+        return
+    rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    print(f"{'kernel':19} {'shape':22} {'prec':5} {'ours ms':>9} {'torch ms':>9} {'torch/ours':>10} "
+          f"{'ours rate':>12}")
+    for row in rows:
+        try:
+            theirs = torch_kernel(row)
+        except Exception as e:  # a shape PyTorch refuses: show ours alone
+            theirs = float("nan")
+            print("  torch:", type(e).__name__, str(e).splitlines()[0][:100])
+        rate = (f"{row['tflops']:7.1f} TF/s" if "tflops" in row else f"{row['gbps']:7.0f} GB/s")
+        print(f"{row['kernel']:19} {row['shape']:22} {row['precision']:5} {row['ms']:9.3f} "
+              f"{theirs:9.3f} {theirs / row['ms']:9.2f}x {rate:>12}")
+        row["torch_ms"] = theirs
+    if os.environ.get("OUT"):
+        with open(os.path.join(os.environ["OUT"], "gpu_kernels.json"), "w") as f:
+            json.dump(rows, f, indent=1)
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser()
@@ -72,7 +147,13 @@ def main():
     ap.add_argument("--profile", action="store_true",
                     help="ours only: train_step --profile, each device op's time per step")
     ap.add_argument("--profile-precisions", default="fp32,bf16")
+    ap.add_argument("--kernels", default="",
+                    help="path of bench/gpu_kernels: the kernels alone beside PyTorch's, then exit")
     args = ap.parse_args()
+
+    if args.kernels:
+        compare_kernels(args.kernels, args.ours_library_path, args.timeout)
+        return
 
     if args.profile:
         env = dict(os.environ, LD_LIBRARY_PATH=args.ours_library_path) if args.ours_library_path else None

@@ -1,0 +1,160 @@
+// bench/gpu_kernels: the CUDA kernels alone at the benchmark models' shapes (issue 6's GEMM,
+// attention and LayerNorm figures), timed with CUDA events on the compute stream: each case
+// runs --warmup times, then --reps times one by one, and the median counts. Inputs are random
+// (never zeros: they run faster than real data). One JSON line per case:
+//   {"kernel", "shape", "precision", "ms", "tflops" | "gbps"}
+// GEMM: y = x w^T as a linear layer runs it (2MNK FLOPs), fp32 and under bf16 products (the
+// operands' rounding included, as training pays it); attention: forward + backward, 12 B H T^2 Dh
+// FLOPs (the six products); LayerNorm: forward (x read, y written) and backward (dout and x read,
+// din written) in GB/s, fp32. bench/gpu_compare.py --kernels puts PyTorch's same operations
+// beside them.
+//
+//   gpu_kernels [--reps 20] [--warmup 3]
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "layers/cuda/check.h"
+#include "layers/cuda/kernels.h"
+#include "layers/cuda/runtime.h"
+
+namespace {
+
+using tr::cuda::i64;
+
+int g_reps = 20, g_warmup = 3;
+
+// A device buffer of n floats filled from a small LCG in [-1, 1).
+struct DeviceFloats {
+  float* p = nullptr;
+  explicit DeviceFloats(i64 n, std::uint32_t seed = 1) {
+    p = static_cast<float*>(tr::cuda::malloc_device(static_cast<std::size_t>(n) * sizeof(float)));
+    std::vector<float> host(static_cast<std::size_t>(n));
+    std::uint64_t s = seed * 2654435761ull + 7;
+    for (float& x : host) {
+      s = s * 6364136223846793005ull + 1442695040888963407ull;
+      x = static_cast<float>(static_cast<double>(s >> 40) / static_cast<double>(1ull << 23) - 1.0);
+    }
+    tr::cuda::copy(p, host.data(), host.size() * sizeof(float));
+  }
+  ~DeviceFloats() { tr::cuda::free_device(p); }
+  DeviceFloats(const DeviceFloats&) = delete;
+  DeviceFloats& operator=(const DeviceFloats&) = delete;
+};
+
+// Median milliseconds of one call of `body`.
+double median_ms(const std::function<void()>& body) {
+  for (int i = 0; i < g_warmup; ++i) body();
+  cudaEvent_t start, stop;
+  TR_CUDA_CHECK(cudaEventCreate(&start));
+  TR_CUDA_CHECK(cudaEventCreate(&stop));
+  std::vector<double> ms;
+  for (int i = 0; i < g_reps; ++i) {
+    TR_CUDA_CHECK(cudaEventRecord(start, 0));
+    body();
+    TR_CUDA_CHECK(cudaEventRecord(stop, 0));
+    TR_CUDA_CHECK(cudaEventSynchronize(stop));
+    float t = 0;
+    TR_CUDA_CHECK(cudaEventElapsedTime(&t, start, stop));
+    ms.push_back(t);
+  }
+  TR_CUDA_CHECK(cudaEventDestroy(start));
+  TR_CUDA_CHECK(cudaEventDestroy(stop));
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+template <typename... Args>
+std::string format(const char* fmt, Args... args) {
+  char buf[128];
+  std::snprintf(buf, sizeof buf, fmt, args...);
+  return buf;
+}
+
+void print(const char* kernel, const std::string& shape, const char* precision, double ms,
+           const char* unit, double per_second) {
+  std::printf(
+      "{\"kernel\": \"%s\", \"shape\": \"%s\", \"precision\": \"%s\", \"ms\": %.4f, "
+      "\"%s\": %.2f}\n",
+      kernel, shape.c_str(), precision, ms, unit, per_second);
+  std::fflush(stdout);
+}
+
+void gemm_case(i64 M, i64 N, i64 K, bool bf16) {
+  DeviceFloats x(M * K, 1), w(N * K, 2), y(M * N, 3);
+  tr::cuda::set_bf16_matmuls(bf16);
+  const double ms =
+      median_ms([&] { tr::cuda::gemm(false, true, M, N, K, 1.0f, x.p, K, w.p, K, 0.0f, y.p, N); });
+  tr::cuda::set_bf16_matmuls(false);
+  const std::string shape = std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K);
+  print("gemm", shape, bf16 ? "bf16" : "fp32", ms, "tflops", 2.0 * M * N * K / (ms * 1e9));
+}
+
+void attention_case(i64 B, i64 H, i64 T, i64 Dh, bool bf16) {
+  const i64 n = B * T * H * Dh, scores = B * H * T * T;
+  DeviceFloats q(n, 4), k(n, 5), v(n, 6), dout(n, 7), out(n, 8), dq(n, 9), dk(n, 10), dv(n, 11),
+      probs(scores, 12), scratch(scores, 13);
+  tr::cuda::set_bf16_matmuls(bf16);
+  const double ms = median_ms([&] {
+    tr::cuda::attention_forward(out.p, probs.p, q.p, k.p, v.p, nullptr, nullptr, 1.0f, B, H, T, T,
+                                Dh, false, 0);
+    tr::cuda::attention_backward(dq.p, dk.p, dv.p, scratch.p, dout.p, probs.p, q.p, k.p, v.p,
+                                 nullptr, 1.0f, B, H, T, T, Dh);
+  });
+  tr::cuda::set_bf16_matmuls(false);
+  const std::string shape =
+      format("B%lld H%lld T%lld Dh%lld", (long long)B, (long long)H, (long long)T, (long long)Dh);
+  print("attention fwd+bwd", shape, bf16 ? "bf16" : "fp32", ms, "tflops",
+        12.0 * B * H * T * T * Dh / (ms * 1e9));
+}
+
+void layernorm_case(i64 rows, i64 cols) {
+  const i64 n = rows * cols;
+  DeviceFloats x(n, 14), y(n, 15), dout(n, 16), din(n, 17), weight(cols, 18), bias(cols, 19),
+      dweight(cols, 20), dbias(cols, 21), mean(rows, 22), rstd(rows, 23);
+  const double fwd = median_ms([&] {
+    tr::cuda::layernorm_forward(y.p, mean.p, rstd.p, x.p, weight.p, bias.p, rows, cols, 1e-5f);
+  });
+  const double bwd = median_ms([&] {
+    tr::cuda::layernorm_backward(din.p, dweight.p, dbias.p, dout.p, x.p, weight.p, mean.p, rstd.p,
+                                 rows, cols);
+  });
+  const std::string shape = format("%lldx%lld", (long long)rows, (long long)cols);
+  const double bytes = static_cast<double>(n) * sizeof(float);
+  print("layernorm forward", shape, "fp32", fwd, "gbps", 2 * bytes / (fwd * 1e6));
+  print("layernorm backward", shape, "fp32", bwd, "gbps", 3 * bytes / (bwd * 1e6));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::strcmp(argv[i], "--reps") == 0) g_reps = std::max(1, std::atoi(argv[i + 1]));
+    if (std::strcmp(argv[i], "--warmup") == 0) g_warmup = std::max(0, std::atoi(argv[i + 1]));
+  }
+  if (tr::cuda::device_count() == 0) {
+    std::fprintf(stderr, "gpu_kernels: no CUDA device (%s)\n",
+                 tr::cuda::unavailable_reason().c_str());
+    return 2;
+  }
+  std::fprintf(stderr, "gpu_kernels on %s\n", tr::cuda::device_name().c_str());
+  for (bool bf16 : {false, true}) {
+    gemm_case(25216, 768, 768, bf16);    // ViT-B/16 q, k, v, o projections (batch 128)
+    gemm_case(25216, 3072, 768, bf16);   // ViT-B/16 fc1
+    gemm_case(25216, 768, 3072, bf16);   // ViT-B/16 fc2
+    gemm_case(8192, 32000, 1024, bf16);  // encoder-decoder output projection (32 x 256)
+    gemm_case(8192, 8192, 8192, bf16);   // square: the library's ceiling
+    attention_case(128, 12, 197, 64, bf16);
+    attention_case(32, 16, 256, 64, bf16);
+  }
+  layernorm_case(25216, 768);
+  layernorm_case(8192, 1024);
+  return 0;
+}
