@@ -7,19 +7,26 @@
 
 namespace tr {
 
-double CrossEntropy::forward(const Tensor& logits, const Tensor& targets) {
+double CrossEntropy::forward(const Tensor& logits, const Tensor& targets,
+                             const Tensor& host_targets_given) {
   logits_ = logits;
   targets_ = targets;
-  // Counted on the host (a device's targets are copied: a few kilobytes per micro-batch).
-  const Tensor host_targets = to_device(targets, Device::cpu);
+  // Counted on the host: the caller's host copy, or a device's targets copied (a few kilobytes
+  // per micro-batch, and a wait for the device).
+  TR_CHECK(!host_targets_given.defined() || (host_targets_given.device() == Device::cpu &&
+                                             host_targets_given.numel() == targets.numel()),
+           "cross entropy: the host targets do not match the targets");
+  const Tensor host_targets =
+      host_targets_given.defined() ? host_targets_given : to_device(targets, Device::cpu);
   const std::int32_t* t = host_targets.data<std::int32_t>();
   counted_ = 0;
   for (std::int64_t i = 0; i < targets.numel(); ++i) counted_ += (t[i] != ignore_index_);
-  if (active_tp(shard_.tp)) return forward_sharded(logits, targets);
+  if (active_tp(shard_.tp)) return forward_sharded(logits, targets, host_targets);
   return ops::cross_entropy_forward(logsumexp_, logits, targets, smoothing_, ignore_index_);
 }
 
-double CrossEntropy::forward_sharded(const Tensor& logits, const Tensor& targets) {
+double CrossEntropy::forward_sharded(const Tensor& logits, const Tensor& targets,
+                                     const Tensor& t_host) {
   TensorParallel& tp = *shard_.tp;
   const std::int64_t N = targets.numel();
   ops::ce_shard_max(row_max_, logits, shard_.valid);
@@ -32,7 +39,6 @@ double CrossEntropy::forward_sharded(const Tensor& logits, const Tensor& targets
   Tensor& lse_host = on_host ? logsumexp_ : lse_host_;
   ensure_shape(lse_host, {N}, DType::f64);
   const Tensor mx_host = to_device(row_max_, Device::cpu), s_host = to_device(sums_, Device::cpu);
-  const Tensor t_host = to_device(targets, Device::cpu);
   const double* mx = mx_host.data<double>();
   const double* s = s_host.data<double>();
   double* lse = lse_host.data<double>();

@@ -29,15 +29,18 @@ class CrossEntropy {
   CrossEntropy(double label_smoothing, std::int32_t ignore_index, VocabShard shard = {})
       : smoothing_(label_smoothing), ignore_index_(ignore_index), shard_(shard) {}
   // logits [..., V] (sharded: [..., V_local]), targets i32 [...] (full vocabulary ids); returns
-  // the sum of per-row losses over non-ignored rows.
-  double forward(const Tensor& logits, const Tensor& targets);
+  // the sum of per-row losses over non-ignored rows. host_targets: the same targets on the host
+  // when `targets` lives on a device (counting them then reads nothing back); undefined: the
+  // targets are copied to the host.
+  double forward(const Tensor& logits, const Tensor& targets,
+                 const Tensor& host_targets = Tensor());
   // dlogits = scale * d(sum loss)/d logits; scale is 1 / (global count of counted rows).
   // overwrite_logits: computed into the forward's logits tensor (the caller is done with it).
   Tensor backward(double scale, bool overwrite_logits = false);
   std::int64_t counted_rows() const { return counted_; }  // rows with target != ignore_index
 
  private:
-  double forward_sharded(const Tensor& logits, const Tensor& targets);
+  double forward_sharded(const Tensor& logits, const Tensor& targets, const Tensor& host_targets);
   double smoothing_;
   std::int32_t ignore_index_;
   VocabShard shard_;

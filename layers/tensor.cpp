@@ -56,7 +56,12 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
     return;
   }
 #ifdef TR_HAVE_CUDA
-  cuda::copy(dst, src, bytes);
+  // Uploads do not wait for the GPU (a pinned staging copy); downloads do, as their reader
+  // needs the bytes.
+  if (src_device == Device::cpu)
+    cuda::copy_to_device_staged(dst, src, bytes);
+  else
+    cuda::copy(dst, src, bytes);
 #else
   throw InternalError("a CUDA tensor in a build without the CUDA backend");
 #endif

@@ -143,9 +143,11 @@ double EncoderDecoder::forward(const Batch& batch, const ForwardContext& ctx) {
     // the full computation contribute exact zeros to every gradient, so nothing else changes.
     decoder_states(batch.tgt_in, batch.tgt_len, memory, batch.src_len, ctx);
     const std::int64_t n = batch.tgt_out.numel();
-    // The counted rows are chosen on the host (a CUDA batch's targets are copied back, a few
-    // kilobytes) and their indices sent to the model's device.
-    const Tensor host_targets = tr::to_device(batch.tgt_out, Device::cpu);
+    // The counted rows are chosen on the host (a device batch's host copy of its targets, or
+    // else the targets copied back: a few kilobytes) and their indices sent to the device.
+    const Tensor host_targets = batch.tgt_out_host.defined()
+                                    ? batch.tgt_out_host
+                                    : tr::to_device(batch.tgt_out, Device::cpu);
     const std::int32_t* t = host_targets.data<std::int32_t>();
     std::int64_t counted = 0;
     for (std::int64_t i = 0; i < n; ++i) counted += t[i] != config_.pad_id;
@@ -169,13 +171,14 @@ double EncoderDecoder::forward(const Batch& batch, const ForwardContext& ctx) {
       ops::embedding_forward(dec_sel_, selected_rows(), dec_out_.view({n, dec_out_.dim(-1)}), 1.0);
       ops::linear_forward(logits_, dec_sel_, output_weight().value, Tensor());
       counted_rows_only_ = true;
-      return loss_.forward(logits_, device == Device::cpu ? tgt_sel_ : tgt_sel_device_);
+      return loss_.forward(logits_, device == Device::cpu ? tgt_sel_ : tgt_sel_device_, tgt_sel_);
     }
     ops::linear_forward(logits_, dec_out_, output_weight().value, Tensor());
-    return loss_.forward(logits_, batch.tgt_out);
+    return loss_.forward(logits_, batch.tgt_out, batch.tgt_out_host);
   }
   decode(batch.tgt_in, batch.tgt_len, memory, batch.src_len, ctx);
-  return loss_.forward(logits_, batch.tgt_out);  // this rank's columns under tensor parallelism
+  return loss_.forward(logits_, batch.tgt_out,
+                       batch.tgt_out_host);  // this rank's columns under tensor parallelism
 }
 
 void EncoderDecoder::backward(double scale) {

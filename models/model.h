@@ -23,6 +23,9 @@ struct Batch {
   Tensor tgt_len;  // i32 [B]
   Tensor images;   // f32|f64 [B, C, H, W]
   Tensor labels;   // i32 [B]
+  // Host copies of tgt_out and labels when the batch lives on a device (upload_batch sets them):
+  // the forward counts and selects its targets there instead of reading them back.
+  Tensor tgt_out_host, labels_host;
   std::int64_t size() const { return images.defined() ? images.dim(0) : src.dim(0); }
 };
 

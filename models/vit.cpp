@@ -114,7 +114,7 @@ double ViT::train_flops(const Batch& batch) const {
 
 double ViT::forward(const Batch& batch, const ForwardContext& ctx) {
   classify(batch.images, ctx);
-  return loss_.forward(logits_, batch.labels);
+  return loss_.forward(logits_, batch.labels, batch.labels_host);
 }
 
 void ViT::backward(double scale) {

@@ -37,6 +37,16 @@ void upload_batch(Batch& d, const Batch& h, Device device) {
   put(d.tgt_len, h.tgt_len);
   put(d.images, h.images);
   put(d.labels, h.labels);
+  const auto keep_on_host = [device](Tensor& dst, const Tensor& src) {
+    if (!src.defined() || device == Device::cpu) {
+      dst = Tensor();
+      return;
+    }
+    ensure_shape(dst, src.shape(), src.dtype(), Device::cpu);
+    dst.copy_from(src);
+  };
+  keep_on_host(d.tgt_out_host, h.tgt_out);
+  keep_on_host(d.labels_host, h.labels);
 }
 
 void TrainingState::to_device(Device device) const {

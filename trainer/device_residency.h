@@ -20,7 +20,9 @@ struct RunConfig;
 // (set_training_precision: bf16 products, and bf16 activations on the CPU).
 Device resolve_training_device(const RunConfig& config);
 
-// Copies the defined tensors of `host` into `device_batch` on `device`, reusing its buffers.
+// Copies the defined tensors of `host` into `device_batch` on `device`, reusing its buffers;
+// off the CPU also keeps a host copy of the targets (Batch::tgt_out_host). Returns without
+// waiting for the device (staged copies).
 void upload_batch(Batch& device_batch, const Batch& host, Device device);
 
 // The model and its optimizer state, moved together.

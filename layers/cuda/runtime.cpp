@@ -2,7 +2,11 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cstring>
+#include <mutex>
 #include <new>
+#include <vector>
 
 #include "layers/cuda/check.h"
 
@@ -91,6 +95,63 @@ void copy(void* dst, const void* src, std::size_t bytes) {
 void copy_async(void* dst, const void* src, std::size_t bytes) {
   if (bytes == 0) return;
   TR_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, 0));
+}
+
+namespace {
+// Pinned buffers of the staged copies, each free again once the event recorded after its
+// transfer has completed. At most kSlots: when all are in flight (a burst of small copies) the
+// oldest is waited for, so pinned memory stays bounded.
+struct StagingSlot {
+  void* host = nullptr;
+  std::size_t capacity = 0;
+  cudaEvent_t done = nullptr;
+  unsigned long long used = 0;  // order of last use
+};
+constexpr std::size_t kSlots = 8;
+std::mutex g_staging_mutex;
+std::vector<StagingSlot>& staging_slots() {
+  static auto* slots = new std::vector<StagingSlot>;  // leaked, as the driver may be gone at exit
+  return *slots;
+}
+unsigned long long g_staging_clock = 0;
+}  // namespace
+
+void copy_to_device_staged(void* dst, const void* src, std::size_t bytes) {
+  if (bytes == 0) return;
+  if (bytes > kStagedCopyMaxBytes) return copy(dst, src, bytes);
+  std::lock_guard<std::mutex> lock(g_staging_mutex);
+  std::vector<StagingSlot>& slots = staging_slots();
+  StagingSlot* slot = nullptr;
+  for (StagingSlot& s : slots) {
+    const cudaError_t state = cudaEventQuery(s.done);
+    if (state == cudaErrorNotReady) continue;
+    TR_CUDA_CHECK(state);
+    if (s.capacity >= bytes) {
+      slot = &s;
+      break;
+    }
+  }
+  if (slot == nullptr && slots.size() < kSlots) {
+    slots.push_back(StagingSlot{});
+    slot = &slots.back();
+    TR_CUDA_CHECK(cudaEventCreateWithFlags(&slot->done, cudaEventDisableTiming));
+  }
+  if (slot == nullptr) {  // all in flight or too small: the least recently used, once it is free
+    slot = &*std::min_element(
+        slots.begin(), slots.end(),
+        [](const StagingSlot& a, const StagingSlot& b) { return a.used < b.used; });
+    TR_CUDA_CHECK(cudaEventSynchronize(slot->done));
+  }
+  if (slot->capacity < bytes) {
+    if (slot->host) TR_CUDA_CHECK(cudaFreeHost(slot->host));
+    slot->host = nullptr;
+    slot->capacity = std::max<std::size_t>(bytes, std::size_t{1} << 20);
+    TR_CUDA_CHECK(cudaMallocHost(&slot->host, slot->capacity));
+  }
+  std::memcpy(slot->host, src, bytes);
+  TR_CUDA_CHECK(cudaMemcpyAsync(dst, slot->host, bytes, cudaMemcpyHostToDevice, 0));
+  TR_CUDA_CHECK(cudaEventRecord(slot->done, 0));
+  slot->used = ++g_staging_clock;
 }
 
 bool is_device_pointer(const void* ptr) {

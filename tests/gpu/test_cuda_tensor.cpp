@@ -1,8 +1,10 @@
 // Device discovery, the CUDA buffer pool and host <-> device copies.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "gpu/cuda_test.h"
 #include "layers/cuda/runtime.h"
@@ -54,6 +56,41 @@ TEST(CudaTensor, RoundTripKeepsTheBits) {
   Tensor c = d.clone();  // device to device
   EXPECT_FALSE(c.same_buffer(d));
   EXPECT_EQ(gpu_test::to_host_vector<float>(c), values);
+}
+
+// Uploads return before the transfer (pinned staging): the source may be overwritten at once,
+// more copies may be in flight than there are staging buffers (each then waits for the oldest),
+// and a copy larger than a buffer grows it. Every upload must arrive as it was at the call.
+TEST(CudaTensor, UploadsAreStagedCopiesOfTheSourceAtTheCall) {
+  TR_REQUIRE_CUDA();
+  std::vector<Tensor> devices;
+  Tensor host = Tensor::empty({4096}, DType::f32);
+  for (int i = 0; i < 40; ++i) {
+    const std::int64_t n = i % 7 == 6 ? 4096 : 1000;
+    float* h = host.data<float>();
+    for (std::int64_t j = 0; j < n; ++j) h[j] = static_cast<float>(i * 10000 + j);
+    Tensor d = Tensor::empty({n}, DType::f32, Device::cuda);
+    d.copy_from(host.view({n}));
+    std::fill(h, h + n, -1.0f);  // overwritten right after the call
+    devices.push_back(d);
+  }
+  // One copy far larger than the 1 MB first allocation of a staging buffer.
+  Tensor big_host = Tensor::empty({1 << 20}, DType::f32);
+  for (std::int64_t j = 0; j < (1 << 20); ++j) big_host.data<float>()[j] = static_cast<float>(j);
+  Tensor big = Tensor::empty({1 << 20}, DType::f32, Device::cuda);
+  big.copy_from(big_host);
+  big_host.zero_();
+  for (int i = 0; i < 40; ++i) {
+    const std::vector<float> got = gpu_test::to_host_vector<float>(devices[i]);
+    bool all = true;
+    for (std::size_t j = 0; j < got.size(); ++j)
+      all = all && got[j] == static_cast<float>(i * 10000 + j);
+    EXPECT_TRUE(all) << "upload " << i;
+  }
+  const std::vector<float> got = gpu_test::to_host_vector<float>(big);
+  bool all = true;
+  for (std::size_t j = 0; j < got.size(); ++j) all = all && got[j] == static_cast<float>(j);
+  EXPECT_TRUE(all) << "the large upload";
 }
 
 TEST(CudaTensor, ZerosAreZero) {

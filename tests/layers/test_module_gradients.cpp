@@ -297,6 +297,17 @@ TEST(ModuleGradients, CrossEntropyWithSmoothingAndIgnore) {
   both();
   EXPECT_EQ(ce.counted_rows(), 4);
   expect_gradients_match(loss, both, {{"logits", logits, dlogits}});
+  // Given a host copy of the targets (a device batch's), it counts from that copy: the same
+  // loss and count when it equals the targets; a copy with one more pad counts one fewer row
+  // (so it is the copy that was read), and one of another size is refused.
+  const double plain = ce.forward(logits, targets);
+  Tensor host_copy = targets.clone();
+  EXPECT_EQ(ce.forward(logits, targets, host_copy), plain);
+  EXPECT_EQ(ce.counted_rows(), 4);
+  host_copy.data<std::int32_t>()[0] = 0;
+  ce.forward(logits, targets, host_copy);
+  EXPECT_EQ(ce.counted_rows(), 3);
+  EXPECT_THROW(ce.forward(logits, targets, Tensor::empty({5}, DType::i32)), InternalError);
 }
 
 }  // namespace
