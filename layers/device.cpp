@@ -63,7 +63,7 @@ void set_cuda_matmul_precision(MatmulPrecision precision) {
 void set_training_precision(MatmulPrecision precision, Device device) {
   const bool bf16 = precision == MatmulPrecision::bf16;
   cpu::set_bf16_products(bf16 && device == Device::cpu);
-  set_bf16_activations(bf16 && device == Device::cpu);
+  set_bf16_activations(bf16);
   set_cuda_matmul_precision(bf16 && device == Device::cuda ? MatmulPrecision::bf16
                                                            : MatmulPrecision::fp32);
 }

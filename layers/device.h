@@ -31,9 +31,8 @@ enum class MatmulPrecision { fp32, bf16 };
 void set_cuda_matmul_precision(MatmulPrecision precision);
 
 // train.precision for training on `device`: with bf16 the device's matrix products take bf16
-// operands (fp32 accumulation, fp32 results); on the CPU the transformer blocks' activations
-// are bf16 too (layers/precision.h). On CUDA the activations stay fp32: its kernels are f32.
-// fp32 turns all of it off. Process-wide.
+// operands (fp32 accumulation), and the transformer blocks' activations are bf16
+// (layers/precision.h). fp32 turns all of it off. Process-wide.
 void set_training_precision(MatmulPrecision precision, Device device);
 
 // Waits until the work queued on `device` is done (nothing to wait for on the CPU).

@@ -22,8 +22,8 @@ namespace {
 // Every operand of a cuda_moves call must be a CUDA f32 tensor.
 void require_cuda(std::initializer_list<const Tensor*> tensors) {
   for (const Tensor* t : tensors)
-    TR_CHECK(t->device() == Device::cuda && t->dtype() == DType::f32,
-             "CUDA data movement on a non-CUDA or non-f32 tensor");
+    TR_CHECK(t->device() == Device::cuda && (t->dtype() == DType::f32 || t->dtype() == DType::bf16),
+             "CUDA data movement on a non-CUDA or non-f32/bf16 tensor");
 }
 
 }  // namespace
@@ -63,14 +63,28 @@ void vit_split_token_grads(Tensor& dpatches, Tensor& dcls, Tensor& dpos, const T
                               dtokens.data<float>(), dtokens.dim(0), dtokens.dim(1) - 1,
                               dtokens.dim(2));
 }
+// bf16 rows (a bf16 activation's gradient, layers/precision.h) move as bytes.
 void take_first_rows(Tensor& out, const Tensor& x) {
   require_cuda({&out, &x});
   OpTimer timer(__func__);
+  if (x.dtype() != DType::f32) {
+    const std::size_t row = static_cast<std::size_t>(x.dim(2)) * dtype_size(x.dtype());
+    cuda::copy_rows_async(out.raw(), row, x.raw(), row * static_cast<std::size_t>(x.dim(1)), row,
+                          static_cast<std::size_t>(x.dim(0)));
+    return;
+  }
   cuda::take_first_rows(out.data<float>(), x.data<float>(), x.dim(0), x.dim(1), x.dim(2));
 }
 void put_first_rows(Tensor& dx, const Tensor& dfirst) {
   require_cuda({&dx, &dfirst});
   OpTimer timer(__func__);
+  if (dx.dtype() != DType::f32) {
+    const std::size_t row = static_cast<std::size_t>(dx.dim(2)) * dtype_size(dx.dtype());
+    cuda::memset_zero(dx.raw(), dx.bytes());
+    cuda::copy_rows_async(dx.raw(), row * static_cast<std::size_t>(dx.dim(1)), dfirst.raw(), row,
+                          row, static_cast<std::size_t>(dx.dim(0)));
+    return;
+  }
   cuda::put_first_rows(dx.data<float>(), dfirst.data<float>(), dx.dim(0), dx.dim(1), dx.dim(2));
 }
 #else

@@ -36,8 +36,9 @@ void check_same_shape(const Tensor& a, const Tensor& b, const char* what) {
 // CUDA set has no fp64), and every other defined operand lives there too.
 bool on_cuda(const Tensor& t, std::initializer_list<const Tensor*> others = {}) {
   if (t.device() != Device::cuda) return false;
-  TR_CHECK(t.dtype() == DType::f32, std::string("CUDA op on a ") + dtype_name(t.dtype()) +
-                                        " tensor (the CUDA kernels are f32)");
+  TR_CHECK(t.dtype() == DType::f32 || t.dtype() == DType::bf16,
+           std::string("CUDA op on a ") + dtype_name(t.dtype()) +
+               " tensor (the CUDA kernels are f32, bf16 through layers/widened.h)");
   for (const Tensor* o : others)
     TR_CHECK(!o->defined() || o->device() == Device::cuda, "CUDA op with an operand on the CPU");
   return true;
@@ -45,6 +46,18 @@ bool on_cuda(const Tensor& t, std::initializer_list<const Tensor*> others = {}) 
 template <typename T = float>
 T* dev(const Tensor& t) {
   return t.defined() ? t.data<T>() : nullptr;
+}
+cuda::Operand operand(const Tensor& t) {
+  return {t.raw(), t.dtype() == DType::bf16};
+}
+cuda::Output output(Tensor* t) {
+  return t ? cuda::Output{t->raw(), t->dtype() == DType::bf16} : cuda::Output{};
+}
+// dbias += column sums of dy (a bf16 dy widened first).
+void bias_gradient_on_cuda(Tensor* dbias, const Tensor& dy, std::int64_t N, std::int64_t out) {
+  if (!dbias || !dbias->defined()) return;
+  Widened w;
+  cuda::bias_backward_accumulate(dev(*dbias), dev(w.in(dy)), N, out);
 }
 // The CUDA branch of an op: runs the statements and returns when `t` is a CUDA tensor.
 #define TR_CUDA_OP(t, others, ...) \
@@ -83,10 +96,7 @@ void linear_forward(Tensor& y, const Tensor& x, const Tensor& weight, const Tens
   ensure_shape(y, with_last(x.shape(), out), y_dtype, x.device());
   // cuBLASLt's bias epilogue adds the bias in the GEMM's own pass.
   TR_CUDA_OP(x, TR_OPERANDS(&weight, &bias, &y),
-             bias.defined() ? cuda::gemm_bias(false, true, N, out, in, dev(x), in, dev(weight), in,
-                                              dev(bias), dev(y), out)
-                            : cuda::gemm(false, true, N, out, in, 1.0f, dev(x), in, dev(weight), in,
-                                         0.0f, dev(y), out))
+             cuda::linear_forward_mixed(output(&y), operand(x), dev(weight), dev(bias), N, in, out))
   Widened w;
   const Tensor& xw = w.in(x);
   Tensor& yw = w.out(y);
@@ -107,10 +117,9 @@ void linear_backward(Tensor* dx, Tensor& dweight, Tensor* dbias, const Tensor& d
   TR_CHECK(dy.dim(-1) == out && rows_of(dy) == N, "linear backward: dy shape");
   if (dx) ensure_shape(*dx, x.shape(), x.dtype(), x.device());
   TR_CUDA_OP(x, TR_OPERANDS(&weight, &dy, &dweight),
-             cuda::linear_backward_products(dx ? dev(*dx) : nullptr, 0.0f, dev(dweight), dev(dy),
-                                            dev(x), dev(weight), N, in, out);
-             if (dbias && dbias->defined())
-                 cuda::bias_backward_accumulate(dev(*dbias), dev(dy), N, out))
+             cuda::linear_backward_mixed(output(dx), 0.0f, dev(dweight), operand(dy), operand(x),
+                                         dev(weight), N, in, out);
+             bias_gradient_on_cuda(dbias, dy, N, out))
   Widened w;
   const Tensor &xw = w.in(x), &dyw = w.in(dy);
   Tensor* dxw = dx ? &w.out(*dx) : nullptr;
@@ -133,10 +142,9 @@ void linear_backward_accumulate(Tensor& dx_sum, Tensor& dweight, Tensor* dbias, 
   TR_CHECK(dy.dim(-1) == out && rows_of(dy) == N, "linear backward: dy shape");
   check_same_shape(dx_sum, x, "linear backward_accumulate: dx_sum vs x");
   TR_CUDA_OP(x, TR_OPERANDS(&weight, &dy, &dweight, &dx_sum),
-             cuda::linear_backward_products(dev(dx_sum), 1.0f, dev(dweight), dev(dy), dev(x),
-                                            dev(weight), N, in, out);
-             if (dbias && dbias->defined())
-                 cuda::bias_backward_accumulate(dev(*dbias), dev(dy), N, out))
+             cuda::linear_backward_mixed(output(&dx_sum), 1.0f, dev(dweight), operand(dy),
+                                         operand(x), dev(weight), N, in, out);
+             bias_gradient_on_cuda(dbias, dy, N, out))
   Widened w;
   const Tensor &xw = w.in(x), &dyw = w.in(dy);
   Tensor& sumw = w.out(dx_sum, /*accumulating=*/true);
@@ -163,12 +171,13 @@ void layernorm_forward(Tensor& y, Tensor& mean, Tensor& rstd, const Tensor& x, c
   ensure_shape(y, x.shape(), y_dtype, x.device());
   ensure_shape(mean, {N}, wide_dtype(x.dtype()), x.device());
   ensure_shape(rstd, {N}, wide_dtype(x.dtype()), x.device());
-  TR_CUDA_OP(x, TR_OPERANDS(&weight, &bias),
-             cuda::layernorm_forward(dev(y), dev(mean), dev(rstd), dev(x), dev(weight), dev(bias),
-                                     N, C, static_cast<float>(eps)))
   Widened w;
   const Tensor& xw = w.in(x);
   Tensor& yw = w.out(y);
+  TR_CUDA_OP(xw, TR_OPERANDS(&weight, &bias),
+             cuda::layernorm_forward(dev(yw), dev(mean), dev(rstd), dev(xw), dev(weight), dev(bias),
+                                     N, C, static_cast<float>(eps));
+             w.finish())
   dispatch_float(xw, [&](auto tag) {
     using T = decltype(tag);
     cpu::layernorm_forward<T>(yw.data<T>(), mean.data<T>(), rstd.data<T>(), xw.data<T>(),
@@ -186,14 +195,15 @@ void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor
   // dx must not share the residual's buffer: rows are read and written in the same pass, which
   // is fine, but a caller's view of the residual would silently change.
   ensure_shape(dx, x.shape(), x.dtype(), x.device());
-  TR_CUDA_OP(
-      x, TR_OPERANDS(&dy, &weight, &mean, &rstd, &dweight, &dbias),
-      cuda::layernorm_backward(dev(dx), dev(dweight), dev(dbias), dev(dy), dev(x), dev(weight),
-                               dev(mean), dev(rstd), N, C, residual ? dev(*residual) : nullptr))
   Widened w;
   const Tensor &xw = w.in(x), &dyw = w.in(dy);
   const Tensor* resw = residual ? &w.in(*residual) : nullptr;
   Tensor& dxw = w.out(dx);
+  TR_CUDA_OP(
+      xw, TR_OPERANDS(&dyw, &weight, &mean, &rstd, &dweight, &dbias),
+      cuda::layernorm_backward(dev(dxw), dev(dweight), dev(dbias), dev(dyw), dev(xw), dev(weight),
+                               dev(mean), dev(rstd), N, C, resw ? dev(*resw) : nullptr);
+      w.finish())
   dispatch_float(xw, [&](auto tag) {
     using T = decltype(tag);
     cpu::layernorm_backward<T>(dxw.data<T>(), dweight.data<T>(), dbias.data<T>(), dyw.data<T>(),
@@ -205,12 +215,13 @@ void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor
 
 void activation_forward(Tensor& y, const Tensor& x, Activation act) {
   ensure_shape(y, x.shape(), x.dtype(), x.device());
-  TR_CUDA_OP(x, TR_OPERANDS(),
-             act == Activation::gelu ? cuda::gelu_forward(dev(y), dev(x), x.numel())
-                                     : cuda::relu_forward(dev(y), dev(x), x.numel()))
   Widened w;
   const Tensor& xw = w.in(x);
   Tensor& yw = w.out(y);
+  TR_CUDA_OP(xw, TR_OPERANDS(),
+             act == Activation::gelu ? cuda::gelu_forward(dev(yw), dev(xw), x.numel())
+                                     : cuda::relu_forward(dev(yw), dev(xw), x.numel());
+             w.finish())
   dispatch_float(xw, [&](auto tag) {
     using T = decltype(tag);
     if (act == Activation::gelu)
@@ -226,15 +237,16 @@ void activation_backward(Tensor& dx, const Tensor& dy, const Tensor& x, Activati
   check_same_shape(dy, x, "activation backward");
   if (y.defined()) check_same_shape(y, x, "activation backward: forward output");
   ensure_shape(dx, x.shape(), x.dtype(), x.device());
-  TR_CUDA_OP(x, TR_OPERANDS(&dy),
-             act == Activation::gelu
-                 ? cuda::gelu_backward(dev(dx), dev(dy), dev(x), x.numel(), dev(y))
-                 : cuda::relu_backward(dev(dx), dev(dy), dev(x), x.numel()))
   Widened w;
   const Tensor &xw = w.in(x), &dyw = w.in(dy);
   // A rounded forward output is no exact GELU of x: the backward evaluates erf itself then.
   const Tensor& yw = y.dtype() == DType::bf16 ? Tensor() : y;
   Tensor& dxw = w.out(dx);
+  TR_CUDA_OP(xw, TR_OPERANDS(&dyw),
+             act == Activation::gelu
+                 ? cuda::gelu_backward(dev(dxw), dev(dyw), dev(xw), x.numel(), nullptr)
+                 : cuda::relu_backward(dev(dxw), dev(dyw), dev(xw), x.numel());
+             w.finish())
   dispatch_float(xw, [&](auto tag) {
     using T = decltype(tag);
     if (act == Activation::gelu)
@@ -250,10 +262,10 @@ void add(Tensor& out, const Tensor& a, const Tensor& b) {
   check_same_shape(a, b, "add");
   if (!out.same_buffer(a) && !out.same_buffer(b))
     ensure_shape(out, a.shape(), promoted_dtype(a, b), a.device());
-  TR_CUDA_OP(a, TR_OPERANDS(&b), cuda::add(dev(out), dev(a), dev(b), a.numel()))
   Widened w;
   const Tensor &aw = w.in(a), &bw = w.in(b);
   Tensor& outw = w.out(out);
+  TR_CUDA_OP(aw, TR_OPERANDS(&bw), cuda::add(dev(outw), dev(aw), dev(bw), a.numel()); w.finish())
   dispatch_float(aw, [&](auto tag) {
     using T = decltype(tag);
     cpu::add<T>(outw.data<T>(), aw.data<T>(), bw.data<T>(), a.numel());
@@ -264,9 +276,10 @@ void add(Tensor& out, const Tensor& a, const Tensor& b) {
 void bias_add_inplace(Tensor& y, const Tensor& bias) {
   const std::int64_t C = y.dim(-1);
   TR_CHECK(bias.numel() == C && bias.dtype() == wide_dtype(y.dtype()), "bias_add: bias shape");
-  TR_CUDA_OP(y, TR_OPERANDS(&bias), cuda::bias_add(dev(y), dev(y), dev(bias), rows_of(y), C))
   Widened w;
   Tensor& yw = w.out(y, /*accumulating=*/true);
+  TR_CUDA_OP(yw, TR_OPERANDS(&bias), cuda::bias_add(dev(yw), dev(yw), dev(bias), rows_of(y), C);
+             w.finish())
   dispatch_float(yw, [&](auto tag) {
     using T = decltype(tag);
     cpu::bias_add<T>(yw.data<T>(), yw.data<T>(), bias.data<T>(), rows_of(y), C);
@@ -276,10 +289,11 @@ void bias_add_inplace(Tensor& y, const Tensor& bias) {
 
 void add_accumulate(Tensor& out, const Tensor& a) {
   check_same_shape(out, a, "add_accumulate");
-  TR_CUDA_OP(a, TR_OPERANDS(&out), cuda::add_accumulate(dev(out), dev(a), a.numel()))
   Widened w;
   const Tensor& aw = w.in(a);
   Tensor& outw = w.out(out, /*accumulating=*/true);
+  TR_CUDA_OP(aw, TR_OPERANDS(&outw), cuda::add_accumulate(dev(outw), dev(aw), a.numel());
+             w.finish())
   dispatch_float(aw, [&](auto tag) {
     using T = decltype(tag);
     cpu::add_accumulate<T>(outw.data<T>(), aw.data<T>(), a.numel());
@@ -303,13 +317,14 @@ void attention_forward(Tensor& out, Tensor& probs, const Tensor& q, const Tensor
   ensure_shape(probs, {B, heads, Tq, Tk}, wide_dtype(q.dtype()), q.device());
   const std::int32_t* lens = kv_len.defined() ? kv_len.data<std::int32_t>() : nullptr;
   const std::uint8_t* keep = keep_mask.defined() ? keep_mask.data<std::uint8_t>() : nullptr;
-  TR_CUDA_OP(q, TR_OPERANDS(&k, &v, &kv_len, &keep_mask),
-             cuda::attention_forward(dev(out), dev(probs), dev(q), dev(k), dev(v), lens, keep,
-                                     static_cast<float>(keep_scale), B, heads, Tq, Tk, Dh, causal,
-                                     q_offset))
   Widened w;
   const Tensor &qw = w.in(q), &kw = w.in(k), &vw = w.in(v);
   Tensor& outw = w.out(out);
+  TR_CUDA_OP(qw, TR_OPERANDS(&kw, &vw, &kv_len, &keep_mask),
+             cuda::attention_forward(dev(outw), dev(probs), dev(qw), dev(kw), dev(vw), lens, keep,
+                                     static_cast<float>(keep_scale), B, heads, Tq, Tk, Dh, causal,
+                                     q_offset);
+             w.finish())
   dispatch_float(qw, [&](auto tag) {
     using T = decltype(tag);
     cpu::attention_forward<T>(outw.data<T>(), probs.data<T>(), qw.data<T>(), kw.data<T>(),
@@ -329,13 +344,14 @@ void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, Tensor& scratch, con
   ensure_shape(dv, v.shape(), v.dtype(), v.device());
   ensure_shape(scratch, {B, heads, Tq, Tk}, wide_dtype(q.dtype()), q.device());
   const std::uint8_t* keep = keep_mask.defined() ? keep_mask.data<std::uint8_t>() : nullptr;
-  TR_CUDA_OP(q, TR_OPERANDS(&k, &v, &dout, &probs, &keep_mask),
-             cuda::attention_backward(dev(dq), dev(dk), dev(dv), dev(scratch), dev(dout),
-                                      dev(probs), dev(q), dev(k), dev(v), keep,
-                                      static_cast<float>(keep_scale), B, heads, Tq, Tk, Dh))
   Widened w;
   const Tensor &qw = w.in(q), &kw = w.in(k), &vw = w.in(v), &doutw = w.in(dout);
   Tensor &dqw = w.out(dq), &dkw = w.out(dk), &dvw = w.out(dv);
+  TR_CUDA_OP(qw, TR_OPERANDS(&kw, &vw, &doutw, &probs, &keep_mask),
+             cuda::attention_backward(dev(dqw), dev(dkw), dev(dvw), dev(scratch), dev(doutw),
+                                      dev(probs), dev(qw), dev(kw), dev(vw), keep,
+                                      static_cast<float>(keep_scale), B, heads, Tq, Tk, Dh);
+             w.finish())
   dispatch_float(qw, [&](auto tag) {
     using T = decltype(tag);
     cpu::attention_backward<T>(dqw.data<T>(), dkw.data<T>(), dvw.data<T>(), scratch.data<T>(),
@@ -364,11 +380,11 @@ void embedding_backward_accumulate(Tensor& dtable, const Tensor& ids, const Tens
                                    double scale) {
   const std::int64_t d = dtable.dim(1);
   TR_CHECK(dout.numel() == ids.numel() * d, "embedding backward: dout shape");
-  TR_CUDA_OP(dtable, TR_OPERANDS(&ids, &dout),
-             cuda::embedding_backward_accumulate(dev(dtable), dev<std::int32_t>(ids), dev(dout),
-                                                 ids.numel(), d, static_cast<float>(scale)))
   Widened w;
   const Tensor& doutw = w.in(dout);
+  TR_CUDA_OP(dtable, TR_OPERANDS(&ids, &doutw),
+             cuda::embedding_backward_accumulate(dev(dtable), dev<std::int32_t>(ids), dev(doutw),
+                                                 ids.numel(), d, static_cast<float>(scale)))
   dispatch_float(dtable, [&](auto tag) {
     using T = decltype(tag);
     cpu::embedding_backward_accumulate<T>(dtable.data<T>(), ids.data<std::int32_t>(),
@@ -397,12 +413,12 @@ void embedding_backward_shard_accumulate(Tensor& dtable, const Tensor& ids, cons
                                          double scale, std::int64_t first) {
   const std::int64_t d = dtable.dim(1);
   TR_CHECK(dout.numel() == ids.numel() * d, "embedding backward: dout shape");
-  TR_CUDA_OP(dtable, TR_OPERANDS(&ids, &dout),
-             cuda::embedding_backward_shard_accumulate(dev(dtable), dev<std::int32_t>(ids),
-                                                       dev(dout), ids.numel(), d, first,
-                                                       dtable.dim(0), static_cast<float>(scale)))
   Widened w;
   const Tensor& doutw = w.in(dout);
+  TR_CUDA_OP(dtable, TR_OPERANDS(&ids, &doutw),
+             cuda::embedding_backward_shard_accumulate(dev(dtable), dev<std::int32_t>(ids),
+                                                       dev(doutw), ids.numel(), d, first,
+                                                       dtable.dim(0), static_cast<float>(scale)))
   dispatch_float(dtable, [&](auto tag) {
     using T = decltype(tag);
     cpu::embedding_backward_shard_accumulate<T>(dtable.data<T>(), ids.data<std::int32_t>(),
@@ -540,12 +556,13 @@ void dropout_mask(Tensor& keep, const Shape& shape, double p, std::uint64_t seed
 void dropout_apply(Tensor& out, const Tensor& in, const Tensor& keep, double p) {
   TR_CHECK(keep.numel() == in.numel(), "dropout: mask size");
   if (!out.same_buffer(in)) ensure_shape(out, in.shape(), in.dtype(), in.device());
-  TR_CUDA_OP(in, TR_OPERANDS(&keep),
-             cuda::dropout_apply(dev(out), dev(in), dev<std::uint8_t>(keep),
-                                 static_cast<float>(1.0 / (1.0 - p)), in.numel()))
   Widened w;
   const Tensor& inw = w.in(in);
   Tensor& outw = w.out(out);
+  TR_CUDA_OP(inw, TR_OPERANDS(&keep),
+             cuda::dropout_apply(dev(outw), dev(inw), dev<std::uint8_t>(keep),
+                                 static_cast<float>(1.0 / (1.0 - p)), in.numel());
+             w.finish())
   dispatch_float(inw, [&](auto tag) {
     using T = decltype(tag);
     cpu::dropout_apply<T>(outw.data<T>(), inw.data<T>(), keep.data<std::uint8_t>(),
@@ -558,12 +575,13 @@ void dropout_add(Tensor& out, const Tensor& skip, const Tensor& in, const Tensor
   check_same_shape(skip, in, "dropout_add");
   TR_CHECK(keep.numel() == in.numel(), "dropout: mask size");
   if (!out.same_buffer(skip)) ensure_shape(out, in.shape(), promoted_dtype(skip, in), in.device());
-  TR_CUDA_OP(in, TR_OPERANDS(&skip, &keep),
-             cuda::dropout_add(dev(out), dev(skip), dev(in), dev<std::uint8_t>(keep),
-                               static_cast<float>(1.0 / (1.0 - p)), in.numel()))
   Widened w;
   const Tensor &skipw = w.in(skip), &inw = w.in(in);
   Tensor& outw = w.out(out);
+  TR_CUDA_OP(inw, TR_OPERANDS(&skipw, &keep),
+             cuda::dropout_add(dev(outw), dev(skipw), dev(inw), dev<std::uint8_t>(keep),
+                               static_cast<float>(1.0 / (1.0 - p)), in.numel());
+             w.finish())
   dispatch_float(inw, [&](auto tag) {
     using T = decltype(tag);
     cpu::dropout_add<T>(outw.data<T>(), skipw.data<T>(), inw.data<T>(), keep.data<std::uint8_t>(),

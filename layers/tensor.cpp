@@ -8,6 +8,7 @@
 #include "layers/cpu/bf16.h"
 
 #ifdef TR_HAVE_CUDA
+#include "layers/cuda/kernels.h"
 #include "layers/cuda/runtime.h"
 #endif
 
@@ -273,9 +274,18 @@ void Tensor::copy_from(const Tensor& source) {
     copy_bytes(raw(), device_, source.raw(), source.device(), bytes());
     return;
   }
-  TR_CHECK(device_ == Device::cpu && source.device() == Device::cpu,
-           "copy_from: dtype conversions are host-only");
   const std::int64_t n = numel();
+#ifdef TR_HAVE_CUDA
+  // f32 <-> bf16 on one GPU (bf16 activations, layers/precision.h): the conversion kernels.
+  if (device_ == Device::cuda && source.device() == Device::cuda) {
+    if (source.dtype() == DType::f32 && dtype_ == DType::bf16)
+      return cuda::f32_to_bf16(static_cast<cuda::bf16*>(raw()), source.data<float>(), n);
+    if (source.dtype() == DType::bf16 && dtype_ == DType::f32)
+      return cuda::bf16_to_f32(data<float>(), static_cast<const cuda::bf16*>(source.raw()), n);
+  }
+#endif
+  TR_CHECK(device_ == Device::cpu && source.device() == Device::cpu,
+           "copy_from: dtype conversions are host-only (f32 <-> bf16 also on one GPU)");
   if (source.dtype() == DType::f32 && dtype_ == DType::f64) {
     const float* s = source.data<float>();
     double* d = data<double>();

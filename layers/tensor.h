@@ -136,7 +136,7 @@ class Tensor {
   void zero_();
   // Copies values from `source` (same element count). Across devices (host <-> CUDA,
   // synchronous) the dtypes must match; on the host f32 converts to and from f64 and bf16
-  // (f32 -> bf16 rounds to nearest even).
+  // (f32 -> bf16 rounds to nearest even), on a GPU to and from bf16.
   void copy_from(const Tensor& source);
   bool same_buffer(const Tensor& other) const { return buffer_ == other.buffer_; }
 

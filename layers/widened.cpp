@@ -4,16 +4,14 @@ namespace tr {
 
 const Tensor& Widened::in(const Tensor& t) {
   if (!t.defined() || t.dtype() != DType::bf16) return t;
-  TR_CHECK(t.device() == Device::cpu, "bf16 operand of a CUDA op reached the CPU path");
-  Tensor& wide = copies_.emplace_back(Tensor::empty(t.shape(), DType::f32));
+  Tensor& wide = copies_.emplace_back(Tensor::empty(t.shape(), DType::f32, t.device()));
   wide.copy_from(t);
   return wide;
 }
 
 Tensor& Widened::out(Tensor& t, bool accumulating) {
   if (!t.defined() || t.dtype() != DType::bf16) return t;
-  TR_CHECK(t.device() == Device::cpu, "bf16 output of a CUDA op reached the CPU path");
-  Tensor& wide = copies_.emplace_back(Tensor::empty(t.shape(), DType::f32));
+  Tensor& wide = copies_.emplace_back(Tensor::empty(t.shape(), DType::f32, t.device()));
   if (accumulating) wide.copy_from(t);
   outputs_.emplace_back(&t, &wide);
   return wide;

@@ -1,7 +1,8 @@
-// CPU ops on bf16 tensors: each op runs its f32 kernel on widened copies of its bf16 inputs
-// (exact), and its bf16 outputs receive the f32 results rounded to nearest even. A kernel that
-// loads bf16, computes in fp32 and stores bf16 (the CUDA bf16 kernels) rounds at the same
-// points, so both agree up to summation order.
+// Ops on bf16 tensors without a bf16 kernel: the op runs its f32 kernel on widened copies of
+// its bf16 inputs (exact), and its bf16 outputs receive the f32 results rounded to nearest
+// even. Every CPU op does so; on a GPU the ops other than the linear products (whose GEMMs
+// read and write bf16 themselves), with device copies. A kernel that loads bf16, computes in
+// fp32 and stores bf16 rounds at the same points, so it could replace this op by op.
 #pragma once
 
 #include <deque>

@@ -5,6 +5,7 @@
 #include <cuda_bf16.h>
 
 #include <mutex>
+#include <string>
 
 #include "layers/cuda/kernels.h"
 #include "layers/cuda/launch.cuh"
@@ -95,9 +96,10 @@ struct Batching {
 // Row-major C[M,N] = alpha op(A) op(B) + beta C (+ bias[N] when given), elements of `type`;
 // `batch.count` such products at once.
 // `in_type` is the type of A and B, `type` that of C.
+// `bias` has the elements of C's type (cuBLASLt's rule outside fp8 and integer kernels).
 void lt_matmul(cudaDataType in_type, cudaDataType type, bool trans_a, bool trans_b, i64 M, i64 N,
                i64 K, float alpha, const void* A, i64 lda, const void* B, i64 ldb, float beta,
-               void* C, i64 ldc, const float* bias, const Batching& batch = {}) {
+               void* C, i64 ldc, const void* bias, const Batching& batch = {}) {
   if (batch.count <= 0) return;
   if (M == 0 || N == 0) return;
   TR_CHECK(K > 0, "gemm with K = 0");
@@ -111,7 +113,7 @@ void lt_matmul(cudaDataType in_type, cudaDataType type, bool trans_a, bool trans
                                                    &epilogue, sizeof epilogue));
     TR_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                    &bias, sizeof bias));
-    const cudaDataType bias_type = CUDA_R_32F;
+    const cudaDataType bias_type = type;
     TR_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
                                                    &bias_type, sizeof bias_type));
   }
@@ -152,7 +154,69 @@ void f32_matmul(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float alpha, co
             ldc, bias, batch);
 }
 
+// An operand of a linear layer's products as cuBLASLt will read it: bf16 elements, used in place
+// when stored so, else rounded from f32 into `scratch` (n elements at `at`).
+const bf16* as_bf16(Operand m, i64 n, bf16* at) {
+  if (m.bf16) return static_cast<const bf16*>(m.data);
+  f32_to_bf16(at, static_cast<const float*>(m.data), n);
+  return at;
+}
+
+void require_bf16_products(const char* what) {
+  TR_CHECK(g_bf16_operands, std::string(what) + ": bf16 operands outside bf16 products");
+}
+
 }  // namespace
+
+void linear_forward_mixed(Output y, Operand x, const float* w, const float* bias, i64 N, i64 in,
+                          i64 out) {
+  if (!x.bf16 && !y.bf16) {
+    f32_matmul(false, true, N, out, in, 1.0f, static_cast<const float*>(x.data), in, w, in, 0.0f,
+               static_cast<float*>(y.data), out, bias);
+    return;
+  }
+  require_bf16_products("linear forward");
+  if (N == 0 || out == 0) return;
+  // Scratch: x (when f32), w, and the bias in y's type when y is bf16.
+  const i64 nx = x.bf16 ? 0 : aligned16(N * in), nw = aligned16(out * in);
+  const i64 nb = bias && y.bf16 ? aligned16(out) : 0;
+  StreamScratch scratch(static_cast<std::size_t>(nx + nw + nb) * sizeof(bf16));
+  bf16* base = scratch.as<bf16>();
+  const bf16* x16 = as_bf16(x, N * in, base);
+  const bf16* w16 = as_bf16(Operand{w, false}, out * in, base + nx);
+  const void* b = bias;
+  if (bias && y.bf16) {
+    f32_to_bf16(base + nx + nw, bias, out);
+    b = base + nx + nw;
+  }
+  lt_matmul(CUDA_R_16BF, y.bf16 ? CUDA_R_16BF : CUDA_R_32F, false, true, N, out, in, 1.0f, x16, in,
+            w16, in, 0.0f, y.data, out, b);
+}
+
+void linear_backward_mixed(Output dx, float beta_dx, float* dweight, Operand dy, Operand x,
+                           const float* w, i64 N, i64 in, i64 out) {
+  if (!dx.bf16 && !dy.bf16 && !x.bf16) {
+    linear_backward_products(static_cast<float*>(dx.data), beta_dx, dweight,
+                             static_cast<const float*>(dy.data), static_cast<const float*>(x.data),
+                             w, N, in, out);
+    return;
+  }
+  require_bf16_products("linear backward");
+  if (N == 0) return;
+  const i64 ndy = dy.bf16 ? 0 : aligned16(N * out), nx = x.bf16 ? 0 : aligned16(N * in);
+  const i64 nw = dx.data ? aligned16(out * in) : 0;
+  StreamScratch scratch(static_cast<std::size_t>(ndy + nx + nw) * sizeof(bf16));
+  bf16* base = scratch.as<bf16>();
+  const bf16* dy16 = as_bf16(dy, N * out, base);
+  const bf16* x16 = as_bf16(x, N * in, base + ndy);
+  if (dx.data) {
+    const bf16* w16 = as_bf16(Operand{w, false}, out * in, base + ndy + nx);
+    lt_matmul(CUDA_R_16BF, dx.bf16 ? CUDA_R_16BF : CUDA_R_32F, false, false, N, in, out, 1.0f, dy16,
+              out, w16, in, beta_dx, dx.data, in, nullptr);
+  }
+  lt_matmul(CUDA_R_16BF, CUDA_R_32F, true, false, out, in, N, 1.0f, dy16, out, x16, in, 1.0f,
+            dweight, in, nullptr);
+}
 
 void set_bf16_matmuls(bool on) {
   g_bf16_operands = on;
@@ -177,8 +241,8 @@ void gemm_strided_batched_bf16_in(bool trans_a, bool trans_b, i64 M, i64 N, i64 
                                   const bf16* A, i64 lda, i64 stride_a, const bf16* B, i64 ldb,
                                   i64 stride_b, float beta, float* C, i64 ldc, i64 stride_c,
                                   i64 batch) {
-  lt_matmul(CUDA_R_16BF, CUDA_R_32F, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
-            ldc, nullptr, Batching{batch, stride_a, stride_b, stride_c});
+  lt_matmul(CUDA_R_16BF, CUDA_R_32F, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+            nullptr, Batching{batch, stride_a, stride_b, stride_c});
 }
 
 void linear_backward_products(float* dx, float beta_dx, float* dweight, const float* dy,

@@ -42,6 +42,25 @@ void gemm_strided_batched_bf16_in(bool trans_a, bool trans_b, i64 M, i64 N, i64 
 // be null) and dweight += dy^T x. Under bf16 products dy is rounded once for both.
 void linear_backward_products(float* dx, float beta_dx, float* dweight, const float* dy,
                               const float* x, const float* w, i64 N, i64 in, i64 out);
+// bf16 activations (layers/precision.h): a linear layer's operands and outputs may be f32 or
+// bf16, the weight and its gradient f32. bf16 ones need bf16 products (set_bf16_matmuls): f32
+// operands are rounded into scratch, bf16 ones read in place, outputs written in their type
+// (a bf16 y gets the bias rounded to bf16: cuBLASLt's epilogue adds a bias of the output's
+// type). With every operand f32 these are the f32 products above.
+struct Operand {
+  const void* data = nullptr;
+  bool bf16 = false;
+};
+struct Output {
+  void* data = nullptr;  // null: not computed (linear_backward_mixed's dx)
+  bool bf16 = false;
+};
+// y[N, out] = x[N, in] w^T (+ bias[out]).
+void linear_forward_mixed(Output y, Operand x, const float* w, const float* bias, i64 N, i64 in,
+                          i64 out);
+// dx = dy w (+ beta_dx dx), dweight += dy^T x.
+void linear_backward_mixed(Output dx, float beta_dx, float* dweight, Operand dy, Operand x,
+                           const float* w, i64 N, i64 in, i64 out);
 // C = op(A) op(B) + bias[N] broadcast over rows (cuBLASLt BIAS epilogue: one pass over C).
 // cuBLASLt's GELU epilogue computes the tanh approximation, not the exact erf GELU of the
 // models here, so GELU stays a separate kernel (gelu_forward).

@@ -164,6 +164,13 @@ bool is_device_pointer(const void* ptr) {
   return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
 }
 
+void copy_rows_async(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch,
+                     std::size_t row_bytes, std::size_t rows) {
+  if (row_bytes == 0 || rows == 0) return;
+  TR_CUDA_CHECK(
+      cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, row_bytes, rows, cudaMemcpyDefault, 0));
+}
+
 void memset_zero(void* ptr, std::size_t bytes) {
   if (bytes == 0) return;
   TR_CUDA_CHECK(cudaMemsetAsync(ptr, 0, bytes, 0));

@@ -46,6 +46,10 @@ constexpr std::size_t kStagedCopyMaxBytes = std::size_t{256} << 20;
 void copy_to_device_staged(void* dst, const void* src, std::size_t bytes);
 // True when `ptr` is device (or managed) memory of the CUDA runtime; false for host memory.
 bool is_device_pointer(const void* ptr);
+// `rows` rows of `row_bytes` from src (rows `src_pitch` bytes apart) to dst (`dst_pitch`
+// apart), ordered on the compute stream, returning without waiting.
+void copy_rows_async(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch,
+                     std::size_t row_bytes, std::size_t rows);
 // Zero bytes on the device, ordered on the compute stream.
 void memset_zero(void* ptr, std::size_t bytes);
 // Waits for all work of this process on the current device; throws on a kernel fault.

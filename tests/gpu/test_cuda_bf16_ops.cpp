@@ -1,0 +1,192 @@
+// bf16 activations on CUDA (layers/precision.h): the ops of layers/ops.h with bf16 operands on
+// device copies against the same ops on the host, both under bf16 products. Both round at the
+// same points (operands of products, bf16 outputs), so they differ by summation order and at
+// most one bf16 rounding step of an output (2^-8 relative): bound 1e-2 relative. The f32 <->
+// bf16 conversions on the device equal the host's bit for bit. Skips where no GPU.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "gpu/cuda_test.h"
+#include "layers/cpu/bf16.h"
+#include "layers/cuda/kernels.h"
+#include "layers/device.h"
+#include "layers/device_ops.h"
+#include "layers/ops.h"
+
+namespace tr {
+namespace {
+
+using i64 = std::int64_t;
+
+constexpr double kTol = 1e-2;
+
+// A host tensor of `dtype` holding bf16-representable random values.
+Tensor rnd(const Shape& shape, std::uint32_t seed, DType dtype = DType::bf16, float lo = -1,
+           float hi = 1) {
+  std::vector<float> v = gpu_test::random_floats(shape_numel(shape), seed, lo, hi);
+  for (float& x : v) x = cpu::round_to_bf16(x);
+  const Tensor f = gpu_test::host_tensor(v, shape);
+  if (dtype == DType::f32) return f;
+  Tensor t = Tensor::empty(shape, dtype);
+  t.copy_from(f);
+  return t;
+}
+Tensor cu(const Tensor& t) {
+  return t.defined() ? to_device(t, Device::cuda) : Tensor();
+}
+// f32 host values of a tensor of any float dtype on any device.
+std::vector<float> values(const Tensor& t) {
+  const Tensor h = to_device(t, Device::cpu);
+  Tensor f = Tensor::empty(h.shape(), DType::f32);
+  f.copy_from(h);
+  return std::vector<float>(f.data<float>(), f.data<float>() + f.numel());
+}
+// The device result against the host one: same dtype and shape, values within `tol`.
+double err(const Tensor& device, const Tensor& host) {
+  EXPECT_EQ(device.device(), Device::cuda);
+  EXPECT_EQ(device.dtype(), host.dtype());
+  EXPECT_EQ(device.shape(), host.shape());
+  return gpu_test::max_rel_error(values(device), values(host), 1.0);
+}
+
+class CudaBf16Ops : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    TR_REQUIRE_CUDA();
+    cpu::set_bf16_products(true);
+    cuda::set_bf16_matmuls(true);
+  }
+  void TearDown() override {
+    cpu::set_bf16_products(false);
+    cuda::set_bf16_matmuls(false);
+  }
+};
+
+TEST_F(CudaBf16Ops, ConversionsEqualTheHosts) {
+  const std::vector<float> v = gpu_test::random_floats(1000, 3, -100, 100);
+  const Tensor f = gpu_test::host_tensor(v, {1000});
+  Tensor hb = Tensor::empty({1000}, DType::bf16);
+  hb.copy_from(f);
+  Tensor db = Tensor::empty({1000}, DType::bf16, Device::cuda);
+  db.copy_from(cu(f));
+  const Tensor back = to_device(db, Device::cpu);
+  for (i64 i = 0; i < 1000; ++i)
+    ASSERT_EQ(back.data<BFloat16>()[i].bits, hb.data<BFloat16>()[i].bits) << v[i];
+  Tensor wide = Tensor::empty({1000}, DType::f32, Device::cuda);
+  wide.copy_from(db);
+  const std::vector<float> w = gpu_test::to_host_vector<float>(wide);
+  for (i64 i = 0; i < 1000; ++i) EXPECT_EQ(w[i], cpu::round_to_bf16(v[i]));
+}
+
+TEST_F(CudaBf16Ops, LinearWithBf16OperandsAndOutputs) {
+  const Tensor w = rnd({24, 16}, 2, DType::f32), b = rnd({24}, 3, DType::f32);
+  for (DType x_dtype : {DType::f32, DType::bf16})
+    for (DType y_dtype : {DType::f32, DType::bf16})
+      for (bool with_bias : {false, true}) {
+        SCOPED_TRACE(std::string("x ") + dtype_name(x_dtype) + " y " + dtype_name(y_dtype) +
+                     (with_bias ? " bias" : ""));
+        const Tensor x = rnd({3, 5, 16}, 1, x_dtype), dy = rnd({3, 5, 24}, 4, y_dtype);
+        const Tensor bias = with_bias ? b : Tensor();
+        Tensor y, cy;
+        ops::linear_forward(y, x, w, bias, y_dtype);
+        ops::linear_forward(cy, cu(x), cu(w), cu(bias), y_dtype);
+        EXPECT_LE(err(cy, y), kTol);
+        Tensor dx, dw = rnd({24, 16}, 5, DType::f32), db = rnd({24}, 6, DType::f32);
+        Tensor cdx, cdw = cu(dw), cdb = cu(db);
+        ops::linear_backward(&dx, dw, with_bias ? &db : nullptr, dy, x, w);
+        ops::linear_backward(&cdx, cdw, with_bias ? &cdb : nullptr, cu(dy), cu(x), cu(w));
+        EXPECT_LE(err(cdx, dx), kTol);
+        EXPECT_LE(err(cdw, dw), 1e-5);  // bf16 operands, fp32 accumulation: rounding only
+        EXPECT_LE(err(cdb, db), 1e-5);
+        Tensor sum = rnd({3, 5, 16}, 7, x_dtype), csum = cu(sum);
+        ops::linear_backward_accumulate(sum, dw, nullptr, dy, x, w);
+        ops::linear_backward_accumulate(csum, cdw, nullptr, cu(dy), cu(x), cu(w));
+        EXPECT_LE(err(csum, sum), kTol);
+      }
+}
+
+TEST_F(CudaBf16Ops, LayerNormActivationsAndSums) {
+  const Tensor x = rnd({4, 7, 32}, 10, DType::f32, -3, 3), g = rnd({32}, 11, DType::f32),
+               b = rnd({32}, 12, DType::f32);
+  Tensor y, mean, rstd, cy, cmean, crstd;
+  ops::layernorm_forward(y, mean, rstd, x, g, b, 1e-5, DType::bf16);
+  ops::layernorm_forward(cy, cmean, crstd, cu(x), cu(g), cu(b), 1e-5, DType::bf16);
+  EXPECT_LE(err(cy, y), kTol);
+  const Tensor dy = rnd({4, 7, 32}, 13), res = rnd({4, 7, 32}, 14, DType::f32), cres = cu(res);
+  Tensor dx, dg = Tensor::zeros({32}, DType::f32), db = Tensor::zeros({32}, DType::f32);
+  Tensor cdx, cdg = cu(dg), cdb = cu(db);
+  ops::layernorm_backward(dx, dg, db, dy, x, g, mean, rstd, &res);
+  ops::layernorm_backward(cdx, cdg, cdb, cu(dy), cu(x), cu(g), cmean, crstd, &cres);
+  EXPECT_LE(err(cdx, dx), 1e-5);  // f32 result from bf16 dy: rounding only
+  EXPECT_LE(err(cdg, dg), 1e-5);
+  const Tensor h = rnd({4, 7, 32}, 15, DType::bf16, -3, 3);
+  for (auto act : {ops::Activation::gelu, ops::Activation::relu}) {
+    Tensor a, ca, da, cda;
+    ops::activation_forward(a, h, act);
+    ops::activation_forward(ca, cu(h), act);
+    EXPECT_LE(err(ca, a), kTol);
+    ops::activation_backward(da, dy, h, act, a);
+    ops::activation_backward(cda, cu(dy), cu(h), act, ca);
+    EXPECT_LE(err(cda, da), kTol);
+  }
+  Tensor sum, csum;  // f32 + bf16: f32
+  ops::add(sum, res, h);
+  ops::add(csum, cres, cu(h));
+  EXPECT_LE(err(csum, sum), 1e-6);
+  Tensor acc = h.clone(), cacc = cu(h);
+  ops::add_accumulate(acc, res);
+  ops::add_accumulate(cacc, cres);
+  EXPECT_LE(err(cacc, acc), kTol);
+  ops::bias_add_inplace(acc, b);
+  ops::bias_add_inplace(cacc, cu(b));
+  EXPECT_LE(err(cacc, acc), kTol);
+  Tensor keep = Tensor::empty(h.shape(), DType::u8);
+  for (i64 i = 0; i < keep.numel(); ++i) keep.data<std::uint8_t>()[i] = i % 5 != 0;
+  const Tensor ckeep = cu(keep);
+  Tensor d, cd;
+  ops::dropout_add(d, res, h, keep, 0.2);
+  ops::dropout_add(cd, cres, cu(h), ckeep, 0.2);
+  EXPECT_LE(err(cd, d), 1e-6);
+  ops::dropout_apply(d, h, keep, 0.2);
+  ops::dropout_apply(cd, cu(h), ckeep, 0.2);
+  EXPECT_LE(err(cd, d), kTol);
+}
+
+TEST_F(CudaBf16Ops, AttentionWithBf16Projections) {
+  const i64 B = 2, T = 6, heads = 2, d = 16;
+  const Tensor q = rnd({B, T, d}, 30), k = rnd({B, T, d}, 31), v = rnd({B, T, d}, 32),
+               dout = rnd({B, T, d}, 33);
+  Tensor lens = Tensor::empty({B}, DType::i32);
+  lens.data<std::int32_t>()[0] = 6;
+  lens.data<std::int32_t>()[1] = 4;
+  Tensor out, probs, cout, cprobs;
+  ops::attention_forward(out, probs, q, k, v, lens, Tensor(), 1.0, heads, true, 0);
+  ops::attention_forward(cout, cprobs, cu(q), cu(k), cu(v), cu(lens), Tensor(), 1.0, heads, true,
+                         0);
+  EXPECT_LE(err(cout, out), kTol);
+  EXPECT_LE(err(cprobs, probs), 1e-5);
+  Tensor dq, dk, dv, s, cdq, cdk, cdv, cs;
+  ops::attention_backward(dq, dk, dv, s, dout, probs, q, k, v, Tensor(), 1.0, heads);
+  ops::attention_backward(cdq, cdk, cdv, cs, cu(dout), cprobs, cu(q), cu(k), cu(v), Tensor(), 1.0,
+                          heads);
+  EXPECT_LE(err(cdq, dq), kTol);
+  EXPECT_LE(err(cdk, dk), kTol);
+  EXPECT_LE(err(cdv, dv), kTol);
+}
+
+TEST_F(CudaBf16Ops, FirstRowsMoveBf16Rows) {
+  const Tensor x = rnd({3, 5, 8}, 40);
+  Tensor first, cfirst;
+  take_first_rows(first, x);
+  take_first_rows(cfirst, cu(x));
+  EXPECT_EQ(err(cfirst, first), 0.0);
+  Tensor full, cfull;
+  put_first_rows(full, first, 5);
+  put_first_rows(cfull, cfirst, 5);
+  EXPECT_EQ(err(cfull, full), 0.0);
+}
+
+}  // namespace
+}  // namespace tr
