@@ -47,17 +47,25 @@ template <typename T = float>
 T* dev(const Tensor& t) {
   return t.defined() ? t.data<T>() : nullptr;
 }
+bool cuda_of(const Tensor& t, DType dtype) {
+  return t.defined() && t.device() == Device::cuda && t.dtype() == dtype;
+}
+cuda::bf16* bf(const Tensor& t) {
+  return static_cast<cuda::bf16*>(t.raw());
+}
 cuda::Operand operand(const Tensor& t) {
   return {t.raw(), t.dtype() == DType::bf16};
 }
 cuda::Output output(Tensor* t) {
   return t ? cuda::Output{t->raw(), t->dtype() == DType::bf16} : cuda::Output{};
 }
-// dbias += column sums of dy (a bf16 dy widened first).
+// dbias += column sums of dy (f32 or bf16).
 void bias_gradient_on_cuda(Tensor* dbias, const Tensor& dy, std::int64_t N, std::int64_t out) {
   if (!dbias || !dbias->defined()) return;
-  Widened w;
-  cuda::bias_backward_accumulate(dev(*dbias), dev(w.in(dy)), N, out);
+  if (dy.dtype() == DType::bf16)
+    cuda::bias_backward_accumulate(dev(*dbias), bf(dy), N, out);
+  else
+    cuda::bias_backward_accumulate(dev(*dbias), dev(dy), N, out);
 }
 // The CUDA branch of an op: runs the statements and returns when `t` is a CUDA tensor.
 #define TR_CUDA_OP(t, others, ...) \
@@ -66,8 +74,17 @@ void bias_gradient_on_cuda(Tensor* dbias, const Tensor& dy, std::int64_t N, std:
     __VA_ARGS__;                   \
     return;                        \
   }
+// A bf16 kernel for this combination of operand dtypes (bf16 activations): runs the
+// statements and returns when `cond` holds (every operand named there is a CUDA tensor).
+#define TR_CUDA_BF16_OP(cond, ...) \
+  if (cond) {                      \
+    OpTimer op_timer_(__func__);   \
+    __VA_ARGS__;                   \
+    return;                        \
+  }
 #else
 #define TR_CUDA_OP(t, others, ...)
+#define TR_CUDA_BF16_OP(cond, ...)
 #endif
 #define TR_OPERANDS(...) \
   { __VA_ARGS__ }
@@ -171,6 +188,9 @@ void layernorm_forward(Tensor& y, Tensor& mean, Tensor& rstd, const Tensor& x, c
   ensure_shape(y, x.shape(), y_dtype, x.device());
   ensure_shape(mean, {N}, wide_dtype(x.dtype()), x.device());
   ensure_shape(rstd, {N}, wide_dtype(x.dtype()), x.device());
+  TR_CUDA_BF16_OP(cuda_of(x, DType::f32) && cuda_of(y, DType::bf16),
+                  cuda::layernorm_forward(bf(y), dev(mean), dev(rstd), dev(x), dev(weight),
+                                          dev(bias), N, C, static_cast<float>(eps)))
   Widened w;
   const Tensor& xw = w.in(x);
   Tensor& yw = w.out(y);
@@ -195,6 +215,11 @@ void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor
   // dx must not share the residual's buffer: rows are read and written in the same pass, which
   // is fine, but a caller's view of the residual would silently change.
   ensure_shape(dx, x.shape(), x.dtype(), x.device());
+  TR_CUDA_BF16_OP(
+      cuda_of(x, DType::f32) && cuda_of(dy, DType::bf16) &&
+          (!residual || cuda_of(*residual, DType::f32)),
+      cuda::layernorm_backward(dev(dx), dev(dweight), dev(dbias), bf(dy), dev(x), dev(weight),
+                               dev(mean), dev(rstd), N, C, residual ? dev(*residual) : nullptr))
   Widened w;
   const Tensor &xw = w.in(x), &dyw = w.in(dy);
   const Tensor* resw = residual ? &w.in(*residual) : nullptr;
@@ -215,6 +240,9 @@ void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor
 
 void activation_forward(Tensor& y, const Tensor& x, Activation act) {
   ensure_shape(y, x.shape(), x.dtype(), x.device());
+  TR_CUDA_BF16_OP(cuda_of(x, DType::bf16), act == Activation::gelu
+                                               ? cuda::gelu_forward(bf(y), bf(x), x.numel())
+                                               : cuda::relu_forward(bf(y), bf(x), x.numel()))
   Widened w;
   const Tensor& xw = w.in(x);
   Tensor& yw = w.out(y);
@@ -237,6 +265,9 @@ void activation_backward(Tensor& dx, const Tensor& dy, const Tensor& x, Activati
   check_same_shape(dy, x, "activation backward");
   if (y.defined()) check_same_shape(y, x, "activation backward: forward output");
   ensure_shape(dx, x.shape(), x.dtype(), x.device());
+  TR_CUDA_BF16_OP(cuda_of(x, DType::bf16) && cuda_of(dy, DType::bf16),
+                  act == Activation::gelu ? cuda::gelu_backward(bf(dx), bf(dy), bf(x), x.numel())
+                                          : cuda::relu_backward(bf(dx), bf(dy), bf(x), x.numel()))
   Widened w;
   const Tensor &xw = w.in(x), &dyw = w.in(dy);
   // A rounded forward output is no exact GELU of x: the backward evaluates erf itself then.
@@ -262,6 +293,10 @@ void add(Tensor& out, const Tensor& a, const Tensor& b) {
   check_same_shape(a, b, "add");
   if (!out.same_buffer(a) && !out.same_buffer(b))
     ensure_shape(out, a.shape(), promoted_dtype(a, b), a.device());
+  TR_CUDA_BF16_OP(cuda_of(out, DType::f32) && cuda_of(a, DType::f32) && cuda_of(b, DType::bf16),
+                  cuda::add(dev(out), dev(a), bf(b), a.numel()))
+  TR_CUDA_BF16_OP(cuda_of(out, DType::f32) && cuda_of(a, DType::bf16) && cuda_of(b, DType::f32),
+                  cuda::add(dev(out), dev(b), bf(a), a.numel()))
   Widened w;
   const Tensor &aw = w.in(a), &bw = w.in(b);
   Tensor& outw = w.out(out);
@@ -317,6 +352,10 @@ void attention_forward(Tensor& out, Tensor& probs, const Tensor& q, const Tensor
   ensure_shape(probs, {B, heads, Tq, Tk}, wide_dtype(q.dtype()), q.device());
   const std::int32_t* lens = kv_len.defined() ? kv_len.data<std::int32_t>() : nullptr;
   const std::uint8_t* keep = keep_mask.defined() ? keep_mask.data<std::uint8_t>() : nullptr;
+  TR_CUDA_BF16_OP(cuda_of(q, DType::bf16) && cuda_of(k, DType::bf16) && cuda_of(v, DType::bf16),
+                  cuda::attention_forward(bf(out), dev(probs), bf(q), bf(k), bf(v), lens, keep,
+                                          static_cast<float>(keep_scale), B, heads, Tq, Tk, Dh,
+                                          causal, q_offset))
   Widened w;
   const Tensor &qw = w.in(q), &kw = w.in(k), &vw = w.in(v);
   Tensor& outw = w.out(out);
@@ -344,6 +383,11 @@ void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, Tensor& scratch, con
   ensure_shape(dv, v.shape(), v.dtype(), v.device());
   ensure_shape(scratch, {B, heads, Tq, Tk}, wide_dtype(q.dtype()), q.device());
   const std::uint8_t* keep = keep_mask.defined() ? keep_mask.data<std::uint8_t>() : nullptr;
+  TR_CUDA_BF16_OP(cuda_of(q, DType::bf16) && cuda_of(k, DType::bf16) && cuda_of(v, DType::bf16) &&
+                      cuda_of(dout, DType::bf16),
+                  cuda::attention_backward(bf(dq), bf(dk), bf(dv), dev(scratch), bf(dout),
+                                           dev(probs), bf(q), bf(k), bf(v), keep,
+                                           static_cast<float>(keep_scale), B, heads, Tq, Tk, Dh))
   Widened w;
   const Tensor &qw = w.in(q), &kw = w.in(k), &vw = w.in(v), &doutw = w.in(dout);
   Tensor &dqw = w.out(dq), &dkw = w.out(dk), &dvw = w.out(dv);
@@ -556,6 +600,9 @@ void dropout_mask(Tensor& keep, const Shape& shape, double p, std::uint64_t seed
 void dropout_apply(Tensor& out, const Tensor& in, const Tensor& keep, double p) {
   TR_CHECK(keep.numel() == in.numel(), "dropout: mask size");
   if (!out.same_buffer(in)) ensure_shape(out, in.shape(), in.dtype(), in.device());
+  TR_CUDA_BF16_OP(cuda_of(in, DType::bf16) && cuda_of(out, DType::bf16),
+                  cuda::dropout_apply(bf(out), bf(in), dev<std::uint8_t>(keep),
+                                      static_cast<float>(1.0 / (1.0 - p)), in.numel()))
   Widened w;
   const Tensor& inw = w.in(in);
   Tensor& outw = w.out(out);
@@ -575,6 +622,9 @@ void dropout_add(Tensor& out, const Tensor& skip, const Tensor& in, const Tensor
   check_same_shape(skip, in, "dropout_add");
   TR_CHECK(keep.numel() == in.numel(), "dropout: mask size");
   if (!out.same_buffer(skip)) ensure_shape(out, in.shape(), promoted_dtype(skip, in), in.device());
+  TR_CUDA_BF16_OP(cuda_of(out, DType::f32) && cuda_of(skip, DType::f32) && cuda_of(in, DType::bf16),
+                  cuda::dropout_add(dev(out), dev(skip), bf(in), dev<std::uint8_t>(keep),
+                                    static_cast<float>(1.0 / (1.0 - p)), in.numel()))
   Widened w;
   const Tensor &skipw = w.in(skip), &inw = w.in(in);
   Tensor& outw = w.out(out);

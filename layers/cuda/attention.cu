@@ -10,6 +10,8 @@
 
 #include "layers/cuda/kernels.h"
 #include "layers/cuda/launch.cuh"
+#include "layers/cuda/runtime.h"
+#include "layers/cuda/storage.cuh"
 #include "layers/op_profile.h"
 
 namespace tr::cuda {
@@ -72,27 +74,44 @@ void swap_middle(float* out, const float* in, i64 B, i64 X, i64 Y, i64 D) {
     launch_swap_middle<float, i64>(out, in, B, X, Y, D);
 }
 
-// swap_middle into bf16 (the attention operands under bf16 products): rounded as they move.
-__global__ void gather_heads_bf16_kernel(__nv_bfloat16* out, const float* in, std::uint32_t B,
-                                         std::uint32_t X, std::uint32_t Y, std::uint32_t D) {
+// swap_middle with a change of storage (float or bf16 each side), rounded as the values move:
+// the attention operands gathered into bf16 under bf16 products, and under bf16 activations
+// the bf16 projections read and the bf16 results written.
+template <typename In, typename Out>
+__global__ void swap_middle_as_kernel(Out* out, const In* in, std::uint32_t B, std::uint32_t X,
+                                      std::uint32_t Y, std::uint32_t D) {
   const std::uint32_t n = B * X * Y * D;
   for (std::uint32_t idx = blockIdx.x * blockDim.x + threadIdx.x; idx < n;
        idx += blockDim.x * gridDim.x) {
     const std::uint32_t d = idx % D, rest = idx / D;
     const std::uint32_t y = rest % Y, rest2 = rest / Y;
     const std::uint32_t x = rest2 % X, b = rest2 / X;
-    out[((b * Y + y) * X + x) * D + d] = __float2bfloat16_rn(in[idx]);
+    store(out, ((b * Y + y) * X + x) * D + d, load(in, idx));
   }
 }
 
-void gather_heads_bf16(bf16* out, const float* in, i64 B, i64 X, i64 Y, i64 D) {
+template <typename In, typename Out>
+void swap_middle_as(Out* out, const In* in, i64 B, i64 X, i64 Y, i64 D) {
   const i64 n = B * X * Y * D;
   if (n <= 0) return;
   TR_CHECK(n < (i64{1} << 31), "attention under bf16: more than 2^31 elements in q, k or v");
-  gather_heads_bf16_kernel<<<grid_for(n), kThreads, 0, compute_stream()>>>(
-      reinterpret_cast<__nv_bfloat16*>(out), in, static_cast<std::uint32_t>(B),
-      static_cast<std::uint32_t>(X), static_cast<std::uint32_t>(Y), static_cast<std::uint32_t>(D));
+  swap_middle_as_kernel<In, Out><<<grid_for(n), kThreads, 0, compute_stream()>>>(
+      out, in, static_cast<std::uint32_t>(B), static_cast<std::uint32_t>(X),
+      static_cast<std::uint32_t>(Y), static_cast<std::uint32_t>(D));
   TR_CUDA_LAUNCH_CHECK();
+}
+
+template <typename In>
+void gather_heads_bf16(bf16* out, const In* in, i64 B, i64 X, i64 Y, i64 D) {
+  swap_middle_as<In, bf16>(out, in, B, X, Y, D);
+}
+
+// The heads' results back into the projection layout: float4 moves for float (swap_middle).
+void scatter_heads(float* out, const float* in, i64 B, i64 X, i64 Y, i64 D) {
+  swap_middle(out, in, B, X, Y, D);
+}
+void scatter_heads(bf16* out, const float* in, i64 B, i64 X, i64 Y, i64 D) {
+  swap_middle_as<float, bf16>(out, in, B, X, Y, D);
 }
 
 void zero_floats(float* p, i64 n) {
@@ -189,10 +208,12 @@ float attention_scale(i64 Dh) {
 // (the gathers, the softmax and its gradient): no separate rounding pass, half the bytes read
 // by the products. Probabilities, scores and gradients stay fp32.
 
-void attention_forward_bf16(float* out, float* probs, const float* q, const float* k,
-                            const float* v, const std::int32_t* kv_len,
-                            const std::uint8_t* keep_mask, float keep_scale, i64 B, i64 H, i64 Tq,
-                            i64 Tk, i64 Dh, bool causal, i64 q_offset) {
+// T: the storage of q, k, v and out (float, or bf16 under bf16 activations).
+template <typename T>
+void attention_forward_bf16(T* out, float* probs, const T* q, const T* k, const T* v,
+                            const std::int32_t* kv_len, const std::uint8_t* keep_mask,
+                            float keep_scale, i64 B, i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal,
+                            i64 q_offset) {
   const i64 rows = B * H * Tq, pairs = B * H;
   const i64 nq = B * Tq * H * Dh, nk = B * Tk * H * Dh;
   // Element counts rounded up to 8 (16 bytes) so that each operand starts aligned.
@@ -225,13 +246,13 @@ void attention_forward_bf16(float* out, float* probs, const float* q, const floa
   OpTimer part("attention_forward: P v, heads scattered");
   gemm_strided_batched_bf16_in(false, false, Tq, Dh, Tk, 1.0f, p16, Tk, Tq * Tk, v16, Dh, Tk * Dh,
                                0.0f, oh, Dh, Tq * Dh, pairs);
-  swap_middle(out, oh, B, H, Tq, Dh);
+  scatter_heads(out, oh, B, H, Tq, Dh);
 }
 
-void attention_backward_bf16(float* dq, float* dk, float* dv, float* scratch, const float* dout,
-                             const float* probs, const float* q, const float* k, const float* v,
-                             const std::uint8_t* keep_mask, float keep_scale, i64 B, i64 H, i64 Tq,
-                             i64 Tk, i64 Dh) {
+template <typename T>
+void attention_backward_bf16(T* dq, T* dk, T* dv, float* scratch, const T* dout, const float* probs,
+                             const T* q, const T* k, const T* v, const std::uint8_t* keep_mask,
+                             float keep_scale, i64 B, i64 H, i64 Tq, i64 Tk, i64 Dh) {
   const i64 rows = B * H * Tq, pairs = B * H;
   const i64 nq = B * Tq * H * Dh, nk = B * Tk * H * Dh;
   const float scale = attention_scale(Dh);
@@ -278,12 +299,40 @@ void attention_backward_bf16(float* dq, float* dk, float* dv, float* scratch, co
                                0.0f, dqh, Dh, Tq * Dh, pairs);
   gemm_strided_batched_bf16_in(true, false, Tk, Dh, Tq, scale, s16, Tk, Tq * Tk, q16, Dh, Tq * Dh,
                                0.0f, dkh, Dh, Tk * Dh, pairs);
-  swap_middle(dq, dqh, B, H, Tq, Dh);
-  swap_middle(dk, dkh, B, H, Tk, Dh);
-  swap_middle(dv, dvh, B, H, Tk, Dh);
+  scatter_heads(dq, dqh, B, H, Tq, Dh);
+  scatter_heads(dk, dkh, B, H, Tk, Dh);
+  scatter_heads(dv, dvh, B, H, Tk, Dh);
 }
 
 }  // namespace
+
+void attention_forward(bf16* out, float* probs, const bf16* q, const bf16* k, const bf16* v,
+                       const std::int32_t* kv_len, const std::uint8_t* keep_mask, float keep_scale,
+                       i64 B, i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal, i64 q_offset) {
+  TR_CHECK(bf16_matmuls(), "attention on bf16 projections outside bf16 products");
+  if (B * H * Tq <= 0) return;
+  if (Tk <= 0) {  // no keys: a zero output, as the CPU
+    memset_zero(out, static_cast<std::size_t>(B * Tq * H * Dh) * sizeof(bf16));
+    return;
+  }
+  attention_forward_bf16(out, probs, q, k, v, kv_len, keep_mask, keep_scale, B, H, Tq, Tk, Dh,
+                         causal, q_offset);
+}
+
+void attention_backward(bf16* dq, bf16* dk, bf16* dv, float* scratch, const bf16* dout,
+                        const float* probs, const bf16* q, const bf16* k, const bf16* v,
+                        const std::uint8_t* keep_mask, float keep_scale, i64 B, i64 H, i64 Tq,
+                        i64 Tk, i64 Dh) {
+  TR_CHECK(bf16_matmuls(), "attention on bf16 projections outside bf16 products");
+  if (B * H * Tq <= 0 || Tk <= 0) {
+    memset_zero(dq, static_cast<std::size_t>(B * Tq * H * Dh) * sizeof(bf16));
+    memset_zero(dk, static_cast<std::size_t>(B * Tk * H * Dh) * sizeof(bf16));
+    memset_zero(dv, static_cast<std::size_t>(B * Tk * H * Dh) * sizeof(bf16));
+    return;
+  }
+  attention_backward_bf16(dq, dk, dv, scratch, dout, probs, q, k, v, keep_mask, keep_scale, B, H,
+                          Tq, Tk, Dh);
+}
 
 void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v,
                        const std::int32_t* kv_len, const std::uint8_t* keep_mask, float keep_scale,

@@ -10,6 +10,7 @@
 #include "layers/cuda/embedding_grad.cuh"
 #include "layers/cuda/kernels.h"
 #include "layers/cuda/launch.cuh"
+#include "layers/cuda/storage.cuh"
 
 namespace tr::cuda {
 
@@ -31,15 +32,18 @@ __global__ void bias_fill_kernel(float* out, const float* bias, i64 rows, i64 co
 }
 // One thread per column walking the rows in order: coalesced across the warp, and the same
 // summation order as the CPU kernel.
+template <typename DOut>
 struct BiasTerms {
-  const float* dout;
+  const DOut* dout;
   std::int64_t cols;
   __device__ void operator()(std::int64_t r, std::int64_t c, float* v) const {
-    v[0] = dout[r * cols + c];
+    v[0] = load(dout, r * cols + c);
   }
 };
-__global__ void add_kernel(float* out, const float* a, const float* b, i64 n) {
-  TR_GRID_STRIDE(i, n) out[i] = a[i] + b[i];
+// B: float, or bf16 (a bf16 branch added to the f32 residual stream).
+template <typename B>
+__global__ void add_kernel(float* out, const float* a, const B* b, i64 n) {
+  TR_GRID_STRIDE(i, n) out[i] = a[i] + load(b, i);
 }
 __global__ void add_accumulate_kernel(float* out, const float* a, i64 n) {
   TR_GRID_STRIDE(i, n) out[i] += a[i];
@@ -47,20 +51,31 @@ __global__ void add_accumulate_kernel(float* out, const float* a, i64 n) {
 __global__ void scale_kernel(float* out, const float* in, float alpha, i64 n) {
   TR_GRID_STRIDE(i, n) out[i] = alpha * in[i];
 }
-__global__ void gelu_forward_kernel(float* out, const float* in, i64 n) {
-  TR_GRID_STRIDE(i, n) out[i] = in[i] * normal_cdf(in[i]);
-}
-__global__ void gelu_backward_kernel(float* din, const float* dout, const float* in, i64 n) {
+// T: float, or bf16 (the feed-forward hidden layer under bf16 activations).
+template <typename T>
+__global__ void gelu_forward_kernel(T* out, const T* in, i64 n) {
   TR_GRID_STRIDE(i, n) {
-    const float x = in[i];
-    din[i] = dout[i] * (normal_cdf(x) + x * kInvSqrt2Pi * expf(-0.5f * x * x));
+    const float x = load(in, i);
+    store(out, i, x * normal_cdf(x));
   }
 }
-__global__ void relu_forward_kernel(float* out, const float* in, i64 n) {
-  TR_GRID_STRIDE(i, n) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+template <typename T>
+__global__ void gelu_backward_kernel(T* din, const T* dout, const T* in, i64 n) {
+  TR_GRID_STRIDE(i, n) {
+    const float x = load(in, i);
+    store(din, i, load(dout, i) * (normal_cdf(x) + x * kInvSqrt2Pi * expf(-0.5f * x * x)));
+  }
 }
-__global__ void relu_backward_kernel(float* din, const float* dout, const float* in, i64 n) {
-  TR_GRID_STRIDE(i, n) din[i] = in[i] > 0.0f ? dout[i] : 0.0f;
+template <typename T>
+__global__ void relu_forward_kernel(T* out, const T* in, i64 n) {
+  TR_GRID_STRIDE(i, n) {
+    const float x = load(in, i);
+    store(out, i, x > 0.0f ? x : 0.0f);
+  }
+}
+template <typename T>
+__global__ void relu_backward_kernel(T* din, const T* dout, const T* in, i64 n) {
+  TR_GRID_STRIDE(i, n) store(din, i, load(in, i) > 0.0f ? load(dout, i) : 0.0f);
 }
 
 // One thread per Philox block (four words): position c = offset + i reads word (c & 3) of
@@ -95,13 +110,16 @@ __global__ void dropout_mask_strided_kernel(std::uint8_t* keep, i64 rows, i64 K,
   }
 }
 
-__global__ void dropout_apply_kernel(float* out, const float* in, const std::uint8_t* keep,
-                                     float scale, i64 n) {
-  TR_GRID_STRIDE(i, n) out[i] = keep[i] ? in[i] * scale : 0.0f;
+template <typename T>
+__global__ void dropout_apply_kernel(T* out, const T* in, const std::uint8_t* keep, float scale,
+                                     i64 n) {
+  TR_GRID_STRIDE(i, n) store(out, i, keep[i] ? load(in, i) * scale : 0.0f);
 }
-__global__ void dropout_add_kernel(float* out, const float* skip, const float* in,
+// In: float, or bf16 (a bf16 branch's dropout added to the f32 residual stream).
+template <typename In>
+__global__ void dropout_add_kernel(float* out, const float* skip, const In* in,
                                    const std::uint8_t* keep, float scale, i64 n) {
-  TR_GRID_STRIDE(i, n) out[i] = skip[i] + (keep[i] ? in[i] * scale : 0.0f);
+  TR_GRID_STRIDE(i, n) out[i] = skip[i] + (keep[i] ? load(in, i) * scale : 0.0f);
 }
 
 // The CPU kernel's element step (layers/cpu/adamw_step.h) with the same constants from the
@@ -169,10 +187,16 @@ void bias_fill(float* out, const float* bias, i64 rows, i64 cols) {
   TR_LAUNCH(bias_fill_kernel, rows * cols, out, bias, rows, cols);
 }
 void bias_backward_accumulate(float* dbias, const float* dout, i64 rows, i64 cols) {
-  column_sums_accumulate<1>({dbias}, BiasTerms{dout, cols}, rows, cols);
+  column_sums_accumulate<1>({dbias}, BiasTerms<float>{dout, cols}, rows, cols);
+}
+void bias_backward_accumulate(float* dbias, const bf16* dout, i64 rows, i64 cols) {
+  column_sums_accumulate<1>({dbias}, BiasTerms<bf16>{dout, cols}, rows, cols);
 }
 void add(float* out, const float* a, const float* b, i64 n) {
-  TR_LAUNCH(add_kernel, n, out, a, b, n);
+  TR_LAUNCH(add_kernel<float>, n, out, a, b, n);
+}
+void add(float* out, const float* a, const bf16* b, i64 n) {
+  TR_LAUNCH(add_kernel<bf16>, n, out, a, b, n);
 }
 void add_accumulate(float* out, const float* a, i64 n) {
   TR_LAUNCH(add_accumulate_kernel, n, out, a, n);
@@ -181,18 +205,30 @@ void scale(float* out, const float* in, float alpha, i64 n) {
   TR_LAUNCH(scale_kernel, n, out, in, alpha, n);
 }
 void gelu_forward(float* out, const float* in, i64 n) {
-  TR_LAUNCH(gelu_forward_kernel, n, out, in, n);
+  TR_LAUNCH(gelu_forward_kernel<float>, n, out, in, n);
+}
+void gelu_forward(bf16* out, const bf16* in, i64 n) {
+  TR_LAUNCH(gelu_forward_kernel<bf16>, n, out, in, n);
 }
 // The forward output is not needed here: erff costs about as much as the division the CPU
 // uses to avoid it.
 void gelu_backward(float* din, const float* dout, const float* in, i64 n, const float*) {
-  TR_LAUNCH(gelu_backward_kernel, n, din, dout, in, n);
+  TR_LAUNCH(gelu_backward_kernel<float>, n, din, dout, in, n);
+}
+void gelu_backward(bf16* din, const bf16* dout, const bf16* in, i64 n) {
+  TR_LAUNCH(gelu_backward_kernel<bf16>, n, din, dout, in, n);
 }
 void relu_forward(float* out, const float* in, i64 n) {
-  TR_LAUNCH(relu_forward_kernel, n, out, in, n);
+  TR_LAUNCH(relu_forward_kernel<float>, n, out, in, n);
+}
+void relu_forward(bf16* out, const bf16* in, i64 n) {
+  TR_LAUNCH(relu_forward_kernel<bf16>, n, out, in, n);
 }
 void relu_backward(float* din, const float* dout, const float* in, i64 n) {
-  TR_LAUNCH(relu_backward_kernel, n, din, dout, in, n);
+  TR_LAUNCH(relu_backward_kernel<float>, n, din, dout, in, n);
+}
+void relu_backward(bf16* din, const bf16* dout, const bf16* in, i64 n) {
+  TR_LAUNCH(relu_backward_kernel<bf16>, n, din, dout, in, n);
 }
 
 void dropout_mask(std::uint8_t* keep, i64 n, float p, std::uint64_t seed, std::uint64_t stream,
@@ -211,11 +247,18 @@ void dropout_mask_strided(std::uint8_t* keep, i64 rows, i64 K, const DropoutLayo
             cpu::dropout_keep_threshold(p), seed, stream, offset);
 }
 void dropout_apply(float* out, const float* in, const std::uint8_t* keep, float scale, i64 n) {
-  TR_LAUNCH(dropout_apply_kernel, n, out, in, keep, scale, n);
+  TR_LAUNCH(dropout_apply_kernel<float>, n, out, in, keep, scale, n);
+}
+void dropout_apply(bf16* out, const bf16* in, const std::uint8_t* keep, float scale, i64 n) {
+  TR_LAUNCH(dropout_apply_kernel<bf16>, n, out, in, keep, scale, n);
 }
 void dropout_add(float* out, const float* skip, const float* in, const std::uint8_t* keep,
                  float scale, i64 n) {
-  TR_LAUNCH(dropout_add_kernel, n, out, skip, in, keep, scale, n);
+  TR_LAUNCH(dropout_add_kernel<float>, n, out, skip, in, keep, scale, n);
+}
+void dropout_add(float* out, const float* skip, const bf16* in, const std::uint8_t* keep,
+                 float scale, i64 n) {
+  TR_LAUNCH(dropout_add_kernel<bf16>, n, out, skip, in, keep, scale, n);
 }
 
 void adamw_update(float* param, const float* grad, float* m, float* v, i64 n, float lr, float beta1,

@@ -82,6 +82,14 @@ void gelu_backward(float* din, const float* dout, const float* in, i64 n,
                    const float* out = nullptr);
 void relu_forward(float* out, const float* in, i64 n);
 void relu_backward(float* din, const float* dout, const float* in, i64 n);
+// bf16 activations (layers/precision.h): the same with the models' bf16 operands, loading
+// bf16, computing in fp32 and storing bf16 (round to nearest even).
+void bias_backward_accumulate(float* dbias, const bf16* dout, i64 rows, i64 cols);
+void add(float* out, const float* a, const bf16* b, i64 n);
+void gelu_forward(bf16* out, const bf16* in, i64 n);
+void gelu_backward(bf16* din, const bf16* dout, const bf16* in, i64 n);
+void relu_forward(bf16* out, const bf16* in, i64 n);
+void relu_backward(bf16* din, const bf16* dout, const bf16* in, i64 n);
 
 // ---- LayerNorm ----------------------------------------------------------------------------
 void layernorm_forward(float* out, float* mean, float* rstd, const float* in, const float* weight,
@@ -89,6 +97,12 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* in, co
 void layernorm_backward(float* din, float* dweight, float* dbias, const float* dout,
                         const float* in, const float* weight, const float* mean, const float* rstd,
                         i64 rows, i64 cols, const float* residual = nullptr);
+// bf16 activations: a bf16 output (forward), a bf16 output gradient (backward).
+void layernorm_forward(bf16* out, float* mean, float* rstd, const float* in, const float* weight,
+                       const float* bias, i64 rows, i64 cols, float eps);
+void layernorm_backward(float* din, float* dweight, float* dbias, const bf16* dout, const float* in,
+                        const float* weight, const float* mean, const float* rstd, i64 rows,
+                        i64 cols, const float* residual = nullptr);
 
 // ---- softmax ------------------------------------------------------------------------------
 void softmax_forward(float* out, const float* in, i64 rows, i64 cols);
@@ -103,6 +117,15 @@ void attention_forward(float* out, float* probs, const float* q, const float* k,
                        i64 B, i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal, i64 q_offset);
 void attention_backward(float* dq, float* dk, float* dv, float* scratch, const float* dout,
                         const float* probs, const float* q, const float* k, const float* v,
+                        const std::uint8_t* keep_mask, float keep_scale, i64 B, i64 H, i64 Tq,
+                        i64 Tk, i64 Dh);
+// bf16 activations: bf16 projections in, bf16 results out (under bf16 products only); the
+// probabilities and scratch stay f32.
+void attention_forward(bf16* out, float* probs, const bf16* q, const bf16* k, const bf16* v,
+                       const std::int32_t* kv_len, const std::uint8_t* keep_mask, float keep_scale,
+                       i64 B, i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal, i64 q_offset);
+void attention_backward(bf16* dq, bf16* dk, bf16* dv, float* scratch, const bf16* dout,
+                        const float* probs, const bf16* q, const bf16* k, const bf16* v,
                         const std::uint8_t* keep_mask, float keep_scale, i64 B, i64 H, i64 Tq,
                         i64 Tk, i64 Dh);
 
@@ -153,6 +176,10 @@ void dropout_mask_strided(std::uint8_t* keep, i64 rows, i64 K, const DropoutLayo
                           std::uint64_t seed, std::uint64_t stream, std::uint64_t offset);
 void dropout_apply(float* out, const float* in, const std::uint8_t* keep, float scale, i64 n);
 void dropout_add(float* out, const float* skip, const float* in, const std::uint8_t* keep,
+                 float scale, i64 n);
+// bf16 activations: a bf16 tensor's dropout, and a bf16 branch added to the f32 stream.
+void dropout_apply(bf16* out, const bf16* in, const std::uint8_t* keep, float scale, i64 n);
+void dropout_add(float* out, const float* skip, const bf16* in, const std::uint8_t* keep,
                  float scale, i64 n);
 
 // ---- optimizer updates ------------------------------------------------------------------

@@ -7,6 +7,7 @@
 #include "layers/cuda/column_sums.cuh"
 #include "layers/cuda/kernels.h"
 #include "layers/cuda/launch.cuh"
+#include "layers/cuda/storage.cuh"
 
 namespace tr::cuda {
 
@@ -17,13 +18,15 @@ constexpr int kRowThreads = 256;
 // Statistics accumulated in double: the fp32 sums' rounding would otherwise be the largest
 // difference to the CPU kernel for rows with |mean| >> std (double costs nothing here, the
 // kernel is bound by memory).
-__global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* in,
+// Out: float, or bf16 (a pre-LN sublayer norm under bf16 activations).
+template <typename Out>
+__global__ void layernorm_forward_kernel(Out* out, float* mean, float* rstd, const float* in,
                                          const float* weight, const float* bias, i64 cols,
                                          float eps) {
   __shared__ double shared[kRowThreads / 32];
   const i64 r = blockIdx.x;
   const float* x = in + r * cols;
-  float* y = out + r * cols;
+  Out* y = out + r * cols;
   double s = 0;
   for (i64 c = threadIdx.x; c < cols; c += blockDim.x) s += x[c];
   const double mu = block_sum(s, shared) / static_cast<double>(cols);
@@ -37,21 +40,24 @@ __global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, c
     mean[r] = m;
     rstd[r] = rs;
   }
-  for (i64 c = threadIdx.x; c < cols; c += blockDim.x) y[c] = (x[c] - m) * rs * weight[c] + bias[c];
+  for (i64 c = threadIdx.x; c < cols; c += blockDim.x)
+    store(y, c, (x[c] - m) * rs * weight[c] + bias[c]);
 }
 
 // din = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) (+ residual), dxhat = dout w.
-__global__ void layernorm_din_kernel(float* din, const float* dout, const float* in,
+// DOut: float, or bf16 (the gradient of a bf16 norm output).
+template <typename DOut>
+__global__ void layernorm_din_kernel(float* din, const DOut* dout, const float* in,
                                      const float* weight, const float* mean, const float* rstd,
                                      const float* residual, i64 cols) {
   __shared__ float shared[kRowThreads / 32];
   const i64 r = blockIdx.x;
   const float* x = in + r * cols;
-  const float* g = dout + r * cols;
+  const DOut* g = dout + r * cols;
   const float m = mean[r], s = rstd[r];
   float a = 0, b = 0;
   for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
-    const float dxhat = g[c] * weight[c];
+    const float dxhat = load(g, c) * weight[c];
     a += dxhat;
     b += dxhat * (x[c] - m) * s;
   }
@@ -59,18 +65,20 @@ __global__ void layernorm_din_kernel(float* din, const float* dout, const float*
   const float mean_dxhat_xhat = block_sum(b, shared) / static_cast<float>(cols);
   for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
     const float xhat = (x[c] - m) * s;
-    float d = s * (g[c] * weight[c] - mean_dxhat - xhat * mean_dxhat_xhat);
+    float d = s * (load(g, c) * weight[c] - mean_dxhat - xhat * mean_dxhat_xhat);
     if (residual) d += residual[r * cols + c];
     din[r * cols + c] = d;
   }
 }
 
 // (dweight, dbias) terms of one element: dout * xhat and dout.
+template <typename DOut>
 struct LayerNormParamTerms {
-  const float *dout, *in, *mean, *rstd;
+  const DOut* dout;
+  const float *in, *mean, *rstd;
   std::int64_t cols;
   __device__ void operator()(std::int64_t r, std::int64_t c, float* v) const {
-    const float g = dout[r * cols + c];
+    const float g = load(dout, r * cols + c);
     v[0] = g * (in[r * cols + c] - mean[r]) * rstd[r];
     v[1] = g;
   }
@@ -153,23 +161,46 @@ __global__ void cross_entropy_backward_kernel(float* dlogits, const float* logit
 
 }  // namespace
 
-void layernorm_forward(float* out, float* mean, float* rstd, const float* in, const float* weight,
-                       const float* bias, i64 rows, i64 cols, float eps) {
+namespace {
+template <typename Out>
+void layernorm_forward_as(Out* out, float* mean, float* rstd, const float* in, const float* weight,
+                          const float* bias, i64 rows, i64 cols, float eps) {
   if (rows <= 0) return;
-  layernorm_forward_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, compute_stream()>>>(
+  layernorm_forward_kernel<Out><<<static_cast<unsigned>(rows), kRowThreads, 0, compute_stream()>>>(
       out, mean, rstd, in, weight, bias, cols, eps);
   TR_CUDA_LAUNCH_CHECK();
+}
+template <typename DOut>
+void layernorm_backward_as(float* din, float* dweight, float* dbias, const DOut* dout,
+                           const float* in, const float* weight, const float* mean,
+                           const float* rstd, i64 rows, i64 cols, const float* residual) {
+  if (rows <= 0) return;
+  layernorm_din_kernel<DOut><<<static_cast<unsigned>(rows), kRowThreads, 0, compute_stream()>>>(
+      din, dout, in, weight, mean, rstd, residual, cols);
+  TR_CUDA_LAUNCH_CHECK();
+  column_sums_accumulate<2>({dweight, dbias}, LayerNormParamTerms<DOut>{dout, in, mean, rstd, cols},
+                            rows, cols);
+}
+}  // namespace
+
+void layernorm_forward(float* out, float* mean, float* rstd, const float* in, const float* weight,
+                       const float* bias, i64 rows, i64 cols, float eps) {
+  layernorm_forward_as(out, mean, rstd, in, weight, bias, rows, cols, eps);
+}
+void layernorm_forward(bf16* out, float* mean, float* rstd, const float* in, const float* weight,
+                       const float* bias, i64 rows, i64 cols, float eps) {
+  layernorm_forward_as(out, mean, rstd, in, weight, bias, rows, cols, eps);
 }
 
 void layernorm_backward(float* din, float* dweight, float* dbias, const float* dout,
                         const float* in, const float* weight, const float* mean, const float* rstd,
                         i64 rows, i64 cols, const float* residual) {
-  if (rows <= 0) return;
-  layernorm_din_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, compute_stream()>>>(
-      din, dout, in, weight, mean, rstd, residual, cols);
-  TR_CUDA_LAUNCH_CHECK();
-  column_sums_accumulate<2>({dweight, dbias}, LayerNormParamTerms{dout, in, mean, rstd, cols}, rows,
-                            cols);
+  layernorm_backward_as(din, dweight, dbias, dout, in, weight, mean, rstd, rows, cols, residual);
+}
+void layernorm_backward(float* din, float* dweight, float* dbias, const bf16* dout, const float* in,
+                        const float* weight, const float* mean, const float* rstd, i64 rows,
+                        i64 cols, const float* residual) {
+  layernorm_backward_as(din, dweight, dbias, dout, in, weight, mean, rstd, rows, cols, residual);
 }
 
 void softmax_forward(float* out, const float* in, i64 rows, i64 cols) {
