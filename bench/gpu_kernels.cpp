@@ -5,9 +5,10 @@
 //   {"kernel", "shape", "precision", "ms", "tflops" | "gbps"}
 // GEMM: y = x w^T as a linear layer runs it (2MNK FLOPs), fp32 and under bf16 products (the
 // operands' rounding included, as training pays it); attention: forward + backward, 12 B H T^2 Dh
-// FLOPs (the six products); LayerNorm: forward (x read, y written) and backward (dout and x read,
-// din written) in GB/s, fp32. bench/gpu_compare.py --kernels puts PyTorch's same operations
-// beside them.
+// FLOPs (the six products), "attention" materialises the probabilities (the fp32 path),
+// "attention flash" is the flash kernels on bf16 projections (the bf16 training path); LayerNorm:
+// forward (x read, y written) and backward (dout and x read, din written) in GB/s, fp32.
+// bench/gpu_compare.py --kernels puts PyTorch's same operations beside them.
 //
 //   gpu_kernels [--reps 20] [--warmup 3]
 #include <cuda_runtime.h>
@@ -115,6 +116,38 @@ void attention_case(i64 B, i64 H, i64 T, i64 Dh, bool bf16) {
         12.0 * B * H * T * T * Dh / (ms * 1e9));
 }
 
+// n bf16 values on the device, converted from DeviceFloats(n, seed).
+struct DeviceBf16 {
+  tr::cuda::bf16* p = nullptr;
+  DeviceBf16(i64 n, std::uint32_t seed) {
+    p = static_cast<tr::cuda::bf16*>(
+        tr::cuda::malloc_device(static_cast<std::size_t>(n) * sizeof(tr::cuda::bf16)));
+    DeviceFloats f(n, seed);
+    tr::cuda::f32_to_bf16(p, f.p, n);
+    tr::cuda::synchronize();
+  }
+  ~DeviceBf16() { tr::cuda::free_device(p); }
+  DeviceBf16(const DeviceBf16&) = delete;
+  DeviceBf16& operator=(const DeviceBf16&) = delete;
+};
+
+void flash_attention_case(i64 B, i64 H, i64 T, i64 Dh) {
+  const i64 n = B * T * H * Dh;
+  DeviceBf16 q(n, 4), k(n, 5), v(n, 6), dout(n, 7), out(n, 8), dq(n, 9), dk(n, 10), dv(n, 11);
+  DeviceFloats lse(B * H * T, 12);
+  const double ms = median_ms([&] {
+    tr::cuda::flash_attention_forward(out.p, lse.p, q.p, k.p, v.p, nullptr, nullptr, 1.0f, B, H, T,
+                                      T, Dh, false, 0);
+    tr::cuda::flash_attention_backward(dq.p, dk.p, dv.p, dout.p, out.p, lse.p, q.p, k.p, v.p,
+                                       nullptr, nullptr, 1.0f, B, H, T, T, Dh, false, 0);
+  });
+  const std::string shape =
+      format("B%lld H%lld T%lld Dh%lld", (long long)B, (long long)H, (long long)T, (long long)Dh);
+  // The same 12 B H T^2 Dh as the materialised kernels (the backward's recomputed scores are
+  // not counted, as for PyTorch's fused attention beside it).
+  print("attention flash", shape, "bf16", ms, "tflops", 12.0 * B * H * T * T * Dh / (ms * 1e9));
+}
+
 void layernorm_case(i64 rows, i64 cols) {
   const i64 n = rows * cols;
   DeviceFloats x(n, 14), y(n, 15), dout(n, 16), din(n, 17), weight(cols, 18), bias(cols, 19),
@@ -154,6 +187,8 @@ int main(int argc, char** argv) {
     attention_case(128, 12, 197, 64, bf16);
     attention_case(32, 16, 256, 64, bf16);
   }
+  flash_attention_case(128, 12, 197, 64);
+  flash_attention_case(32, 16, 256, 64);
   layernorm_case(25216, 768);
   layernorm_case(8192, 1024);
   return 0;

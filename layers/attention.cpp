@@ -38,7 +38,8 @@ Tensor MultiHeadAttention::forward(const Tensor& x_q, const Tensor& x_kv, const 
   kv_len_ = kv_len;
   attend(ctx);
   Tensor out = o_proj.forward(context_);
-  recompute_probs_ = ctx.training && ctx.recompute == Recompute::selective;
+  // Nothing to give back on the flash path: it keeps no probabilities.
+  recompute_probs_ = ctx.training && ctx.recompute == Recompute::selective && !flash_;
   if (recompute_probs_) {
     ctx_ = ctx;
     probs_ = keep_ = Tensor();
@@ -55,25 +56,38 @@ void MultiHeadAttention::attend(const ForwardContext& ctx) {
                                 q_.device());
   }
   const Tensor no_mask;
-  ops::attention_forward(context_, probs_, q_, k_, v_, kv_len_, dropout_active_ ? keep_ : no_mask,
-                         dropout_active_ ? 1.0 / (1.0 - dropout_) : 1.0, heads_, causal_, 0);
+  const Tensor& mask = dropout_active_ ? keep_ : no_mask;
+  const double keep_scale = dropout_active_ ? 1.0 / (1.0 - dropout_) : 1.0;
+  flash_ = ops::use_flash_attention(q_, k_, heads_);
+  if (flash_)
+    ops::flash_attention_forward(context_, lse_, q_, k_, v_, kv_len_, mask, keep_scale, heads_,
+                                 causal_, 0);
+  else
+    ops::attention_forward(context_, probs_, q_, k_, v_, kv_len_, mask, keep_scale, heads_, causal_,
+                           0);
 }
 
 void MultiHeadAttention::backward_core(const Tensor& dy) {
   dcontext_ = o_proj.backward(dy);
+  const Tensor no_mask;
+  const Tensor& mask = dropout_active_ ? keep_ : no_mask;
+  const double keep_scale = dropout_active_ ? 1.0 / (1.0 - dropout_) : 1.0;
+  if (flash_) {
+    ops::flash_attention_backward(dq_, dk_, dv_, dcontext_, context_, lse_, q_, k_, v_, kv_len_,
+                                  mask, keep_scale, heads_, causal_, 0);
+    return;
+  }
   // Selective recomputation: the same probabilities and mask again (the context it rewrites is
   // the same too, and o_proj is done with it).
   if (recompute_probs_) attend(ctx_);
-  const Tensor no_mask;
-  ops::attention_backward(dq_, dk_, dv_, scratch_, dcontext_, probs_, q_, k_, v_,
-                          dropout_active_ ? keep_ : no_mask,
-                          dropout_active_ ? 1.0 / (1.0 - dropout_) : 1.0, heads_);
+  ops::attention_backward(dq_, dk_, dv_, scratch_, dcontext_, probs_, q_, k_, v_, mask, keep_scale,
+                          heads_);
   if (recompute_probs_) probs_ = keep_ = scratch_ = Tensor();
 }
 
 void MultiHeadAttention::release_activations() {
   for (Linear* proj : {&q_proj, &k_proj, &v_proj, &o_proj}) proj->release_activations();
-  q_ = k_ = v_ = kv_len_ = probs_ = keep_ = context_ = Tensor();
+  q_ = k_ = v_ = kv_len_ = probs_ = lse_ = keep_ = context_ = Tensor();
   dcontext_ = dq_ = dk_ = dv_ = scratch_ = dx_ = dx_first_rows_ = Tensor();
 }
 

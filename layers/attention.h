@@ -47,7 +47,7 @@ class MultiHeadAttention {
   TensorParallel* tensor_parallel() const { return tp_; }
 
  private:
-  // probs_, keep_ and context_ from q_, k_, v_ and kv_len_.
+  // keep_ and context_ from q_, k_, v_ and kv_len_, and probs_ (or lse_ on the flash path).
   void attend(const ForwardContext& ctx);
   void backward_core(const Tensor& dy);
   std::int64_t heads_, head_offset_;
@@ -59,8 +59,11 @@ class MultiHeadAttention {
   // Recompute::selective: the probabilities and mask are given back after the forward and
   // recomputed by the backward, under the forward's context.
   bool recompute_probs_ = false;
+  // Flash path (ops::use_flash_attention: CUDA under bf16): the forward keeps each score row's
+  // log-sum-exp (lse_) instead of the probabilities, and the backward recomputes them.
+  bool flash_ = false;
   ForwardContext ctx_;
-  Tensor q_, k_, v_, kv_len_, probs_, keep_, context_;
+  Tensor q_, k_, v_, kv_len_, probs_, lse_, keep_, context_;
   Tensor dcontext_, dq_, dk_, dv_, scratch_, dx_, dx_first_rows_;
 };
 

@@ -405,6 +405,93 @@ void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, Tensor& scratch, con
   w.finish();
 }
 
+namespace {
+struct AttentionDims {
+  std::int64_t B, Tq, Tk, Dh;
+};
+AttentionDims attention_dims(const Tensor& q, const Tensor& k, const Tensor& v,
+                             std::int64_t heads) {
+  const std::int64_t d = q.dim(2);
+  TR_CHECK(q.ndim() == 3 && heads > 0 && d % heads == 0,
+           "attention: heads must divide the projection width");
+  TR_CHECK(k.shape() == v.shape() && k.dim(0) == q.dim(0) && k.dim(2) == d,
+           "attention: k/v shapes");
+  return {q.dim(0), q.dim(1), k.dim(1), d / heads};
+}
+}  // namespace
+
+bool use_flash_attention(const Tensor& q, const Tensor& k, std::int64_t heads) {
+#ifdef TR_HAVE_CUDA
+  return cuda_of(q, DType::bf16) && cuda_of(k, DType::bf16) && heads > 0 && q.dim(2) % heads == 0 &&
+         q.dim(2) / heads <= cuda::kFlashMaxHeadDim;
+#else
+  (void)q, (void)k, (void)heads;
+  return false;
+#endif
+}
+
+void flash_attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k,
+                             const Tensor& v, const Tensor& kv_len, const Tensor& keep_mask,
+                             double keep_scale, std::int64_t heads, bool causal,
+                             std::int64_t q_offset) {
+  const auto [B, Tq, Tk, Dh] = attention_dims(q, k, v, heads);
+  ensure_shape(out, q.shape(), q.dtype(), q.device());
+  ensure_shape(lse, {B, heads, Tq}, wide_dtype(q.dtype()), q.device());
+  const std::int32_t* lens = kv_len.defined() ? kv_len.data<std::int32_t>() : nullptr;
+  const std::uint8_t* keep = keep_mask.defined() ? keep_mask.data<std::uint8_t>() : nullptr;
+  TR_CUDA_BF16_OP(cuda_of(q, DType::bf16) && cuda_of(k, DType::bf16) && cuda_of(v, DType::bf16),
+                  cuda::flash_attention_forward(bf(out), dev(lse), bf(q), bf(k), bf(v), lens, keep,
+                                                static_cast<float>(keep_scale), B, heads, Tq, Tk,
+                                                Dh, causal, q_offset))
+  TR_CHECK(q.device() == Device::cpu,
+           "flash attention on CUDA takes bf16 q/k/v (train.precision: bf16)");
+  Widened w;
+  const Tensor &qw = w.in(q), &kw = w.in(k), &vw = w.in(v);
+  Tensor& outw = w.out(out);
+  dispatch_float(qw, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::flash_attention_forward<T>(outw.data<T>(), lse.data<T>(), qw.data<T>(), kw.data<T>(),
+                                    vw.data<T>(), lens, keep, T(keep_scale), B, heads, Tq, Tk, Dh,
+                                    causal, q_offset);
+  });
+  w.finish();
+}
+
+void flash_attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout,
+                              const Tensor& out, const Tensor& lse, const Tensor& q,
+                              const Tensor& k, const Tensor& v, const Tensor& kv_len,
+                              const Tensor& keep_mask, double keep_scale, std::int64_t heads,
+                              bool causal, std::int64_t q_offset) {
+  const auto [B, Tq, Tk, Dh] = attention_dims(q, k, v, heads);
+  check_same_shape(dout, q, "flash attention backward: dout");
+  check_same_shape(out, q, "flash attention backward: out");
+  TR_CHECK(lse.shape() == Shape({B, heads, Tq}), "flash attention backward: lse shape");
+  ensure_shape(dq, q.shape(), q.dtype(), q.device());
+  ensure_shape(dk, k.shape(), k.dtype(), k.device());
+  ensure_shape(dv, v.shape(), v.dtype(), v.device());
+  const std::int32_t* lens = kv_len.defined() ? kv_len.data<std::int32_t>() : nullptr;
+  const std::uint8_t* keep = keep_mask.defined() ? keep_mask.data<std::uint8_t>() : nullptr;
+  TR_CUDA_BF16_OP(
+      cuda_of(q, DType::bf16) && cuda_of(k, DType::bf16) && cuda_of(v, DType::bf16) &&
+          cuda_of(dout, DType::bf16) && cuda_of(out, DType::bf16),
+      cuda::flash_attention_backward(bf(dq), bf(dk), bf(dv), bf(dout), bf(out), dev(lse), bf(q),
+                                     bf(k), bf(v), lens, keep, static_cast<float>(keep_scale), B,
+                                     heads, Tq, Tk, Dh, causal, q_offset))
+  TR_CHECK(q.device() == Device::cpu,
+           "flash attention on CUDA takes bf16 q/k/v/out/dout (train.precision: bf16)");
+  Widened w;
+  const Tensor &qw = w.in(q), &kw = w.in(k), &vw = w.in(v), &doutw = w.in(dout), &outw = w.in(out);
+  Tensor &dqw = w.out(dq), &dkw = w.out(dk), &dvw = w.out(dv);
+  dispatch_float(qw, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::flash_attention_backward<T>(dqw.data<T>(), dkw.data<T>(), dvw.data<T>(), doutw.data<T>(),
+                                     outw.data<T>(), lse.data<T>(), qw.data<T>(), kw.data<T>(),
+                                     vw.data<T>(), lens, keep, T(keep_scale), B, heads, Tq, Tk, Dh,
+                                     causal, q_offset);
+  });
+  w.finish();
+}
+
 void embedding_forward(Tensor& out, const Tensor& ids, const Tensor& table, double scale) {
   const std::int64_t d = table.dim(1);
   Shape shape = ids.shape();

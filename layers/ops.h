@@ -65,6 +65,24 @@ void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, Tensor& scratch, con
                         const Tensor& probs, const Tensor& q, const Tensor& k, const Tensor& v,
                         const Tensor& keep_mask, double keep_scale, std::int64_t heads);
 
+// Attention that stores no probabilities (flash-style): out as attention_forward, and lse
+// [B, H, Tq] (f32 for bf16 operands) = the log of each score row's softmax denominator; the
+// backward recomputes the probabilities from q, k and lse (so it takes kv_len, causal and
+// q_offset again). CPU: the reference kernels; CUDA: bf16 operands, head width <= 128.
+void flash_attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k,
+                             const Tensor& v, const Tensor& kv_len, const Tensor& keep_mask,
+                             double keep_scale, std::int64_t heads, bool causal,
+                             std::int64_t q_offset);
+void flash_attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout,
+                              const Tensor& out, const Tensor& lse, const Tensor& q,
+                              const Tensor& k, const Tensor& v, const Tensor& kv_len,
+                              const Tensor& keep_mask, double keep_scale, std::int64_t heads,
+                              bool causal, std::int64_t q_offset);
+// Whether MultiHeadAttention takes the flash path for these projections: on CUDA with bf16
+// q/k/v (train.precision: bf16) and heads of at most 128 columns. On the CPU the materialised
+// kernels are faster (OpenBLAS products over whole heads) and stay the training path.
+bool use_flash_attention(const Tensor& q, const Tensor& k, std::int64_t heads);
+
 // out[..., d] = table[ids[...]] * scale; ids i32 of any shape, every id < rows of table.
 void embedding_forward(Tensor& out, const Tensor& ids, const Tensor& table, double scale);
 void embedding_backward_accumulate(Tensor& dtable, const Tensor& ids, const Tensor& dout,

@@ -93,6 +93,22 @@ void attention_backward(T* dq, T* dk, T* dv, T* scratch, const T* dout, const T*
                         const T* k, const T* v, const std::uint8_t* keep_mask, T keep_scale, i64 B,
                         i64 H, i64 Tq, i64 Tk, i64 Dh);
 
+// Attention that stores no probabilities (flash-style; the CUDA flash kernels' twin): out as
+// attention_forward, and lse [B, H, Tq] = log of each row's softmax denominator over the scaled,
+// masked scores (+inf for a row with no visible key). The backward recomputes the probabilities
+// as exp(scaled score - lse) and uses rowsum(dout * out) for rowsum(dP * P); dq, dk, dv are
+// overwritten.
+template <typename T>
+void flash_attention_forward(T* out, T* lse, const T* q, const T* k, const T* v,
+                             const std::int32_t* kv_len, const std::uint8_t* keep_mask,
+                             T keep_scale, i64 B, i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal,
+                             i64 q_offset);
+template <typename T>
+void flash_attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* out, const T* lse,
+                              const T* q, const T* k, const T* v, const std::int32_t* kv_len,
+                              const std::uint8_t* keep_mask, T keep_scale, i64 B, i64 H, i64 Tq,
+                              i64 Tk, i64 Dh, bool causal, i64 q_offset);
+
 // ---- embedding ----------------------------------------------------------------------------
 // out[n, :] = table[ids[n], :] * scale        (table [V, d]; ids checked by the caller)
 template <typename T>

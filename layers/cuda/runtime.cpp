@@ -60,6 +60,14 @@ std::string device_name() {
   return prop.name;
 }
 
+int compute_capability() {
+  const int device = current_device();
+  int major = 0, minor = 0;
+  TR_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  TR_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  return major * 10 + minor;
+}
+
 void set_device(int device) {
   TR_CUDA_CHECK(cudaSetDevice(device));
 }

@@ -16,6 +16,8 @@ std::string unavailable_reason();
 
 int current_device();
 std::string device_name();  // the current device's, e.g. "NVIDIA H100 80GB HBM3"
+// The current device's compute capability as major * 10 + minor (90 for an H100).
+int compute_capability();
 void set_device(int device);
 // Makes `device` current for its scope and restores the previous one after.
 class DeviceGuard {
