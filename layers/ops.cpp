@@ -47,6 +47,12 @@ template <typename T = float>
 T* dev(const Tensor& t) {
   return t.defined() ? t.data<T>() : nullptr;
 }
+// True; throws when a defined operand is not a CUDA tensor (its pointer would fault a kernel).
+bool operands_on_cuda(std::initializer_list<const Tensor*> others) {
+  for (const Tensor* o : others)
+    TR_CHECK(!o->defined() || o->device() == Device::cuda, "CUDA op with an operand on the CPU");
+  return true;
+}
 bool cuda_of(const Tensor& t, DType dtype) {
   return t.defined() && t.device() == Device::cuda && t.dtype() == dtype;
 }
@@ -75,16 +81,17 @@ void bias_gradient_on_cuda(Tensor* dbias, const Tensor& dy, std::int64_t N, std:
     return;                        \
   }
 // A bf16 kernel for this combination of operand dtypes (bf16 activations): runs the
-// statements and returns when `cond` holds (every operand named there is a CUDA tensor).
-#define TR_CUDA_BF16_OP(cond, ...) \
-  if (cond) {                      \
-    OpTimer op_timer_(__func__);   \
-    __VA_ARGS__;                   \
-    return;                        \
+// statements and returns when `cond` holds (every operand named there is a CUDA tensor); the
+// `others` (parameters, masks, statistics) must then be CUDA tensors too.
+#define TR_CUDA_BF16_OP(cond, others, ...)  \
+  if ((cond) && operands_on_cuda(others)) { \
+    OpTimer op_timer_(__func__);            \
+    __VA_ARGS__;                            \
+    return;                                 \
   }
 #else
 #define TR_CUDA_OP(t, others, ...)
-#define TR_CUDA_BF16_OP(cond, ...)
+#define TR_CUDA_BF16_OP(cond, others, ...)
 #endif
 #define TR_OPERANDS(...) \
   { __VA_ARGS__ }
@@ -188,7 +195,7 @@ void layernorm_forward(Tensor& y, Tensor& mean, Tensor& rstd, const Tensor& x, c
   ensure_shape(y, x.shape(), y_dtype, x.device());
   ensure_shape(mean, {N}, wide_dtype(x.dtype()), x.device());
   ensure_shape(rstd, {N}, wide_dtype(x.dtype()), x.device());
-  TR_CUDA_BF16_OP(cuda_of(x, DType::f32) && cuda_of(y, DType::bf16),
+  TR_CUDA_BF16_OP(cuda_of(x, DType::f32) && cuda_of(y, DType::bf16), TR_OPERANDS(&weight, &bias),
                   cuda::layernorm_forward(bf(y), dev(mean), dev(rstd), dev(x), dev(weight),
                                           dev(bias), N, C, static_cast<float>(eps)))
   Widened w;
@@ -218,6 +225,7 @@ void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor
   TR_CUDA_BF16_OP(
       cuda_of(x, DType::f32) && cuda_of(dy, DType::bf16) &&
           (!residual || cuda_of(*residual, DType::f32)),
+      TR_OPERANDS(&weight, &mean, &rstd, &dweight, &dbias),
       cuda::layernorm_backward(dev(dx), dev(dweight), dev(dbias), bf(dy), dev(x), dev(weight),
                                dev(mean), dev(rstd), N, C, residual ? dev(*residual) : nullptr))
   Widened w;
@@ -240,9 +248,9 @@ void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor
 
 void activation_forward(Tensor& y, const Tensor& x, Activation act) {
   ensure_shape(y, x.shape(), x.dtype(), x.device());
-  TR_CUDA_BF16_OP(cuda_of(x, DType::bf16), act == Activation::gelu
-                                               ? cuda::gelu_forward(bf(y), bf(x), x.numel())
-                                               : cuda::relu_forward(bf(y), bf(x), x.numel()))
+  TR_CUDA_BF16_OP(cuda_of(x, DType::bf16), TR_OPERANDS(),
+                  act == Activation::gelu ? cuda::gelu_forward(bf(y), bf(x), x.numel())
+                                          : cuda::relu_forward(bf(y), bf(x), x.numel()))
   Widened w;
   const Tensor& xw = w.in(x);
   Tensor& yw = w.out(y);
@@ -265,7 +273,7 @@ void activation_backward(Tensor& dx, const Tensor& dy, const Tensor& x, Activati
   check_same_shape(dy, x, "activation backward");
   if (y.defined()) check_same_shape(y, x, "activation backward: forward output");
   ensure_shape(dx, x.shape(), x.dtype(), x.device());
-  TR_CUDA_BF16_OP(cuda_of(x, DType::bf16) && cuda_of(dy, DType::bf16),
+  TR_CUDA_BF16_OP(cuda_of(x, DType::bf16) && cuda_of(dy, DType::bf16), TR_OPERANDS(),
                   act == Activation::gelu ? cuda::gelu_backward(bf(dx), bf(dy), bf(x), x.numel())
                                           : cuda::relu_backward(bf(dx), bf(dy), bf(x), x.numel()))
   Widened w;
@@ -294,9 +302,9 @@ void add(Tensor& out, const Tensor& a, const Tensor& b) {
   if (!out.same_buffer(a) && !out.same_buffer(b))
     ensure_shape(out, a.shape(), promoted_dtype(a, b), a.device());
   TR_CUDA_BF16_OP(cuda_of(out, DType::f32) && cuda_of(a, DType::f32) && cuda_of(b, DType::bf16),
-                  cuda::add(dev(out), dev(a), bf(b), a.numel()))
+                  TR_OPERANDS(), cuda::add(dev(out), dev(a), bf(b), a.numel()))
   TR_CUDA_BF16_OP(cuda_of(out, DType::f32) && cuda_of(a, DType::bf16) && cuda_of(b, DType::f32),
-                  cuda::add(dev(out), dev(b), bf(a), a.numel()))
+                  TR_OPERANDS(), cuda::add(dev(out), dev(b), bf(a), a.numel()))
   Widened w;
   const Tensor &aw = w.in(a), &bw = w.in(b);
   Tensor& outw = w.out(out);
@@ -353,6 +361,7 @@ void attention_forward(Tensor& out, Tensor& probs, const Tensor& q, const Tensor
   const std::int32_t* lens = kv_len.defined() ? kv_len.data<std::int32_t>() : nullptr;
   const std::uint8_t* keep = keep_mask.defined() ? keep_mask.data<std::uint8_t>() : nullptr;
   TR_CUDA_BF16_OP(cuda_of(q, DType::bf16) && cuda_of(k, DType::bf16) && cuda_of(v, DType::bf16),
+                  TR_OPERANDS(&kv_len, &keep_mask),
                   cuda::attention_forward(bf(out), dev(probs), bf(q), bf(k), bf(v), lens, keep,
                                           static_cast<float>(keep_scale), B, heads, Tq, Tk, Dh,
                                           causal, q_offset))
@@ -385,6 +394,7 @@ void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, Tensor& scratch, con
   const std::uint8_t* keep = keep_mask.defined() ? keep_mask.data<std::uint8_t>() : nullptr;
   TR_CUDA_BF16_OP(cuda_of(q, DType::bf16) && cuda_of(k, DType::bf16) && cuda_of(v, DType::bf16) &&
                       cuda_of(dout, DType::bf16),
+                  TR_OPERANDS(&probs, &keep_mask),
                   cuda::attention_backward(bf(dq), bf(dk), bf(dv), dev(scratch), bf(dout),
                                            dev(probs), bf(q), bf(k), bf(v), keep,
                                            static_cast<float>(keep_scale), B, heads, Tq, Tk, Dh))
@@ -440,6 +450,7 @@ void flash_attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Te
   const std::int32_t* lens = kv_len.defined() ? kv_len.data<std::int32_t>() : nullptr;
   const std::uint8_t* keep = keep_mask.defined() ? keep_mask.data<std::uint8_t>() : nullptr;
   TR_CUDA_BF16_OP(cuda_of(q, DType::bf16) && cuda_of(k, DType::bf16) && cuda_of(v, DType::bf16),
+                  TR_OPERANDS(&lse, &kv_len, &keep_mask),
                   cuda::flash_attention_forward(bf(out), dev(lse), bf(q), bf(k), bf(v), lens, keep,
                                                 static_cast<float>(keep_scale), B, heads, Tq, Tk,
                                                 Dh, causal, q_offset))
@@ -474,6 +485,7 @@ void flash_attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& 
   TR_CUDA_BF16_OP(
       cuda_of(q, DType::bf16) && cuda_of(k, DType::bf16) && cuda_of(v, DType::bf16) &&
           cuda_of(dout, DType::bf16) && cuda_of(out, DType::bf16),
+      TR_OPERANDS(&lse, &kv_len, &keep_mask),
       cuda::flash_attention_backward(bf(dq), bf(dk), bf(dv), bf(dout), bf(out), dev(lse), bf(q),
                                      bf(k), bf(v), lens, keep, static_cast<float>(keep_scale), B,
                                      heads, Tq, Tk, Dh, causal, q_offset))
@@ -687,7 +699,7 @@ void dropout_mask(Tensor& keep, const Shape& shape, double p, std::uint64_t seed
 void dropout_apply(Tensor& out, const Tensor& in, const Tensor& keep, double p) {
   TR_CHECK(keep.numel() == in.numel(), "dropout: mask size");
   if (!out.same_buffer(in)) ensure_shape(out, in.shape(), in.dtype(), in.device());
-  TR_CUDA_BF16_OP(cuda_of(in, DType::bf16) && cuda_of(out, DType::bf16),
+  TR_CUDA_BF16_OP(cuda_of(in, DType::bf16) && cuda_of(out, DType::bf16), TR_OPERANDS(&keep),
                   cuda::dropout_apply(bf(out), bf(in), dev<std::uint8_t>(keep),
                                       static_cast<float>(1.0 / (1.0 - p)), in.numel()))
   Widened w;
@@ -710,6 +722,7 @@ void dropout_add(Tensor& out, const Tensor& skip, const Tensor& in, const Tensor
   TR_CHECK(keep.numel() == in.numel(), "dropout: mask size");
   if (!out.same_buffer(skip)) ensure_shape(out, in.shape(), promoted_dtype(skip, in), in.device());
   TR_CUDA_BF16_OP(cuda_of(out, DType::f32) && cuda_of(skip, DType::f32) && cuda_of(in, DType::bf16),
+                  TR_OPERANDS(&keep),
                   cuda::dropout_add(dev(out), dev(skip), bf(in), dev<std::uint8_t>(keep),
                                     static_cast<float>(1.0 / (1.0 - p)), in.numel()))
   Widened w;

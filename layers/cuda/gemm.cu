@@ -4,8 +4,10 @@
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 
+#include <cstdint>
 #include <mutex>
 #include <string>
+#include <utility>
 
 #include "layers/cuda/kernels.h"
 #include "layers/cuda/launch.cuh"
@@ -63,13 +65,31 @@ struct Layout {
   ~Layout() { cublasLtMatrixLayoutDestroy(layout); }
 };
 
+// The alignment (bytes, a power of two up to 256) that every matrix of an operand keeps: its
+// base pointer's and, when batched, its batch stride's.
+std::uint32_t alignment(const void* ptr, i64 batch_stride_bytes) {
+  std::uint64_t bits = reinterpret_cast<std::uintptr_t>(ptr) | 256u;
+  bits |= static_cast<std::uint64_t>(batch_stride_bytes);
+  return static_cast<std::uint32_t>(bits & (~bits + 1));  // the lowest set bit
+}
+
 struct Preference {
   cublasLtMatmulPreference_t pref = nullptr;
-  Preference() {
+  // Alignments of cuBLASLt's A, B and C/D operands: the heuristic sees the layouts but not the
+  // pointers, and otherwise assumes 256-byte alignment (bf16 views and scratch sub-buffers are
+  // aligned to 16 or less; PyTorch sets these for the same reason).
+  Preference(std::uint32_t align_a, std::uint32_t align_b, std::uint32_t align_c) {
     TR_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     std::size_t bytes = Lt::kWorkspaceBytes;
     TR_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
         pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &bytes, sizeof bytes));
+    const std::pair<cublasLtMatmulPreferenceAttributes_t, std::uint32_t> aligns[] = {
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_a},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_b},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_c},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_c}};
+    for (const auto& [attribute, value] : aligns)
+      TR_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attribute, &value, sizeof value));
   }
   ~Preference() { cublasLtMatmulPreferenceDestroy(pref); }
 };
@@ -121,7 +141,12 @@ void lt_matmul(cudaDataType in_type, cudaDataType type, bool trans_a, bool trans
   const Layout first(in_type, trans_b ? K : N, trans_b ? N : K, ldb, batch.count, batch.b);
   const Layout second(in_type, trans_a ? M : K, trans_a ? K : M, lda, batch.count, batch.a);
   const Layout out(type, N, M, ldc, batch.count, batch.c);
-  Preference pref;
+  // cuBLASLt's A is our B (the product runs transposed), its B our A.
+  const i64 in_bytes = in_type == CUDA_R_16BF ? 2 : 4, out_bytes = type == CUDA_R_16BF ? 2 : 4;
+  const bool batched = batch.count > 1;
+  Preference pref(alignment(B, batched ? batch.b * in_bytes : 0),
+                  alignment(A, batched ? batch.a * in_bytes : 0),
+                  alignment(C, batched ? batch.c * out_bytes : 0));
   cublasLtMatmulHeuristicResult_t heuristic{};
   int found = 0;
   TR_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(state.handle, desc.desc, first.layout,
@@ -247,7 +272,8 @@ void gemm_strided_batched_bf16_in(bool trans_a, bool trans_b, i64 M, i64 N, i64 
 
 void linear_backward_products(float* dx, float beta_dx, float* dweight, const float* dy,
                               const float* x, const float* w, i64 N, i64 in, i64 out) {
-  if (!g_bf16_operands || N == 0) {
+  if (N == 0) return;  // no rows: dx is empty and dweight gains nothing
+  if (!g_bf16_operands) {
     if (dx) gemm(false, false, N, in, out, 1.0f, dy, out, w, in, beta_dx, dx, in);
     gemm(true, false, out, in, N, 1.0f, dy, out, x, in, 1.0f, dweight, in);
     return;

@@ -44,7 +44,7 @@ void copy_async(void* dst, const void* src, std::size_t bytes);
 // may reuse its memory on return) and the transfer is queued on the compute stream, so an
 // upload inside a step does not wait for the GPU. Copies of more than kStagedCopyMaxBytes (model
 // and optimizer-state moves, not steps) go through copy().
-constexpr std::size_t kStagedCopyMaxBytes = std::size_t{256} << 20;
+constexpr std::size_t kStagedCopyMaxBytes = std::size_t{128} << 20;
 void copy_to_device_staged(void* dst, const void* src, std::size_t bytes);
 // True when `ptr` is device (or managed) memory of the CUDA runtime; false for host memory.
 bool is_device_pointer(const void* ptr);

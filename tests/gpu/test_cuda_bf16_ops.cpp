@@ -2,10 +2,13 @@
 // device copies against the same ops on the host, both under bf16 products. Both round at the
 // same points (operands of products, bf16 outputs), so they differ by summation order and at
 // most one bf16 rounding step of an output (2^-8 relative): bound 1e-2 relative. The f32 <->
-// bf16 conversions on the device equal the host's bit for bit. Skips where no GPU.
+// bf16 conversions on the device equal the host's bit for bit (NaN aside: each side has its own
+// quiet NaN pattern; none is converted here). Skips where no GPU.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cstdint>
+#include <iterator>
 #include <vector>
 
 #include "gpu/cuda_test.h"
@@ -65,7 +68,12 @@ class CudaBf16Ops : public ::testing::Test {
 };
 
 TEST_F(CudaBf16Ops, ConversionsEqualTheHosts) {
-  const std::vector<float> v = gpu_test::random_floats(1000, 3, -100, 100);
+  std::vector<float> v = gpu_test::random_floats(1000, 3, -100, 100);
+  // Exact ties (random values almost never are one), overflow, subnormals, zeros, infinities.
+  const std::uint32_t special[] = {0x3F808000u, 0x3F818000u, 0xBF808000u, 0xBF818000u,
+                                   0x7F7FFFFFu, 0xFF7FFFFFu, 0x00008001u, 0x00018000u,
+                                   0x00000000u, 0x80000000u, 0x7F800000u, 0xFF800000u};
+  for (std::size_t i = 0; i < std::size(special); ++i) v[i] = std::bit_cast<float>(special[i]);
   const Tensor f = gpu_test::host_tensor(v, {1000});
   Tensor hb = Tensor::empty({1000}, DType::bf16);
   hb.copy_from(f);
@@ -121,6 +129,7 @@ TEST_F(CudaBf16Ops, LayerNormActivationsAndSums) {
   ops::layernorm_backward(cdx, cdg, cdb, cu(dy), cu(x), cu(g), cmean, crstd, &cres);
   EXPECT_LE(err(cdx, dx), 1e-5);  // f32 result from bf16 dy: rounding only
   EXPECT_LE(err(cdg, dg), 1e-5);
+  EXPECT_LE(err(cdb, db), 1e-5);
   const Tensor h = rnd({4, 7, 32}, 15, DType::bf16, -3, 3);
   for (auto act : {ops::Activation::gelu, ops::Activation::relu}) {
     Tensor a, ca, da, cda;
@@ -155,22 +164,28 @@ TEST_F(CudaBf16Ops, LayerNormActivationsAndSums) {
 }
 
 TEST_F(CudaBf16Ops, AttentionWithBf16Projections) {
-  const i64 B = 2, T = 6, heads = 2, d = 16;
-  const Tensor q = rnd({B, T, d}, 30), k = rnd({B, T, d}, 31), v = rnd({B, T, d}, 32),
+  // Cross-attention shapes (Tq != Tk), key padding, and dropout: the materialised path (heads
+  // above the flash kernels' 128 columns, and gpu_kernels' "attention" case).
+  const i64 B = 2, T = 6, S = 7, heads = 2, d = 16;
+  const Tensor q = rnd({B, T, d}, 30), k = rnd({B, S, d}, 31), v = rnd({B, S, d}, 32),
                dout = rnd({B, T, d}, 33);
   Tensor lens = Tensor::empty({B}, DType::i32);
-  lens.data<std::int32_t>()[0] = 6;
+  lens.data<std::int32_t>()[0] = 7;
   lens.data<std::int32_t>()[1] = 4;
+  Tensor keep = Tensor::empty({B, heads, T, S}, DType::u8);
+  for (i64 i = 0; i < keep.numel(); ++i) keep.data<std::uint8_t>()[i] = (i * 7 + 3) % 5 != 0;
+  const Tensor ckeep = cu(keep);
+  const double keep_scale = 1.25;
   Tensor out, probs, cout, cprobs;
-  ops::attention_forward(out, probs, q, k, v, lens, Tensor(), 1.0, heads, true, 0);
-  ops::attention_forward(cout, cprobs, cu(q), cu(k), cu(v), cu(lens), Tensor(), 1.0, heads, true,
-                         0);
+  ops::attention_forward(out, probs, q, k, v, lens, keep, keep_scale, heads, false, 0);
+  ops::attention_forward(cout, cprobs, cu(q), cu(k), cu(v), cu(lens), ckeep, keep_scale, heads,
+                         false, 0);
   EXPECT_LE(err(cout, out), kTol);
   EXPECT_LE(err(cprobs, probs), 1e-5);
   Tensor dq, dk, dv, s, cdq, cdk, cdv, cs;
-  ops::attention_backward(dq, dk, dv, s, dout, probs, q, k, v, Tensor(), 1.0, heads);
-  ops::attention_backward(cdq, cdk, cdv, cs, cu(dout), cprobs, cu(q), cu(k), cu(v), Tensor(), 1.0,
-                          heads);
+  ops::attention_backward(dq, dk, dv, s, dout, probs, q, k, v, keep, keep_scale, heads);
+  ops::attention_backward(cdq, cdk, cdv, cs, cu(dout), cprobs, cu(q), cu(k), cu(v), ckeep,
+                          keep_scale, heads);
   EXPECT_LE(err(cdq, dq), kTol);
   EXPECT_LE(err(cdk, dk), kTol);
   EXPECT_LE(err(cdv, dv), kTol);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "gpu/cuda_test.h"
+#include "layers/cuda/kernels.h"
 #include "layers/cuda/runtime.h"
 
 namespace tr {
@@ -64,13 +65,23 @@ TEST(CudaTensor, RoundTripKeepsTheBits) {
 TEST(CudaTensor, UploadsAreStagedCopiesOfTheSourceAtTheCall) {
   TR_REQUIRE_CUDA();
   std::vector<Tensor> devices;
-  Tensor host = Tensor::empty({4096}, DType::f32);
+  Tensor host_small = Tensor::empty({1000}, DType::f32),
+         host_big = Tensor::empty({4096}, DType::f32);
+  // Slow work queued first, so that the uploads pile up behind it and the staging buffers are
+  // still in flight when they are needed again (the wait-for-the-oldest path).
+  const std::int64_t m = 4096;
+  Tensor a = Tensor::zeros({m, m}, DType::f32, Device::cuda),
+         c = Tensor::zeros({m, m}, DType::f32, Device::cuda);
+  for (int r = 0; r < 4; ++r)
+    cuda::gemm(false, false, m, m, m, 1.0f, a.data<float>(), m, a.data<float>(), m, 0.0f,
+               c.data<float>(), m);
   for (int i = 0; i < 40; ++i) {
     const std::int64_t n = i % 7 == 6 ? 4096 : 1000;
+    Tensor& host = n == 4096 ? host_big : host_small;
     float* h = host.data<float>();
     for (std::int64_t j = 0; j < n; ++j) h[j] = static_cast<float>(i * 10000 + j);
     Tensor d = Tensor::empty({n}, DType::f32, Device::cuda);
-    d.copy_from(host.view({n}));
+    d.copy_from(host);
     std::fill(h, h + n, -1.0f);  // overwritten right after the call
     devices.push_back(d);
   }

@@ -22,6 +22,7 @@
 #include "gpu/cuda_test.h"
 #include "layers/cpu/bf16.h"
 #include "layers/device.h"
+#include "layers/op_profile.h"
 #include "models/model.h"
 #include "trainer/device_residency.h"
 #include "trainer/grad_clip.h"
@@ -203,6 +204,35 @@ TEST_F(GpuModels, Bf16LossAndGradientsFollowCpu) {
     check_loss_and_gradients(vit_config(), kBf16);
     check_loss_and_gradients(pre_gelu, kBf16);
     check_loss_and_gradients(translation_config("post", false, "learned"), kBf16);
+  });
+}
+
+// The bf16 comparisons above mean something only if the device run took the bf16 path: its
+// attention is the flash kernels, which run on bf16 projections only.
+TEST_F(GpuModels, Bf16DeviceRunTakesTheBf16Kernels) {
+  TR_REQUIRE_CUDA();
+  under(MatmulPrecision::bf16, [] {
+    for (const ModelConfig& c : {vit_config(), translation_config("pre", true, "sinusoidal")}) {
+      auto [host, device] = twins(c);
+      Batch hb, db;
+      make_batch(hb, c, 0);
+      upload_batch(db, hb, Device::cuda);
+      op_profile::reset();
+      op_profile::enable(true, [] { synchronize_device(Device::cuda); });
+      device->forward(db, ForwardContext{true, 17, 3, 0});
+      device->backward(1.0 / static_cast<double>(device->counted_targets()));
+      op_profile::enable(false, nullptr);
+      long flash_forward = 0, flash_backward = 0, materialised = 0;
+      for (const op_profile::Entry& e : op_profile::totals()) {
+        if (e.name == "flash_attention_forward") flash_forward = e.calls;
+        if (e.name == "flash_attention_backward") flash_backward = e.calls;
+        if (e.name == "attention_forward" || e.name == "attention_backward")
+          materialised += e.calls;
+      }
+      EXPECT_GT(flash_forward, 0) << c.type;
+      EXPECT_EQ(flash_backward, flash_forward) << c.type;
+      EXPECT_EQ(materialised, 0) << c.type;
+    }
   });
 }
 
