@@ -1,0 +1,524 @@
+// Flash attention on CUDA (FlashAttention-2's algorithm): bf16 q/k/v read in place from the
+// projections [B, T, H*Dh], scores and probabilities kept in shared memory, never in global
+// memory. The CPU twin (layers/cpu/flash_attention.cpp) defines the results.
+//
+// Work split: a block of 4 warps takes 64 rows of one (batch, head): 64 queries in the forward
+// and the dq kernel, 64 keys in the dk/dv kernel; each warp owns 16 of them. The other side
+// streams through shared memory in tiles of 64. Products run on the tensor cores through WMMA
+// (16 x 16 x 16 bf16 fragments, fp32 accumulation). WMMA's accumulator layout is opaque, so a
+// warp stores each score tile to its own shared scratch, and each lane pair then owns one row
+// (32 columns each) for the softmax: the online maximum and sum, and in the forward the
+// running output row in registers, rescaled as the maximum grows.
+//
+// Head widths up to 128 (padded to 16, 32, 64 or 128 with zero columns, which add nothing to
+// any product). Masks: key padding (kv_len), causal (key j visible to query i when
+// j <= i + q_offset), dropout (the u8 keep mask of attention_forward, applied to the
+// probabilities that multiply v; the softmax sum is over the undropped ones, as on the CPU).
+//
+// The device code: kernels and their helpers, in a header so that tests can also compile it
+// for the host under tests/common/cuda_emulation.h (threads for lanes, barriers for the
+// syncs, a plain-C++ WMMA), which runs these exact kernels on the CPU in CI. The launches are
+// in flash_attention.cu.
+#pragma once
+
+#ifndef TR_CUDA_EMULATION
+#include <cuda_bf16.h>
+#include <mma.h>
+#define TR_UNROLL _Pragma("unroll")
+#define TR_UNROLL_4 _Pragma("unroll 4")
+#define TR_DYNAMIC_SMEM(name) extern __shared__ __align__(128) unsigned char name[]
+#endif
+
+#include <cmath>
+#include <cstdint>
+
+#include "layers/cuda/kernels.h"
+
+// An anonymous namespace: each translation unit (the CUDA build's, an emulated test's) has its
+// own copy, so the two builds of these functions never meet at link time.
+namespace tr::cuda::flash {
+namespace {
+
+using namespace nvcuda;
+using bfloat = __nv_bfloat16;
+
+constexpr int kTile = 64;  // rows of a block, and of each streamed tile of the other side
+constexpr int kWarps = 4;  // each owns 16 of the block's rows
+constexpr int kFlashThreads = kWarps * 32;
+constexpr int kSkew = 8;          // bf16 padding per shared row: keeps WMMA's 32-byte alignment,
+                                  // spreads the rows over the banks
+constexpr int kHalf = kTile / 2;  // columns of a score row per lane
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, bfloat, wmma::row_major>;
+using FragB = wmma::fragment<wmma::matrix_b, 16, 16, 16, bfloat, wmma::row_major>;
+using FragBt = wmma::fragment<wmma::matrix_b, 16, 16, 16, bfloat, wmma::col_major>;
+using FragC = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
+
+// Sizes, pointers and masks shared by the kernels (passed by value).
+struct Problem {
+  const bfloat *q, *k, *v;
+  const std::int32_t* kv_len;  // null: every key exists
+  const std::uint8_t* keep;    // null: no dropout
+  float keep_scale;
+  int B, H, Tq, Tk, Dh;
+  bool causal;
+  int q_offset;
+  float scale;       // 1 / sqrt(Dh)
+  float scale_log2;  // scale * log2(e): the softmax runs on exp2
+  bool vec;          // rows load as 16-byte vectors (Dh % 8 == 0, aligned pointers)
+  __host__ __device__ i64 ld() const { return static_cast<i64>(H) * Dh; }
+};
+
+// A call's Problem. `vec`: rows may load as 16-byte vectors (the launcher checks Dh % 8 and the
+// pointers' alignment).
+inline Problem make_problem(const bf16* q, const bf16* k, const bf16* v, const std::int32_t* kv_len,
+                            const std::uint8_t* keep_mask, float keep_scale, i64 B, i64 H, i64 Tq,
+                            i64 Tk, i64 Dh, bool causal, i64 q_offset, bool vec) {
+  Problem p;
+  p.q = reinterpret_cast<const bfloat*>(q);
+  p.k = reinterpret_cast<const bfloat*>(k);
+  p.v = reinterpret_cast<const bfloat*>(v);
+  p.kv_len = kv_len;
+  p.keep = keep_mask;
+  p.keep_scale = keep_scale;
+  p.B = static_cast<int>(B);
+  p.H = static_cast<int>(H);
+  p.Tq = static_cast<int>(Tq);
+  p.Tk = static_cast<int>(Tk);
+  p.Dh = static_cast<int>(Dh);
+  p.causal = causal;
+  p.q_offset = static_cast<int>(q_offset);
+  p.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(Dh)));
+  p.scale_log2 = p.scale * kLog2e;
+  p.vec = vec;
+  return p;
+}
+
+// Launch grids: x = (batch, head) pairs, y = 64-row tiles of the block's own side (queries for
+// the forward and dq, keys for dk/dv).
+struct Grid {
+  unsigned x, y;
+};
+inline Grid query_grid(const Problem& p) {
+  return {static_cast<unsigned>(p.B * p.H), static_cast<unsigned>((p.Tq + kTile - 1) / kTile)};
+}
+inline Grid key_grid(const Problem& p) {
+  return {static_cast<unsigned>(p.B * p.H), static_cast<unsigned>((p.Tk + kTile - 1) / kTile)};
+}
+
+// The padded head width of a kernel instantiation: 16, 32, 64 or 128.
+inline int padded_head_dim(i64 Dh) {
+  return Dh <= 16 ? 16 : Dh <= 32 ? 32 : Dh <= 64 ? 64 : 128;
+}
+
+// Shared-memory row strides: bf16 tiles of head rows, per-warp fp32 scratch (a score tile or
+// an output tile), per-warp bf16 probability tiles.
+template <int DHP>
+struct Strides {
+  static constexpr int tile = DHP + kSkew;
+  static constexpr int scratch = (DHP > kTile ? DHP : kTile) + 4;
+  static constexpr int probs = kTile + kSkew;
+  static constexpr int tile_elems = kTile * tile;
+  static constexpr int scratch_elems = 16 * scratch;
+  static constexpr int probs_elems = 16 * probs;
+};
+
+__device__ __forceinline__ int visible_keys(int kv, int i, const Problem& p) {
+  return p.causal ? max(0, min(kv, i + p.q_offset + 1)) : kv;
+}
+
+__device__ __forceinline__ int keys_of(const Problem& p, int b) {
+  return p.kv_len ? min(max(p.kv_len[b], 0), p.Tk) : p.Tk;
+}
+
+// Rows [0, kTile) of a head slice (row 0 at `base`, row stride p.ld()) into a shared tile;
+// rows >= rows_valid and columns >= Dh are zero.
+template <int DHP>
+__device__ void load_tile(bfloat* tile, const bfloat* base, int rows_valid, const Problem& p) {
+  constexpr int LD = Strides<DHP>::tile;
+  const i64 ld = p.ld();
+  if (p.vec) {
+    constexpr int chunks = DHP / 8;
+    for (int idx = threadIdx.x; idx < kTile * chunks; idx += blockDim.x) {
+      const int r = idx / chunks, c = (idx % chunks) * 8;
+      uint4 val = make_uint4(0, 0, 0, 0);
+      if (r < rows_valid && c < p.Dh) val = *reinterpret_cast<const uint4*>(base + r * ld + c);
+      *reinterpret_cast<uint4*>(tile + r * LD + c) = val;
+    }
+  } else {
+    for (int idx = threadIdx.x; idx < kTile * DHP; idx += blockDim.x) {
+      const int r = idx / DHP, c = idx % DHP;
+      tile[r * LD + c] = r < rows_valid && c < p.Dh ? base[r * ld + c] : __ushort_as_bfloat16(0);
+    }
+  }
+}
+
+// scratch[16, 64] = rows[16, DHP] other[64, DHP]^T: a warp's scores against a tile.
+template <int DHP>
+__device__ void scores_tile(float* scratch, const bfloat* rows, const bfloat* other) {
+  constexpr int LD = Strides<DHP>::tile;
+  TR_UNROLL
+  for (int n = 0; n < kTile / 16; ++n) {
+    FragC acc;
+    wmma::fill_fragment(acc, 0.0f);
+    TR_UNROLL
+    for (int kk = 0; kk < DHP / 16; ++kk) {
+      FragA a;
+      FragBt bt;
+      wmma::load_matrix_sync(a, rows + kk * 16, LD);
+      wmma::load_matrix_sync(bt, other + n * 16 * LD + kk * 16, LD);
+      wmma::mma_sync(acc, a, bt, acc);
+    }
+    wmma::store_matrix_sync(scratch + n * 16, acc, Strides<DHP>::scratch, wmma::mem_row_major);
+  }
+}
+
+// acc[n] (+)= probs[16, 64] tile[64, DHP] for the DHP / 16 column blocks n.
+template <int DHP>
+__device__ void accumulate_product(FragC* acc, const bfloat* probs, const bfloat* tile) {
+  constexpr int LD = Strides<DHP>::tile;
+  TR_UNROLL
+  for (int n = 0; n < DHP / 16; ++n) {
+    TR_UNROLL
+    for (int kk = 0; kk < kTile / 16; ++kk) {
+      FragA a;
+      FragB bm;
+      wmma::load_matrix_sync(a, probs + kk * 16, Strides<DHP>::probs);
+      wmma::load_matrix_sync(bm, tile + kk * 16 * LD + n * 16, LD);
+      wmma::mma_sync(acc[n], a, bm, acc[n]);
+    }
+  }
+}
+
+// A warp's 16 rows of a [rows, Dh] head slice from the fp32 scratch (scaled), rows below
+// rows_valid: coalesced stores, the lanes along a row.
+template <int DHP>
+__device__ void store_rows(bfloat* base, const float* scratch, int rows_valid, float scale,
+                           const Problem& p, int lane) {
+  const i64 ld = p.ld();
+  for (int idx = lane; idx < 16 * p.Dh; idx += 32) {
+    const int r = idx / p.Dh, c = idx % p.Dh;
+    if (r < rows_valid)
+      base[r * ld + c] = __float2bfloat16_rn(scratch[r * Strides<DHP>::scratch + c] * scale);
+  }
+}
+
+// A warp's fragments [16, DHP] through its scratch to global rows.
+template <int DHP>
+__device__ void store_fragments(bfloat* base, FragC* acc, float* scratch, int rows_valid,
+                                float scale, const Problem& p, int lane) {
+  __syncwarp();  // the lanes are done reading the scratch
+  TR_UNROLL
+  for (int n = 0; n < DHP / 16; ++n)
+    wmma::store_matrix_sync(scratch + n * 16, acc[n], Strides<DHP>::scratch, wmma::mem_row_major);
+  __syncwarp();
+  store_rows<DHP>(base, scratch, rows_valid, scale, p, lane);
+}
+
+// ---- forward ----------------------------------------------------------------------------------
+
+template <int DHP>
+constexpr std::size_t forward_smem() {
+  using S = Strides<DHP>;
+  return sizeof(bfloat) * (3 * S::tile_elems + kWarps * S::probs_elems) +
+         sizeof(float) * kWarps * S::scratch_elems;
+}
+
+template <int DHP>
+__global__ void __launch_bounds__(kFlashThreads)
+    flash_forward_kernel(bfloat* out, float* lse, Problem p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  __trap();  // bf16 tensor cores: sm_80 and later (the host side refuses older devices)
+#else
+  using S = Strides<DHP>;
+  TR_DYNAMIC_SMEM(smem);
+  bfloat* qs = reinterpret_cast<bfloat*>(smem);
+  bfloat* ks = qs + S::tile_elems;
+  bfloat* vs = ks + S::tile_elems;
+  float* scratch_all = reinterpret_cast<float*>(vs + S::tile_elems);
+  bfloat* probs_all = reinterpret_cast<bfloat*>(scratch_all + kWarps * S::scratch_elems);
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int bh = blockIdx.x, b = bh / p.H, h = bh % p.H;
+  const int i0 = blockIdx.y * kTile;
+  const i64 ld = p.ld();
+  const i64 head = static_cast<i64>(h) * p.Dh;
+  const bfloat* qb = p.q + static_cast<i64>(b) * p.Tq * ld + head;
+  const bfloat* kb = p.k + static_cast<i64>(b) * p.Tk * ld + head;
+  const bfloat* vb = p.v + static_cast<i64>(b) * p.Tk * ld + head;
+  const int kv = keys_of(p, b);
+  const int kv_end = visible_keys(kv, min(i0 + kTile, p.Tq) - 1, p);  // any row of the block
+
+  float* scratch = scratch_all + warp * S::scratch_elems;
+  bfloat* probs = probs_all + warp * S::probs_elems;
+  const int r = lane >> 1, c0 = (lane & 1) * kHalf;
+  const int i = i0 + warp * 16 + r;  // this lane pair's query
+  const int limit = i < p.Tq ? visible_keys(kv, i, p) : 0;
+  const std::uint8_t* keep_row =
+      p.keep && i < p.Tq ? p.keep + (static_cast<i64>(bh) * p.Tq + i) * p.Tk : nullptr;
+
+  constexpr int kOutCols = DHP / 2;  // output columns per lane: half of the row
+  float o[kOutCols];
+  TR_UNROLL
+  for (int c = 0; c < kOutCols; ++c) o[c] = 0.0f;
+  float m = -INFINITY, l = 0.0f;  // running maximum (log2 domain) and sum of this row
+
+  load_tile<DHP>(qs, qb + static_cast<i64>(i0) * ld, p.Tq - i0, p);
+  for (int j0 = 0; j0 < kv_end; j0 += kTile) {
+    __syncthreads();  // the previous tiles are read (the first time: qs is written)
+    load_tile<DHP>(ks, kb + static_cast<i64>(j0) * ld, p.Tk - j0, p);
+    load_tile<DHP>(vs, vb + static_cast<i64>(j0) * ld, p.Tk - j0, p);
+    __syncthreads();
+    scores_tile<DHP>(scratch, qs + warp * 16 * S::tile, ks);
+    __syncwarp();
+
+    // Online softmax over this lane's 32 columns, combined with the partner lane's.
+    float s[kHalf];
+    float tile_max = -INFINITY;
+    TR_UNROLL
+    for (int c = 0; c < kHalf; ++c) {
+      const int j = j0 + c0 + c;
+      s[c] = j < limit ? scratch[r * S::scratch + c0 + c] * p.scale_log2 : -INFINITY;
+      tile_max = fmaxf(tile_max, s[c]);
+    }
+    tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
+    const float m_new = fmaxf(m, tile_max);
+    // m_new = -inf: no visible key in this row yet (everything stays 0).
+    const float alpha = m_new == -INFINITY ? 1.0f : exp2f(m - m_new);
+    float tile_sum = 0.0f;
+    TR_UNROLL
+    for (int c = 0; c < kHalf; ++c) {
+      const int j = j0 + c0 + c;
+      float pv = s[c] == -INFINITY ? 0.0f : exp2f(s[c] - m_new);
+      tile_sum += pv;
+      if (keep_row && j < limit) pv *= keep_row[j] ? p.keep_scale : 0.0f;
+      probs[r * S::probs + c0 + c] = __float2bfloat16_rn(pv);
+    }
+    tile_sum += __shfl_xor_sync(0xffffffffu, tile_sum, 1);
+    l = l * alpha + tile_sum;
+    m = m_new;
+    TR_UNROLL
+    for (int c = 0; c < kOutCols; ++c) o[c] *= alpha;
+    __syncwarp();
+
+    // This tile's P V into the scratch (the scores are consumed), added to the running rows.
+    FragC acc[DHP / 16];
+    TR_UNROLL
+    for (int n = 0; n < DHP / 16; ++n) wmma::fill_fragment(acc[n], 0.0f);
+    accumulate_product<DHP>(acc, probs, vs);
+    TR_UNROLL
+    for (int n = 0; n < DHP / 16; ++n)
+      wmma::store_matrix_sync(scratch + n * 16, acc[n], S::scratch, wmma::mem_row_major);
+    __syncwarp();
+    TR_UNROLL
+    for (int c = 0; c < kOutCols; ++c) o[c] += scratch[r * S::scratch + (lane & 1) * kOutCols + c];
+  }
+
+  // Normalised rows through the scratch to coalesced global stores.
+  __syncwarp();
+  const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+  TR_UNROLL
+  for (int c = 0; c < kOutCols; ++c)
+    scratch[r * S::scratch + (lane & 1) * kOutCols + c] = o[c] * inv;
+  __syncwarp();
+  const int row0 = i0 + warp * 16;
+  store_rows<DHP>(out + static_cast<i64>(b) * p.Tq * ld + head + static_cast<i64>(row0) * ld,
+                  scratch, p.Tq - row0, 1.0f, p, lane);
+  // A row with no visible key: lse = +inf, so that the backward's exp(s - lse) is 0.
+  if ((lane & 1) == 0 && i < p.Tq)
+    lse[static_cast<i64>(bh) * p.Tq + i] = l > 0.0f ? (m + log2f(l)) * kLn2 : INFINITY;
+#endif
+}
+
+// ---- backward ---------------------------------------------------------------------------------
+
+// rowdot[bh, i] = sum_c dout[b, i, h, c] * out[b, i, h, c]: one warp per row.
+__global__ void row_dot_kernel(float* rowdot, const bfloat* dout, const bfloat* out, Problem p) {
+  const i64 rows = static_cast<i64>(p.B) * p.H * p.Tq;
+  const int lane = threadIdx.x % 32;
+  const i64 warps = static_cast<i64>(gridDim.x) * (blockDim.x / 32);
+  for (i64 row = blockIdx.x * static_cast<i64>(blockDim.x / 32) + threadIdx.x / 32; row < rows;
+       row += warps) {
+    const i64 bh = row / p.Tq, i = row % p.Tq;
+    const i64 b = bh / p.H, h = bh % p.H;
+    const i64 base = (b * p.Tq + i) * p.ld() + h * p.Dh;
+    float sum = 0.0f;
+    for (int c = lane; c < p.Dh; c += 32)
+      sum += __bfloat162float(dout[base + c]) * __bfloat162float(out[base + c]);
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (lane == 0) rowdot[row] = sum;
+  }
+}
+
+template <int DHP>
+constexpr std::size_t backward_smem() {
+  using S = Strides<DHP>;
+  return sizeof(bfloat) * (4 * S::tile_elems + 2 * kWarps * S::probs_elems) +
+         sizeof(float) * (2 * kWarps * S::scratch_elems + 2 * kTile);
+}
+
+// dk, dv for 64 keys of one (batch, head), streaming the query tiles that see them:
+// dv = sum_i dropped(P)^T dout, dk = scale sum_i dS^T q, dS = P (dP - rowdot), dP through the
+// dropout mask. Scores are computed transposed ([keys, queries]) so that each warp's rows are
+// its keys.
+template <int DHP>
+__global__ void __launch_bounds__(kFlashThreads)
+    flash_dkdv_kernel(bfloat* dk, bfloat* dv, const bfloat* dout, const float* lse,
+                      const float* rowdot, Problem p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  __trap();
+#else
+  using S = Strides<DHP>;
+  TR_DYNAMIC_SMEM(smem);
+  bfloat* ks = reinterpret_cast<bfloat*>(smem);
+  bfloat* vs = ks + S::tile_elems;
+  bfloat* qs = vs + S::tile_elems;
+  bfloat* dos = qs + S::tile_elems;
+  float* scratch_all = reinterpret_cast<float*>(dos + S::tile_elems);
+  bfloat* probs_all = reinterpret_cast<bfloat*>(scratch_all + 2 * kWarps * S::scratch_elems);
+  float* lse_s = reinterpret_cast<float*>(probs_all + 2 * kWarps * S::probs_elems);
+  float* rowdot_s = lse_s + kTile;
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int bh = blockIdx.x, b = bh / p.H, h = bh % p.H;
+  const int j0 = blockIdx.y * kTile;
+  const i64 ld = p.ld();
+  const i64 head = static_cast<i64>(h) * p.Dh;
+  const i64 q_base = static_cast<i64>(b) * p.Tq * ld + head;
+  const i64 k_base = static_cast<i64>(b) * p.Tk * ld + head;
+  const int kv = keys_of(p, b);
+
+  float* s_t = scratch_all + warp * 2 * S::scratch_elems;  // scores, transposed
+  float* dp_t = s_t + S::scratch_elems;                    // dP, transposed
+  bfloat* pd_t = probs_all + warp * 2 * S::probs_elems;    // dropped(P)^T, bf16
+  bfloat* ds_t = pd_t + S::probs_elems;                    // dS^T, bf16
+  const int r = lane >> 1, c0 = (lane & 1) * kHalf;
+  const int j = j0 + warp * 16 + r;  // this lane pair's key
+
+  FragC dk_acc[DHP / 16], dv_acc[DHP / 16];
+  TR_UNROLL
+  for (int n = 0; n < DHP / 16; ++n) {
+    wmma::fill_fragment(dk_acc[n], 0.0f);
+    wmma::fill_fragment(dv_acc[n], 0.0f);
+  }
+
+  load_tile<DHP>(ks, p.k + k_base + static_cast<i64>(j0) * ld, p.Tk - j0, p);
+  load_tile<DHP>(vs, p.v + k_base + static_cast<i64>(j0) * ld, p.Tk - j0, p);
+  // Queries that may see a key of this block: all, or under the causal mask those with
+  // i + q_offset >= j0, from the tile holding the first of them. None when no key here exists.
+  int i_begin = j0 < kv ? 0 : p.Tq;
+  if (p.causal && j0 < kv) i_begin = (max(0, j0 - p.q_offset) / kTile) * kTile;
+  for (int i0 = i_begin; i0 < p.Tq; i0 += kTile) {
+    __syncthreads();  // the previous query tiles are read (the first time: ks, vs written)
+    load_tile<DHP>(qs, p.q + q_base + static_cast<i64>(i0) * ld, p.Tq - i0, p);
+    load_tile<DHP>(dos, dout + q_base + static_cast<i64>(i0) * ld, p.Tq - i0, p);
+    for (int t = threadIdx.x; t < kTile; t += blockDim.x) {
+      const bool row = i0 + t < p.Tq;
+      lse_s[t] = row ? lse[static_cast<i64>(bh) * p.Tq + i0 + t] : INFINITY;
+      rowdot_s[t] = row ? rowdot[static_cast<i64>(bh) * p.Tq + i0 + t] : 0.0f;
+    }
+    __syncthreads();
+    scores_tile<DHP>(s_t, ks + warp * 16 * S::tile, qs);
+    scores_tile<DHP>(dp_t, vs + warp * 16 * S::tile, dos);
+    __syncwarp();
+    TR_UNROLL_4
+    for (int c = 0; c < kHalf; ++c) {
+      const int col = c0 + c, i = i0 + col;
+      const bool visible = i < p.Tq && j < kv && (!p.causal || j <= i + p.q_offset);
+      const float pv =
+          visible ? exp2f(s_t[r * S::scratch + col] * p.scale_log2 - lse_s[col] * kLog2e) : 0.0f;
+      float keep = 1.0f;
+      if (p.keep && visible)
+        keep = p.keep[(static_cast<i64>(bh) * p.Tq + i) * p.Tk + j] ? p.keep_scale : 0.0f;
+      pd_t[r * S::probs + col] = __float2bfloat16_rn(pv * keep);
+      ds_t[r * S::probs + col] =
+          __float2bfloat16_rn(pv * (dp_t[r * S::scratch + col] * keep - rowdot_s[col]));
+    }
+    __syncwarp();
+    accumulate_product<DHP>(dv_acc, pd_t, dos);
+    accumulate_product<DHP>(dk_acc, ds_t, qs);
+  }
+
+  const int row0 = j0 + warp * 16;
+  bfloat* dv_rows = dv + k_base + static_cast<i64>(row0) * ld;
+  bfloat* dk_rows = dk + k_base + static_cast<i64>(row0) * ld;
+  store_fragments<DHP>(dv_rows, dv_acc, s_t, p.Tk - row0, 1.0f, p, lane);
+  store_fragments<DHP>(dk_rows, dk_acc, s_t, p.Tk - row0, p.scale, p, lane);
+#endif
+}
+
+// dq for 64 queries of one (batch, head), streaming the key tiles they see:
+// dq = scale sum_j dS k.
+template <int DHP>
+__global__ void __launch_bounds__(kFlashThreads)
+    flash_dq_kernel(bfloat* dq, const bfloat* dout, const float* lse, const float* rowdot,
+                    Problem p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  __trap();
+#else
+  using S = Strides<DHP>;
+  TR_DYNAMIC_SMEM(smem);
+  bfloat* qs = reinterpret_cast<bfloat*>(smem);
+  bfloat* dos = qs + S::tile_elems;
+  bfloat* ks = dos + S::tile_elems;
+  bfloat* vs = ks + S::tile_elems;
+  float* scratch_all = reinterpret_cast<float*>(vs + S::tile_elems);
+  bfloat* probs_all = reinterpret_cast<bfloat*>(scratch_all + 2 * kWarps * S::scratch_elems);
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int bh = blockIdx.x, b = bh / p.H, h = bh % p.H;
+  const int i0 = blockIdx.y * kTile;
+  const i64 ld = p.ld();
+  const i64 head = static_cast<i64>(h) * p.Dh;
+  const i64 q_base = static_cast<i64>(b) * p.Tq * ld + head;
+  const i64 k_base = static_cast<i64>(b) * p.Tk * ld + head;
+  const int kv = keys_of(p, b);
+  const int kv_end = visible_keys(kv, min(i0 + kTile, p.Tq) - 1, p);
+
+  float* s = scratch_all + warp * 2 * S::scratch_elems;
+  float* dp = s + S::scratch_elems;
+  bfloat* ds = probs_all + warp * 2 * S::probs_elems;
+  const int r = lane >> 1, c0 = (lane & 1) * kHalf;
+  const int i = i0 + warp * 16 + r;
+  const bool row = i < p.Tq;
+  const int limit = row ? visible_keys(kv, i, p) : 0;
+  const float lse2 = row ? lse[static_cast<i64>(bh) * p.Tq + i] * kLog2e : INFINITY;
+  const float dot = row ? rowdot[static_cast<i64>(bh) * p.Tq + i] : 0.0f;
+  const std::uint8_t* keep_row =
+      p.keep && row ? p.keep + (static_cast<i64>(bh) * p.Tq + i) * p.Tk : nullptr;
+
+  FragC dq_acc[DHP / 16];
+  TR_UNROLL
+  for (int n = 0; n < DHP / 16; ++n) wmma::fill_fragment(dq_acc[n], 0.0f);
+
+  load_tile<DHP>(qs, p.q + q_base + static_cast<i64>(i0) * ld, p.Tq - i0, p);
+  load_tile<DHP>(dos, dout + q_base + static_cast<i64>(i0) * ld, p.Tq - i0, p);
+  for (int j0 = 0; j0 < kv_end; j0 += kTile) {
+    __syncthreads();
+    load_tile<DHP>(ks, p.k + k_base + static_cast<i64>(j0) * ld, p.Tk - j0, p);
+    load_tile<DHP>(vs, p.v + k_base + static_cast<i64>(j0) * ld, p.Tk - j0, p);
+    __syncthreads();
+    scores_tile<DHP>(s, qs + warp * 16 * S::tile, ks);
+    scores_tile<DHP>(dp, dos + warp * 16 * S::tile, vs);
+    __syncwarp();
+    TR_UNROLL_4
+    for (int c = 0; c < kHalf; ++c) {
+      const int col = c0 + c, j = j0 + col;
+      const bool visible = j < limit;
+      const float pv = visible ? exp2f(s[r * S::scratch + col] * p.scale_log2 - lse2) : 0.0f;
+      const float keep = keep_row && visible ? (keep_row[j] ? p.keep_scale : 0.0f) : 1.0f;
+      ds[r * S::probs + col] = __float2bfloat16_rn(pv * (dp[r * S::scratch + col] * keep - dot));
+    }
+    __syncwarp();
+    accumulate_product<DHP>(dq_acc, ds, ks);
+  }
+  const int row0 = i0 + warp * 16;
+  store_fragments<DHP>(dq + q_base + static_cast<i64>(row0) * ld, dq_acc, s, p.Tq - row0, p.scale,
+                       p, lane);
+#endif
+}
+
+}  // namespace
+}  // namespace tr::cuda::flash

@@ -1,0 +1,185 @@
+// The CUDA flash attention kernels (layers/cuda/flash_attention_kernels.cuh), compiled for the
+// host and run under tests/common/cuda_emulation.h, against their CPU twin
+// (ops::flash_attention_forward/backward on bf16 tensors under bf16 products): the kernels'
+// tiling, masks, online softmax, the dk/dv and dq passes and their row and column bounds are
+// checked here in CI; the GPU run (tests/gpu/test_cuda_flash_attention.cpp) checks the same on
+// the hardware. Shapes cover ragged 64-row tiles, each padded head width (16, 32, 64, 128),
+// vector and scalar loads, cross-attention, key padding with an empty sequence, causal masks
+// with query offsets (rows without a visible key), and dropout. Outputs start as NaN, so an
+// element the kernels do not write fails. Bound 1e-2 in the 2-norm (the kernels round each
+// tile's unnormalised probabilities, the CPU the normalised ones).
+#include "common/cuda_emulation.h"
+// (the emulation first: the kernel header compiles against it)
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "layers/cpu/bf16.h"
+#include "layers/cuda/flash_attention_kernels.cuh"
+#include "layers/ops.h"
+
+namespace tr {
+namespace {
+
+namespace flash = cuda::flash;
+using i64 = std::int64_t;
+
+struct Case {
+  i64 B, H, Tq, Tk, Dh;
+  std::vector<std::int32_t> kv_len;  // empty: every key exists
+  bool causal;
+  i64 q_offset;
+  double dropout;
+  bool vec;  // 16-byte row loads (needs Dh % 8 == 0)
+};
+
+Tensor random_bf16(const Shape& shape, std::uint32_t seed, float lo, float hi) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  Tensor t = Tensor::empty(shape, DType::bf16);
+  for (i64 i = 0; i < t.numel(); ++i) t.data<BFloat16>()[i].bits = cpu::f32_to_bf16_bits(dist(rng));
+  return t;
+}
+
+std::vector<float> widen(const Tensor& t) {
+  Tensor f = Tensor::empty(t.shape(), DType::f32);
+  f.copy_from(t);
+  return std::vector<float>(f.data<float>(), f.data<float>() + f.numel());
+}
+std::vector<float> widen(const std::vector<flash::bfloat>& v) {
+  std::vector<float> out(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) out[i] = __bfloat162float(v[i]);
+  return out;
+}
+
+// ||got - want|| / ||want||; NaN (an unwritten element) is infinite.
+double norm_error(const std::vector<float>& got, const std::vector<float>& want) {
+  EXPECT_EQ(got.size(), want.size());
+  double diff = 0, ref = 0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    diff += (static_cast<double>(got[i]) - want[i]) * (static_cast<double>(got[i]) - want[i]);
+    ref += static_cast<double>(want[i]) * want[i];
+  }
+  const double e = std::sqrt(diff / std::max(ref, 1e-30));
+  return std::isnan(e) ? INFINITY : e;
+}
+
+const cuda::bf16* bits(const Tensor& t) {
+  return reinterpret_cast<const cuda::bf16*>(t.data<BFloat16>());
+}
+
+template <int DHP>
+void forward(flash::bfloat* out, float* lse, const flash::Problem& p) {
+  const flash::Grid g = flash::query_grid(p);
+  emu::launch({g.x, g.y, 1}, {flash::kFlashThreads, 1, 1}, flash::forward_smem<DHP>(),
+              flash::flash_forward_kernel<DHP>, out, lse, p);
+}
+
+template <int DHP>
+void backward(flash::bfloat* dq, flash::bfloat* dk, flash::bfloat* dv, const flash::bfloat* dout,
+              const flash::bfloat* out, const float* lse, const flash::Problem& p) {
+  std::vector<float> rowdot(static_cast<std::size_t>(p.B * p.H * p.Tq), NAN);
+  emu::launch({3, 1, 1}, {256, 1, 1}, 0, flash::row_dot_kernel, rowdot.data(), dout, out, p);
+  const std::size_t smem = flash::backward_smem<DHP>();
+  if (p.Tk > 0) {
+    const flash::Grid g = flash::key_grid(p);
+    emu::launch({g.x, g.y, 1}, {flash::kFlashThreads, 1, 1}, smem, flash::flash_dkdv_kernel<DHP>,
+                dk, dv, dout, lse, static_cast<const float*>(rowdot.data()), p);
+  }
+  const flash::Grid g = flash::query_grid(p);
+  emu::launch({g.x, g.y, 1}, {flash::kFlashThreads, 1, 1}, smem, flash::flash_dq_kernel<DHP>, dq,
+              dout, lse, static_cast<const float*>(rowdot.data()), p);
+}
+
+class EmulatedFlashKernels : public ::testing::TestWithParam<Case> {
+ protected:
+  void SetUp() override { cpu::set_bf16_products(true); }
+  void TearDown() override { cpu::set_bf16_products(false); }
+};
+
+TEST_P(EmulatedFlashKernels, EqualTheCpuTwin) {
+  const Case& c = GetParam();
+  const i64 d = c.H * c.Dh;
+  const Tensor q = random_bf16({c.B, c.Tq, d}, 1, -2, 2), k = random_bf16({c.B, c.Tk, d}, 2, -2, 2),
+               v = random_bf16({c.B, c.Tk, d}, 3, -1, 1),
+               dout = random_bf16({c.B, c.Tq, d}, 4, -1, 1);
+  Tensor lens, keep;
+  if (!c.kv_len.empty()) {
+    lens = Tensor::empty({c.B}, DType::i32);
+    for (i64 b = 0; b < c.B; ++b) lens.data<std::int32_t>()[b] = c.kv_len[b];
+  }
+  double keep_scale = 1.0;
+  if (c.dropout > 0) {
+    keep = Tensor::empty({c.B, c.H, c.Tq, c.Tk}, DType::u8);
+    std::mt19937 rng(7);
+    std::bernoulli_distribution kept(1.0 - c.dropout);
+    for (i64 i = 0; i < keep.numel(); ++i) keep.data<std::uint8_t>()[i] = kept(rng);
+    keep_scale = 1.0 / (1.0 - c.dropout);
+  }
+  // The CPU twin.
+  Tensor out, lse, dq, dk, dv;
+  ops::flash_attention_forward(out, lse, q, k, v, lens, keep, keep_scale, c.H, c.causal,
+                               c.q_offset);
+  ops::flash_attention_backward(dq, dk, dv, dout, out, lse, q, k, v, lens, keep, keep_scale, c.H,
+                                c.causal, c.q_offset);
+  // The kernels; the backward from the twin's forward results, so that it is checked alone.
+  const flash::Problem p = flash::make_problem(
+      bits(q), bits(k), bits(v), lens.defined() ? lens.data<std::int32_t>() : nullptr,
+      keep.defined() ? keep.data<std::uint8_t>() : nullptr, static_cast<float>(keep_scale), c.B,
+      c.H, c.Tq, c.Tk, c.Dh, c.causal, c.q_offset, c.vec);
+  const flash::bfloat nan = __ushort_as_bfloat16(0xFFFF);
+  std::vector<flash::bfloat> k_out(out.numel(), nan), k_dq(q.numel(), nan), k_dk(k.numel(), nan),
+      k_dv(v.numel(), nan);
+  std::vector<float> k_lse(lse.numel(), NAN);
+  const auto* dout_bits = reinterpret_cast<const flash::bfloat*>(dout.data<BFloat16>());
+  const auto* out_bits = reinterpret_cast<const flash::bfloat*>(out.data<BFloat16>());
+  switch (flash::padded_head_dim(c.Dh)) {
+    case 16:
+      forward<16>(k_out.data(), k_lse.data(), p);
+      backward<16>(k_dq.data(), k_dk.data(), k_dv.data(), dout_bits, out_bits, lse.data<float>(),
+                   p);
+      break;
+    case 32:
+      forward<32>(k_out.data(), k_lse.data(), p);
+      backward<32>(k_dq.data(), k_dk.data(), k_dv.data(), dout_bits, out_bits, lse.data<float>(),
+                   p);
+      break;
+    case 64:
+      forward<64>(k_out.data(), k_lse.data(), p);
+      backward<64>(k_dq.data(), k_dk.data(), k_dv.data(), dout_bits, out_bits, lse.data<float>(),
+                   p);
+      break;
+    default:
+      forward<128>(k_out.data(), k_lse.data(), p);
+      backward<128>(k_dq.data(), k_dk.data(), k_dv.data(), dout_bits, out_bits, lse.data<float>(),
+                    p);
+  }
+  EXPECT_LE(norm_error(widen(k_out), widen(out)), 1e-2);
+  const std::vector<float> want_lse = widen(lse);
+  for (std::size_t i = 0; i < want_lse.size(); ++i) {
+    if (std::isinf(want_lse[i]))
+      EXPECT_TRUE(std::isinf(k_lse[i]) && k_lse[i] > 0) << "row " << i << ": " << k_lse[i];
+    else
+      EXPECT_NEAR(k_lse[i], want_lse[i], 2e-3 * std::max(1.0f, std::abs(want_lse[i])))
+          << "row " << i;
+  }
+  EXPECT_LE(norm_error(widen(k_dq), widen(dq)), 1e-2);
+  EXPECT_LE(norm_error(widen(k_dk), widen(dk)), 1e-2);
+  EXPECT_LE(norm_error(widen(k_dv), widen(dv)), 1e-2);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, EmulatedFlashKernels,
+    ::testing::Values(Case{2, 2, 6, 6, 8, {6, 4}, true, 0, 0.0, true},         // one small tile
+                      Case{1, 2, 70, 75, 12, {75}, false, 0, 0.1, false},      // scalar loads
+                      Case{2, 1, 65, 130, 32, {130, 0}, false, 0, 0.0, true},  // empty sequence
+                      Case{1, 1, 80, 80, 64, {}, true, -5, 0.0, true},         // rows see no key
+                      Case{1, 1, 40, 100, 64, {}, true, 60, 0.2, true},        // query offset
+                      Case{1, 1, 33, 20, 128, {}, false, 0, 0.0, true},        // widest heads
+                      Case{1, 2, 67, 67, 16, {67}, true, 0, 0.2, false}));     // causal+dropout
+
+}  // namespace
+}  // namespace tr
