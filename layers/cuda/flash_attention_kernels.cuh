@@ -155,9 +155,22 @@ __device__ void load_tile(bfloat* tile, const bfloat* base, int rows_valid, cons
   }
 }
 
+// A warp's 16 rows [16, DHP] of a shared tile as the A fragments of its products: loaded once
+// where the rows stay for the whole kernel (the queries of the forward and dq, the keys and
+// values of dk/dv), instead of once per product and column block.
+template <int DHP>
+struct RowFragments {
+  FragA a[DHP / 16];
+  __device__ void load(const bfloat* rows) {
+    TR_UNROLL
+    for (int kk = 0; kk < DHP / 16; ++kk)
+      wmma::load_matrix_sync(a[kk], rows + kk * 16, Strides<DHP>::tile);
+  }
+};
+
 // scratch[16, 64] = rows[16, DHP] other[64, DHP]^T: a warp's scores against a tile.
 template <int DHP>
-__device__ void scores_tile(float* scratch, const bfloat* rows, const bfloat* other) {
+__device__ void scores_tile(float* scratch, const RowFragments<DHP>& rows, const bfloat* other) {
   constexpr int LD = Strides<DHP>::tile;
   TR_UNROLL
   for (int n = 0; n < kTile / 16; ++n) {
@@ -165,31 +178,39 @@ __device__ void scores_tile(float* scratch, const bfloat* rows, const bfloat* ot
     wmma::fill_fragment(acc, 0.0f);
     TR_UNROLL
     for (int kk = 0; kk < DHP / 16; ++kk) {
-      FragA a;
       FragBt bt;
-      wmma::load_matrix_sync(a, rows + kk * 16, LD);
       wmma::load_matrix_sync(bt, other + n * 16 * LD + kk * 16, LD);
-      wmma::mma_sync(acc, a, bt, acc);
+      wmma::mma_sync(acc, rows.a[kk], bt, acc);
     }
     wmma::store_matrix_sync(scratch + n * 16, acc, Strides<DHP>::scratch, wmma::mem_row_major);
   }
 }
 
-// acc[n] (+)= probs[16, 64] tile[64, DHP] for the DHP / 16 column blocks n.
+// acc[n] (+)= probs[16, 64] tile[64, DHP] for the DHP / 16 column blocks n; the probability
+// fragments are loaded once for all n.
 template <int DHP>
 __device__ void accumulate_product(FragC* acc, const bfloat* probs, const bfloat* tile) {
   constexpr int LD = Strides<DHP>::tile;
+  FragA a[kTile / 16];
+  TR_UNROLL
+  for (int kk = 0; kk < kTile / 16; ++kk)
+    wmma::load_matrix_sync(a[kk], probs + kk * 16, Strides<DHP>::probs);
   TR_UNROLL
   for (int n = 0; n < DHP / 16; ++n) {
     TR_UNROLL
     for (int kk = 0; kk < kTile / 16; ++kk) {
-      FragA a;
       FragB bm;
-      wmma::load_matrix_sync(a, probs + kk * 16, Strides<DHP>::probs);
       wmma::load_matrix_sync(bm, tile + kk * 16 * LD + n * 16, LD);
-      wmma::mma_sync(acc[n], a, bm, acc[n]);
+      wmma::mma_sync(acc[n], a[kk], bm, acc[n]);
     }
   }
+}
+
+// The column a lane takes at step c of its loop over `count` (a power of two) columns: rotated
+// by its row, and by half the count for the second lane of a pair, so that at every step the
+// 32 lanes read 32 different banks of the fp32 scratch (its row stride is 4 mod 32 words).
+__device__ __forceinline__ int rotated(int c, int count, int lane) {
+  return (c + (lane >> 1) + (lane & 1) * (count / 2)) & (count - 1);
 }
 
 // A warp's 16 rows of a [rows, Dh] head slice from the fp32 scratch (scaled), rows below
@@ -266,21 +287,24 @@ __global__ void __launch_bounds__(kFlashThreads)
   float m = -INFINITY, l = 0.0f;  // running maximum (log2 domain) and sum of this row
 
   load_tile<DHP>(qs, qb + static_cast<i64>(i0) * ld, p.Tq - i0, p);
+  __syncthreads();
+  RowFragments<DHP> q_rows;
+  q_rows.load(qs + warp * 16 * S::tile);
   for (int j0 = 0; j0 < kv_end; j0 += kTile) {
-    __syncthreads();  // the previous tiles are read (the first time: qs is written)
+    __syncthreads();  // the previous tiles are read
     load_tile<DHP>(ks, kb + static_cast<i64>(j0) * ld, p.Tk - j0, p);
     load_tile<DHP>(vs, vb + static_cast<i64>(j0) * ld, p.Tk - j0, p);
     __syncthreads();
-    scores_tile<DHP>(scratch, qs + warp * 16 * S::tile, ks);
+    scores_tile<DHP>(scratch, q_rows, ks);
     __syncwarp();
 
     // Online softmax over this lane's 32 columns, combined with the partner lane's.
     float s[kHalf];
     float tile_max = -INFINITY;
     TR_UNROLL
-    for (int c = 0; c < kHalf; ++c) {
-      const int j = j0 + c0 + c;
-      s[c] = j < limit ? scratch[r * S::scratch + c0 + c] * p.scale_log2 : -INFINITY;
+    for (int c = 0; c < kHalf; ++c) {  // s[c] holds column c0 + rotated(c)
+      const int col = c0 + rotated(c, kHalf, lane), j = j0 + col;
+      s[c] = j < limit ? scratch[r * S::scratch + col] * p.scale_log2 : -INFINITY;
       tile_max = fmaxf(tile_max, s[c]);
     }
     tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
@@ -290,11 +314,11 @@ __global__ void __launch_bounds__(kFlashThreads)
     float tile_sum = 0.0f;
     TR_UNROLL
     for (int c = 0; c < kHalf; ++c) {
-      const int j = j0 + c0 + c;
+      const int col = c0 + rotated(c, kHalf, lane), j = j0 + col;
       float pv = s[c] == -INFINITY ? 0.0f : exp2f(s[c] - m_new);
       tile_sum += pv;
       if (keep_row && j < limit) pv *= keep_row[j] ? p.keep_scale : 0.0f;
-      probs[r * S::probs + c0 + c] = __float2bfloat16_rn(pv);
+      probs[r * S::probs + col] = __float2bfloat16_rn(pv);
     }
     tile_sum += __shfl_xor_sync(0xffffffffu, tile_sum, 1);
     l = l * alpha + tile_sum;
@@ -313,7 +337,8 @@ __global__ void __launch_bounds__(kFlashThreads)
       wmma::store_matrix_sync(scratch + n * 16, acc[n], S::scratch, wmma::mem_row_major);
     __syncwarp();
     TR_UNROLL
-    for (int c = 0; c < kOutCols; ++c) o[c] += scratch[r * S::scratch + (lane & 1) * kOutCols + c];
+    for (int c = 0; c < kOutCols; ++c)  // o[c] holds column (lane & 1) * kOutCols + rotated(c)
+      o[c] += scratch[r * S::scratch + (lane & 1) * kOutCols + rotated(c, kOutCols, lane)];
   }
 
   // Normalised rows through the scratch to coalesced global stores.
@@ -321,7 +346,7 @@ __global__ void __launch_bounds__(kFlashThreads)
   const float inv = l > 0.0f ? 1.0f / l : 0.0f;
   TR_UNROLL
   for (int c = 0; c < kOutCols; ++c)
-    scratch[r * S::scratch + (lane & 1) * kOutCols + c] = o[c] * inv;
+    scratch[r * S::scratch + (lane & 1) * kOutCols + rotated(c, kOutCols, lane)] = o[c] * inv;
   __syncwarp();
   const int row0 = i0 + warp * 16;
   store_rows<DHP>(out + static_cast<i64>(b) * p.Tq * ld + head + static_cast<i64>(row0) * ld,
@@ -406,12 +431,16 @@ __global__ void __launch_bounds__(kFlashThreads)
 
   load_tile<DHP>(ks, p.k + k_base + static_cast<i64>(j0) * ld, p.Tk - j0, p);
   load_tile<DHP>(vs, p.v + k_base + static_cast<i64>(j0) * ld, p.Tk - j0, p);
+  __syncthreads();
+  RowFragments<DHP> k_rows, v_rows;
+  k_rows.load(ks + warp * 16 * S::tile);
+  v_rows.load(vs + warp * 16 * S::tile);
   // Queries that may see a key of this block: all, or under the causal mask those with
   // i + q_offset >= j0, from the tile holding the first of them. None when no key here exists.
   int i_begin = j0 < kv ? 0 : p.Tq;
   if (p.causal && j0 < kv) i_begin = (max(0, j0 - p.q_offset) / kTile) * kTile;
   for (int i0 = i_begin; i0 < p.Tq; i0 += kTile) {
-    __syncthreads();  // the previous query tiles are read (the first time: ks, vs written)
+    __syncthreads();  // the previous query tiles are read
     load_tile<DHP>(qs, p.q + q_base + static_cast<i64>(i0) * ld, p.Tq - i0, p);
     load_tile<DHP>(dos, dout + q_base + static_cast<i64>(i0) * ld, p.Tq - i0, p);
     for (int t = threadIdx.x; t < kTile; t += blockDim.x) {
@@ -420,12 +449,12 @@ __global__ void __launch_bounds__(kFlashThreads)
       rowdot_s[t] = row ? rowdot[static_cast<i64>(bh) * p.Tq + i0 + t] : 0.0f;
     }
     __syncthreads();
-    scores_tile<DHP>(s_t, ks + warp * 16 * S::tile, qs);
-    scores_tile<DHP>(dp_t, vs + warp * 16 * S::tile, dos);
+    scores_tile<DHP>(s_t, k_rows, qs);
+    scores_tile<DHP>(dp_t, v_rows, dos);
     __syncwarp();
     TR_UNROLL_4
     for (int c = 0; c < kHalf; ++c) {
-      const int col = c0 + c, i = i0 + col;
+      const int col = c0 + rotated(c, kHalf, lane), i = i0 + col;
       const bool visible = i < p.Tq && j < kv && (!p.causal || j <= i + p.q_offset);
       const float pv =
           visible ? exp2f(s_t[r * S::scratch + col] * p.scale_log2 - lse_s[col] * kLog2e) : 0.0f;
@@ -495,17 +524,21 @@ __global__ void __launch_bounds__(kFlashThreads)
 
   load_tile<DHP>(qs, p.q + q_base + static_cast<i64>(i0) * ld, p.Tq - i0, p);
   load_tile<DHP>(dos, dout + q_base + static_cast<i64>(i0) * ld, p.Tq - i0, p);
+  __syncthreads();
+  RowFragments<DHP> q_rows, dout_rows;
+  q_rows.load(qs + warp * 16 * S::tile);
+  dout_rows.load(dos + warp * 16 * S::tile);
   for (int j0 = 0; j0 < kv_end; j0 += kTile) {
     __syncthreads();
     load_tile<DHP>(ks, p.k + k_base + static_cast<i64>(j0) * ld, p.Tk - j0, p);
     load_tile<DHP>(vs, p.v + k_base + static_cast<i64>(j0) * ld, p.Tk - j0, p);
     __syncthreads();
-    scores_tile<DHP>(s, qs + warp * 16 * S::tile, ks);
-    scores_tile<DHP>(dp, dos + warp * 16 * S::tile, vs);
+    scores_tile<DHP>(s, q_rows, ks);
+    scores_tile<DHP>(dp, dout_rows, vs);
     __syncwarp();
     TR_UNROLL_4
     for (int c = 0; c < kHalf; ++c) {
-      const int col = c0 + c, j = j0 + col;
+      const int col = c0 + rotated(c, kHalf, lane), j = j0 + col;
       const bool visible = j < limit;
       const float pv = visible ? exp2f(s[r * S::scratch + col] * p.scale_log2 - lse2) : 0.0f;
       const float keep = keep_row && visible ? (keep_row[j] ? p.keep_scale : 0.0f) : 1.0f;
