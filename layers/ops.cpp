@@ -1,5 +1,6 @@
 #include "layers/ops.h"
 
+#include <atomic>
 #include <initializer_list>
 
 #include "layers/cpu/kernels.h"
@@ -430,7 +431,16 @@ AttentionDims attention_dims(const Tensor& q, const Tensor& k, const Tensor& v,
 }
 }  // namespace
 
+namespace {
+std::atomic<bool> g_flash_on_cpu{false};
+}  // namespace
+
+void set_flash_attention_on_cpu(bool on) {
+  g_flash_on_cpu = on;
+}
+
 bool use_flash_attention(const Tensor& q, const Tensor& k, std::int64_t heads) {
+  if (q.device() == Device::cpu) return g_flash_on_cpu && k.device() == Device::cpu;
 #ifdef TR_HAVE_CUDA
   return cuda_of(q, DType::bf16) && cuda_of(k, DType::bf16) && heads > 0 && q.dim(2) % heads == 0 &&
          q.dim(2) / heads <= cuda::kFlashMaxHeadDim;
