@@ -8,11 +8,14 @@
 #include "layers/cpu/philox.h"
 #include "layers/cuda/column_sums.cuh"
 #include "layers/cuda/embedding_grad.cuh"
+#include "layers/cuda/embedding_kernels.cuh"
 #include "layers/cuda/kernels.h"
 #include "layers/cuda/launch.cuh"
 #include "layers/cuda/storage.cuh"
 
 namespace tr::cuda {
+
+using namespace embed;
 
 namespace {
 
@@ -143,11 +146,6 @@ __global__ void sgd_kernel(float* param, const float* grad, float* buf, i64 n, f
   }
 }
 
-__global__ void embedding_forward_kernel(float* out, const std::int32_t* ids, const float* table,
-                                         i64 N, i64 d, float scale) {
-  TR_GRID_STRIDE(i, N * d) out[i] = table[static_cast<i64>(ids[i / d]) * d + i % d] * scale;
-}
-// One thread per column, tokens in order: the CPU's order, no atomics.
 __global__ void f32_to_bf16_kernel(__nv_bfloat16* out, const float* in, i64 n) {
   TR_GRID_STRIDE(i, n) out[i] = __float2bfloat16_rn(in[i]);
 }
