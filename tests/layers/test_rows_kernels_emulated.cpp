@@ -10,14 +10,13 @@
 // (the emulation first: the kernel headers compile against it)
 #include <gtest/gtest.h>
 
-#include <array>
 #include <cstdint>
 #include <ostream>
 #include <vector>
 
+#include "common/emulated_column_sums.h"
 #include "common/emulated_kernels.h"
 #include "layers/cpu/kernels.h"
-#include "layers/cuda/column_sums_kernels.cuh"
 #include "layers/cuda/rows_kernels.cuh"
 #include "layers/ops.h"
 
@@ -26,27 +25,11 @@ namespace {
 
 using namespace emu_test;
 namespace rw = cuda::rowwise;
-namespace cs = cuda::colsum;
 using cuda::bf16;
 
 constexpr double kTol = 1e-5;
 
 // ---- the launches of rows.cu and column_sums.cuh, on the emulation ------------------------
-
-// outs[k][c] += sum over rows of load(r, c)[k] (column_sums_accumulate); the partial sums
-// start as NaN, as uninitialised scratch.
-template <int K, typename Load>
-void column_sums_accumulate(const std::array<float*, K>& outs, Load load, i64 rows, i64 cols) {
-  if (rows <= 0 || cols <= 0) return;
-  const i64 chunks = cs::chunks(rows);
-  cs::ColumnOutputs<K> out_ptrs{};
-  for (int k = 0; k < K; ++k) out_ptrs.p[k] = outs[k];
-  F partial = poison(K * chunks * cols);
-  emu::launch(cs::partial_grid(rows, cols), cs::partial_block(), 0,
-              cs::column_partial_sums_kernel<K, Load>, partial.data(), load, rows, cols);
-  emu::launch(cs::finish_grid(K, cols), cuda::kThreads, 0, cs::column_sums_finish_kernel<K>,
-              out_ptrs, static_cast<const float*>(partial.data()), chunks, cols);
-}
 
 template <typename Out>
 void layernorm_forward(Out* out, float* mean, float* rstd, const float* in, const float* weight,
