@@ -4,50 +4,22 @@
 // score row. Scores and probabilities are materialised ([B, H, Tq, Tk], kept for backward as
 // the CPU does). Under bf16 products the kernels write the products' operands in bf16
 // themselves. Not flash-style: the score matrix is stored (cuDNN's fused SDPA is not used yet).
+// The kernels are in attention_kernels.cuh; this file has their launches and the products.
 #include <cuda_bf16.h>
 
 #include <cmath>
 
+#include "layers/cuda/attention_kernels.cuh"
 #include "layers/cuda/kernels.h"
 #include "layers/cuda/launch.cuh"
 #include "layers/cuda/runtime.h"
-#include "layers/cuda/storage.cuh"
 #include "layers/op_profile.h"
 
 namespace tr::cuda {
 
 namespace {
 
-constexpr int kRowWarps = 8;  // score rows per block of the row kernels
-
-__device__ i64 clamp_i64(i64 x, i64 lo, i64 hi) {
-  return x < lo ? lo : (x > hi ? hi : x);
-}
-
-__device__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-
-// out[b, y, x, :] = in[b, x, y, :] for in [B, X, Y, D]: heads out of / back into the
-// projection layout ([B, T, H, Dh] <-> [B, H, T, Dh]). Moved as float4 where D allows and in
-// 32-bit index arithmetic where the size allows: the 64-bit divisions of a per-float version
-// made it run at a third of the copy bandwidth (the H100 profile).
-template <typename V, typename I>
-__global__ void swap_middle_kernel(V* out, const V* in, I B, I X, I Y, I D) {
-  const I n = B * X * Y * D;
-  for (I idx = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; idx < n;
-       idx += static_cast<I>(blockDim.x) * gridDim.x) {
-    const I d = idx % D, rest = idx / D;
-    const I y = rest % Y, rest2 = rest / Y;
-    const I x = rest2 % X, b = rest2 / X;
-    out[((b * Y + y) * X + x) * D + d] = in[idx];
-  }
-}
+using namespace attn;
 
 template <typename V, typename I>
 void launch_swap_middle(V* out, const V* in, i64 B, i64 X, i64 Y, i64 D) {
@@ -59,9 +31,7 @@ void launch_swap_middle(V* out, const V* in, i64 B, i64 X, i64 Y, i64 D) {
 void swap_middle(float* out, const float* in, i64 B, i64 X, i64 Y, i64 D) {
   const i64 n = B * X * Y * D;
   if (n <= 0) return;
-  const bool by_four = D % 4 == 0 && reinterpret_cast<std::uintptr_t>(out) % 16 == 0 &&
-                       reinterpret_cast<std::uintptr_t>(in) % 16 == 0;
-  const bool small = n < (i64{1} << 31);
+  const auto [by_four, small] = swap_middle_path(out, in, n, D);
   if (by_four && small)
     launch_swap_middle<float4, std::uint32_t>(reinterpret_cast<float4*>(out),
                                               reinterpret_cast<const float4*>(in), B, X, Y, D / 4);
@@ -72,22 +42,6 @@ void swap_middle(float* out, const float* in, i64 B, i64 X, i64 Y, i64 D) {
     launch_swap_middle<float, std::uint32_t>(out, in, B, X, Y, D);
   else
     launch_swap_middle<float, i64>(out, in, B, X, Y, D);
-}
-
-// swap_middle with a change of storage (float or bf16 each side), rounded as the values move:
-// the attention operands gathered into bf16 under bf16 products, and under bf16 activations
-// the bf16 projections read and the bf16 results written.
-template <typename In, typename Out>
-__global__ void swap_middle_as_kernel(Out* out, const In* in, std::uint32_t B, std::uint32_t X,
-                                      std::uint32_t Y, std::uint32_t D) {
-  const std::uint32_t n = B * X * Y * D;
-  for (std::uint32_t idx = blockIdx.x * blockDim.x + threadIdx.x; idx < n;
-       idx += blockDim.x * gridDim.x) {
-    const std::uint32_t d = idx % D, rest = idx / D;
-    const std::uint32_t y = rest % Y, rest2 = rest / Y;
-    const std::uint32_t x = rest2 % X, b = rest2 / X;
-    store(out, ((b * Y + y) * X + x) * D + d, load(in, idx));
-  }
 }
 
 template <typename In, typename Out>
@@ -118,89 +72,6 @@ void zero_floats(float* p, i64 n) {
   if (n > 0)
     TR_CUDA_CHECK(
         cudaMemsetAsync(p, 0, static_cast<std::size_t>(n) * sizeof(float), compute_stream()));
-}
-
-// Scores (already scaled) to probabilities in place, row (b, h, i) per warp: keys j >= kv_len[b]
-// and, when causal, j > i + q_offset get exactly 0; a row with no visible key is all 0.
-// `dropped` (when not null) receives probs * keep * keep_scale, the operand of the PV product.
-// `operand16` (when not null) receives the PV product's operand in bf16 (dropped when keep).
-__global__ void softmax_rows_kernel(float* probs, float* dropped, __nv_bfloat16* operand16,
-                                    const std::int32_t* kv_len, const std::uint8_t* keep,
-                                    float keep_scale, i64 rows, i64 H, i64 Tq, i64 Tk, bool causal,
-                                    i64 q_offset) {
-  const i64 row = blockIdx.x * static_cast<i64>(kRowWarps) + threadIdx.x / 32;
-  if (row >= rows) return;
-  const int lane = threadIdx.x & 31;
-  const i64 i = row % Tq, b = row / (Tq * H);
-  const i64 kv = kv_len ? clamp_i64(kv_len[b], 0, Tk) : Tk;
-  const i64 limit = causal ? clamp_i64(i + q_offset + 1, 0, kv) : kv;
-  float* p = probs + row * Tk;
-  float mx = -INFINITY;
-  for (i64 j = lane; j < limit; j += 32) mx = fmaxf(mx, p[j]);
-  mx = warp_max(mx);
-  float sum = 0;
-  for (i64 j = lane; j < limit; j += 32) {
-    const float e = expf(p[j] - mx);
-    p[j] = e;
-    sum += e;
-  }
-  sum = warp_sum(sum);
-  const float inv = limit > 0 ? 1.0f / sum : 0.0f;
-  for (i64 j = lane; j < Tk; j += 32) {
-    const float v = j < limit ? p[j] * inv : 0.0f;
-    p[j] = v;
-    const float pv = keep ? (keep[row * Tk + j] ? v * keep_scale : 0.0f) : v;
-    if (dropped) dropped[row * Tk + j] = pv;
-    if (operand16) operand16[row * Tk + j] = __float2bfloat16_rn(pv);
-  }
-}
-
-// dropped = probs * keep * keep_scale (backward's dV operand).
-__global__ void apply_keep_kernel(float* dropped, const float* probs, const std::uint8_t* keep,
-                                  float keep_scale, i64 n) {
-  TR_GRID_STRIDE(i, n) dropped[i] = keep[i] ? probs[i] * keep_scale : 0.0f;
-}
-
-// The dV product's operand in bf16: dropped(P), or P without dropout.
-__global__ void dropped_bf16_kernel(__nv_bfloat16* out, const float* probs,
-                                    const std::uint8_t* keep, float keep_scale, i64 n) {
-  TR_GRID_STRIDE(i, n) {
-    const float p = keep ? (keep[i] ? probs[i] * keep_scale : 0.0f) : probs[i];
-    out[i] = __float2bfloat16_rn(p);
-  }
-}
-
-// ds holds d(dropped P) = dout v^T; becomes dS = P * (dP - rowsum(dP * P)), dP = d(dropped P)
-// through the mask. `ds16` (when not null) receives dS in bf16, the dq and dk products' operand.
-__global__ void softmax_grad_rows_kernel(float* ds, __nv_bfloat16* ds16, const float* probs,
-                                         const std::uint8_t* keep, float keep_scale, i64 rows,
-                                         i64 Tk) {
-  const i64 row = blockIdx.x * static_cast<i64>(kRowWarps) + threadIdx.x / 32;
-  if (row >= rows) return;
-  const int lane = threadIdx.x & 31;
-  float* d = ds + row * Tk;
-  const float* p = probs + row * Tk;
-  float dot = 0;
-  for (i64 j = lane; j < Tk; j += 32) {
-    float g = d[j];
-    if (keep) g = keep[row * Tk + j] ? g * keep_scale : 0.0f;
-    d[j] = g;
-    dot += g * p[j];
-  }
-  dot = warp_sum(dot);
-  for (i64 j = lane; j < Tk; j += 32) {
-    const float v = p[j] * (d[j] - dot);
-    d[j] = v;
-    if (ds16) ds16[row * Tk + j] = __float2bfloat16_rn(v);
-  }
-}
-
-unsigned row_blocks(i64 rows) {
-  return static_cast<unsigned>((rows + kRowWarps - 1) / kRowWarps);
-}
-
-float attention_scale(i64 Dh) {
-  return static_cast<float>(1.0 / std::sqrt(static_cast<double>(Dh)));
 }
 
 // ---- under bf16 products (train.precision: bf16) --------------------------------------------
@@ -238,7 +109,7 @@ void attention_forward_bf16(T* out, float* probs, const T* q, const T* k, const 
   }
   {
     OpTimer part("attention_forward: softmax");
-    softmax_rows_kernel<<<row_blocks(rows), kRowWarps * 32, 0, compute_stream()>>>(
+    softmax_rows_kernel<<<row_blocks(rows), kRowBlockThreads, 0, compute_stream()>>>(
         probs, nullptr, reinterpret_cast<__nv_bfloat16*>(p16), kv_len, keep_mask, keep_scale, rows,
         H, Tq, Tk, causal, q_offset);
     TR_CUDA_LAUNCH_CHECK();
@@ -290,7 +161,7 @@ void attention_backward_bf16(T* dq, T* dk, T* dv, float* scratch, const T* dout,
   }
   {
     OpTimer part("attention_backward: softmax");  // dS, and its bf16 copy in s16
-    softmax_grad_rows_kernel<<<row_blocks(rows), kRowWarps * 32, 0, compute_stream()>>>(
+    softmax_grad_rows_kernel<<<row_blocks(rows), kRowBlockThreads, 0, compute_stream()>>>(
         scratch, reinterpret_cast<__nv_bfloat16*>(s16), probs, keep_mask, keep_scale, rows, Tk);
     TR_CUDA_LAUNCH_CHECK();
   }
@@ -367,7 +238,7 @@ void attention_forward(float* out, float* probs, const float* q, const float* k,
   float* dropped = keep_mask ? dropped_buf.as<float>() : nullptr;
   {
     OpTimer part("attention_forward: softmax");
-    softmax_rows_kernel<<<row_blocks(rows), kRowWarps * 32, 0, compute_stream()>>>(
+    softmax_rows_kernel<<<row_blocks(rows), kRowBlockThreads, 0, compute_stream()>>>(
         probs, dropped, nullptr, kv_len, keep_mask, keep_scale, rows, H, Tq, Tk, causal, q_offset);
     TR_CUDA_LAUNCH_CHECK();
   }
@@ -433,7 +304,7 @@ void attention_backward(float* dq, float* dk, float* dv, float* scratch, const f
   }
   {
     OpTimer part("attention_backward: softmax");
-    softmax_grad_rows_kernel<<<row_blocks(rows), kRowWarps * 32, 0, compute_stream()>>>(
+    softmax_grad_rows_kernel<<<row_blocks(rows), kRowBlockThreads, 0, compute_stream()>>>(
         scratch, nullptr, probs, keep_mask, keep_scale, rows, Tk);
     TR_CUDA_LAUNCH_CHECK();
   }

@@ -1,81 +1,34 @@
-// Column sums of a [rows, cols] quantity, added to outputs: the parameter gradients of biases
-// and LayerNorm. One thread per column looping over all rows leaves most of the GPU idle (a
-// few hundred columns) and took 10 ms for a [25216, 768] LayerNorm; here a grid of
-// (32 columns x kChunkRows rows) tiles sums its rows in a fixed tree, and a second kernel adds
-// the tiles' partial sums in tile order: deterministic, no atomics.
+// Column sums added to outputs (bias and LayerNorm parameter gradients): the launches of
+// column_sums_kernels.cuh (the method is described there).
 #pragma once
 
 #include <array>
 
+#include "layers/cuda/column_sums_kernels.cuh"
 #include "layers/cuda/launch.cuh"
 
 namespace tr::cuda {
-
-constexpr int kColumnTile = 32;  // columns per block (one warp wide: coalesced rows)
-constexpr int kColumnRowThreads = 8;
-constexpr std::int64_t kChunkRows = 256;
-
-// `Load` gives K values for (row, col): load(r, c, out[K]).
-template <int K, typename Load>
-__global__ void column_partial_sums_kernel(float* partial, Load load, std::int64_t rows,
-                                           std::int64_t cols) {
-  __shared__ float tile[K][kColumnRowThreads][kColumnTile];
-  const std::int64_t c = blockIdx.x * static_cast<std::int64_t>(kColumnTile) + threadIdx.x;
-  const std::int64_t r0 = blockIdx.y * kChunkRows;
-  const std::int64_t r1 = r0 + kChunkRows < rows ? r0 + kChunkRows : rows;
-  float acc[K] = {};
-  if (c < cols)
-    for (std::int64_t r = r0 + threadIdx.y; r < r1; r += kColumnRowThreads) {
-      float v[K];
-      load(r, c, v);
-      for (int k = 0; k < K; ++k) acc[k] += v[k];
-    }
-  for (int k = 0; k < K; ++k) tile[k][threadIdx.y][threadIdx.x] = acc[k];
-  __syncthreads();
-  if (threadIdx.y == 0 && c < cols)
-    for (int k = 0; k < K; ++k) {
-      float s = 0;
-      for (int y = 0; y < kColumnRowThreads; ++y) s += tile[k][y][threadIdx.x];
-      partial[(static_cast<std::int64_t>(k) * gridDim.y + blockIdx.y) * cols + c] = s;
-    }
-}
-
-template <int K>
-struct ColumnOutputs {
-  float* p[K];
-};
-
-template <int K>
-__global__ void column_sums_finish_kernel(ColumnOutputs<K> outs, const float* partial,
-                                          std::int64_t chunks, std::int64_t cols) {
-  TR_GRID_STRIDE(i, K * cols) {
-    const std::int64_t k = i / cols, c = i % cols;
-    float s = 0;
-    for (std::int64_t j = 0; j < chunks; ++j) s += partial[(k * chunks + j) * cols + c];
-    outs.p[k][c] += s;
-  }
-}
+namespace {
 
 // outs[k][c] += sum over rows r of load(r, c)[k], k < K.
 template <int K, typename Load>
 void column_sums_accumulate(const std::array<float*, K>& outs, Load load, std::int64_t rows,
                             std::int64_t cols) {
+  using namespace colsum;
   if (rows <= 0 || cols <= 0) return;
-  const std::int64_t chunks = (rows + kChunkRows - 1) / kChunkRows;
-  TR_CHECK(chunks <= 65535, "column sums: too many rows");
+  const std::int64_t n_chunks = chunks(rows);
+  TR_CHECK(n_chunks <= 65535, "column sums: too many rows");
   ColumnOutputs<K> out_ptrs{};
   for (int k = 0; k < K; ++k) out_ptrs.p[k] = outs[k];
-  const StreamScratch partials(static_cast<std::size_t>(K * chunks * cols) * sizeof(float));
+  const StreamScratch partials(static_cast<std::size_t>(K * n_chunks * cols) * sizeof(float));
   float* partial = partials.as<float>();
-  const dim3 grid(static_cast<unsigned>((cols + kColumnTile - 1) / kColumnTile),
-                  static_cast<unsigned>(chunks));
-  column_partial_sums_kernel<K>
-      <<<grid, dim3(kColumnTile, kColumnRowThreads), 0, compute_stream()>>>(partial, load, rows,
-                                                                            cols);
+  column_partial_sums_kernel<K><<<partial_grid(rows, cols), partial_block(), 0, compute_stream()>>>(
+      partial, load, rows, cols);
   TR_CUDA_LAUNCH_CHECK();
   column_sums_finish_kernel<K>
-      <<<grid_for(K * cols), kThreads, 0, compute_stream()>>>(out_ptrs, partial, chunks, cols);
+      <<<finish_grid(K, cols), kThreads, 0, compute_stream()>>>(out_ptrs, partial, n_chunks, cols);
   TR_CUDA_LAUNCH_CHECK();
 }
 
+}  // namespace
 }  // namespace tr::cuda

@@ -1,4 +1,5 @@
-// Elementwise kernels, dropout, AdamW, embedding and the bf16 conversions.
+// Elementwise kernels, dropout, AdamW, embedding and the bf16 conversions: the launches of
+// elementwise_kernels.cuh and embedding_kernels.cuh.
 #include <cuda_bf16.h>
 
 #include <cmath>
@@ -7,165 +8,16 @@
 #include "layers/cpu/adamw_step.h"
 #include "layers/cpu/philox.h"
 #include "layers/cuda/column_sums.cuh"
+#include "layers/cuda/elementwise_kernels.cuh"
 #include "layers/cuda/embedding_grad.cuh"
+#include "layers/cuda/embedding_kernels.cuh"
 #include "layers/cuda/kernels.h"
 #include "layers/cuda/launch.cuh"
-#include "layers/cuda/storage.cuh"
 
 namespace tr::cuda {
 
-namespace {
-
-constexpr float kInvSqrt2 = 0.70710678118654752440f;
-constexpr float kInvSqrt2Pi = 0.398942280401432677939946f;
-
-__device__ float normal_cdf(float x) {
-  return 0.5f * (1.0f + erff(x * kInvSqrt2));
-}
-
-__global__ void bias_add_kernel(float* out, const float* in, const float* bias, i64 rows,
-                                i64 cols) {
-  TR_GRID_STRIDE(i, rows * cols) out[i] = in[i] + bias[i % cols];
-}
-__global__ void bias_fill_kernel(float* out, const float* bias, i64 rows, i64 cols) {
-  TR_GRID_STRIDE(i, rows * cols) out[i] = bias[i % cols];
-}
-// One thread per column walking the rows in order: coalesced across the warp, and the same
-// summation order as the CPU kernel.
-template <typename DOut>
-struct BiasTerms {
-  const DOut* dout;
-  std::int64_t cols;
-  __device__ void operator()(std::int64_t r, std::int64_t c, float* v) const {
-    v[0] = load(dout, r * cols + c);
-  }
-};
-// B: float, or bf16 (a bf16 branch added to the f32 residual stream).
-template <typename B>
-__global__ void add_kernel(float* out, const float* a, const B* b, i64 n) {
-  TR_GRID_STRIDE(i, n) out[i] = a[i] + load(b, i);
-}
-__global__ void add_accumulate_kernel(float* out, const float* a, i64 n) {
-  TR_GRID_STRIDE(i, n) out[i] += a[i];
-}
-__global__ void scale_kernel(float* out, const float* in, float alpha, i64 n) {
-  TR_GRID_STRIDE(i, n) out[i] = alpha * in[i];
-}
-// T: float, or bf16 (the feed-forward hidden layer under bf16 activations).
-template <typename T>
-__global__ void gelu_forward_kernel(T* out, const T* in, i64 n) {
-  TR_GRID_STRIDE(i, n) {
-    const float x = load(in, i);
-    store(out, i, x * normal_cdf(x));
-  }
-}
-template <typename T>
-__global__ void gelu_backward_kernel(T* din, const T* dout, const T* in, i64 n) {
-  TR_GRID_STRIDE(i, n) {
-    const float x = load(in, i);
-    store(din, i, load(dout, i) * (normal_cdf(x) + x * kInvSqrt2Pi * expf(-0.5f * x * x)));
-  }
-}
-template <typename T>
-__global__ void relu_forward_kernel(T* out, const T* in, i64 n) {
-  TR_GRID_STRIDE(i, n) {
-    const float x = load(in, i);
-    store(out, i, x > 0.0f ? x : 0.0f);
-  }
-}
-template <typename T>
-__global__ void relu_backward_kernel(T* din, const T* dout, const T* in, i64 n) {
-  TR_GRID_STRIDE(i, n) store(din, i, load(in, i) > 0.0f ? load(dout, i) : 0.0f);
-}
-
-// One thread per Philox block (four words): position c = offset + i reads word (c & 3) of
-// block (c >> 2), as layers/cpu/philox.h lays out.
-__global__ void dropout_mask_kernel(std::uint8_t* keep, i64 n, std::uint32_t threshold,
-                                    std::uint64_t seed, std::uint64_t stream, std::uint64_t offset,
-                                    std::uint64_t first_block, i64 blocks) {
-  TR_GRID_STRIDE(b, blocks) {
-    const std::uint64_t block = first_block + static_cast<std::uint64_t>(b);
-    const cpu::Philox4 r = cpu::philox_block(seed, stream, block);
-    for (int lane = 0; lane < 4; ++lane) {
-      const std::uint64_t i = block * 4 + static_cast<std::uint64_t>(lane) - offset;
-      if (i < static_cast<std::uint64_t>(n)) keep[i] = cpu::dropout_keeps(r.v[lane], threshold);
-    }
-  }
-}
-// One thread per element, one Philox block each: four times the CPU's Philox work (it reuses
-// a block for four consecutive words), simple and exact; shared blocks can come later.
-__global__ void dropout_mask_strided_kernel(std::uint8_t* keep, i64 rows, i64 K,
-                                            DropoutLayout layout, std::uint32_t threshold,
-                                            std::uint64_t seed, std::uint64_t stream,
-                                            std::uint64_t offset) {
-  TR_GRID_STRIDE(i, rows * K) {
-    i64 rest = i / K;
-    std::uint64_t counter = offset + static_cast<std::uint64_t>(i % K);
-    for (int j = layout.n - 1; j >= 0; --j) {  // row index -> leading indices, last fastest
-      counter += static_cast<std::uint64_t>(rest % layout.dims[j]) * layout.strides[j];
-      rest /= layout.dims[j];
-    }
-    const cpu::Philox4 r = cpu::philox_block(seed, stream, counter >> 2);
-    keep[i] = cpu::dropout_keeps(r.v[counter & 3], threshold);
-  }
-}
-
-template <typename T>
-__global__ void dropout_apply_kernel(T* out, const T* in, const std::uint8_t* keep, float scale,
-                                     i64 n) {
-  TR_GRID_STRIDE(i, n) store(out, i, keep[i] ? load(in, i) * scale : 0.0f);
-}
-// In: float, or bf16 (a bf16 branch's dropout added to the f32 residual stream).
-template <typename In>
-__global__ void dropout_add_kernel(float* out, const float* skip, const In* in,
-                                   const std::uint8_t* keep, float scale, i64 n) {
-  TR_GRID_STRIDE(i, n) out[i] = skip[i] + (keep[i] ? load(in, i) * scale : 0.0f);
-}
-
-// The CPU kernel's element step (layers/cpu/adamw_step.h) with the same constants from the
-// host, so the two devices differ by rounding of fused multiply-adds at most.
-__global__ void adamw_kernel(float* param, const float* grad, float* m, float* v, i64 n,
-                             cpu::AdamWConstants<float> c) {
-  TR_GRID_STRIDE(i, n) cpu::adamw_element(param[i], grad[i], m[i], v[i], c);
-}
-
-// SGD with momentum as cpu::sgd_update (dampening 0, not Nesterov).
-__global__ void sgd_kernel(float* param, const float* grad, float* buf, i64 n, float neg_lr,
-                           float momentum, float weight_decay, bool first_step) {
-  TR_GRID_STRIDE(i, n) {
-    const float g = grad[i] + weight_decay * param[i];
-    float d = g;
-    if (buf) {
-      d = first_step ? g : momentum * buf[i] + g;
-      buf[i] = d;
-    }
-    param[i] += neg_lr * d;
-  }
-}
-
-__global__ void embedding_forward_kernel(float* out, const std::int32_t* ids, const float* table,
-                                         i64 N, i64 d, float scale) {
-  TR_GRID_STRIDE(i, N * d) out[i] = table[static_cast<i64>(ids[i / d]) * d + i % d] * scale;
-}
-// One thread per column, tokens in order: the CPU's order, no atomics.
-__global__ void f32_to_bf16_kernel(__nv_bfloat16* out, const float* in, i64 n) {
-  TR_GRID_STRIDE(i, n) out[i] = __float2bfloat16_rn(in[i]);
-}
-__global__ void bf16_to_f32_kernel(float* out, const __nv_bfloat16* in, i64 n) {
-  TR_GRID_STRIDE(i, n) out[i] = __bfloat162float(in[i]);
-}
-
-// Partial sums of squares per block (grid of fixed size: the order depends on n only).
-constexpr int kSumBlocks = 256;
-__global__ void sum_squares_kernel(double* partial, const float* x, i64 n) {
-  __shared__ double shared[kThreads / 32];
-  double s = 0;
-  TR_GRID_STRIDE(i, n) s += static_cast<double>(x[i]) * x[i];
-  s = block_sum(s, shared);
-  if (threadIdx.x == 0) partial[blockIdx.x] = s;
-}
-
-}  // namespace
+using namespace elementwise;
+using namespace embed;
 
 #define TR_LAUNCH(kernel, n, ...)                                        \
   do {                                                                   \

@@ -1,52 +1,23 @@
-// The embedding gradient: dtable[ids[n] - first, :] += dout[n, :] * scale for the ids a
-// (vocabulary shard of the) table holds, tokens in order so that repeated ids add up as on the
-// CPU, without atomics. One thread per column over all tokens left the GPU nearly idle (3.3 ms
-// per call for 8192 tokens of width 1024); here block b owns the rows r with r % blocks == b:
-// every block reads all ids and adds the rows it owns, in token order (a first version walking
-// the ids from global memory one by one was still 4 ms: latency-bound).
+// The embedding gradient's launch (the kernel and its method: embedding_kernels.cuh), shared by
+// the whole-table and the vocabulary-shard backward.
 #pragma once
 
+#include "layers/cuda/embedding_kernels.cuh"
 #include "layers/cuda/launch.cuh"
 
 namespace tr::cuda {
+namespace {
 
-constexpr int kEmbeddingGradBlocks = 512;
-
-template <int = 0>  // a template: each .cu including this shares one kernel
-__global__ void embedding_rows_backward_kernel(float* dtable, const std::int32_t* ids,
-                                               const float* dout, std::int64_t N, std::int64_t d,
-                                               std::int64_t first, std::int64_t V_local,
-                                               float scale) {
-  // Ids come in chunks of blockDim.x, each thread deciding for one whether this block owns its
-  // row (-1: not ours), so that the block's walk over the chunk reads shared memory only.
-  __shared__ std::int64_t owned[kThreads];
-  for (std::int64_t n0 = 0; n0 < N; n0 += blockDim.x) {
-    __syncthreads();  // the previous chunk is done with
-    const std::int64_t n = n0 + threadIdx.x;
-    std::int64_t row = -1;
-    if (n < N) {
-      row = static_cast<std::int64_t>(ids[n]) - first;
-      if (row < 0 || row >= V_local || row % gridDim.x != blockIdx.x) row = -1;
-    }
-    owned[threadIdx.x] = row;
-    __syncthreads();
-    const std::int64_t count = N - n0 < blockDim.x ? N - n0 : blockDim.x;
-    for (std::int64_t j = 0; j < count; ++j) {
-      const std::int64_t r = owned[j];
-      if (r < 0) continue;
-      for (std::int64_t c = threadIdx.x; c < d; c += blockDim.x)
-        dtable[r * d + c] += dout[(n0 + j) * d + c] * scale;
-    }
-  }
-}
-
+// dtable[ids[n] - first, :] += dout[n, :] * scale for ids in [first, first + V_local).
 inline void embedding_rows_backward(float* dtable, const std::int32_t* ids, const float* dout,
                                     std::int64_t N, std::int64_t d, std::int64_t first,
                                     std::int64_t V_local, float scale) {
   if (N <= 0 || d <= 0) return;
-  embedding_rows_backward_kernel<><<<kEmbeddingGradBlocks, kThreads, 0, compute_stream()>>>(
-      dtable, ids, dout, N, d, first, V_local, scale);
+  embed::embedding_rows_backward_kernel<<<embed::kEmbeddingGradBlocks, kThreads, 0,
+                                          compute_stream()>>>(dtable, ids, dout, N, d, first,
+                                                              V_local, scale);
   TR_CUDA_LAUNCH_CHECK();
 }
 
+}  // namespace
 }  // namespace tr::cuda

@@ -1,172 +1,23 @@
-// Row kernels: LayerNorm, softmax and cross entropy. One thread block per row, statistics from
-// block reductions in a fixed tree (deterministic); parameter gradients summed per column by
-// column_sums.cuh (fixed order, no atomics).
+// Row kernels: LayerNorm, softmax and cross entropy, the launches of rows_kernels.cuh (the
+// kernels and their work split are described there).
 #include <cmath>
 #include <vector>
 
 #include "layers/cuda/column_sums.cuh"
 #include "layers/cuda/kernels.h"
 #include "layers/cuda/launch.cuh"
-#include "layers/cuda/storage.cuh"
+#include "layers/cuda/rows_kernels.cuh"
 
 namespace tr::cuda {
 
-namespace {
-
-constexpr int kRowThreads = 256;
-
-// Statistics accumulated in double: the fp32 sums' rounding would otherwise be the largest
-// difference to the CPU kernel for rows with |mean| >> std (double costs nothing here, the
-// kernel is bound by memory).
-// Out: float, or bf16 (a pre-LN sublayer norm under bf16 activations).
-template <typename Out>
-__global__ void layernorm_forward_kernel(Out* out, float* mean, float* rstd, const float* in,
-                                         const float* weight, const float* bias, i64 cols,
-                                         float eps) {
-  __shared__ double shared[kRowThreads / 32];
-  const i64 r = blockIdx.x;
-  const float* x = in + r * cols;
-  Out* y = out + r * cols;
-  double s = 0;
-  for (i64 c = threadIdx.x; c < cols; c += blockDim.x) s += x[c];
-  const double mu = block_sum(s, shared) / static_cast<double>(cols);
-  // Two passes: the one-pass E[x^2] - mu^2 cancels badly when |mu| >> sigma.
-  double sq = 0;
-  for (i64 c = threadIdx.x; c < cols; c += blockDim.x) sq += (x[c] - mu) * (x[c] - mu);
-  const double rs_d = 1.0 / sqrt(block_sum(sq, shared) / static_cast<double>(cols) + eps);
-  // As the CPU: the saved statistics are rounded to float, and the output uses those.
-  const float m = static_cast<float>(mu), rs = static_cast<float>(rs_d);
-  if (threadIdx.x == 0) {
-    mean[r] = m;
-    rstd[r] = rs;
-  }
-  for (i64 c = threadIdx.x; c < cols; c += blockDim.x)
-    store(y, c, (x[c] - m) * rs * weight[c] + bias[c]);
-}
-
-// din = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) (+ residual), dxhat = dout w.
-// DOut: float, or bf16 (the gradient of a bf16 norm output).
-template <typename DOut>
-__global__ void layernorm_din_kernel(float* din, const DOut* dout, const float* in,
-                                     const float* weight, const float* mean, const float* rstd,
-                                     const float* residual, i64 cols) {
-  __shared__ float shared[kRowThreads / 32];
-  const i64 r = blockIdx.x;
-  const float* x = in + r * cols;
-  const DOut* g = dout + r * cols;
-  const float m = mean[r], s = rstd[r];
-  float a = 0, b = 0;
-  for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
-    const float dxhat = load(g, c) * weight[c];
-    a += dxhat;
-    b += dxhat * (x[c] - m) * s;
-  }
-  const float mean_dxhat = block_sum(a, shared) / static_cast<float>(cols);
-  const float mean_dxhat_xhat = block_sum(b, shared) / static_cast<float>(cols);
-  for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
-    const float xhat = (x[c] - m) * s;
-    float d = s * (load(g, c) * weight[c] - mean_dxhat - xhat * mean_dxhat_xhat);
-    if (residual) d += residual[r * cols + c];
-    din[r * cols + c] = d;
-  }
-}
-
-// (dweight, dbias) terms of one element: dout * xhat and dout.
-template <typename DOut>
-struct LayerNormParamTerms {
-  const DOut* dout;
-  const float *in, *mean, *rstd;
-  std::int64_t cols;
-  __device__ void operator()(std::int64_t r, std::int64_t c, float* v) const {
-    const float g = load(dout, r * cols + c);
-    v[0] = g * (in[r * cols + c] - mean[r]) * rstd[r];
-    v[1] = g;
-  }
-};
-
-__global__ void softmax_forward_kernel(float* out, const float* in, i64 cols) {
-  __shared__ float shared[kRowThreads / 32];
-  const float* x = in + blockIdx.x * cols;
-  float* y = out + blockIdx.x * cols;
-  float mx = -INFINITY;
-  for (i64 c = threadIdx.x; c < cols; c += blockDim.x) mx = fmaxf(mx, x[c]);
-  mx = block_max(mx, shared);
-  float s = 0;
-  for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
-    y[c] = expf(x[c] - mx);
-    s += y[c];
-  }
-  const float inv = 1.0f / block_sum(s, shared);
-  for (i64 c = threadIdx.x; c < cols; c += blockDim.x) y[c] *= inv;
-}
-
-__global__ void softmax_backward_kernel(float* din, const float* dout, const float* out, i64 cols) {
-  __shared__ float shared[kRowThreads / 32];
-  const i64 base = blockIdx.x * cols;
-  float s = 0;
-  for (i64 c = threadIdx.x; c < cols; c += blockDim.x) s += dout[base + c] * out[base + c];
-  s = block_sum(s, shared);
-  for (i64 c = threadIdx.x; c < cols; c += blockDim.x)
-    din[base + c] = out[base + c] * (dout[base + c] - s);
-}
-
-// loss = (1 - eps)(lse - x_t) + eps (lse - mean(x)); sums of exp and of x in double as the CPU.
-__global__ void cross_entropy_forward_kernel(float* loss, float* logsumexp, const float* logits,
-                                             const std::int32_t* targets, i64 V, float eps,
-                                             std::int32_t ignore_index) {
-  __shared__ double shared_d[kRowThreads / 32];
-  __shared__ float shared_f[kRowThreads / 32];
-  const i64 n = blockIdx.x;
-  const std::int32_t t = targets[n];
-  if (t == ignore_index) {
-    if (threadIdx.x == 0) loss[n] = logsumexp[n] = 0.0f;
-    return;
-  }
-  const float* x = logits + n * V;
-  float mx = -INFINITY;
-  for (i64 v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, x[v]);
-  mx = block_max(mx, shared_f);
-  double s = 0, sx = 0;
-  for (i64 v = threadIdx.x; v < V; v += blockDim.x) {
-    s += exp(static_cast<double>(x[v] - mx));
-    sx += x[v];
-  }
-  s = block_sum(s, shared_d);
-  sx = block_sum(sx, shared_d);
-  if (threadIdx.x == 0) {
-    const double lse = static_cast<double>(mx) + log(s);
-    const double e = eps;
-    loss[n] = static_cast<float>((1.0 - e) * (lse - static_cast<double>(x[t])) +
-                                 e * (lse - sx / static_cast<double>(V)));
-    logsumexp[n] = static_cast<float>(lse);
-  }
-}
-
-__global__ void cross_entropy_backward_kernel(float* dlogits, const float* logits,
-                                              const float* logsumexp, const std::int32_t* targets,
-                                              i64 N, i64 V, float smooth, float hit,
-                                              std::int32_t ignore_index, float scale) {
-  TR_GRID_STRIDE(i, N * V) {
-    const i64 n = i / V, v = i % V;
-    const std::int32_t t = targets[n];
-    if (t == ignore_index) {
-      dlogits[i] = 0.0f;
-    } else {
-      float g = scale * (expf(logits[i] - logsumexp[n]) - smooth);
-      if (v == t) g -= scale * hit;
-      dlogits[i] = g;
-    }
-  }
-}
-
-}  // namespace
+using namespace rowwise;
 
 namespace {
 template <typename Out>
 void layernorm_forward_as(Out* out, float* mean, float* rstd, const float* in, const float* weight,
                           const float* bias, i64 rows, i64 cols, float eps) {
   if (rows <= 0) return;
-  layernorm_forward_kernel<Out><<<static_cast<unsigned>(rows), kRowThreads, 0, compute_stream()>>>(
+  layernorm_forward_kernel<Out><<<row_grid(rows), kRowThreads, 0, compute_stream()>>>(
       out, mean, rstd, in, weight, bias, cols, eps);
   TR_CUDA_LAUNCH_CHECK();
 }
@@ -175,7 +26,7 @@ void layernorm_backward_as(float* din, float* dweight, float* dbias, const DOut*
                            const float* in, const float* weight, const float* mean,
                            const float* rstd, i64 rows, i64 cols, const float* residual) {
   if (rows <= 0) return;
-  layernorm_din_kernel<DOut><<<static_cast<unsigned>(rows), kRowThreads, 0, compute_stream()>>>(
+  layernorm_din_kernel<DOut><<<row_grid(rows), kRowThreads, 0, compute_stream()>>>(
       din, dout, in, weight, mean, rstd, residual, cols);
   TR_CUDA_LAUNCH_CHECK();
   column_sums_accumulate<2>({dweight, dbias}, LayerNormParamTerms<DOut>{dout, in, mean, rstd, cols},
@@ -205,15 +56,14 @@ void layernorm_backward(float* din, float* dweight, float* dbias, const bf16* do
 
 void softmax_forward(float* out, const float* in, i64 rows, i64 cols) {
   if (rows <= 0) return;
-  softmax_forward_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, compute_stream()>>>(out, in,
-                                                                                            cols);
+  softmax_forward_kernel<<<row_grid(rows), kRowThreads, 0, compute_stream()>>>(out, in, cols);
   TR_CUDA_LAUNCH_CHECK();
 }
 
 void softmax_backward(float* din, const float* dout, const float* out, i64 rows, i64 cols) {
   if (rows <= 0) return;
-  softmax_backward_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, compute_stream()>>>(
-      din, dout, out, cols);
+  softmax_backward_kernel<<<row_grid(rows), kRowThreads, 0, compute_stream()>>>(din, dout, out,
+                                                                                cols);
   TR_CUDA_LAUNCH_CHECK();
 }
 
@@ -221,7 +71,7 @@ double cross_entropy_forward(float* loss, float* logsumexp, const float* logits,
                              const std::int32_t* targets, i64 N, i64 V, float eps,
                              std::int32_t ignore_index) {
   if (N <= 0) return 0.0;
-  cross_entropy_forward_kernel<<<static_cast<unsigned>(N), kRowThreads, 0, compute_stream()>>>(
+  cross_entropy_forward_kernel<<<row_grid(N), kRowThreads, 0, compute_stream()>>>(
       loss, logsumexp, logits, targets, V, eps, ignore_index);
   TR_CUDA_LAUNCH_CHECK();
   // The total is a logged value: summed on the host in row order, as the CPU does.

@@ -1,28 +1,53 @@
 // Runs CUDA kernel source on the CPU, so that CI (no GPU) can test a kernel's indexing, tiling,
 // masking and synchronisation, not only its algorithm. Include this before a kernel header
-// written for it (layers/cuda/flash_attention_kernels.cuh): every thread of a block is a
-// std::thread, __syncthreads and __syncwarp are barriers, a warp shuffle goes through an
-// exchange array between two warp barriers, and WMMA is plain C++.
+// written for it (layers/cuda/*_kernels.cuh): every thread of a block is a fiber (its own
+// stack, ucontext), the block's fibers take turns on the launching thread, switching at
+// __syncthreads, __syncwarp and warp shuffles (barriers among the fibers); a shuffle goes
+// through an exchange array between two warp barriers, and WMMA is plain C++. Fibers instead
+// of std::threads: a launch of 512 blocks of 256 threads takes 0.2 s instead of 10 s.
+//
+// Order: a fiber runs until it waits at a barrier, then the next fiber of its warp runs; a warp
+// runs as far as it gets (until all its threads wait at block barriers or have returned)
+// before the next warp runs, so warps run ahead of each other as far as the block's barriers
+// let them. Even-numbered blocks take their warps and lanes in order, odd-numbered ones in
+// reverse, so that a read of another thread's write that lacks a barrier between them finds
+// the write missing (or a later write already there) in one of the two orders, given two or
+// more blocks. A barrier that can never complete (some threads wait at one the others never
+// reach) aborts with a message instead of hanging. A thread that has returned is no longer
+// waited for.
+//
+// Blocks run one after another, so `__shared__` arrays declared inside a kernel are function
+// statics (one array for the block being run); they start as zeros, and a block finds the
+// previous block's values in them. Dynamic shared memory (TR_DYNAMIC_SMEM) starts as 0xFF
+// bytes in every block (NaN as float and as bf16), so a read of an element nobody wrote
+// spreads NaN into the results.
 //
 // What it cannot show: timing, bank conflicts, register or shared-memory limits, alignment
 // faults, and the order in which real lanes race (a missing barrier may still pass here; the
-// GPU run's compute-sanitizer racecheck is for that). Shared memory starts as 0xFF bytes (NaN
-// as float and as bf16), so a read of an element nobody wrote spreads NaN into the results.
+// GPU run's compute-sanitizer racecheck is for that).
 //
 // WMMA: a fragment holds the whole 16 x 16 tile in every lane. Loads fill it in every lane;
 // each lane computes and stores only its own row (lanes 0-15), so the work is split as on the
 // GPU and a store is complete only after the warp's next __syncwarp, as on the GPU.
+//
+// Names that CUDA's headers also define (__float2bfloat16_rn, make_float4, ...) are static
+// functions here, or types of their own: they must never meet the CUDA library's symbols at
+// link time.
 #pragma once
 
 #define TR_CUDA_EMULATION 1
 
+#include <sys/mman.h>
+#include <ucontext.h>
+
 #include <algorithm>
-#include <barrier>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <functional>
 #include <memory>
-#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -33,6 +58,7 @@
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
+#define __shared__ static
 #define TR_UNROLL
 #define TR_UNROLL_4
 #define TR_DYNAMIC_SMEM(name) unsigned char* name = ::tr::emu::dynamic_smem()
@@ -40,36 +66,147 @@
 namespace tr::emu {
 
 struct Dim3 {
-  unsigned x = 1, y = 1, z = 1;
+  unsigned x, y, z;
+  constexpr Dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+
+// A barrier among a block's fibers (the whole block, or one warp).
+struct Barrier {
+  unsigned expected = 0, arrived = 0;
+  std::uint64_t generation = 0;
+};
+
+// Switching between fibers. On x86-64 (GCC, Clang) a stack switch of a few instructions saves
+// the callee-saved registers and the floating-point control words on the stack being left
+// (ten times faster than swapcontext, which makes a system call for the signal mask each
+// time); elsewhere, or where the process runs with a CET shadow stack (a `ret` onto another
+// stack would fault there), ucontext (or with TR_EMU_NO_FAST_SWITCH defined). Neither is known
+// to AddressSanitizer.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(TR_EMU_NO_FAST_SWITCH)
+#define TR_EMU_FAST_SWITCH 1
+// Saves the registers on the current stack, stores its pointer in *save, continues on `to`.
+[[maybe_unused]] __attribute__((naked, noinline)) static void tr_emu_switch_stack(
+    void** /*save: rdi*/, void* /*to: rsi*/) {
+  asm volatile(
+      "pushq %rbp\n pushq %rbx\n pushq %r12\n pushq %r13\n pushq %r14\n pushq %r15\n"
+      "subq $8, %rsp\n stmxcsr (%rsp)\n fnstcw 4(%rsp)\n"
+      "movq %rsp, (%rdi)\n movq %rsi, %rsp\n"
+      "ldmxcsr (%rsp)\n fldcw 4(%rsp)\n addq $8, %rsp\n"
+      "popq %r15\n popq %r14\n popq %r13\n popq %r12\n popq %rbx\n popq %rbp\n ret\n");
+}
+#endif
+
+// One CUDA thread: its context and stack (kept from launch to launch), its index.
+struct Fiber {
+  void* sp = nullptr;    // the fast switch's saved stack pointer
+  ucontext_t context{};  // ucontext's
+  void* stack = nullptr;
+  Dim3 thread;
+  unsigned linear = 0;  // x + y blockDim.x + z blockDim.x blockDim.y: lanes and warps
+  bool done = true;
 };
 
 // What the threads of the block being run share.
 struct Block {
   std::vector<unsigned char> smem;
-  std::unique_ptr<std::barrier<>> all;
-  std::vector<std::unique_ptr<std::barrier<>>> warps;
+  Barrier all;
+  std::vector<Barrier> warps;
   std::vector<double> exchange;  // one slot per thread, for shuffles
+};
+
+inline bool fast_switch_usable() {
+#ifdef TR_EMU_FAST_SWITCH
+  std::uint64_t ssp = 0;
+  asm volatile("rdsspq %0" : "+r"(ssp));  // a no-op without a shadow stack
+  return ssp == 0;
+#else
+  return false;
+#endif
+}
+
+// The launching thread's fibers and the one running.
+struct Scheduler {
+  static constexpr std::size_t kStackBytes = 256 << 10;  // a guard page below each
+  const bool fast = fast_switch_usable();
+  void* main_sp = nullptr;
+  ucontext_t main{};
+  std::vector<std::unique_ptr<Fiber>> fibers;  // pointers: a ucontext_t must not move
+  Fiber* current = nullptr;
+  std::function<void()> body;
+  std::uint64_t progress = 0;  // arrivals at barriers and returns: a pass without any is stuck
+
+  ~Scheduler() {
+    for (auto& f : fibers) munmap(f->stack, kStackBytes + 4096);
+  }
+  void reserve(unsigned threads) {
+    while (fibers.size() < threads) {
+      auto f = std::make_unique<Fiber>();
+      void* mem = mmap(nullptr, kStackBytes + 4096, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+      if (mem == MAP_FAILED) {
+        std::fprintf(stderr, "cuda emulation: no memory for a fiber stack\n");
+        std::abort();
+      }
+      mprotect(mem, 4096, PROT_NONE);  // overflow faults instead of corrupting a neighbour
+      f->stack = mem;
+      fibers.push_back(std::move(f));
+      if (!fast) getcontext(&fibers.back()->context);
+    }
+  }
 };
 
 inline thread_local Dim3 t_thread, t_block, t_block_dim, t_grid_dim;
 inline thread_local Block* t_current = nullptr;
+inline thread_local Scheduler t_scheduler;
 
 inline unsigned char* dynamic_smem() {
   // 128-byte aligned, as `extern __shared__ __align__(128)` promises.
   const auto base = reinterpret_cast<std::uintptr_t>(t_current->smem.data());
   return t_current->smem.data() + ((128 - base % 128) % 128);
 }
+inline unsigned linear_thread() {
+  return t_scheduler.current->linear;
+}
 inline unsigned lane() {
-  return t_thread.x % 32;
+  return linear_thread() % 32;
 }
 inline unsigned warp() {
-  return t_thread.x / 32;
+  return linear_thread() / 32;
 }
+
+// Back to the scheduler, which resumes the block's other fibers.
+inline void yield() {
+  Scheduler& s = t_scheduler;
+  Fiber* self = s.current;
+#ifdef TR_EMU_FAST_SWITCH
+  if (s.fast) return tr_emu_switch_stack(&self->sp, s.main_sp);
+#endif
+  swapcontext(&self->context, &s.main);
+}
+
+inline void complete(Barrier& b) {
+  b.arrived = 0;
+  ++b.generation;
+}
+inline void wait(Barrier& b) {
+  ++t_scheduler.progress;
+  const std::uint64_t generation = b.generation;
+  if (++b.arrived == b.expected) return complete(b);
+  do yield();
+  while (b.generation == generation);
+}
+// A returned thread: the barriers stop counting it.
+inline void drop(Barrier& b) {
+  --b.expected;
+  if (b.arrived > 0 && b.arrived == b.expected) complete(b);
+}
+
 inline void sync_block() {
-  t_current->all->arrive_and_wait();
+  wait(t_current->all);
 }
 inline void sync_warp() {
-  t_current->warps[warp()]->arrive_and_wait();
+  wait(t_current->warps[warp()]);
 }
 template <typename T>
 T shuffle_xor(T value, int lane_mask) {
@@ -81,36 +218,131 @@ T shuffle_xor(T value, int lane_mask) {
   return other;
 }
 
-// kernel<<<grid, block, smem_bytes>>>(args...): blocks one after another, each with its threads
-// at once (one-dimensional blocks).
+// A fiber's life: the kernel, then the barriers stop counting it.
+inline void run_fiber() {
+  Scheduler& s = t_scheduler;
+  s.body();
+  ++s.progress;
+  s.current->done = true;
+  drop(t_current->all);
+  drop(t_current->warps[warp()]);
+}
+inline void fiber_entry() {
+  run_fiber();
+}  // returns to uc_link: the scheduler
+#ifdef TR_EMU_FAST_SWITCH
+[[noreturn]] inline void fast_fiber_entry() {
+  run_fiber();
+  yield();  // never resumed: the next block starts the fiber afresh
+  __builtin_unreachable();
+}
+#endif
+
+// Makes fiber f start at the kernel when next switched to.
+inline void start(Fiber& f) {
+  Scheduler& s = t_scheduler;
+  char* base = static_cast<char*>(f.stack) + 4096;
+#ifdef TR_EMU_FAST_SWITCH
+  if (s.fast) {
+    // The frame tr_emu_switch_stack pops: control words, six registers, the return address
+    // (the entry), and a null return address for the entry, which starts as if called.
+    const auto top =
+        reinterpret_cast<std::uintptr_t>(base + Scheduler::kStackBytes) & ~std::uintptr_t{15};
+    auto* frame = reinterpret_cast<std::uint64_t*>(top) - 9;
+    std::fill(frame, frame + 9, std::uint64_t{0});
+    frame[7] = reinterpret_cast<std::uint64_t>(&fast_fiber_entry);
+    std::uint32_t control[2];
+    asm volatile("stmxcsr %0\n fnstcw %1" : "=m"(control[0]), "=m"(control[1]));
+    std::memcpy(frame, control, sizeof control);
+    f.sp = frame;
+    return;
+  }
+#endif
+  f.context.uc_stack.ss_sp = base;
+  f.context.uc_stack.ss_size = Scheduler::kStackBytes;
+  f.context.uc_link = &s.main;
+  makecontext(&f.context, fiber_entry, 0);
+}
+
+// Runs fiber f until it waits at a barrier or returns.
+inline void resume(Fiber& f) {
+  Scheduler& s = t_scheduler;
+  s.current = &f;
+  t_thread = f.thread;
+#ifdef TR_EMU_FAST_SWITCH
+  if (s.fast) return tr_emu_switch_stack(&s.main_sp, f.sp);
+#endif
+  swapcontext(&s.main, &f.context);
+}
+
+// kernel<<<grid, block, smem_bytes>>>(args...): blocks one after another, the threads of each
+// as fibers taking turns (see the top of this file).
 template <typename Kernel, typename... Args>
 void launch(Dim3 grid, Dim3 block, std::size_t smem_bytes, Kernel kernel, Args... args) {
-  const unsigned threads = block.x;
+  Scheduler& s = t_scheduler;
+  const unsigned threads = block.x * block.y * block.z;
+  s.reserve(threads);
+  s.body = [&] { kernel(args...); };
+  std::uint64_t block_number = 0;
   for (unsigned bz = 0; bz < grid.z; ++bz)
     for (unsigned by = 0; by < grid.y; ++by)
-      for (unsigned bx = 0; bx < grid.x; ++bx) {
+      for (unsigned bx = 0; bx < grid.x; ++bx, ++block_number) {
         Block state;
         state.smem.assign(smem_bytes + 128, 0xFF);
-        state.all = std::make_unique<std::barrier<>>(threads);
-        for (unsigned w = 0; w * 32 < threads; ++w)
-          state.warps.push_back(std::make_unique<std::barrier<>>(std::min(32u, threads - w * 32)));
+        state.all.expected = threads;
+        for (unsigned w = 0; w * 32 < threads; ++w) {
+          state.warps.emplace_back();
+          state.warps.back().expected = std::min(32u, threads - w * 32);
+        }
         state.exchange.assign(threads, 0.0);
-        std::vector<std::thread> pool;
-        pool.reserve(threads);
-        for (unsigned t = 0; t < threads; ++t)
-          pool.emplace_back([&, t] {
-            t_thread = {t, 0, 0};
-            t_block = {bx, by, bz};
-            t_block_dim = block;
-            t_grid_dim = grid;
-            t_current = &state;
-            kernel(args...);
-          });
-        for (std::thread& th : pool) th.join();
+        t_current = &state;
+        t_block = {bx, by, bz};
+        t_block_dim = block;
+        t_grid_dim = grid;
+        for (unsigned t = 0; t < threads; ++t) {
+          Fiber& f = *s.fibers[t];
+          f.thread = {t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
+          f.linear = t;
+          f.done = false;
+          start(f);
+        }
+        // Warp by warp, each as far as it gets (until its threads all wait at block barriers
+        // or have returned), in thread order or in reverse.
+        const bool reverse = block_number % 2 == 1;
+        const unsigned warps = static_cast<unsigned>(state.warps.size());
+        for (unsigned live = threads; live > 0;) {
+          const std::uint64_t before = s.progress;
+          live = 0;
+          for (unsigned wk = 0; wk < warps; ++wk) {
+            const unsigned w = reverse ? warps - 1 - wk : wk;
+            const unsigned first = w * 32, count = std::min(32u, threads - first);
+            std::uint64_t warp_before;
+            do {
+              warp_before = s.progress;
+              for (unsigned k = 0; k < count; ++k) {
+                Fiber& f = *s.fibers[first + (reverse ? count - 1 - k : k)];
+                if (!f.done) resume(f);
+              }
+            } while (s.progress != warp_before);
+            for (unsigned k = 0; k < count; ++k) live += !s.fibers[first + k]->done;
+          }
+          if (live > 0 && s.progress == before) {
+            std::fprintf(stderr,
+                         "cuda emulation: block (%u, %u, %u) is stuck: its threads wait at "
+                         "barriers that the others never reach\n",
+                         bx, by, bz);
+            std::abort();
+          }
+        }
+        s.current = nullptr;
+        t_current = nullptr;
       }
+  s.body = nullptr;
 }
 
 }  // namespace tr::emu
+
+using dim3 = ::tr::emu::Dim3;
 
 #define threadIdx (::tr::emu::t_thread)
 #define blockIdx (::tr::emu::t_block)
@@ -130,6 +362,7 @@ static T __shfl_xor_sync(unsigned, T value, int lane_mask) {
 [[noreturn]] static inline void __trap() {
   std::abort();
 }
+static constexpr int warpSize = 32;
 
 // bf16 storage and conversions (round to nearest even, as __float2bfloat16_rn). Functions
 // named as CUDA's are static: they must not meet the CUDA library's at link time.
@@ -150,6 +383,12 @@ struct alignas(16) uint4 {
   unsigned x, y, z, w;
 };
 static inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) {
+  return {x, y, z, w};
+}
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+static inline float4 make_float4(float x, float y, float z, float w) {
   return {x, y, z, w};
 }
 
