@@ -15,6 +15,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "layers/cpu/attention_common.h"
 #include "layers/cpu/bf16.h"
 #include "layers/cpu/kernels.h"
 #include "layers/cpu/simd.h"
@@ -24,22 +25,9 @@ namespace tr::cpu {
 
 namespace {
 
-// OpenBLAS (interface/gemm.c) keeps a GEMM single-threaded while M*N*K <= 65536 * 4.
-constexpr double kBlasSingleThreadMnk = 65536.0 * 4.0;
-
-// Keys visible to query row i: [0, limit).
-inline i64 key_limit(i64 kv, i64 i, bool causal, i64 q_offset) {
-  return causal ? std::max<i64>(0, std::min(kv, i + q_offset + 1)) : kv;
-}
-
-// Per-thread scratch for the dropped probabilities; kept across calls so a training step
-// does not go back to the allocator once shapes have been seen.
-template <typename T>
-T* thread_buffer(i64 n) {
-  thread_local std::vector<T> buf;
-  if (static_cast<i64>(buf.size()) < n) buf.resize(static_cast<std::size_t>(n));
-  return buf.data();
-}
+using attention_detail::kBlasSingleThreadMnk;
+using attention_detail::key_limit;
+using attention_detail::thread_buffer;
 
 // dst[i, j] = p[i, j] * keep[i, j] * keep_scale over a Tq x cols block with row stride Tk.
 template <typename T>

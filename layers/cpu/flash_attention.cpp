@@ -12,27 +12,16 @@
 #include <limits>
 #include <vector>
 
+#include "layers/cpu/attention_common.h"
 #include "layers/cpu/kernels.h"
 
 namespace tr::cpu {
 
 namespace {
 
-// OpenBLAS keeps a GEMM single-threaded up to this many multiply-adds (interface/gemm.c): below
-// it the (b, h) pairs run in parallel, above it OpenBLAS threads each product.
-constexpr double kBlasSingleThreadMnk = 65536.0 * 4.0;
-
-// Keys visible to query row i: [0, limit).
-inline i64 key_limit(i64 kv, i64 i, bool causal, i64 q_offset) {
-  return causal ? std::max<i64>(0, std::min(kv, i + q_offset + 1)) : kv;
-}
-
-template <typename T>
-T* thread_buffer(i64 n) {
-  thread_local std::vector<T> buf;
-  if (static_cast<i64>(buf.size()) < n) buf.resize(static_cast<std::size_t>(n));
-  return buf.data();
-}
+using attention_detail::kBlasSingleThreadMnk;
+using attention_detail::key_limit;
+using attention_detail::thread_buffer;
 
 // p[i, j] = exp(s[i, j] - lse[i]) over the visible keys of each row, 0 elsewhere (s [Tq, Tk]
 // holds the scaled scores of the keys < kv).

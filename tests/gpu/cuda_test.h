@@ -82,4 +82,17 @@ inline double norm_rel_error(const std::vector<float>& a, const std::vector<floa
   return std::isnan(e) ? INFINITY : e;
 }
 
+// A device copy of a host tensor (undefined stays undefined).
+inline Tensor cu(const Tensor& t) {
+  return t.defined() ? to_device(t, Device::cuda) : Tensor();
+}
+
+// The values of a float tensor of any dtype (f32, bf16) on any device, as f32 on the host.
+inline std::vector<float> values(const Tensor& t) {
+  const Tensor h = to_device(t, Device::cpu);
+  Tensor f = Tensor::empty(h.shape(), DType::f32);
+  f.copy_from(h);
+  return std::vector<float>(f.data<float>(), f.data<float>() + f.numel());
+}
+
 }  // namespace tr::gpu_test

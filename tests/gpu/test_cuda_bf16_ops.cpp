@@ -36,16 +36,8 @@ Tensor rnd(const Shape& shape, std::uint32_t seed, DType dtype = DType::bf16, fl
   t.copy_from(f);
   return t;
 }
-Tensor cu(const Tensor& t) {
-  return t.defined() ? to_device(t, Device::cuda) : Tensor();
-}
-// f32 host values of a tensor of any float dtype on any device.
-std::vector<float> values(const Tensor& t) {
-  const Tensor h = to_device(t, Device::cpu);
-  Tensor f = Tensor::empty(h.shape(), DType::f32);
-  f.copy_from(h);
-  return std::vector<float>(f.data<float>(), f.data<float>() + f.numel());
-}
+using gpu_test::cu;
+using gpu_test::values;
 // The device result against the host one: same dtype and shape, values within `tol`.
 double err(const Tensor& device, const Tensor& host) {
   EXPECT_EQ(device.device(), Device::cuda);

@@ -14,6 +14,7 @@
 #include <random>
 #include <vector>
 
+#include "common/flash_inputs.h"
 #include "gpu/cuda_test.h"
 #include "layers/cpu/bf16.h"
 #include "layers/cuda/kernels.h"
@@ -25,31 +26,10 @@ namespace {
 
 using i64 = std::int64_t;
 
-struct Case {
-  i64 B, H, Tq, Tk, Dh;
-  std::vector<std::int32_t> kv_len;  // empty: every key exists
-  bool causal;
-  i64 q_offset;
-  double dropout;
-};
+using Case = testing::AttentionCase;
 
-// Host bf16 tensor of random bf16-representable values in [lo, hi].
-Tensor rnd(const Shape& shape, std::uint32_t seed, float lo, float hi) {
-  std::vector<float> v = gpu_test::random_floats(shape_numel(shape), seed, lo, hi);
-  for (float& x : v) x = cpu::round_to_bf16(x);
-  Tensor t = Tensor::empty(shape, DType::bf16);
-  t.copy_from(gpu_test::host_tensor(v, shape));
-  return t;
-}
-Tensor cu(const Tensor& t) {
-  return t.defined() ? to_device(t, Device::cuda) : Tensor();
-}
-std::vector<float> values(const Tensor& t) {
-  const Tensor h = to_device(t, Device::cpu);
-  Tensor f = Tensor::empty(h.shape(), DType::f32);
-  f.copy_from(h);
-  return std::vector<float>(f.data<float>(), f.data<float>() + f.numel());
-}
+using gpu_test::cu;
+using gpu_test::values;
 // A device tensor of NaNs, so that unwritten elements show.
 Tensor poisoned(const Shape& shape, DType dtype) {
   Tensor f = gpu_test::host_tensor(gpu_test::poison(shape_numel(shape)), shape);
@@ -73,45 +53,20 @@ class CudaFlashAttention : public ::testing::TestWithParam<Case> {
 
 TEST_P(CudaFlashAttention, EqualsTheCpu) {
   const Case& c = GetParam();
-  const i64 d = c.H * c.Dh;
-  // Scores spread over several units, so the softmax is far from uniform.
-  const Tensor q = rnd({c.B, c.Tq, d}, 1, -2, 2), k = rnd({c.B, c.Tk, d}, 2, -2, 2),
-               v = rnd({c.B, c.Tk, d}, 3, -1, 1), dout = rnd({c.B, c.Tq, d}, 4, -1, 1);
-  Tensor lens, keep;
-  if (!c.kv_len.empty()) {
-    lens = Tensor::empty({c.B}, DType::i32);
-    for (i64 b = 0; b < c.B; ++b) lens.data<std::int32_t>()[b] = c.kv_len[b];
-  }
-  double keep_scale = 1.0;
-  if (c.dropout > 0) {
-    keep = Tensor::empty({c.B, c.H, c.Tq, c.Tk}, DType::u8);
-    std::mt19937 rng(7);
-    std::bernoulli_distribution kept(1.0 - c.dropout);
-    for (i64 i = 0; i < keep.numel(); ++i) keep.data<std::uint8_t>()[i] = kept(rng);
-    keep_scale = 1.0 / (1.0 - c.dropout);
-  }
+  const testing::FlashInputs in = testing::flash_inputs(c);
+  const Tensor &q = in.q, &k = in.k, &v = in.v, &dout = in.dout, &lens = in.kv_len, &keep = in.keep;
+  const double keep_scale = in.keep_scale;
   const Tensor cq = cu(q), ck = cu(k), cv = cu(v), clens = cu(lens), ckeep = cu(keep);
   ASSERT_TRUE(ops::use_flash_attention(cq, ck, c.H));
 
-  Tensor out, lse;
-  ops::flash_attention_forward(out, lse, q, k, v, lens, keep, keep_scale, c.H, c.causal,
-                               c.q_offset);
+  const testing::FlashResults host = testing::flash_on_cpu(c, in);
+  const Tensor &out = host.out, &lse = host.lse, &dq = host.dq, &dk = host.dk, &dv = host.dv;
   Tensor cout = poisoned(out.shape(), DType::bf16), clse = poisoned(lse.shape(), DType::f32);
   ops::flash_attention_forward(cout, clse, cq, ck, cv, clens, ckeep, keep_scale, c.H, c.causal,
                                c.q_offset);
   EXPECT_LE(gpu_test::norm_rel_error(values(cout), values(out)), 1e-2);
-  // lse: equal within fp32 sums of bf16-rounded scores; +inf (no visible key) on both sides.
-  const std::vector<float> got = values(clse), want = values(lse);
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    if (std::isinf(want[i]))
-      EXPECT_TRUE(std::isinf(got[i]) && got[i] > 0) << "row " << i;
-    else
-      EXPECT_NEAR(got[i], want[i], 2e-3 * std::max(1.0f, std::abs(want[i]))) << "row " << i;
-  }
+  testing::expect_lse_near(values(clse), values(lse));
 
-  Tensor dq, dk, dv;
-  ops::flash_attention_backward(dq, dk, dv, dout, out, lse, q, k, v, lens, keep, keep_scale, c.H,
-                                c.causal, c.q_offset);
   Tensor cdq = poisoned(q.shape(), DType::bf16), cdk = poisoned(k.shape(), DType::bf16),
          cdv = poisoned(v.shape(), DType::bf16);
   // The device backward from the host's forward results: the gradients alone are compared.

@@ -22,9 +22,7 @@ constexpr double kTol = 1e-5;
 Tensor rnd(const Shape& shape, std::uint32_t seed, float lo = -1, float hi = 1) {
   return gpu_test::host_tensor(gpu_test::random_floats(shape_numel(shape), seed, lo, hi), shape);
 }
-Tensor cu(const Tensor& t) {
-  return t.defined() ? to_device(t, Device::cuda) : Tensor();
-}
+using gpu_test::cu;
 std::vector<float> host(const Tensor& t) {
   return gpu_test::to_host_vector<float>(t);
 }

@@ -20,6 +20,7 @@
 #include <random>
 #include <vector>
 
+#include "common/attention_case.h"
 #include "common/emulated_kernels.h"
 #include "layers/cpu/kernels.h"
 #include "layers/cuda/attention_kernels.cuh"
@@ -138,18 +139,7 @@ TEST(EmulatedAttentionKernels, SwapMiddleEveryPath) {
 
 // ---- attention forward and backward --------------------------------------------------------
 
-struct Case {
-  i64 B, H, Tq, Tk, Dh;
-  std::vector<std::int32_t> kv_len;  // empty: every key exists
-  bool causal;
-  i64 q_offset;
-  double dropout;
-};
-void PrintTo(const Case& c, std::ostream* os) {
-  *os << "B" << c.B << " H" << c.H << " Tq" << c.Tq << " Tk" << c.Tk << " Dh" << c.Dh
-      << (c.kv_len.empty() ? "" : " padded") << (c.causal ? " causal" : "") << " offset "
-      << c.q_offset << " dropout " << c.dropout;
-}
+using Case = testing::AttentionCase;
 
 struct Inputs {
   F q, k, v, dout;
@@ -169,13 +159,8 @@ Inputs make_inputs(const Case& c) {
   in.v = widen(to_bf16(random_floats(c.B * c.Tk * d, 3)));
   in.dout = widen(to_bf16(random_floats(c.B * c.Tq * d, 4)));
   in.kv_len = c.kv_len;
-  if (c.dropout > 0) {
-    std::mt19937 rng(5);
-    std::bernoulli_distribution kept(1.0 - c.dropout);
-    in.keep.resize(static_cast<std::size_t>(c.B * c.H * c.Tq * c.Tk));
-    for (auto& x : in.keep) x = kept(rng);
-    in.keep_scale = static_cast<float>(1.0 / (1.0 - c.dropout));
-  }
+  in.keep = testing::attention_keep_mask(c, 5);
+  in.keep_scale = static_cast<float>(testing::attention_keep_scale(c));
   return in;
 }
 

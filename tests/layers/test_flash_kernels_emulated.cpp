@@ -17,6 +17,7 @@
 #include <random>
 #include <vector>
 
+#include "common/flash_inputs.h"
 #include "layers/cpu/bf16.h"
 #include "layers/cuda/flash_attention_kernels.cuh"
 #include "layers/ops.h"
@@ -28,20 +29,12 @@ namespace flash = cuda::flash;
 using i64 = std::int64_t;
 
 struct Case {
-  i64 B, H, Tq, Tk, Dh;
-  std::vector<std::int32_t> kv_len;  // empty: every key exists
-  bool causal;
-  i64 q_offset;
-  double dropout;
+  testing::AttentionCase c;
   bool vec;  // 16-byte row loads (needs Dh % 8 == 0)
 };
-
-Tensor random_bf16(const Shape& shape, std::uint32_t seed, float lo, float hi) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  Tensor t = Tensor::empty(shape, DType::bf16);
-  for (i64 i = 0; i < t.numel(); ++i) t.data<BFloat16>()[i].bits = cpu::f32_to_bf16_bits(dist(rng));
-  return t;
+void PrintTo(const Case& c, std::ostream* os) {
+  testing::PrintTo(c.c, os);
+  *os << (c.vec ? " vector loads" : " scalar loads");
 }
 
 std::vector<float> widen(const Tensor& t) {
@@ -101,35 +94,17 @@ class EmulatedFlashKernels : public ::testing::TestWithParam<Case> {
 };
 
 TEST_P(EmulatedFlashKernels, EqualTheCpuTwin) {
-  const Case& c = GetParam();
-  const i64 d = c.H * c.Dh;
-  const Tensor q = random_bf16({c.B, c.Tq, d}, 1, -2, 2), k = random_bf16({c.B, c.Tk, d}, 2, -2, 2),
-               v = random_bf16({c.B, c.Tk, d}, 3, -1, 1),
-               dout = random_bf16({c.B, c.Tq, d}, 4, -1, 1);
-  Tensor lens, keep;
-  if (!c.kv_len.empty()) {
-    lens = Tensor::empty({c.B}, DType::i32);
-    for (i64 b = 0; b < c.B; ++b) lens.data<std::int32_t>()[b] = c.kv_len[b];
-  }
-  double keep_scale = 1.0;
-  if (c.dropout > 0) {
-    keep = Tensor::empty({c.B, c.H, c.Tq, c.Tk}, DType::u8);
-    std::mt19937 rng(7);
-    std::bernoulli_distribution kept(1.0 - c.dropout);
-    for (i64 i = 0; i < keep.numel(); ++i) keep.data<std::uint8_t>()[i] = kept(rng);
-    keep_scale = 1.0 / (1.0 - c.dropout);
-  }
-  // The CPU twin.
-  Tensor out, lse, dq, dk, dv;
-  ops::flash_attention_forward(out, lse, q, k, v, lens, keep, keep_scale, c.H, c.causal,
-                               c.q_offset);
-  ops::flash_attention_backward(dq, dk, dv, dout, out, lse, q, k, v, lens, keep, keep_scale, c.H,
-                                c.causal, c.q_offset);
+  const testing::AttentionCase& c = GetParam().c;
+  const testing::FlashInputs in = testing::flash_inputs(c);
+  const Tensor &q = in.q, &k = in.k, &v = in.v, &dout = in.dout, &lens = in.kv_len, &keep = in.keep;
+  const double keep_scale = in.keep_scale;
+  const testing::FlashResults cpu = testing::flash_on_cpu(c, in);
+  const Tensor &out = cpu.out, &lse = cpu.lse, &dq = cpu.dq, &dk = cpu.dk, &dv = cpu.dv;
   // The kernels; the backward from the twin's forward results, so that it is checked alone.
   const flash::Problem p = flash::make_problem(
       bits(q), bits(k), bits(v), lens.defined() ? lens.data<std::int32_t>() : nullptr,
       keep.defined() ? keep.data<std::uint8_t>() : nullptr, static_cast<float>(keep_scale), c.B,
-      c.H, c.Tq, c.Tk, c.Dh, c.causal, c.q_offset, c.vec);
+      c.H, c.Tq, c.Tk, c.Dh, c.causal, c.q_offset, GetParam().vec);
   const flash::bfloat nan = __ushort_as_bfloat16(0xFFFF);
   std::vector<flash::bfloat> k_out(out.numel(), nan), k_dq(q.numel(), nan), k_dk(k.numel(), nan),
       k_dv(v.numel(), nan);
@@ -158,14 +133,7 @@ TEST_P(EmulatedFlashKernels, EqualTheCpuTwin) {
                     p);
   }
   EXPECT_LE(norm_error(widen(k_out), widen(out)), 1e-2);
-  const std::vector<float> want_lse = widen(lse);
-  for (std::size_t i = 0; i < want_lse.size(); ++i) {
-    if (std::isinf(want_lse[i]))
-      EXPECT_TRUE(std::isinf(k_lse[i]) && k_lse[i] > 0) << "row " << i << ": " << k_lse[i];
-    else
-      EXPECT_NEAR(k_lse[i], want_lse[i], 2e-3 * std::max(1.0f, std::abs(want_lse[i])))
-          << "row " << i;
-  }
+  testing::expect_lse_near(k_lse, widen(lse));
   EXPECT_LE(norm_error(widen(k_dq), widen(dq)), 1e-2);
   EXPECT_LE(norm_error(widen(k_dk), widen(dk)), 1e-2);
   EXPECT_LE(norm_error(widen(k_dv), widen(dv)), 1e-2);
@@ -173,13 +141,13 @@ TEST_P(EmulatedFlashKernels, EqualTheCpuTwin) {
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, EmulatedFlashKernels,
-    ::testing::Values(Case{2, 2, 6, 6, 8, {6, 4}, true, 0, 0.0, true},         // one small tile
-                      Case{1, 2, 70, 75, 12, {75}, false, 0, 0.1, false},      // scalar loads
-                      Case{2, 1, 65, 130, 32, {130, 0}, false, 0, 0.0, true},  // empty sequence
-                      Case{1, 1, 80, 80, 64, {}, true, -5, 0.0, true},         // rows see no key
-                      Case{1, 1, 40, 100, 64, {}, true, 60, 0.2, true},        // query offset
-                      Case{1, 1, 33, 20, 128, {}, false, 0, 0.0, true},        // widest heads
-                      Case{1, 2, 67, 67, 16, {67}, true, 0, 0.2, false}));     // causal+dropout
+    ::testing::Values(Case{{2, 2, 6, 6, 8, {6, 4}, true, 0, 0.0}, true},         // one small tile
+                      Case{{1, 2, 70, 75, 12, {75}, false, 0, 0.1}, false},      // scalar loads
+                      Case{{2, 1, 65, 130, 32, {130, 0}, false, 0, 0.0}, true},  // empty sequence
+                      Case{{1, 1, 80, 80, 64, {}, true, -5, 0.0}, true},         // rows see no key
+                      Case{{1, 1, 40, 100, 64, {}, true, 60, 0.2}, true},        // query offset
+                      Case{{1, 1, 33, 20, 128, {}, false, 0, 0.0}, true},        // widest heads
+                      Case{{1, 2, 67, 67, 16, {67}, true, 0, 0.2}, false}));     // causal+dropout
 
 }  // namespace
 }  // namespace tr
