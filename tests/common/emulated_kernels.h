@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "common/error_measures.h"
 #include "layers/cpu/bf16.h"
 #include "layers/tensor.h"
 
@@ -65,33 +66,8 @@ inline F values(const Tensor& t) {
   return widen(b);
 }
 
-// max |a - b| / max(|b|, floor): relative error against the reference b, absolute near zero.
-// Infinite where any element is NaN (an unwritten output) or the sizes differ.
-template <typename A, typename B>
-double max_rel_error(const std::vector<A>& a, const std::vector<B>& b, double floor = 1.0) {
-  if (a.size() != b.size()) return INFINITY;
-  double worst = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    const double d = std::abs(static_cast<double>(a[i]) - static_cast<double>(b[i]));
-    const double e = d / std::max(std::abs(static_cast<double>(b[i])), floor);
-    if (!(e <= worst)) worst = std::isnan(e) ? INFINITY : e;
-  }
-  return worst;
-}
-
-// ||a - b|| / ||b|| (2-norms): for bf16 results whose small elements carry the rounding of
-// larger terms. Infinite where any element is NaN.
-inline double norm_rel_error(const F& a, const F& b) {
-  if (a.size() != b.size()) return INFINITY;
-  double diff = 0, ref = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    const double d = static_cast<double>(a[i]) - b[i];
-    diff += d * d;
-    ref += static_cast<double>(b[i]) * b[i];
-  }
-  const double e = ref > 0 ? std::sqrt(diff / ref) : std::sqrt(diff);
-  return std::isnan(e) ? INFINITY : e;
-}
+using testing::max_rel_error;
+using testing::norm_rel_error;
 
 // bf16 products on the CPU for a scope (the CPU ops then round as the CUDA bf16 path does).
 struct Bf16Products {

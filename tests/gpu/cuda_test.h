@@ -9,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "common/error_measures.h"
 #include "layers/device.h"
 #include "layers/tensor.h"
 
@@ -53,34 +54,8 @@ std::vector<T> to_host_vector(const Tensor& t) {
   return std::vector<T>(h.data<T>(), h.data<T>() + h.numel());
 }
 
-// max |a - b| / max(|b|, floor): relative error against the reference b, with a floor so that
-// values near zero are compared absolutely. Infinite where any element is NaN: outputs start
-// poisoned with NaN (poison()), so an element the kernel did not write fails.
-inline double max_rel_error(const std::vector<float>& a, const std::vector<float>& b,
-                            double floor = 1.0) {
-  if (a.size() != b.size()) return INFINITY;
-  double worst = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    const double d = std::abs(static_cast<double>(a[i]) - b[i]);
-    const double e = d / std::max(std::abs(static_cast<double>(b[i])), floor);
-    if (!(e <= worst)) worst = std::isnan(e) ? INFINITY : e;  // NaN (unwritten output) fails
-  }
-  return worst;
-}
-
-// ||a - b|| / ||b|| (2-norms): the measure for bf16 results, whose elements near zero carry
-// the rounding of much larger terms.
-inline double norm_rel_error(const std::vector<float>& a, const std::vector<float>& b) {
-  if (a.size() != b.size()) return INFINITY;
-  double diff = 0, ref = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    const double d = static_cast<double>(a[i]) - b[i];
-    diff += d * d;
-    ref += static_cast<double>(b[i]) * b[i];
-  }
-  const double e = ref > 0 ? std::sqrt(diff / ref) : std::sqrt(diff);
-  return std::isnan(e) ? INFINITY : e;
-}
+using testing::max_rel_error;
+using testing::norm_rel_error;
 
 // A device copy of a host tensor (undefined stays undefined).
 inline Tensor cu(const Tensor& t) {

@@ -11,19 +11,14 @@
 #include <random>
 #include <vector>
 
+#include "common/attention_case.h"
 #include "layers/cpu/bf16.h"
 #include "layers/ops.h"
 
 namespace tr {
 namespace {
 
-struct Case {
-  std::int64_t B, H, Tq, Tk, Dh;
-  std::vector<std::int32_t> kv_len;  // empty: every key exists
-  bool causal;
-  std::int64_t q_offset;
-  double dropout;  // 0: no keep mask
-};
+using Case = testing::AttentionCase;
 
 Tensor random_tensor(const Shape& shape, DType dtype, std::uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -83,13 +78,12 @@ Inputs make_inputs(const Case& c, DType dtype) {
     in.kv_len = Tensor::empty({c.B}, DType::i32);
     for (std::int64_t b = 0; b < c.B; ++b) in.kv_len.data<std::int32_t>()[b] = c.kv_len[b];
   }
-  if (c.dropout > 0) {
+  const std::vector<std::uint8_t> keep = testing::attention_keep_mask(c, 5);
+  if (!keep.empty()) {
     in.keep = Tensor::empty({c.B, c.H, c.Tq, c.Tk}, DType::u8);
-    std::mt19937 rng(5);
-    std::bernoulli_distribution kept(1.0 - c.dropout);
-    for (std::int64_t i = 0; i < in.keep.numel(); ++i) in.keep.data<std::uint8_t>()[i] = kept(rng);
-    in.keep_scale = 1.0 / (1.0 - c.dropout);
+    std::copy(keep.begin(), keep.end(), in.keep.data<std::uint8_t>());
   }
+  in.keep_scale = testing::attention_keep_scale(c);
   return in;
 }
 

@@ -17,6 +17,7 @@
 #include <random>
 #include <vector>
 
+#include "common/error_measures.h"
 #include "common/flash_inputs.h"
 #include "layers/cpu/bf16.h"
 #include "layers/cuda/flash_attention_kernels.cuh"
@@ -48,17 +49,7 @@ std::vector<float> widen(const std::vector<flash::bfloat>& v) {
   return out;
 }
 
-// ||got - want|| / ||want||; NaN (an unwritten element) is infinite.
-double norm_error(const std::vector<float>& got, const std::vector<float>& want) {
-  EXPECT_EQ(got.size(), want.size());
-  double diff = 0, ref = 0;
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    diff += (static_cast<double>(got[i]) - want[i]) * (static_cast<double>(got[i]) - want[i]);
-    ref += static_cast<double>(want[i]) * want[i];
-  }
-  const double e = std::sqrt(diff / std::max(ref, 1e-30));
-  return std::isnan(e) ? INFINITY : e;
-}
+using testing::norm_rel_error;
 
 const cuda::bf16* bits(const Tensor& t) {
   return reinterpret_cast<const cuda::bf16*>(t.data<BFloat16>());
@@ -132,11 +123,11 @@ TEST_P(EmulatedFlashKernels, EqualTheCpuTwin) {
       backward<128>(k_dq.data(), k_dk.data(), k_dv.data(), dout_bits, out_bits, lse.data<float>(),
                     p);
   }
-  EXPECT_LE(norm_error(widen(k_out), widen(out)), 1e-2);
+  EXPECT_LE(norm_rel_error(widen(k_out), widen(out)), 1e-2);
   testing::expect_lse_near(k_lse, widen(lse));
-  EXPECT_LE(norm_error(widen(k_dq), widen(dq)), 1e-2);
-  EXPECT_LE(norm_error(widen(k_dk), widen(dk)), 1e-2);
-  EXPECT_LE(norm_error(widen(k_dv), widen(dv)), 1e-2);
+  EXPECT_LE(norm_rel_error(widen(k_dq), widen(dq)), 1e-2);
+  EXPECT_LE(norm_rel_error(widen(k_dk), widen(dk)), 1e-2);
+  EXPECT_LE(norm_rel_error(widen(k_dv), widen(dv)), 1e-2);
 }
 
 INSTANTIATE_TEST_SUITE_P(
