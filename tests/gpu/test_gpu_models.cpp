@@ -23,6 +23,7 @@
 #include "layers/cpu/bf16.h"
 #include "layers/device.h"
 #include "layers/op_profile.h"
+#include "layers/ops.h"
 #include "models/model.h"
 #include "trainer/device_residency.h"
 #include "trainer/grad_clip.h"
@@ -97,17 +98,21 @@ class GpuModels : public ::testing::Test {
   static constexpr Tolerance kBf16{5e-3, 3e-2, 3e-2};
 
   // Runs the check under train.precision `precision` on CUDA and on the CPU twin alike (bf16
-  // activations, and bf16 products on both devices); fp32 again afterwards.
+  // activations, and bf16 products on both devices; under bf16 the GPU's attention is flash
+  // attention, so the CPU's goes through the flash twin: the same rounding points); fp32 again
+  // afterwards.
   template <typename Check>
   static void under(MatmulPrecision precision, Check&& check) {
     struct Reset {
       ~Reset() {
         set_training_precision(MatmulPrecision::fp32, Device::cuda);
         cpu::set_bf16_products(false);
+        ops::set_flash_attention_on_cpu(false);
       }
     } reset;
     set_training_precision(precision, Device::cuda);
     cpu::set_bf16_products(precision == MatmulPrecision::bf16);
+    ops::set_flash_attention_on_cpu(precision == MatmulPrecision::bf16);
     check();
   }
 

@@ -12,6 +12,7 @@
 
 #include "common/tiny_models.h"
 #include "layers/device.h"
+#include "layers/ops.h"
 #include "layers/precision.h"
 #include "models/model.h"
 #include "trainer/grad_clip.h"
@@ -63,13 +64,18 @@ double forward_backward(Model& model, const Batch& batch, std::uint64_t step) {
   return sum * scale;
 }
 
-void check_loss_and_gradients(const ModelConfig& c) {
+// With `flash`, the bf16 run's attention is the flash path (the GPU's under bf16), through the
+// CPU twin.
+void check_loss_and_gradients(const ModelConfig& c, bool flash = false,
+                              double gradient_bound = 5e-2) {
   auto fp32 = make_model(c, DType::f32, 0.1, 7);
   auto bf16 = make_model(c, DType::f32, 0.1, 7);
   Batch batch;
   make_batch(batch, c, 0);
   const double l32 = under(false, [&] { return forward_backward(*fp32, batch, 3); });
+  ops::set_flash_attention_on_cpu(flash);
   const double l16 = under(true, [&] { return forward_backward(*bf16, batch, 3); });
+  ops::set_flash_attention_on_cpu(false);
   EXPECT_LE(std::abs(l16 - l32), 1e-2 * l32) << "fp32 " << l32 << " bf16 " << l16;
   EXPECT_NE(l16, l32) << "bf16 changed nothing: is the switch wired?";
   const ParameterList &p32 = fp32->parameters(), &p16 = bf16->parameters();
@@ -88,11 +94,12 @@ void check_loss_and_gradients(const ModelConfig& c) {
       diff = std::max(diff, std::isnan(a) ? INFINITY : std::abs(a - b));
       scale = std::max(scale, std::abs(b));
     }
-    EXPECT_LE(diff / scale, 5e-2) << p32[i]->name;
+    EXPECT_LE(diff / scale, gradient_bound) << p32[i]->name;
     if (diff / scale > worst) worst = diff / scale, worst_name = p32[i]->name;
   }
-  std::printf("%s %s: loss error %.3g, worst gradient error %.3g (%s)\n", c.type.c_str(),
-              c.norm.c_str(), std::abs(l16 - l32) / l32, worst, worst_name.c_str());
+  std::printf("%s %s%s: loss error %.3g, worst gradient error %.3g (%s)\n", c.type.c_str(),
+              c.norm.c_str(), flash ? " flash" : "", std::abs(l16 - l32) / l32, worst,
+              worst_name.c_str());
 }
 
 TEST(Bf16Models, VitLossAndGradientsFollowFp32) {
@@ -108,6 +115,21 @@ TEST(Bf16Models, EncoderDecoderPreLnLossAndGradientsFollowFp32) {
 }
 TEST(Bf16Models, EncoderDecoderPostLnLossAndGradientsFollowFp32) {
   check_loss_and_gradients(translation_config("post"));
+}
+
+// Flash attention under bf16 (what the GPU runs) is less exact in its gradients than the
+// materialised kernels: its backward takes rowsum(dP * P) as rowsum(dout * out) with `out` the
+// bf16 context (FlashAttention-2's identity and its numerics), where the materialised backward
+// sums dP * P in fp32, so that each row of dS sums to zero up to rounding. Measured against
+// fp32: 0.027 (ViT), 0.027 (pre-LN), 0.064 (post-LN) of the largest gradient, against
+// 0.020-0.024 materialised; the worst tensors are the key projections' biases, whose exact
+// gradient is zero (it is the rows' sums of dS).
+TEST(Bf16Models, FlashAttentionLossAndGradientsFollowFp32) {
+  check_loss_and_gradients(vit_config(), true, 1e-1);
+  ModelConfig pre = translation_config("pre");
+  pre.activation = "gelu";
+  check_loss_and_gradients(pre, true, 1e-1);
+  check_loss_and_gradients(translation_config("post"), true, 1e-1);
 }
 
 void check_training_curve(const ModelConfig& c) {
