@@ -1,7 +1,9 @@
 #include "layers/ops.h"
 
 #include <atomic>
+#include <cstdlib>
 #include <initializer_list>
+#include <string>
 
 #include "layers/cpu/kernels.h"
 #include "layers/op_profile.h"
@@ -442,8 +444,14 @@ void set_flash_attention_on_cpu(bool on) {
 bool use_flash_attention(const Tensor& q, const Tensor& k, std::int64_t heads) {
   if (q.device() == Device::cpu) return g_flash_on_cpu && k.device() == Device::cpu;
 #ifdef TR_HAVE_CUDA
-  return cuda_of(q, DType::bf16) && cuda_of(k, DType::bf16) && heads > 0 && q.dim(2) % heads == 0 &&
-         q.dim(2) / heads <= cuda::kFlashMaxHeadDim;
+  // TR_FLASH_ATTENTION=0 keeps the GPU's bf16 attention on the materialised kernels: a
+  // comparison and fallback switch for a GPU host, read once.
+  static const bool flash_allowed = [] {
+    const char* env = std::getenv("TR_FLASH_ATTENTION");
+    return env == nullptr || std::string(env) != "0";
+  }();
+  return flash_allowed && cuda_of(q, DType::bf16) && cuda_of(k, DType::bf16) && heads > 0 &&
+         q.dim(2) % heads == 0 && q.dim(2) / heads <= cuda::kFlashMaxHeadDim;
 #else
   (void)q, (void)k, (void)heads;
   return false;

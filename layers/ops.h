@@ -79,10 +79,11 @@ void flash_attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& 
                               const Tensor& keep_mask, double keep_scale, std::int64_t heads,
                               bool causal, std::int64_t q_offset);
 // Whether MultiHeadAttention takes the flash path for these projections: on CUDA with bf16
-// q/k/v (train.precision: bf16) and heads of at most 128 columns. On the CPU the materialised
-// kernels are faster (OpenBLAS products over whole heads) and stay the training path unless
-// set_flash_attention_on_cpu(true) (process-wide; the model tests run the flash path's module
-// logic through the CPU twin with it, and it keeps no probabilities).
+// q/k/v (train.precision: bf16) and heads of at most 128 columns, unless the environment has
+// TR_FLASH_ATTENTION=0 (then the materialised kernels: for comparisons on a GPU host). On the CPU
+// the materialised kernels are faster (OpenBLAS products over whole heads) and stay the training
+// path unless set_flash_attention_on_cpu(true) (process-wide; the model tests run the flash path's
+// module logic through the CPU twin with it, and it keeps no probabilities).
 bool use_flash_attention(const Tensor& q, const Tensor& k, std::int64_t heads);
 void set_flash_attention_on_cpu(bool on);
 
