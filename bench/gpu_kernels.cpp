@@ -5,8 +5,9 @@
 //   {"kernel", "shape", "precision", "ms", "tflops" | "gbps"}
 // GEMM: y = x w^T as a linear layer runs it (2MNK FLOPs), fp32 and under bf16 products (the
 // operands' rounding included, as training pays it); attention: forward + backward, 12 B H T^2 Dh
-// FLOPs (the six products), "attention" materialises the probabilities (the fp32 path),
-// "attention flash" is the flash kernels on bf16 projections (the bf16 training path); LayerNorm:
+// FLOPs (the six products), "attention" materialises the probabilities (the path with
+// TR_FLASH_ATTENTION=0), "attention flash" is the flash kernels (the training path; fp32 on the
+// CUDA cores, bf16 on the tensor cores); LayerNorm:
 // forward (x read, y written) and backward (dout and x read, din written) in GB/s, fp32.
 // bench/gpu_compare.py --kernels puts PyTorch's same operations beside them.
 //
@@ -20,6 +21,7 @@
 #include <cstring>
 #include <functional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "layers/cuda/check.h"
@@ -131,9 +133,11 @@ struct DeviceBf16 {
   DeviceBf16& operator=(const DeviceBf16&) = delete;
 };
 
-void flash_attention_case(i64 B, i64 H, i64 T, i64 Dh) {
+// The flash kernels on projections of one storage type: DeviceFloats (fp32) or DeviceBf16.
+template <typename Values>
+void flash_attention_case(i64 B, i64 H, i64 T, i64 Dh, const char* precision) {
   const i64 n = B * T * H * Dh;
-  DeviceBf16 q(n, 4), k(n, 5), v(n, 6), dout(n, 7), out(n, 8), dq(n, 9), dk(n, 10), dv(n, 11);
+  Values q(n, 4), k(n, 5), v(n, 6), dout(n, 7), out(n, 8), dq(n, 9), dk(n, 10), dv(n, 11);
   DeviceFloats lse(B * H * T, 12);
   const double ms = median_ms([&] {
     tr::cuda::flash_attention_forward(out.p, lse.p, q.p, k.p, v.p, nullptr, nullptr, 1.0f, B, H, T,
@@ -145,7 +149,7 @@ void flash_attention_case(i64 B, i64 H, i64 T, i64 Dh) {
       format("B%lld H%lld T%lld Dh%lld", (long long)B, (long long)H, (long long)T, (long long)Dh);
   // The same 12 B H T^2 Dh as the materialised kernels (the backward's recomputed scores are
   // not counted, as for PyTorch's fused attention beside it).
-  print("attention flash", shape, "bf16", ms, "tflops", 12.0 * B * H * T * T * Dh / (ms * 1e9));
+  print("attention flash", shape, precision, ms, "tflops", 12.0 * B * H * T * T * Dh / (ms * 1e9));
 }
 
 void layernorm_case(i64 rows, i64 cols) {
@@ -187,8 +191,15 @@ int main(int argc, char** argv) {
     attention_case(128, 12, 197, 64, bf16);
     attention_case(32, 16, 256, 64, bf16);
   }
-  flash_attention_case(128, 12, 197, 64);
-  flash_attention_case(32, 16, 256, 64);
+  for (const char* precision : {"fp32", "bf16"}) {
+    const bool bf16 = std::strcmp(precision, "bf16") == 0;
+    for (const auto& [B, H, T] : {std::tuple{128, 12, 197}, std::tuple{32, 16, 256}}) {
+      if (bf16)
+        flash_attention_case<DeviceBf16>(B, H, T, 64, precision);
+      else
+        flash_attention_case<DeviceFloats>(B, H, T, 64, precision);
+    }
+  }
   layernorm_case(25216, 768);
   layernorm_case(8192, 1024);
   return 0;

@@ -59,7 +59,7 @@ class MultiHeadAttention {
   // Recompute::selective: the probabilities and mask are given back after the forward and
   // recomputed by the backward, under the forward's context.
   bool recompute_probs_ = false;
-  // Flash path (ops::use_flash_attention: CUDA under bf16): the forward keeps each score row's
+  // Flash path (ops::use_flash_attention: CUDA, fp32 or bf16): the forward keeps each score row's
   // log-sum-exp (lse_) instead of the probabilities, and the backward recomputes them.
   bool flash_ = false;
   ForwardContext ctx_;

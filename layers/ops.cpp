@@ -444,14 +444,16 @@ void set_flash_attention_on_cpu(bool on) {
 bool use_flash_attention(const Tensor& q, const Tensor& k, std::int64_t heads) {
   if (q.device() == Device::cpu) return g_flash_on_cpu && k.device() == Device::cpu;
 #ifdef TR_HAVE_CUDA
-  // TR_FLASH_ATTENTION=0 keeps the GPU's bf16 attention on the materialised kernels: a
+  // TR_FLASH_ATTENTION=0 keeps the GPU's attention on the materialised kernels: a
   // comparison and fallback switch for a GPU host, read once.
   static const bool flash_allowed = [] {
     const char* env = std::getenv("TR_FLASH_ATTENTION");
     return env == nullptr || std::string(env) != "0";
   }();
-  return flash_allowed && cuda_of(q, DType::bf16) && cuda_of(k, DType::bf16) && heads > 0 &&
-         q.dim(2) % heads == 0 && q.dim(2) / heads <= cuda::kFlashMaxHeadDim;
+  const bool same_dtype = (cuda_of(q, DType::bf16) && cuda_of(k, DType::bf16)) ||
+                          (cuda_of(q, DType::f32) && cuda_of(k, DType::f32));
+  return flash_allowed && same_dtype && heads > 0 && q.dim(2) % heads == 0 &&
+         q.dim(2) / heads <= cuda::kFlashMaxHeadDim;
 #else
   (void)q, (void)k, (void)heads;
   return false;
@@ -472,8 +474,13 @@ void flash_attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Te
                   cuda::flash_attention_forward(bf(out), dev(lse), bf(q), bf(k), bf(v), lens, keep,
                                                 static_cast<float>(keep_scale), B, heads, Tq, Tk,
                                                 Dh, causal, q_offset))
+  TR_CUDA_BF16_OP(cuda_of(q, DType::f32) && cuda_of(k, DType::f32) && cuda_of(v, DType::f32),
+                  TR_OPERANDS(&lse, &kv_len, &keep_mask),
+                  cuda::flash_attention_forward(dev(out), dev(lse), dev(q), dev(k), dev(v), lens,
+                                                keep, static_cast<float>(keep_scale), B, heads, Tq,
+                                                Tk, Dh, causal, q_offset))
   TR_CHECK(q.device() == Device::cpu,
-           "flash attention on CUDA takes bf16 q/k/v (train.precision: bf16)");
+           "flash attention on CUDA takes q/k/v of one dtype, f32 or bf16");
   Widened w;
   const Tensor &qw = w.in(q), &kw = w.in(k), &vw = w.in(v);
   Tensor& outw = w.out(out);
@@ -507,8 +514,15 @@ void flash_attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& 
       cuda::flash_attention_backward(bf(dq), bf(dk), bf(dv), bf(dout), bf(out), dev(lse), bf(q),
                                      bf(k), bf(v), lens, keep, static_cast<float>(keep_scale), B,
                                      heads, Tq, Tk, Dh, causal, q_offset))
+  TR_CUDA_BF16_OP(cuda_of(q, DType::f32) && cuda_of(k, DType::f32) && cuda_of(v, DType::f32) &&
+                      cuda_of(dout, DType::f32) && cuda_of(out, DType::f32),
+                  TR_OPERANDS(&lse, &kv_len, &keep_mask),
+                  cuda::flash_attention_backward(dev(dq), dev(dk), dev(dv), dev(dout), dev(out),
+                                                 dev(lse), dev(q), dev(k), dev(v), lens, keep,
+                                                 static_cast<float>(keep_scale), B, heads, Tq, Tk,
+                                                 Dh, causal, q_offset))
   TR_CHECK(q.device() == Device::cpu,
-           "flash attention on CUDA takes bf16 q/k/v/out/dout (train.precision: bf16)");
+           "flash attention on CUDA takes q/k/v/out/dout of one dtype, f32 or bf16");
   Widened w;
   const Tensor &qw = w.in(q), &kw = w.in(k), &vw = w.in(v), &doutw = w.in(dout), &outw = w.in(out);
   Tensor &dqw = w.out(dq), &dkw = w.out(dk), &dvw = w.out(dv);

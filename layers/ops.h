@@ -68,7 +68,8 @@ void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, Tensor& scratch, con
 // Attention that stores no probabilities (flash-style): out as attention_forward, and lse
 // [B, H, Tq] (f32 for bf16 operands) = the log of each score row's softmax denominator; the
 // backward recomputes the probabilities from q, k and lse (so it takes kv_len, causal and
-// q_offset again). CPU: the reference kernels; CUDA: bf16 operands, head width <= 128.
+// q_offset again). CPU: the reference kernels; CUDA: f32 or bf16 operands (one dtype for all),
+// head width <= 128.
 void flash_attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k,
                              const Tensor& v, const Tensor& kv_len, const Tensor& keep_mask,
                              double keep_scale, std::int64_t heads, bool causal,
@@ -78,8 +79,9 @@ void flash_attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& 
                               const Tensor& k, const Tensor& v, const Tensor& kv_len,
                               const Tensor& keep_mask, double keep_scale, std::int64_t heads,
                               bool causal, std::int64_t q_offset);
-// Whether MultiHeadAttention takes the flash path for these projections: on CUDA with bf16
-// q/k/v (train.precision: bf16) and heads of at most 128 columns, unless the environment has
+// Whether MultiHeadAttention takes the flash path for these projections: on CUDA with q and k
+// of one dtype (f32, or bf16 under train.precision: bf16) and heads of at most 128 columns,
+// unless the environment has
 // TR_FLASH_ATTENTION=0 (then the materialised kernels: for comparisons on a GPU host). On the CPU
 // the materialised kernels are faster (OpenBLAS products over whole heads) and stay the training
 // path unless set_flash_attention_on_cpu(true) (process-wide; the model tests run the flash path's

@@ -10,10 +10,8 @@
 // (32 columns each) for the softmax: the online maximum and sum, and in the forward the
 // running output row in registers, rescaled as the maximum grows.
 //
-// Head widths up to 128 (padded to 16, 32, 64 or 128 with zero columns, which add nothing to
-// any product). Masks: key padding (kv_len), causal (key j visible to query i when
-// j <= i + q_offset), dropout (the u8 keep mask of attention_forward, applied to the
-// probabilities that multiply v; the softmax sum is over the undropped ones, as on the CPU).
+// Head widths up to 128 (padded to 16, 32, 64 or 128). Masks, grids and the backward's row
+// dot product: flash_attention_common.cuh.
 //
 // The device code: kernels and their helpers, in a header so that tests can also compile it
 // for the host under tests/common/cuda_emulation.h (threads for lanes, barriers for the
@@ -22,96 +20,28 @@
 #pragma once
 
 #ifndef TR_CUDA_EMULATION
-#include <cuda_bf16.h>
 #include <mma.h>
-#define TR_UNROLL _Pragma("unroll")
-#define TR_UNROLL_4 _Pragma("unroll 4")
-#define TR_DYNAMIC_SMEM(name) extern __shared__ __align__(128) unsigned char name[]
 #endif
 
-#include <cmath>
-#include <cstdint>
+#include "layers/cuda/flash_attention_common.cuh"
 
-#include "layers/cuda/kernels.h"
-
-// An anonymous namespace: each translation unit (the CUDA build's, an emulated test's) has its
-// own copy, so the two builds of these functions never meet at link time.
 namespace tr::cuda::flash {
 namespace {
 
 using namespace nvcuda;
-using bfloat = __nv_bfloat16;
 
-constexpr int kTile = 64;  // rows of a block, and of each streamed tile of the other side
+using Problem = ProblemOf<bfloat>;
+
 constexpr int kWarps = 4;  // each owns 16 of the block's rows
 constexpr int kFlashThreads = kWarps * 32;
 constexpr int kSkew = 8;          // bf16 padding per shared row: keeps WMMA's 32-byte alignment,
                                   // spreads the rows over the banks
 constexpr int kHalf = kTile / 2;  // columns of a score row per lane
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
 
 using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, bfloat, wmma::row_major>;
 using FragB = wmma::fragment<wmma::matrix_b, 16, 16, 16, bfloat, wmma::row_major>;
 using FragBt = wmma::fragment<wmma::matrix_b, 16, 16, 16, bfloat, wmma::col_major>;
 using FragC = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
-
-// Sizes, pointers and masks shared by the kernels (passed by value).
-struct Problem {
-  const bfloat *q, *k, *v;
-  const std::int32_t* kv_len;  // null: every key exists
-  const std::uint8_t* keep;    // null: no dropout
-  float keep_scale;
-  int B, H, Tq, Tk, Dh;
-  bool causal;
-  int q_offset;
-  float scale;       // 1 / sqrt(Dh)
-  float scale_log2;  // scale * log2(e): the softmax runs on exp2
-  bool vec;          // rows load as 16-byte vectors (Dh % 8 == 0, aligned pointers)
-  __host__ __device__ i64 ld() const { return static_cast<i64>(H) * Dh; }
-};
-
-// A call's Problem. `vec`: rows may load as 16-byte vectors (the launcher checks Dh % 8 and the
-// pointers' alignment).
-inline Problem make_problem(const bf16* q, const bf16* k, const bf16* v, const std::int32_t* kv_len,
-                            const std::uint8_t* keep_mask, float keep_scale, i64 B, i64 H, i64 Tq,
-                            i64 Tk, i64 Dh, bool causal, i64 q_offset, bool vec) {
-  Problem p;
-  p.q = reinterpret_cast<const bfloat*>(q);
-  p.k = reinterpret_cast<const bfloat*>(k);
-  p.v = reinterpret_cast<const bfloat*>(v);
-  p.kv_len = kv_len;
-  p.keep = keep_mask;
-  p.keep_scale = keep_scale;
-  p.B = static_cast<int>(B);
-  p.H = static_cast<int>(H);
-  p.Tq = static_cast<int>(Tq);
-  p.Tk = static_cast<int>(Tk);
-  p.Dh = static_cast<int>(Dh);
-  p.causal = causal;
-  p.q_offset = static_cast<int>(q_offset);
-  p.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(Dh)));
-  p.scale_log2 = p.scale * kLog2e;
-  p.vec = vec;
-  return p;
-}
-
-// Launch grids: x = (batch, head) pairs, y = 64-row tiles of the block's own side (queries for
-// the forward and dq, keys for dk/dv).
-struct Grid {
-  unsigned x, y;
-};
-inline Grid query_grid(const Problem& p) {
-  return {static_cast<unsigned>(p.B * p.H), static_cast<unsigned>((p.Tq + kTile - 1) / kTile)};
-}
-inline Grid key_grid(const Problem& p) {
-  return {static_cast<unsigned>(p.B * p.H), static_cast<unsigned>((p.Tk + kTile - 1) / kTile)};
-}
-
-// The padded head width of a kernel instantiation: 16, 32, 64 or 128.
-inline int padded_head_dim(i64 Dh) {
-  return Dh <= 16 ? 16 : Dh <= 32 ? 32 : Dh <= 64 ? 64 : 128;
-}
 
 // Shared-memory row strides: bf16 tiles of head rows, per-warp fp32 scratch (a score tile or
 // an output tile), per-warp bf16 probability tiles.
@@ -124,14 +54,6 @@ struct Strides {
   static constexpr int scratch_elems = 16 * scratch;
   static constexpr int probs_elems = 16 * probs;
 };
-
-__device__ __forceinline__ int visible_keys(int kv, int i, const Problem& p) {
-  return p.causal ? max(0, min(kv, i + p.q_offset + 1)) : kv;
-}
-
-__device__ __forceinline__ int keys_of(const Problem& p, int b) {
-  return p.kv_len ? min(max(p.kv_len[b], 0), p.Tk) : p.Tk;
-}
 
 // Rows [0, kTile) of a head slice (row 0 at `base`, row stride p.ld()) into a shared tile;
 // rows >= rows_valid and columns >= Dh are zero.
@@ -358,24 +280,6 @@ __global__ void __launch_bounds__(kFlashThreads)
 }
 
 // ---- backward ---------------------------------------------------------------------------------
-
-// rowdot[bh, i] = sum_c dout[b, i, h, c] * out[b, i, h, c]: one warp per row.
-__global__ void row_dot_kernel(float* rowdot, const bfloat* dout, const bfloat* out, Problem p) {
-  const i64 rows = static_cast<i64>(p.B) * p.H * p.Tq;
-  const int lane = threadIdx.x % 32;
-  const i64 warps = static_cast<i64>(gridDim.x) * (blockDim.x / 32);
-  for (i64 row = blockIdx.x * static_cast<i64>(blockDim.x / 32) + threadIdx.x / 32; row < rows;
-       row += warps) {
-    const i64 bh = row / p.Tq, i = row % p.Tq;
-    const i64 b = bh / p.H, h = bh % p.H;
-    const i64 base = (b * p.Tq + i) * p.ld() + h * p.Dh;
-    float sum = 0.0f;
-    for (int c = lane; c < p.Dh; c += 32)
-      sum += __bfloat162float(dout[base + c]) * __bfloat162float(out[base + c]);
-    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    if (lane == 0) rowdot[row] = sum;
-  }
-}
 
 template <int DHP>
 constexpr std::size_t backward_smem() {

@@ -130,12 +130,13 @@ void attention_backward(bf16* dq, bf16* dk, bf16* dv, float* scratch, const bf16
                         i64 Tk, i64 Dh);
 
 // ---- flash attention --------------------------------------------------------------------
-// As cpu::flash_attention_forward / flash_attention_backward on bf16 projections
-// [B, T, H*Dh], read and written in place (no head permutations); lse f32 [B, H, Tq]. Tensor
-// cores (WMMA: bf16 products, fp32 accumulation) over 64-query x 64-key tiles; scores and
-// probabilities live in shared memory only. The backward runs one kernel for dk/dv (per key
-// tile) and one for dq (per query tile), recomputing the probabilities in each: no atomics,
-// so results are reproducible. Heads of at most kFlashMaxHeadDim columns.
+// As cpu::flash_attention_forward / flash_attention_backward on projections [B, T, H*Dh],
+// read and written in place (no head permutations); lse f32 [B, H, Tq]. 64-query x 64-key
+// tiles; scores and probabilities live in shared memory only. bf16: tensor cores (WMMA: bf16
+// products, fp32 accumulation; compute capability 8.0 or later). fp32: FMAs on the CUDA
+// cores, register-tiled. The backward runs one kernel for dk/dv (per key tile) and one for dq
+// (per query tile), recomputing the probabilities in each: no atomics, so results are
+// reproducible. Heads of at most kFlashMaxHeadDim columns.
 constexpr i64 kFlashMaxHeadDim = 128;
 void flash_attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
                              const std::int32_t* kv_len, const std::uint8_t* keep_mask,
@@ -143,6 +144,15 @@ void flash_attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k
                              i64 q_offset);
 void flash_attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* out,
                               const float* lse, const bf16* q, const bf16* k, const bf16* v,
+                              const std::int32_t* kv_len, const std::uint8_t* keep_mask,
+                              float keep_scale, i64 B, i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal,
+                              i64 q_offset);
+void flash_attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                             const std::int32_t* kv_len, const std::uint8_t* keep_mask,
+                             float keep_scale, i64 B, i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal,
+                             i64 q_offset);
+void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* out,
+                              const float* lse, const float* q, const float* k, const float* v,
                               const std::int32_t* kv_len, const std::uint8_t* keep_mask,
                               float keep_scale, i64 B, i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal,
                               i64 q_offset);

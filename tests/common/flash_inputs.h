@@ -54,7 +54,19 @@ inline FlashInputs flash_inputs(const AttentionCase& c) {
   return in;
 }
 
-// The CPU twin's forward and backward (call under bf16 products, as the kernels compute).
+// The same inputs in f32 (bf16 values widen exactly): for the fp32 kernels.
+inline FlashInputs widened_to_f32(const FlashInputs& in) {
+  FlashInputs out = in;
+  for (Tensor* t : {&out.q, &out.k, &out.v, &out.dout}) {
+    Tensor f = Tensor::empty(t->shape(), DType::f32);
+    f.copy_from(*t);
+    *t = f;
+  }
+  return out;
+}
+
+// The CPU twin's forward and backward (for bf16 inputs call under bf16 products, as the
+// kernels compute).
 struct FlashResults {
   Tensor out, lse, dq, dk, dv;
 };

@@ -1,12 +1,14 @@
 // The CUDA flash attention kernels (layers/cuda/flash_attention.cu) against their CPU twin
-// (layers/cpu/flash_attention.cpp) on the same bf16 projections, both under bf16 products:
+// (layers/cpu/flash_attention.cpp) on the same projections: bf16 ones with both sides under
+// bf16 products, and f32 ones for the fp32 kernels:
 // outputs, the kept log-sum-exp, and every input gradient, for shapes that cover several
 // 64-row tiles with ragged ends, each padded head width (8 -> 16, 12 without vector loads,
 // 32, 64, 128), cross-attention, key padding with an empty sequence, causal masks with query
 // offsets that leave rows without a visible key, and dropout. Outputs start as NaN, so an
 // element the kernels do not write fails. The two sides round at different points (the GPU
 // rounds each tile's unnormalised probabilities, the CPU the normalised ones): bound 1e-2 in
-// the 2-norm. Skips where no GPU.
+// the 2-norm. fp32: 1e-5 of each result's largest magnitude, element by element. Skips where
+// no GPU.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -77,8 +79,47 @@ TEST_P(CudaFlashAttention, EqualsTheCpu) {
   EXPECT_LE(gpu_test::norm_rel_error(values(cdv), values(dv)), 1e-2);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Shapes, CudaFlashAttention,
+// max |got - want| / max |want|.
+double error_to_largest(const std::vector<float>& got, const std::vector<float>& want) {
+  double largest = 0;
+  for (float x : want) largest = std::max(largest, static_cast<double>(std::abs(x)));
+  return gpu_test::max_rel_error(got, want, largest > 0 ? largest : 1.0);
+}
+
+using CudaFlashAttentionF32 = ::testing::TestWithParam<Case>;
+
+TEST_P(CudaFlashAttentionF32, EqualsTheCpu) {
+  TR_REQUIRE_CUDA();
+  const Case& c = GetParam();
+  const testing::FlashInputs in = testing::widened_to_f32(testing::flash_inputs(c));
+  const Tensor cq = cu(in.q), ck = cu(in.k), cv = cu(in.v), clens = cu(in.kv_len),
+               ckeep = cu(in.keep);
+  ASSERT_TRUE(ops::use_flash_attention(cq, ck, c.H));
+
+  const testing::FlashResults host = testing::flash_on_cpu(c, in);
+  Tensor cout = poisoned(host.out.shape(), DType::f32),
+         clse = poisoned(host.lse.shape(), DType::f32);
+  ops::flash_attention_forward(cout, clse, cq, ck, cv, clens, ckeep, in.keep_scale, c.H, c.causal,
+                               c.q_offset);
+  EXPECT_LE(error_to_largest(values(cout), values(host.out)), 1e-5);
+  const std::vector<float> lse = values(clse), want_lse = values(host.lse);
+  for (std::size_t i = 0; i < want_lse.size(); ++i) {
+    if (std::isinf(want_lse[i]))
+      EXPECT_TRUE(std::isinf(lse[i]) && lse[i] > 0) << "row " << i << ": " << lse[i];
+    else
+      EXPECT_NEAR(lse[i], want_lse[i], 1e-5 * std::max(1.0f, std::abs(want_lse[i]))) << "row " << i;
+  }
+
+  Tensor cdq = poisoned(in.q.shape(), DType::f32), cdk = poisoned(in.k.shape(), DType::f32),
+         cdv = poisoned(in.v.shape(), DType::f32);
+  ops::flash_attention_backward(cdq, cdk, cdv, cu(in.dout), cu(host.out), cu(host.lse), cq, ck, cv,
+                                clens, ckeep, in.keep_scale, c.H, c.causal, c.q_offset);
+  EXPECT_LE(error_to_largest(values(cdq), values(host.dq)), 1e-5);
+  EXPECT_LE(error_to_largest(values(cdk), values(host.dk)), 1e-5);
+  EXPECT_LE(error_to_largest(values(cdv), values(host.dv)), 1e-5);
+}
+
+const auto kCases =
     ::testing::Values(Case{2, 2, 6, 6, 8, {6, 4}, true, 0, 0.0},           // one small tile
                       Case{2, 2, 130, 130, 64, {130, 77}, false, 0, 0.1},  // tiles, dropout
                       Case{2, 3, 97, 150, 12, {150, 20}, false, 0, 0.0},   // cross, no vectors
@@ -86,17 +127,22 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{2, 2, 65, 65, 32, {65, 0}, true, 0, 0.2},       // an empty sequence
                       Case{1, 1, 70, 70, 16, {}, true, -5, 0.0},           // rows see no key
                       Case{1, 2, 40, 100, 64, {}, true, 60, 0.0},          // query offset
-                      Case{4, 12, 197, 197, 64, {}, false, 0, 0.1}));      // ViT-B/16 layer
+                      Case{4, 12, 197, 197, 64, {}, false, 0, 0.1});       // ViT-B/16 layer
 
-TEST(CudaFlashAttentionDispatch, Bf16CudaOnlyAndHeadsUpTo128) {
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaFlashAttention, kCases);
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaFlashAttentionF32, kCases);
+
+TEST(CudaFlashAttentionDispatch, CudaOnlyOneDtypeAndHeadsUpTo128) {
   TR_REQUIRE_CUDA();
   const Tensor f32 = cu(Tensor::zeros({1, 4, 256}, DType::f32));
   Tensor b16 = Tensor::zeros({1, 4, 256}, DType::bf16);
   const Tensor cb16 = cu(b16);
-  EXPECT_TRUE(ops::use_flash_attention(cb16, cb16, 2));   // Dh 128
+  EXPECT_TRUE(ops::use_flash_attention(cb16, cb16, 2));  // Dh 128
+  EXPECT_TRUE(ops::use_flash_attention(f32, f32, 2));
   EXPECT_FALSE(ops::use_flash_attention(cb16, cb16, 1));  // Dh 256
-  EXPECT_FALSE(ops::use_flash_attention(f32, f32, 2));    // fp32 keeps the exact kernels
-  EXPECT_FALSE(ops::use_flash_attention(b16, b16, 2));    // the CPU keeps the BLAS kernels
+  EXPECT_FALSE(ops::use_flash_attention(f32, f32, 1));
+  EXPECT_FALSE(ops::use_flash_attention(f32, cb16, 2));  // mixed dtypes
+  EXPECT_FALSE(ops::use_flash_attention(b16, b16, 2));   // the CPU keeps the BLAS kernels
 }
 
 }  // namespace

@@ -1,13 +1,15 @@
-// The CUDA flash attention kernels (layers/cuda/flash_attention_kernels.cuh), compiled for the
-// host and run under tests/common/cuda_emulation.h, against their CPU twin
-// (ops::flash_attention_forward/backward on bf16 tensors under bf16 products): the kernels'
+// The CUDA flash attention kernels (layers/cuda/flash_attention_kernels.cuh for bf16,
+// flash_attention_f32_kernels.cuh for fp32), compiled for the host and run under
+// tests/common/cuda_emulation.h, against their CPU twin (ops::flash_attention_forward/backward
+// on bf16 tensors under bf16 products, on f32 tensors for the fp32 kernels): the kernels'
 // tiling, masks, online softmax, the dk/dv and dq passes and their row and column bounds are
 // checked here in CI; the GPU run (tests/gpu/test_cuda_flash_attention.cpp) checks the same on
 // the hardware. Shapes cover ragged 64-row tiles, each padded head width (16, 32, 64, 128),
 // vector and scalar loads, cross-attention, key padding with an empty sequence, causal masks
 // with query offsets (rows without a visible key), and dropout. Outputs start as NaN, so an
-// element the kernels do not write fails. Bound 1e-2 in the 2-norm (the kernels round each
-// tile's unnormalised probabilities, the CPU the normalised ones).
+// element the kernels do not write fails. bf16: bound 1e-2 in the 2-norm (the kernels round
+// each tile's unnormalised probabilities, the CPU the normalised ones). fp32: 1e-5 of each
+// result's largest magnitude, element by element (sums in another order only).
 #include "common/cuda_emulation.h"
 // (the emulation first: the kernel header compiles against it)
 #include <gtest/gtest.h>
@@ -20,6 +22,7 @@
 #include "common/error_measures.h"
 #include "common/flash_inputs.h"
 #include "layers/cpu/bf16.h"
+#include "layers/cuda/flash_attention_f32_kernels.cuh"
 #include "layers/cuda/flash_attention_kernels.cuh"
 #include "layers/ops.h"
 
@@ -66,7 +69,8 @@ template <int DHP>
 void backward(flash::bfloat* dq, flash::bfloat* dk, flash::bfloat* dv, const flash::bfloat* dout,
               const flash::bfloat* out, const float* lse, const flash::Problem& p) {
   std::vector<float> rowdot(static_cast<std::size_t>(p.B * p.H * p.Tq), NAN);
-  emu::launch({3, 1, 1}, {256, 1, 1}, 0, flash::row_dot_kernel, rowdot.data(), dout, out, p);
+  emu::launch({3, 1, 1}, {256, 1, 1}, 0, flash::row_dot_kernel<flash::bfloat>, rowdot.data(), dout,
+              out, p);
   const std::size_t smem = flash::backward_smem<DHP>();
   if (p.Tk > 0) {
     const flash::Grid g = flash::key_grid(p);
@@ -130,15 +134,99 @@ TEST_P(EmulatedFlashKernels, EqualTheCpuTwin) {
   EXPECT_LE(norm_rel_error(widen(k_dv), widen(dv)), 1e-2);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Shapes, EmulatedFlashKernels,
+template <int DHP>
+void forward_f32(float* out, float* lse, const flash::ProblemF32& p) {
+  const flash::Grid g = flash::query_grid(p);
+  emu::launch({g.x, g.y, 1}, {flash::kF32Threads, 1, 1}, flash::f32_forward_smem<DHP>(),
+              flash::flash_forward_f32_kernel<DHP>, out, lse, p);
+}
+
+template <int DHP>
+void backward_f32(float* dq, float* dk, float* dv, const float* dout, const float* out,
+                  const float* lse, const flash::ProblemF32& p) {
+  std::vector<float> rowdot(static_cast<std::size_t>(p.B * p.H * p.Tq), NAN);
+  emu::launch({3, 1, 1}, {256, 1, 1}, 0, flash::row_dot_kernel<float>, rowdot.data(), dout, out, p);
+  if (p.Tk > 0) {
+    const flash::Grid g = flash::key_grid(p);
+    emu::launch({g.x, g.y, 1}, {flash::kF32Threads, 1, 1}, flash::f32_dkdv_smem<DHP>(),
+                flash::flash_dkdv_f32_kernel<DHP>, dk, dv, dout, lse,
+                static_cast<const float*>(rowdot.data()), p);
+  }
+  const flash::Grid g = flash::query_grid(p);
+  emu::launch({g.x, g.y, 1}, {flash::kF32Threads, 1, 1}, flash::f32_dq_smem<DHP>(),
+              flash::flash_dq_f32_kernel<DHP>, dq, dout, lse,
+              static_cast<const float*>(rowdot.data()), p);
+}
+
+std::vector<float> values(const Tensor& t) {
+  return std::vector<float>(t.data<float>(), t.data<float>() + t.numel());
+}
+
+// max |got - want| / max |want|.
+double error_to_largest(const std::vector<float>& got, const Tensor& want) {
+  const std::vector<float> w = values(want);
+  double largest = 0;
+  for (float x : w) largest = std::max(largest, static_cast<double>(std::abs(x)));
+  return testing::max_rel_error(got, w, largest > 0 ? largest : 1.0);
+}
+
+using EmulatedFlashF32Kernels = ::testing::TestWithParam<Case>;
+
+TEST_P(EmulatedFlashF32Kernels, EqualTheCpuTwin) {
+  const testing::AttentionCase& c = GetParam().c;
+  const testing::FlashInputs in = testing::widened_to_f32(testing::flash_inputs(c));
+  const testing::FlashResults cpu = testing::flash_on_cpu(c, in);
+  const flash::ProblemF32 p = flash::make_problem(
+      in.q.data<float>(), in.k.data<float>(), in.v.data<float>(),
+      in.kv_len.defined() ? in.kv_len.data<std::int32_t>() : nullptr,
+      in.keep.defined() ? in.keep.data<std::uint8_t>() : nullptr, static_cast<float>(in.keep_scale),
+      c.B, c.H, c.Tq, c.Tk, c.Dh, c.causal, c.q_offset, GetParam().vec && c.Dh % 4 == 0);
+  std::vector<float> k_out(cpu.out.numel(), NAN), k_lse(cpu.lse.numel(), NAN),
+      k_dq(in.q.numel(), NAN), k_dk(in.k.numel(), NAN), k_dv(in.v.numel(), NAN);
+  const float *dout = in.dout.data<float>(), *out = cpu.out.data<float>(),
+              *lse = cpu.lse.data<float>();
+  switch (flash::padded_head_dim(c.Dh)) {
+    case 16:
+      forward_f32<16>(k_out.data(), k_lse.data(), p);
+      backward_f32<16>(k_dq.data(), k_dk.data(), k_dv.data(), dout, out, lse, p);
+      break;
+    case 32:
+      forward_f32<32>(k_out.data(), k_lse.data(), p);
+      backward_f32<32>(k_dq.data(), k_dk.data(), k_dv.data(), dout, out, lse, p);
+      break;
+    case 64:
+      forward_f32<64>(k_out.data(), k_lse.data(), p);
+      backward_f32<64>(k_dq.data(), k_dk.data(), k_dv.data(), dout, out, lse, p);
+      break;
+    default:
+      forward_f32<128>(k_out.data(), k_lse.data(), p);
+      backward_f32<128>(k_dq.data(), k_dk.data(), k_dv.data(), dout, out, lse, p);
+  }
+  EXPECT_LE(error_to_largest(k_out, cpu.out), 1e-5);
+  const std::vector<float> want_lse = values(cpu.lse);
+  for (std::size_t i = 0; i < want_lse.size(); ++i) {
+    if (std::isinf(want_lse[i]))
+      EXPECT_TRUE(std::isinf(k_lse[i]) && k_lse[i] > 0) << "row " << i << ": " << k_lse[i];
+    else
+      EXPECT_NEAR(k_lse[i], want_lse[i], 1e-5 * std::max(1.0f, std::abs(want_lse[i])))
+          << "row " << i;
+  }
+  EXPECT_LE(error_to_largest(k_dq, cpu.dq), 1e-5);
+  EXPECT_LE(error_to_largest(k_dk, cpu.dk), 1e-5);
+  EXPECT_LE(error_to_largest(k_dv, cpu.dv), 1e-5);
+}
+
+const auto kCases =
     ::testing::Values(Case{{2, 2, 6, 6, 8, {6, 4}, true, 0, 0.0}, true},         // one small tile
                       Case{{1, 2, 70, 75, 12, {75}, false, 0, 0.1}, false},      // scalar loads
                       Case{{2, 1, 65, 130, 32, {130, 0}, false, 0, 0.0}, true},  // empty sequence
                       Case{{1, 1, 80, 80, 64, {}, true, -5, 0.0}, true},         // rows see no key
                       Case{{1, 1, 40, 100, 64, {}, true, 60, 0.2}, true},        // query offset
                       Case{{1, 1, 33, 20, 128, {}, false, 0, 0.0}, true},        // widest heads
-                      Case{{1, 2, 67, 67, 16, {67}, true, 0, 0.2}, false}));     // causal+dropout
+                      Case{{1, 2, 67, 67, 16, {67}, true, 0, 0.2}, false});      // causal+dropout
+
+INSTANTIATE_TEST_SUITE_P(Shapes, EmulatedFlashKernels, kCases);
+INSTANTIATE_TEST_SUITE_P(Shapes, EmulatedFlashF32Kernels, kCases);
 
 }  // namespace
 }  // namespace tr

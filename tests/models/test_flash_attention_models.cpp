@@ -1,9 +1,9 @@
-// The flash attention path of MultiHeadAttention (what CUDA takes under bf16), run on the CPU
+// The flash attention path of MultiHeadAttention (what CUDA takes), run on the CPU
 // through the CPU twin (ops::set_flash_attention_on_cpu): both models, every attention kind
 // (self, causal, cross with padded keys, the ViT's first-rows last layer), dropout, and every
 // recomputation mode give the materialised path's loss and gradients (fp64, 1e-10), two steps
-// each so that the second runs on buffers taken back from the pool; and the step's peak memory
-// falls, the probabilities no longer being kept.
+// each so that the second runs on buffers taken back from the pool; in fp32 they differ by
+// rounding only; and the step's peak memory falls, the probabilities no longer being kept.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -27,6 +27,28 @@ struct StepResult {
   double loss = 0;
   std::size_t step_peak = 0;  // bytes above what the model holds before its first forward
 };
+
+// The largest gradient difference of any parameter, relative to that parameter's largest
+// gradient, or to 1e-2 of the model's largest gradient where that is more: the key projection's
+// bias has an exact gradient of zero (softmax ignores a constant added to a row), so it holds
+// rounding noise only.
+double worst_gradient_error(const StepResult& got, const StepResult& want) {
+  double largest = 0;
+  for (const std::vector<double>& g : want.grads)
+    for (double x : g) largest = std::max(largest, std::abs(x));
+  if (got.grads.size() != want.grads.size()) return INFINITY;
+  double worst = 0;
+  for (std::size_t k = 0; k < want.grads.size(); ++k) {
+    double diff = 0, mag = 0;
+    for (std::size_t i = 0; i < want.grads[k].size(); ++i) {
+      diff = std::max(diff, std::abs(got.grads[k][i] - want.grads[k][i]));
+      mag = std::max(mag, std::abs(want.grads[k][i]));
+    }
+    const double e = diff / std::max(mag, 1e-2 * largest);
+    if (!(e <= worst)) worst = std::isnan(e) ? INFINITY : e;
+  }
+  return worst;
+}
 
 // Two training steps' forward/backward under `flash`; the second step's loss and gradients.
 StepResult run(const ModelConfig& config, bool flash, Recompute mode, std::int64_t B,
@@ -75,21 +97,28 @@ TEST(FlashAttentionModels, GiveTheMaterialisedLossAndGradients) {
         EXPECT_LT(flash.step_peak, reference.step_peak) << what;
       }
       ASSERT_EQ(flash.grads.size(), reference.grads.size());
-      // Against 1e-2 of the model's largest gradient at least: the key projection's bias has an
-      // exact gradient of zero (softmax ignores a constant added to a row), so it holds rounding
-      // noise only.
-      double largest = 0;
-      for (const std::vector<double>& g : reference.grads)
-        for (double x : g) largest = std::max(largest, std::abs(x));
-      for (std::size_t k = 0; k < reference.grads.size(); ++k) {
-        double diff = 0, mag = 0;
-        for (std::size_t i = 0; i < reference.grads[k].size(); ++i) {
-          diff = std::max(diff, std::abs(flash.grads[k][i] - reference.grads[k][i]));
-          mag = std::max(mag, std::abs(reference.grads[k][i]));
-        }
-        EXPECT_LE(diff, 1e-10 * std::max(mag, 1e-2 * largest)) << what << " parameter " << k;
-      }
+      EXPECT_LE(worst_gradient_error(flash, reference), 1e-10) << what;
     }
+  }
+}
+
+// fp32, what the GPU trains in unless bf16: the flash path sums in another order (the
+// backward's rowsum(dout * out) in place of rowsum(dP * P)), so it differs from the
+// materialised path by rounding only. test_gpu_models holds the GPU's fp32 run (flash) to the
+// CPU's (materialised) at 1e-5; this bounds the part of that the algorithms account for
+// (measured 1.4e-6 to 2.2e-6 of the gradients, 1e-8 to 3e-7 of the loss).
+TEST(FlashAttentionModels, Fp32StaysWithinRoundingOfTheMaterialisedPath) {
+  const ModelConfig configs[] = {tiny_translation("pre", true, "relu", "sinusoidal"),
+                                 tiny_translation("post", false, "gelu", "learned"), tiny_vit(3)};
+  for (const ModelConfig& config : configs) {
+    const StepResult reference = run(config, false, Recompute::none, 3, 6, DType::f32);
+    const StepResult flash = run(config, true, Recompute::none, 3, 6, DType::f32);
+    const double loss_error = std::abs(flash.loss - reference.loss) / std::abs(reference.loss);
+    const double gradient_error = worst_gradient_error(flash, reference);
+    std::printf("%s %s: loss %.3g, worst gradient %.3g\n", config.type.c_str(), config.norm.c_str(),
+                loss_error, gradient_error);
+    EXPECT_LE(loss_error, 5e-6) << config.type;
+    EXPECT_LE(gradient_error, 5e-6) << config.type;
   }
 }
 
