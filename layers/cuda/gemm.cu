@@ -4,7 +4,10 @@
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 
+#include <array>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -96,6 +99,39 @@ struct Preference {
 
 bool g_bf16_operands = false;  // set_bf16_matmuls
 
+// cuBLASLt's heuristic choice for each distinct product, kept for the process. A training step
+// repeats the same few dozen shapes every step, and a heuristic query costs host time on every
+// call (PyTorch's cuBLAS path caches it the same way); that time shows wherever the host has
+// waited for the device (the loss read, the gradient norm) and refills an empty queue.
+// Everything the heuristic sees is in the key: types, transposes, sizes, leading dimensions,
+// batching, the epilogue and the operands' alignments.
+using AlgoKey = std::array<i64, 18>;
+
+class AlgoCache {
+ public:
+  // The cached algorithm of `key`, or the heuristic's first choice (then cached).
+  cublasLtMatmulAlgo_t get(const AlgoKey& key, const std::function<cublasLtMatmulAlgo_t()>& query) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      const auto it = algos_.find(key);
+      if (it != algos_.end()) return it->second;
+    }
+    const cublasLtMatmulAlgo_t algo = query();
+    std::lock_guard<std::mutex> lock(mutex_);
+    algos_.emplace(key, algo);
+    return algo;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<AlgoKey, cublasLtMatmulAlgo_t> algos_;
+};
+
+AlgoCache& algo_cache() {
+  static AlgoCache* cache = new AlgoCache;  // leaked, as the handle
+  return *cache;
+}
+
 // Elements a stored row-major operand spans: `rows` rows of `cols` at leading dimension ld,
 // `batch` times `stride` apart.
 i64 span(i64 rows, i64 cols, i64 ld, i64 batch, i64 stride) {
@@ -144,18 +180,26 @@ void lt_matmul(cudaDataType in_type, cudaDataType type, bool trans_a, bool trans
   // cuBLASLt's A is our B (the product runs transposed), its B our A.
   const i64 in_bytes = in_type == CUDA_R_16BF ? 2 : 4, out_bytes = type == CUDA_R_16BF ? 2 : 4;
   const bool batched = batch.count > 1;
-  Preference pref(alignment(B, batched ? batch.b * in_bytes : 0),
-                  alignment(A, batched ? batch.a * in_bytes : 0),
-                  alignment(C, batched ? batch.c * out_bytes : 0));
-  cublasLtMatmulHeuristicResult_t heuristic{};
-  int found = 0;
-  TR_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(state.handle, desc.desc, first.layout,
-                                                 second.layout, out.layout, out.layout, pref.pref,
-                                                 1, &heuristic, &found));
-  TR_CHECK(found > 0, "cuBLASLt has no algorithm for this GEMM");
+  const std::uint32_t align_first = alignment(B, batched ? batch.b * in_bytes : 0),
+                      align_second = alignment(A, batched ? batch.a * in_bytes : 0),
+                      align_out = alignment(C, batched ? batch.c * out_bytes : 0);
+  const AlgoKey key = {
+      in_type, type,        trans_a,      trans_b,  bias != nullptr, M,       N,
+      K,       lda,         ldb,          ldc,      batch.count,     batch.a, batch.b,
+      batch.c, align_first, align_second, align_out};
+  const cublasLtMatmulAlgo_t algo = algo_cache().get(key, [&] {
+    Preference pref(align_first, align_second, align_out);
+    cublasLtMatmulHeuristicResult_t heuristic{};
+    int found = 0;
+    TR_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(state.handle, desc.desc, first.layout,
+                                                   second.layout, out.layout, out.layout, pref.pref,
+                                                   1, &heuristic, &found));
+    TR_CHECK(found > 0, "cuBLASLt has no algorithm for this GEMM");
+    return heuristic.algo;
+  });
   TR_CUBLAS_CHECK(cublasLtMatmul(state.handle, desc.desc, &alpha, B, first.layout, A, second.layout,
-                                 &beta, C, out.layout, C, out.layout, &heuristic.algo,
-                                 state.workspace, Lt::kWorkspaceBytes, compute_stream()));
+                                 &beta, C, out.layout, C, out.layout, &algo, state.workspace,
+                                 Lt::kWorkspaceBytes, compute_stream()));
 }
 
 // An fp32 product: as is, or under set_bf16_matmuls(true) with A and B rounded to bf16 first
