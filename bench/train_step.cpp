@@ -13,9 +13,9 @@
 //
 // Prints images/s (ViT) or target tokens/s (encoder-decoder), then one JSON line for bench/run:
 // {"model", "throughput", "unit", "steps", "seconds", "peak_rss_mb", "peak_tensor_mb", "device",
-//  "peak_tflops_fp32", "peak_tflops_bf16"} (peak_tensor_mb: the buffer pool's peak on the
-// device, the trainer's peak_memory_mb; device: "cpu" or the GPU's name, whose data-sheet peaks
-// follow, 0 where trainer/device_peak.h does not know it). Under
+//  "peak_tflops_fp32", "peak_tflops_bf16"} (peak_tensor_mb: the trainer's peak_memory_mb, the
+// buffer pool's peak on the device plus, on a GPU, the ops' scratch; device: "cpu" or the GPU's
+// name, whose data-sheet peaks follow, 0 where trainer/device_peak.h does not know it). Under
 // callgrind, pass
 // `--toggle-collect=tr_bench_timed_steps` so that only the timed steps are counted.
 #include <sys/resource.h>
@@ -159,7 +159,7 @@ int main(int argc, char** argv) {
       "\"peak_tflops_bf16\": %.1f}\n",
       argv[1], static_cast<double>(targets) * steps / s, vit ? "images/s" : "target tokens/s",
       (long long)steps, s, loss, (long long)targets, usage.ru_maxrss / 1024.0,
-      static_cast<double>(tr::BufferPool::instance(device).peak_in_use_bytes()) / (1024.0 * 1024.0),
+      static_cast<double>(tr::peak_memory_bytes(device)) / (1024.0 * 1024.0),
       gpu.empty() ? "cpu" : gpu.c_str(), tr::dense_peak_tflops(gpu, "fp32"),
       tr::dense_peak_tflops(gpu, "bf16"));
   return 0;

@@ -68,6 +68,21 @@ void set_training_precision(MatmulPrecision precision, Device device) {
                                                            : MatmulPrecision::fp32);
 }
 
+std::size_t peak_memory_bytes(Device device) {
+  std::size_t bytes = BufferPool::instance(device).peak_in_use_bytes();
+#ifdef TR_HAVE_CUDA
+  if (device == Device::cuda) bytes += cuda::scratch_peak_bytes();
+#endif
+  return bytes;
+}
+
+void reset_peak_memory(Device device) {
+  BufferPool::instance(device).reset_peak();
+#ifdef TR_HAVE_CUDA
+  if (device == Device::cuda) cuda::reset_scratch_peak();
+#endif
+}
+
 void synchronize_device(Device device) {
   if (device == Device::cpu) return;
 #ifdef TR_HAVE_CUDA

@@ -35,6 +35,15 @@ void set_cuda_matmul_precision(MatmulPrecision precision);
 // (layers/precision.h). fp32 turns all of it off. Process-wide.
 void set_training_precision(MatmulPrecision precision, Device device);
 
+// The most memory this process's tensors on `device` have held at once (the buffer pool's
+// peak) plus, on CUDA, the most the ops' stream-ordered scratch has held (attention and
+// conversion temporaries, column-sum partials): an upper bound on the peak of the two together,
+// comparable with torch.cuda.max_memory_allocated, which counts both kinds. Bytes.
+// reset_peak_memory: the buffer pool's count back to what it holds now, the scratch's to zero
+// (it holds nothing between ops).
+std::size_t peak_memory_bytes(Device device);
+void reset_peak_memory(Device device);
+
 // Waits until the work queued on `device` is done (nothing to wait for on the CPU).
 void synchronize_device(Device device);
 

@@ -43,10 +43,10 @@ double seconds_since(Clock::time_point t) {
 }
 
 // The most memory this rank's tensors on the training device have held at once since start
-// (parameters, gradients, optimizer state, activations; the buffer pool's count, like
+// (parameters, gradients, optimizer state, activations; on a GPU plus the ops' scratch: like
 // torch.cuda.max_memory_allocated), in MiB.
 double peak_memory_mb(Device device) {
-  return static_cast<double>(BufferPool::instance(device).peak_in_use_bytes()) / (1024.0 * 1024.0);
+  return static_cast<double>(peak_memory_bytes(device)) / (1024.0 * 1024.0);
 }
 
 std::unique_ptr<Optimizer> make_optimizer(const RunConfig& c, const ParameterList& params) {

@@ -68,6 +68,21 @@ int compute_capability() {
   return major * 10 + minor;
 }
 
+std::size_t scratch_peak_bytes() {
+  cudaMemPool_t pool;
+  TR_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, current_device()));
+  std::uint64_t high = 0;
+  TR_CUDA_CHECK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &high));
+  return static_cast<std::size_t>(high);
+}
+
+void reset_scratch_peak() {
+  cudaMemPool_t pool;
+  TR_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, current_device()));
+  std::uint64_t zero = 0;  // the only value the attribute accepts; it rises with the next use
+  TR_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &zero));
+}
+
 void set_device(int device) {
   TR_CUDA_CHECK(cudaSetDevice(device));
 }

@@ -31,6 +31,11 @@ class DeviceGuard {
   int previous_;
 };
 
+// The most memory the ops' stream-ordered scratch (StreamScratch in launch.cuh: the current
+// device's default memory pool) has held at once since start or reset_scratch_peak().
+std::size_t scratch_peak_bytes();
+void reset_scratch_peak();
+
 // Raw device memory (the caching BufferPool of layers/tensor.cpp sits on top). malloc_device
 // throws std::bad_alloc when the device is out of memory.
 void* malloc_device(std::size_t bytes);

@@ -121,5 +121,25 @@ TEST(CudaTensor, PoolReusesReleasedBlocks) {
   EXPECT_EQ(pool.cached_bytes(), 0u);
 }
 
+// peak_memory_bytes (the metrics' peak_memory_mb) counts the ops' stream-ordered scratch too:
+// a product under bf16 operands rounds its fp32 operands into scratch, 2 bytes per element.
+TEST(CudaTensor, PeakMemoryCountsTheOpsScratch) {
+  TR_REQUIRE_CUDA();
+  const std::int64_t n = 1024;
+  Tensor a = Tensor::zeros({n, n}, DType::f32, Device::cuda),
+         c = Tensor::zeros({n, n}, DType::f32, Device::cuda);
+  cuda::synchronize();
+  reset_peak_memory(Device::cuda);
+  const std::size_t before = peak_memory_bytes(Device::cuda);
+  cuda::set_bf16_matmuls(true);
+  cuda::gemm(false, true, n, n, n, 1.0f, a.data<float>(), n, a.data<float>(), n, 0.0f,
+             c.data<float>(), n);
+  cuda::set_bf16_matmuls(false);
+  cuda::synchronize();
+  const std::size_t rounded = 2 * 2 * n * n;  // both operands, 2 bytes per element
+  EXPECT_GE(cuda::scratch_peak_bytes(), rounded);
+  EXPECT_GE(peak_memory_bytes(Device::cuda), before + rounded);
+}
+
 }  // namespace
 }  // namespace tr
