@@ -126,6 +126,36 @@ __device__ __forceinline__ int keys_of(const ProblemOf<E>& p, int b) {
   return p.kv_len ? min(max(p.kv_len[b], 0), p.Tk) : p.Tk;
 }
 
+// The first query tile that can see a key of the tile starting at j0 (kv keys exist): 0, or
+// under the causal mask the tile holding the first query with i + q_offset >= j0; Tq (none)
+// when no key of the tile exists.
+template <typename E>
+__device__ __forceinline__ int first_query_tile(const ProblemOf<E>& p, int j0, int kv) {
+  if (j0 >= kv) return p.Tq;
+  return p.causal ? (max(0, j0 - p.q_offset) / kTile) * kTile : 0;
+}
+
+// Rows [0, kTile) of a head slice (row 0 at `base`, row stride p.ld()) into a shared tile of
+// row stride LD; rows >= rows_valid and columns >= Dh are zero. With p.vec, 16-byte moves.
+template <int DHP, int LD, typename E>
+__device__ void load_head_tile(E* tile, const E* base, int rows_valid, const ProblemOf<E>& p) {
+  const i64 ld = p.ld();
+  if (p.vec) {
+    constexpr int per_vector = 16 / sizeof(E), chunks = DHP / per_vector;
+    for (int idx = threadIdx.x; idx < kTile * chunks; idx += blockDim.x) {
+      const int r = idx / chunks, c = (idx % chunks) * per_vector;
+      uint4 val = make_uint4(0, 0, 0, 0);
+      if (r < rows_valid && c < p.Dh) val = *reinterpret_cast<const uint4*>(base + r * ld + c);
+      *reinterpret_cast<uint4*>(tile + r * LD + c) = val;
+    }
+  } else {
+    for (int idx = threadIdx.x; idx < kTile * DHP; idx += blockDim.x) {
+      const int r = idx / DHP, c = idx % DHP;
+      tile[r * LD + c] = r < rows_valid && c < p.Dh ? base[r * ld + c] : E{};
+    }
+  }
+}
+
 __device__ __forceinline__ float widen(float x) {
   return x;
 }

@@ -41,26 +41,10 @@ struct F32Strides {
   static constexpr int out_cols = DHP / kColumnThreads;  // output columns per thread
 };
 
-// Rows [0, kTile) of a head slice (row 0 at `base`, row stride p.ld()) into a shared tile;
-// rows >= rows_valid and columns >= Dh are zero.
+// A head tile in this kernel's shared layout.
 template <int DHP>
 __device__ void load_f32_tile(float* tile, const float* base, int rows_valid, const ProblemF32& p) {
-  constexpr int LD = F32Strides<DHP>::head;
-  const i64 ld = p.ld();
-  if (p.vec) {
-    constexpr int chunks = DHP / 4;
-    for (int idx = threadIdx.x; idx < kTile * chunks; idx += blockDim.x) {
-      const int r = idx / chunks, c = (idx % chunks) * 4;
-      float4 val = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-      if (r < rows_valid && c < p.Dh) val = *reinterpret_cast<const float4*>(base + r * ld + c);
-      *reinterpret_cast<float4*>(tile + r * LD + c) = val;
-    }
-  } else {
-    for (int idx = threadIdx.x; idx < kTile * DHP; idx += blockDim.x) {
-      const int r = idx / DHP, c = idx % DHP;
-      tile[r * LD + c] = r < rows_valid && c < p.Dh ? base[r * ld + c] : 0.0f;
-    }
-  }
+  load_head_tile<DHP, F32Strides<DHP>::head>(tile, base, rows_valid, p);
 }
 
 // s[a][c] = rows[4 ty + a] . other[tx + 16 c] over the DHP columns: this thread's block of a
@@ -297,11 +281,7 @@ __global__ void __launch_bounds__(kF32Threads)
 
   load_f32_tile<DHP>(ks, p.k + k_base + static_cast<i64>(j0) * ld, p.Tk - j0, p);
   load_f32_tile<DHP>(vs, p.v + k_base + static_cast<i64>(j0) * ld, p.Tk - j0, p);
-  // Queries that may see a key of this block: all, or under the causal mask those with
-  // i + q_offset >= j0, from the tile holding the first of them. None when no key here exists.
-  int i_begin = j0 < kv ? 0 : p.Tq;
-  if (p.causal && j0 < kv) i_begin = (max(0, j0 - p.q_offset) / kTile) * kTile;
-  for (int i0 = i_begin; i0 < p.Tq; i0 += kTile) {
+  for (int i0 = first_query_tile(p, j0, kv); i0 < p.Tq; i0 += kTile) {
     __syncthreads();  // the previous query tiles are read (and the key tiles written)
     load_f32_tile<DHP>(qs, p.q + q_base + static_cast<i64>(i0) * ld, p.Tq - i0, p);
     load_f32_tile<DHP>(dos, dout + q_base + static_cast<i64>(i0) * ld, p.Tq - i0, p);

@@ -55,26 +55,10 @@ struct Strides {
   static constexpr int probs_elems = 16 * probs;
 };
 
-// Rows [0, kTile) of a head slice (row 0 at `base`, row stride p.ld()) into a shared tile;
-// rows >= rows_valid and columns >= Dh are zero.
+// A head tile in this kernel's shared layout.
 template <int DHP>
 __device__ void load_tile(bfloat* tile, const bfloat* base, int rows_valid, const Problem& p) {
-  constexpr int LD = Strides<DHP>::tile;
-  const i64 ld = p.ld();
-  if (p.vec) {
-    constexpr int chunks = DHP / 8;
-    for (int idx = threadIdx.x; idx < kTile * chunks; idx += blockDim.x) {
-      const int r = idx / chunks, c = (idx % chunks) * 8;
-      uint4 val = make_uint4(0, 0, 0, 0);
-      if (r < rows_valid && c < p.Dh) val = *reinterpret_cast<const uint4*>(base + r * ld + c);
-      *reinterpret_cast<uint4*>(tile + r * LD + c) = val;
-    }
-  } else {
-    for (int idx = threadIdx.x; idx < kTile * DHP; idx += blockDim.x) {
-      const int r = idx / DHP, c = idx % DHP;
-      tile[r * LD + c] = r < rows_valid && c < p.Dh ? base[r * ld + c] : __ushort_as_bfloat16(0);
-    }
-  }
+  load_head_tile<DHP, Strides<DHP>::tile>(tile, base, rows_valid, p);
 }
 
 // A warp's 16 rows [16, DHP] of a shared tile as the A fragments of its products: loaded once
@@ -339,11 +323,7 @@ __global__ void __launch_bounds__(kFlashThreads)
   RowFragments<DHP> k_rows, v_rows;
   k_rows.load(ks + warp * 16 * S::tile);
   v_rows.load(vs + warp * 16 * S::tile);
-  // Queries that may see a key of this block: all, or under the causal mask those with
-  // i + q_offset >= j0, from the tile holding the first of them. None when no key here exists.
-  int i_begin = j0 < kv ? 0 : p.Tq;
-  if (p.causal && j0 < kv) i_begin = (max(0, j0 - p.q_offset) / kTile) * kTile;
-  for (int i0 = i_begin; i0 < p.Tq; i0 += kTile) {
+  for (int i0 = first_query_tile(p, j0, kv); i0 < p.Tq; i0 += kTile) {
     __syncthreads();  // the previous query tiles are read
     load_tile<DHP>(qs, p.q + q_base + static_cast<i64>(i0) * ld, p.Tq - i0, p);
     load_tile<DHP>(dos, dout + q_base + static_cast<i64>(i0) * ld, p.Tq - i0, p);

@@ -23,6 +23,15 @@ double max_rel_error(const std::vector<A>& a, const std::vector<B>& b, double fl
   return worst;
 }
 
+// max |a - b| / max |b|: the measure for fp32 results summed in another order, whose elements
+// near zero carry the rounding of the largest terms.
+template <typename A, typename B>
+double max_error_to_largest(const std::vector<A>& a, const std::vector<B>& b) {
+  double largest = 0;
+  for (const B& x : b) largest = std::max(largest, std::abs(static_cast<double>(x)));
+  return max_rel_error(a, b, largest > 0 ? largest : 1.0);
+}
+
 // ||a - b|| / ||b|| (2-norms): the measure for bf16 results, whose elements near zero carry the
 // rounding of much larger terms.
 template <typename A, typename B>

@@ -162,13 +162,7 @@ std::vector<float> values(const Tensor& t) {
   return std::vector<float>(t.data<float>(), t.data<float>() + t.numel());
 }
 
-// max |got - want| / max |want|.
-double error_to_largest(const std::vector<float>& got, const Tensor& want) {
-  const std::vector<float> w = values(want);
-  double largest = 0;
-  for (float x : w) largest = std::max(largest, static_cast<double>(std::abs(x)));
-  return testing::max_rel_error(got, w, largest > 0 ? largest : 1.0);
-}
+using testing::max_error_to_largest;
 
 using EmulatedFlashF32Kernels = ::testing::TestWithParam<Case>;
 
@@ -202,18 +196,11 @@ TEST_P(EmulatedFlashF32Kernels, EqualTheCpuTwin) {
       forward_f32<128>(k_out.data(), k_lse.data(), p);
       backward_f32<128>(k_dq.data(), k_dk.data(), k_dv.data(), dout, out, lse, p);
   }
-  EXPECT_LE(error_to_largest(k_out, cpu.out), 1e-5);
-  const std::vector<float> want_lse = values(cpu.lse);
-  for (std::size_t i = 0; i < want_lse.size(); ++i) {
-    if (std::isinf(want_lse[i]))
-      EXPECT_TRUE(std::isinf(k_lse[i]) && k_lse[i] > 0) << "row " << i << ": " << k_lse[i];
-    else
-      EXPECT_NEAR(k_lse[i], want_lse[i], 1e-5 * std::max(1.0f, std::abs(want_lse[i])))
-          << "row " << i;
-  }
-  EXPECT_LE(error_to_largest(k_dq, cpu.dq), 1e-5);
-  EXPECT_LE(error_to_largest(k_dk, cpu.dk), 1e-5);
-  EXPECT_LE(error_to_largest(k_dv, cpu.dv), 1e-5);
+  EXPECT_LE(max_error_to_largest(k_out, values(cpu.out)), 1e-5);
+  testing::expect_lse_near(k_lse, values(cpu.lse), 1e-5);
+  EXPECT_LE(max_error_to_largest(k_dq, values(cpu.dq)), 1e-5);
+  EXPECT_LE(max_error_to_largest(k_dk, values(cpu.dk)), 1e-5);
+  EXPECT_LE(max_error_to_largest(k_dv, values(cpu.dv)), 1e-5);
 }
 
 const auto kCases =
