@@ -100,6 +100,25 @@ std::string current_cuda_device_name() {
 #endif
 }
 
+std::string cuda_device_problem(MatmulPrecision precision) {
+#ifdef TR_HAVE_CUDA
+  const int capability = cuda::compute_capability();
+  const std::string cc = std::to_string(capability / 10) + "." + std::to_string(capability % 10);
+  const std::string image = cuda::kernel_image_problem();
+  if (!image.empty())
+    return "compute capability " + cc + " is not among this build's CUDA architectures (" + image +
+           "; rebuild with -DCMAKE_CUDA_ARCHITECTURES=" + std::to_string(capability) + ")";
+  if (precision == MatmulPrecision::bf16 && capability < 80)
+    return "train.precision: bf16 needs bf16 tensor cores (compute capability 8.0 or later), "
+           "this GPU has " +
+           cc;
+  return "";
+#else
+  (void)precision;
+  return "this trainer was built without the CUDA backend";
+#endif
+}
+
 Tensor to_device(const Tensor& t, Device device) {
   if (t.device() == device) return t;
   Tensor out = Tensor::empty(t.shape(), t.dtype(), device);

@@ -35,6 +35,11 @@ void set_cuda_matmul_precision(MatmulPrecision precision);
 // (layers/precision.h). fp32 turns all of it off. Process-wide.
 void set_training_precision(MatmulPrecision precision, Device device);
 
+// "" when the current GPU can train at `precision` with this build; else why not, in a few
+// words: no kernel image for its architecture (the build's CMAKE_CUDA_ARCHITECTURES), or bf16
+// on a GPU without bf16 tensor cores (compute capability below 8.0).
+std::string cuda_device_problem(MatmulPrecision precision);
+
 // The most memory this process's tensors on `device` have held at once (the buffer pool's
 // peak) plus, on CUDA, the most the ops' stream-ordered scratch has held (attention and
 // conversion temporaries, column-sum partials): an upper bound on the peak of the two together,

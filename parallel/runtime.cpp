@@ -84,8 +84,12 @@ void ParallelRuntime::setup_grid(int tensor, int data, double watchdog_seconds) 
   dp_comm_ = make_single_process_communicator("dp");
 }
 
-void ParallelRuntime::setup_device_groups() {
+void ParallelRuntime::select_device() {
   select_cuda_device(gpu_for_local_rank(local_rank_));
+}
+
+void ParallelRuntime::setup_device_groups() {
+  select_device();
   tp_device_.reset();
   dp_device_.reset();
   const auto device_group = [](Communicator& host) {

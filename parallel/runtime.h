@@ -38,10 +38,11 @@ class ParallelRuntime {
   Communicator& tp() { return *tp_comm_; }
   Communicator& dp() { return *dp_comm_; }
 
-  // For training on CUDA, after setup_grid: makes the GPU of this rank's node-local rank
-  // current and builds the TP and DP groups' device communicators: NCCL for groups of several
-  // ranks (UserError where NCCL was not built), the single-process one for a group of one.
-  // Collective over the world.
+  // For training on CUDA: makes the GPU of this rank's node-local rank current.
+  void select_device();
+  // For training on CUDA, after setup_grid: select_device(), then builds the TP and DP groups'
+  // device communicators: NCCL for groups of several ranks (UserError where NCCL was not
+  // built), the single-process one for a group of one. Collective over the world.
   void setup_device_groups();
   Communicator& tp_device() { return *tp_device_; }
   Communicator& dp_device() { return *dp_device_; }

@@ -1,5 +1,7 @@
 #include "trainer/device_residency.h"
 
+#include <string>
+
 #include "trainer/config.h"
 
 namespace tr {
@@ -19,6 +21,15 @@ Device resolve_training_device(const RunConfig& c) {
   set_training_precision(
       c.train.precision == "bf16" ? MatmulPrecision::bf16 : MatmulPrecision::fp32, device);
   return device;
+}
+
+void require_usable_cuda_device(const RunConfig& c) {
+  const std::string problem = cuda_device_problem(
+      c.train.precision == "bf16" ? MatmulPrecision::bf16 : MatmulPrecision::fp32);
+  if (!problem.empty())
+    throw UserError("train.device: " + c.train.device + " chose GPU " +
+                    std::to_string(current_cuda_device()) + " (" + current_cuda_device_name() +
+                    "), which this trainer cannot use: " + problem + "; or use train.device: cpu");
 }
 
 void upload_batch(Batch& d, const Batch& h, Device device) {

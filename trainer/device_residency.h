@@ -20,6 +20,11 @@ struct RunConfig;
 // (set_training_precision: bf16 products, and bf16 activations on the CPU).
 Device resolve_training_device(const RunConfig& config);
 
+// After the rank's GPU is selected: UserError (one line: the GPU, why, what to do) when this
+// build cannot train on it at train.precision (no kernel image for its architecture; bf16
+// below compute capability 8.0).
+void require_usable_cuda_device(const RunConfig& config);
+
 // Copies the defined tensors of `host` into `device_batch` on `device`, reusing its buffers;
 // off the CPU also keeps a host copy of the targets (Batch::tgt_out_host). Returns without
 // waiting for the device (staged copies).

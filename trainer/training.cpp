@@ -157,7 +157,11 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   } precision_reset;
   // The schema admits the three names only.
   const Recompute recompute = recompute_from_name(config.train.recompute).value();
-  if (device == Device::cuda) runtime.setup_device_groups();
+  if (device == Device::cuda) {
+    runtime.select_device();
+    require_usable_cuda_device(config);  // before NCCL: a GPU this build cannot run ends here
+    runtime.setup_device_groups();
+  }
   Communicator& dp_tensors = device == Device::cuda ? runtime.dp_device() : dp;
   Communicator& tp_tensors = device == Device::cuda ? runtime.tp_device() : tp;
   const DatasetInfo train_info = read_dataset_info(config.data.train);

@@ -18,6 +18,9 @@ int current_device();
 std::string device_name();  // the current device's, e.g. "NVIDIA H100 80GB HBM3"
 // The current device's compute capability as major * 10 + minor (90 for an H100).
 int compute_capability();
+// "" when the current device can run this build's kernels, else the runtime's reason (no
+// kernel image for its architecture). probe.cu.
+std::string kernel_image_problem();
 void set_device(int device);
 // Makes `device` current for its scope and restores the previous one after.
 class DeviceGuard {

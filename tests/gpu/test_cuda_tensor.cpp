@@ -39,6 +39,18 @@ TEST(CudaDevice, GuardRestoresTheCurrentDevice) {
   EXPECT_EQ(cuda::current_device(), before);
 }
 
+// The probe of the build's kernel image runs on a GPU it was built for (the gpu runs use sm_90
+// builds on Hopper), and bf16 is refused below compute capability 8.0 only.
+TEST(CudaDevice, ThisBuildCanTrainOnTheGpu) {
+  TR_REQUIRE_CUDA();
+  EXPECT_EQ(cuda::kernel_image_problem(), "");
+  EXPECT_EQ(cuda_device_problem(MatmulPrecision::fp32), "");
+  if (cuda::compute_capability() >= 80)
+    EXPECT_EQ(cuda_device_problem(MatmulPrecision::bf16), "");
+  else
+    EXPECT_NE(cuda_device_problem(MatmulPrecision::bf16).find("bf16"), std::string::npos);
+}
+
 TEST(CudaTensor, Bf16StorageRoundTrips) {
   TR_REQUIRE_CUDA();
   Tensor h = Tensor::empty({100}, DType::bf16);
