@@ -236,4 +236,30 @@ void copy_any_memory(void* dst, const void* src, std::size_t bytes) {
   std::memmove(dst, src, bytes);
 }
 
+void gather_rows(Device device, void* dst, std::size_t dst_pitch, const void* src,
+                 std::size_t src_pitch, const std::vector<std::int64_t>& index, std::size_t bytes) {
+  if (index.empty() || bytes == 0) return;
+  if (device == Device::cpu) {
+    for (std::size_t r = 0; r < index.size(); ++r)
+      std::memcpy(static_cast<char*>(dst) + r * dst_pitch,
+                  static_cast<const char*>(src) + static_cast<std::size_t>(index[r]) * src_pitch,
+                  bytes);
+    return;
+  }
+#ifdef TR_HAVE_CUDA
+  OpTimer timer(__func__);
+  Tensor host = Tensor::empty({static_cast<std::int64_t>(index.size())}, DType::i32);
+  for (std::size_t r = 0; r < index.size(); ++r) {
+    TR_CHECK(index[r] >= 0 && index[r] < (std::int64_t{1} << 31), "gather_rows: row index");
+    host.data<std::int32_t>()[r] = static_cast<std::int32_t>(index[r]);
+  }
+  Tensor rows = Tensor::empty(host.shape(), DType::i32, Device::cuda);
+  rows.copy_from(host);  // a staged upload, ordered before the kernel
+  cuda::gather_rows(dst, dst_pitch, src, src_pitch, rows.data<std::int32_t>(),
+                    static_cast<std::int64_t>(index.size()), bytes);
+#else
+  no_backend();
+#endif
+}
+
 }  // namespace tr

@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "layers/tensor.h"
 
@@ -51,6 +52,13 @@ void sgd_update(Device device, float* param, const float* grad, float* momentum_
 // first rows and zeros elsewhere.
 void take_first_rows(Tensor& out, const Tensor& x);
 void put_first_rows(Tensor& dx, const Tensor& dfirst, std::int64_t rows);
+
+// Rows of raw bytes on one device: dst + r * dst_pitch <- `bytes` bytes at
+// src + index[r] * src_pitch, for each r < index.size() (pitches in bytes; index on the host;
+// dst must not overlap the rows read). On CUDA one kernel, ordered on the compute stream. The
+// decoder cache's reorders, appends and growth.
+void gather_rows(Device device, void* dst, std::size_t dst_pitch, const void* src,
+                 std::size_t src_pitch, const std::vector<std::int64_t>& index, std::size_t bytes);
 
 // Bytes between buffers that may each be host or device memory (the communicators' copies).
 void copy_any_memory(void* dst, const void* src, std::size_t bytes);

@@ -691,6 +691,18 @@ void cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const Tensor&
   });
 }
 
+void argmax_rows(Tensor& out, const Tensor& x) {
+  const std::int64_t V = x.dim(-1), N = rows_of(x);
+  TR_CHECK(V > 0, "argmax_rows: empty rows");
+  ensure_shape(out, {N}, DType::i32, x.device());
+  TR_CUDA_OP(x, {}, TR_CHECK(x.dtype() == DType::f32, "argmax_rows on CUDA takes f32 rows");
+             cuda::argmax_rows(dev<std::int32_t>(out), dev(x), N, V))
+  dispatch_float(x, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::argmax_rows<T>(out.data<std::int32_t>(), x.data<T>(), N, V);
+  });
+}
+
 void dropout_mask(Tensor& keep, const Shape& shape, double p, std::uint64_t seed,
                   std::uint64_t stream, std::uint64_t offset,
                   const std::vector<std::uint64_t>& strides, Device device) {

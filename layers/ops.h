@@ -111,6 +111,10 @@ void ce_shard_backward(Tensor& dlogits, const Tensor& logits, const Tensor& logs
                        std::int64_t vocab, double label_smoothing, std::int32_t ignore_index,
                        double scale);
 
+// out i32 [rows] = the index of each row's largest element (the first of equal ones); x
+// [..., V], V >= 1. Rows holding NaN: unspecified.
+void argmax_rows(Tensor& out, const Tensor& x);
+
 // Returns the summed loss over non-ignored rows; fills logsumexp [N].
 double cross_entropy_forward(Tensor& logsumexp, const Tensor& logits, const Tensor& targets,
                              double label_smoothing, std::int32_t ignore_index);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "layers/device_ops.h"
 #include "layers/ops.h"
 
 namespace tr {
@@ -30,10 +31,7 @@ Tensor gather_rows(const Tensor& src, const std::vector<std::int64_t>& index, st
       src.dim(0) == 0 ? 0 : src.bytes() / static_cast<std::size_t>(src.dim(0));
   const std::size_t dst_row = index.empty() ? 0 : dst.bytes() / index.size();
   const std::size_t copy_bytes = static_cast<std::size_t>(count) * dtype_size(src.dtype());
-  const auto* from = static_cast<const char*>(src.raw());
-  auto* to = static_cast<char*>(dst.raw());
-  for (std::size_t r = 0; r < index.size(); ++r)
-    std::memcpy(to + r * dst_row, from + static_cast<std::size_t>(index[r]) * src_row, copy_bytes);
+  tr::gather_rows(src.device(), dst.raw(), dst_row, src.raw(), src_row, index, copy_bytes);
   return dst;
 }
 
@@ -48,6 +46,7 @@ std::vector<std::int64_t> iota(std::int64_t n) {
 DecoderCache::DecoderCache(const EncoderDecoder& model, const Tensor& memory, const Tensor& src_len,
                            std::int64_t capacity)
     : model_(model),
+      device_(memory.device()),
       rows_(memory.dim(0)),
       capacity_(capacity),
       allocated_(std::min<std::int64_t>(capacity, 16)),
@@ -57,15 +56,15 @@ DecoderCache::DecoderCache(const EncoderDecoder& model, const Tensor& memory, co
   kv_d_ = model.decoder_layers().empty()
               ? d_
               : model.decoder_layers().front()->self_attn().k_proj.local_out();
-  TR_CHECK(memory.device() == Device::cpu, "DecoderCache: CPU only");
   TR_CHECK(src_len.dtype() == DType::i32 && src_len.numel() == rows_, "DecoderCache: src_len");
   TR_CHECK(capacity > 0 && capacity <= model.target_positions().max_len(),
            "DecoderCache: capacity " + std::to_string(capacity) + " outside [1, max_len]");
-  src_len_ = src_len.clone();
+  src_len_ = Tensor::empty(src_len.shape(), DType::i32, device_);
+  src_len_.copy_from(src_len);
   for (const auto& layer : model.decoder_layers()) {
     LayerCache c;
-    c.self_k = Tensor::empty({rows_, allocated_, kv_d_}, memory.dtype());
-    c.self_v = Tensor::empty({rows_, allocated_, kv_d_}, memory.dtype());
+    c.self_k = Tensor::empty({rows_, allocated_, kv_d_}, memory.dtype(), device_);
+    c.self_v = Tensor::empty({rows_, allocated_, kv_d_}, memory.dtype(), device_);
     linear(c.cross_k, memory, layer->cross_attn().k_proj);
     linear(c.cross_v, memory, layer->cross_attn().v_proj);
     layers_.push_back(std::move(c));
@@ -120,13 +119,11 @@ Tensor DecoderCache::self_attention(const MultiHeadAttention& attn, LayerCache& 
   const std::size_t vec_bytes = static_cast<std::size_t>(kv_d_) * dtype_size(h.dtype());
   const std::size_t row_bytes = vec_bytes * static_cast<std::size_t>(allocated_);
   const std::size_t at = vec_bytes * static_cast<std::size_t>(length_);
-  for (std::int64_t r = 0; r < rows_; ++r) {
-    const auto row = static_cast<std::size_t>(r);
-    std::memcpy(static_cast<char*>(c.self_k.raw()) + row * row_bytes + at,
-                static_cast<const char*>(k_.raw()) + row * vec_bytes, vec_bytes);
-    std::memcpy(static_cast<char*>(c.self_v.raw()) + row * row_bytes + at,
-                static_cast<const char*>(v_.raw()) + row * vec_bytes, vec_bytes);
-  }
+  const std::vector<std::int64_t> same = iota(rows_);
+  gather_rows(device_, static_cast<char*>(c.self_k.raw()) + at, row_bytes, k_.raw(), vec_bytes,
+              same, vec_bytes);
+  gather_rows(device_, static_cast<char*>(c.self_v.raw()) + at, row_bytes, v_.raw(), vec_bytes,
+              same, vec_bytes);
   // The query sits at position length(): causal with that offset sees keys 0..length().
   ops::attention_forward(context_, probs_, q_, c.self_k, c.self_v, self_len_, Tensor(), 1.0,
                          attn.heads(), /*causal=*/true, length_);
@@ -149,11 +146,15 @@ const Tensor& DecoderCache::step(const std::vector<std::int32_t>& tokens) {
   TR_CHECK(length_ < capacity_,
            "DecoderCache::step: capacity " + std::to_string(capacity_) + " exhausted");
   if (length_ == allocated_) grow();
-  ensure_shape(ids_, {rows_, 1}, DType::i32);
-  std::memcpy(ids_.raw(), tokens.data(), tokens.size() * sizeof(std::int32_t));
-  ensure_shape(self_len_, {rows_}, DType::i32);
+  ensure_shape(host_ids_, {rows_, 1}, DType::i32);
+  std::memcpy(host_ids_.raw(), tokens.data(), tokens.size() * sizeof(std::int32_t));
+  ensure_shape(host_len_, {rows_}, DType::i32);
   for (std::int64_t r = 0; r < rows_; ++r)
-    self_len_.data<std::int32_t>()[r] = static_cast<std::int32_t>(length_ + 1);
+    host_len_.data<std::int32_t>()[r] = static_cast<std::int32_t>(length_ + 1);
+  ensure_shape(ids_, {rows_, 1}, DType::i32, device_);
+  ensure_shape(self_len_, {rows_}, DType::i32, device_);
+  ids_.copy_from(host_ids_);
+  self_len_.copy_from(host_len_);
 
   model_.target_embedding().forward(x_, ids_);
   model_.target_positions().forward_inplace(x_, length_);

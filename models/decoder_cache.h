@@ -8,8 +8,9 @@
 // how beam search follows its surviving beams and drops finished sentences.
 //
 // The self-attention cache grows by doubling up to `capacity` positions, so sentences that
-// finish early never pay for the longest possible output. CPU only for now: the cache writes
-// and gathers rows with memcpy.
+// finish early never pay for the longest possible output. It runs on the device of the encoder
+// output (the model's): the ops dispatch, and the cache's row writes and gathers are
+// gather_rows (layers/device_ops.h: memcpy on the CPU, one kernel on CUDA).
 //
 // Under tensor parallelism every rank of the group steps the same hypotheses in lockstep: its
 // caches hold its own heads, row-parallel layers sum over the group, and the logits are
@@ -25,7 +26,7 @@ namespace tr {
 
 class DecoderCache {
  public:
-  // memory [B, S, d] (encoder output), src_len i32 [B]. `capacity`: the most target
+  // memory [B, S, d] (encoder output), src_len i32 [B] (either device). `capacity`: the most target
   // positions that will be stepped (at most the model's max_len). Row b starts as sentence b.
   DecoderCache(const EncoderDecoder& model, const Tensor& memory, const Tensor& src_len,
                std::int64_t capacity);
@@ -38,7 +39,7 @@ class DecoderCache {
   void reorder(const std::vector<std::int64_t>& index);
 
   // Feeds tokens[r] (one per row) at position length() and returns the logits of the next
-  // token, [rows, V]. The tensor is overwritten by the next step.
+  // token, [rows, V], on the model's device. The tensor is overwritten by the next step.
   const Tensor& step(const std::vector<std::int32_t>& tokens);
 
  private:
@@ -55,10 +56,12 @@ class DecoderCache {
   const EncoderDecoder& model_;
   void grow();  // doubles the allocated self-attention positions, at most to capacity
 
+  Device device_;
   std::int64_t rows_, capacity_, allocated_, src_positions_, d_, kv_d_, length_ = 0;
   std::vector<LayerCache> layers_;
-  Tensor src_len_;   // i32 [rows]
-  Tensor self_len_;  // i32 [rows], all length() + 1 during a step
+  Tensor src_len_;              // i32 [rows]
+  Tensor self_len_;             // i32 [rows], all length() + 1 during a step
+  Tensor host_ids_, host_len_;  // their host sides, uploaded each step
   // Step scratch, reused across steps.
   Tensor ids_, x_, h_, f_, sum_, q_, k_, v_, context_, probs_, mean_, rstd_, ffn_h_, ffn_a_,
       logits_;

@@ -1,4 +1,5 @@
-// Argmax accuracy of logits [..., V] against integer targets, ignoring one target id.
+// Argmax accuracy of logits [..., V] (on either device) against integer targets (either
+// device), ignoring one target id.
 #pragma once
 
 #include <cstdint>

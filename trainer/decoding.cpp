@@ -6,6 +6,7 @@
 #include <string>
 #include <utility>
 
+#include "layers/device.h"
 #include "models/decoder_cache.h"
 #include "trainer/beam_search.h"
 
@@ -66,7 +67,11 @@ std::vector<std::vector<std::int32_t>> translate_batch(EncoderDecoder& model, co
       throw UserError(std::string(key) + ": " + std::to_string(id) +
                       " is outside the model's vocabulary of " + std::to_string(c.vocab_size));
   const std::vector<std::int64_t> limits = output_limits(batch.src_len, o, c.max_len);
-  const Tensor memory = model.encode(batch.src, batch.src_len, ForwardContext{});
+  // On the model's device: a GPU-trained model decodes there (each step's logits come back for
+  // the search, [rows, V]).
+  const Device device = model.device();
+  const Tensor src = to_device(batch.src, device), src_len = to_device(batch.src_len, device);
+  const Tensor memory = model.encode(src, src_len, ForwardContext{});
   // Beam search also scores the forced eos at position `limit`.
   DecoderCache cache(model, memory, batch.src_len,
                      *std::max_element(limits.begin(), limits.end()) + 1);
@@ -75,7 +80,7 @@ std::vector<std::vector<std::int32_t>> translate_batch(EncoderDecoder& model, co
                                 const std::vector<std::int32_t>& token,
                                 std::vector<double>& log_probs) {
     cache.reorder(parent);
-    const Tensor& logits = cache.step(token);
+    const Tensor logits = to_device(cache.step(token), Device::cpu);
     if (logits.dtype() == DType::f64)
       log_softmax_rows(log_probs, logits.data<double>(), logits.dim(0), logits.dim(1), o);
     else

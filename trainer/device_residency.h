@@ -1,9 +1,9 @@
 // Where the trainer keeps the model on a CUDA run, and the moves between devices it makes.
 //
 // On CUDA the parameters, gradients, optimizer state (AdamW/SGD, or the ZeRO-1 shards) and
-// activations live on the GPU; each micro-batch is uploaded before its forward. Checkpoints
-// and evaluation run on the host copies (HostResidency): the file formats stay exactly the
-// CPU's, so a CUDA checkpoint resumes on the CPU and the other way round.
+// activations live on the GPU; each micro-batch is uploaded before its forward (evaluation's
+// too). Checkpoints are written and read from host copies (HostResidency): the file formats
+// stay exactly the CPU's, so a CUDA checkpoint resumes on the CPU and the other way round.
 #pragma once
 
 #include "layers/device.h"

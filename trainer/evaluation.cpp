@@ -5,6 +5,7 @@
 #include "trainer/accuracy.h"
 #include "trainer/bleu.h"
 #include "trainer/decoding.h"
+#include "trainer/device_residency.h"
 
 namespace tr {
 
@@ -55,9 +56,14 @@ EvalResult evaluate(Model& model, const EvalOptions& options) {
   std::vector<std::string> hypotheses, references;
   StepBatches step;
   std::int64_t batches = 0;
+  // On the model's device (a GPU-trained model evaluates there): each batch is uploaded; the
+  // targets, the argmax indices and the decoded tokens come back.
+  const Device device = model.device();
+  Batch on_device;
   while ((options.max_batches <= 0 || batches < options.max_batches) && loader.next(step)) {
     for (const Batch& batch : step.micro_batches) {
-      loss_sum += model.forward(batch, ForwardContext{});
+      if (device != Device::cpu) upload_batch(on_device, batch, device);
+      loss_sum += model.forward(device == Device::cpu ? batch : on_device, ForwardContext{});
       result.targets += model.counted_targets();
       result.records += batch.size();
       // Images: top-1 accuracy. Translation: teacher-forced next-token accuracy over

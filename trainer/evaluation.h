@@ -34,6 +34,7 @@ struct EvalResult {
   double bleu = -1;     // translation with options.bleu; -1 otherwise
 };
 
+// Runs on the model's device (Model::device()): the CPU, or the GPU a training run is on.
 EvalResult evaluate(Model& model, const EvalOptions& options);
 
 }  // namespace tr

@@ -336,11 +336,9 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
     eo.tokenizer = tokenizer ? &*tokenizer : nullptr;
     eo.bleu = translation && tokenizer.has_value();
     eo.dp = &dp;
-    // Evaluation and decoding run on the host copy of the model (decoder_cache.h is host code).
-    const EvalResult r = [&] {
-      const HostResidency on_host(training_state, device);
-      return evaluate(*model, eo);
-    }();
+    // On the training device: the model's forward, the argmax and the decoder cache run there
+    // (the optimizer state stays where it is).
+    const EvalResult r = evaluate(*model, eo);
     nlohmann::json row = {{"step", state.step}, {"eval_loss", r.loss}, {"accuracy", r.accuracy}};
     char text[160];
     const int n = std::snprintf(text, sizeof text, "eval step %lld : loss %.4f : accuracy %.2f%%",

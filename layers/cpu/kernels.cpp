@@ -767,6 +767,18 @@ void cross_entropy_backward(T* dlogits, const T* logits, const T* logsumexp,
   }
 }
 
+template <typename T>
+void argmax_rows(std::int32_t* out, const T* x, i64 N, i64 V) {
+#pragma omp parallel for schedule(static) if (N * V > kParallelMin)
+  for (i64 n = 0; n < N; ++n) {
+    const T* row = x + n * V;
+    i64 best = 0;
+    for (i64 v = 1; v < V; ++v)
+      if (row[v] > row[best]) best = v;
+    out[n] = static_cast<std::int32_t>(best);
+  }
+}
+
 // ---- dropout -------------------------------------------------------------------------------
 
 template <typename T>
@@ -806,6 +818,7 @@ void dropout_apply(T* out, const T* in, const std::uint8_t* keep, T scale, i64 n
                                            std::int32_t);                                         \
   template void cross_entropy_backward<T>(T*, const T*, const T*, const std::int32_t*, i64, i64,  \
                                           T, std::int32_t, T);                                    \
+  template void argmax_rows<T>(std::int32_t*, const T*, i64, i64);                                \
   template void dropout_apply<T>(T*, const T*, const std::uint8_t*, T, i64);                      \
   template void dropout_add<T>(T*, const T*, const T*, const std::uint8_t*, T, i64);
 

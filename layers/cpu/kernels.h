@@ -137,6 +137,11 @@ template <typename T>
 double cross_entropy_forward(T* loss, T* logsumexp, const T* logits, const std::int32_t* targets,
                              i64 N, i64 V, T eps, std::int32_t ignore_index);
 // dlogits[n] = scale * (p - (1 - eps) onehot(t) - eps / V) for counted rows, 0 for ignored rows.
+// out[n] = the index of the largest of x[n, 0..V): the first of equal ones (V >= 1). A row
+// holding NaN gives an unspecified index.
+template <typename T>
+void argmax_rows(std::int32_t* out, const T* x, i64 N, i64 V);
+
 // dlogits may be logits (computed in place; so may ce_shard_backward's).
 template <typename T>
 void cross_entropy_backward(T* dlogits, const T* logits, const T* logsumexp,

@@ -172,6 +172,8 @@ void embedding_backward_shard_accumulate(float* dtable, const std::int32_t* ids,
 
 // ---- cross entropy ----------------------------------------------------------------------
 // Returns the summed loss (double, row order, on the host: synchronises).
+// As cpu::argmax_rows (one block per row; equal values: the lowest index).
+void argmax_rows(std::int32_t* out, const float* x, i64 N, i64 V);
 double cross_entropy_forward(float* loss, float* logsumexp, const float* logits,
                              const std::int32_t* targets, i64 N, i64 V, float eps,
                              std::int32_t ignore_index);

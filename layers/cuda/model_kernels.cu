@@ -1,4 +1,6 @@
 // Kernels of layers/cuda/model_kernels.h: the launches of model_kernels.cuh.
+#include <cstdint>
+
 #include "layers/cuda/launch.cuh"
 #include "layers/cuda/model_kernels.cuh"
 #include "layers/cuda/model_kernels.h"
@@ -58,6 +60,27 @@ void put_first_rows(float* dx, const float* dcls, i64 B, i64 rows, i64 d) {
   const i64 n = B * rows * d;
   if (n == 0) return;
   put_first_rows_kernel<<<grid_for(n), kThreads, 0, compute_stream()>>>(dx, dcls, B, rows, d);
+  TR_CUDA_LAUNCH_CHECK();
+}
+
+void gather_rows(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch,
+                 const std::int32_t* index, i64 rows, std::size_t bytes) {
+  if (rows == 0 || bytes == 0) return;
+  const auto word_aligned = [](std::uintptr_t x) { return x % 4 == 0; };
+  if (word_aligned(reinterpret_cast<std::uintptr_t>(dst)) &&
+      word_aligned(reinterpret_cast<std::uintptr_t>(src)) && word_aligned(dst_pitch) &&
+      word_aligned(src_pitch) && word_aligned(bytes)) {
+    const i64 words = static_cast<i64>(bytes / 4);
+    gather_rows_kernel<std::uint32_t><<<grid_for(rows * words), kThreads, 0, compute_stream()>>>(
+        static_cast<std::uint32_t*>(dst), static_cast<i64>(dst_pitch / 4),
+        static_cast<const std::uint32_t*>(src), static_cast<i64>(src_pitch / 4), index, rows,
+        words);
+  } else {
+    const i64 n = static_cast<i64>(bytes);
+    gather_rows_kernel<unsigned char><<<grid_for(rows * n), kThreads, 0, compute_stream()>>>(
+        static_cast<unsigned char*>(dst), static_cast<i64>(dst_pitch),
+        static_cast<const unsigned char*>(src), static_cast<i64>(src_pitch), index, rows, n);
+  }
   TR_CUDA_LAUNCH_CHECK();
 }
 

@@ -84,5 +84,17 @@ __global__ void put_first_rows_kernel(float* dx, const float* dcls, i64 B, i64 r
   }
 }
 
+// dst row r (pitch dst_pitch) = the first `words` units of src row index[r] (pitch src_pitch),
+// units of Word (4 bytes where every size and address allows, else 1): the decoder cache's
+// gathers and appends.
+template <typename Word>
+__global__ void gather_rows_kernel(Word* dst, i64 dst_pitch, const Word* src, i64 src_pitch,
+                                   const std::int32_t* index, i64 rows, i64 words) {
+  TR_GRID_STRIDE(i, rows * words) {
+    const i64 r = i / words, w = i % words;
+    dst[r * dst_pitch + w] = src[static_cast<i64>(index[r]) * src_pitch + w];
+  }
+}
+
 }  // namespace
 }  // namespace tr::cuda::model

@@ -4,6 +4,7 @@
 // Plain C++ header on device pointers, fp32, launched on the compute stream.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace tr::cuda {
@@ -25,5 +26,9 @@ void vit_split_token_grads(float* dpatches, float* dcls, float* dpos, const floa
 // out[b] = x[b, 0] of x [B, rows, d]; and its backward: dx zero but for dx[b, 0] = dcls[b].
 void take_first_rows(float* out, const float* x, i64 B, i64 rows, i64 d);
 void put_first_rows(float* dx, const float* dcls, i64 B, i64 rows, i64 d);
+// dst + r * dst_pitch <- `bytes` bytes at src + index[r] * src_pitch for r < rows (pitches in
+// bytes; index on the device).
+void gather_rows(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch,
+                 const std::int32_t* index, i64 rows, std::size_t bytes);
 
 }  // namespace tr::cuda

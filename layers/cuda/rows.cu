@@ -67,6 +67,13 @@ void softmax_backward(float* din, const float* dout, const float* out, i64 rows,
   TR_CUDA_LAUNCH_CHECK();
 }
 
+void argmax_rows(std::int32_t* out, const float* x, i64 N, i64 V) {
+  if (N <= 0) return;
+  TR_CHECK(V > 0 && V < (i64{1} << 31), "argmax_rows: row width outside [1, 2^31)");
+  argmax_rows_kernel<<<row_grid(N), kRowThreads, 0, compute_stream()>>>(out, x, V);
+  TR_CUDA_LAUNCH_CHECK();
+}
+
 double cross_entropy_forward(float* loss, float* logsumexp, const float* logits,
                              const std::int32_t* targets, i64 N, i64 V, float eps,
                              std::int32_t ignore_index) {

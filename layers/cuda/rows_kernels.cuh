@@ -120,6 +120,41 @@ __global__ void softmax_backward_kernel(float* din, const float* dout, const flo
     din[base + c] = out[base + c] * (dout[base + c] - s);
 }
 
+// The better of two candidates of a row's argmax: the larger value, or of equal values the lower
+// index. NaN never wins (a row holding NaN: unspecified, as on the CPU).
+__device__ __forceinline__ void better_of(float& value, std::int32_t& index, float other_value,
+                                          std::int32_t other_index) {
+  if (other_value > value || (other_value == value && other_index < index)) {
+    value = other_value;
+    index = other_index;
+  }
+}
+
+// out[n] = argmax of row n: each thread's best over its strided columns, then the block's in a
+// fixed tree. The index starts at V ("none"), so an all -inf row gives column 0 as the CPU.
+__global__ void argmax_rows_kernel(std::int32_t* out, const float* x, i64 V) {
+  __shared__ float values[kRowThreads / 32];
+  __shared__ std::int32_t indices[kRowThreads / 32];
+  const float* row = x + static_cast<i64>(blockIdx.x) * V;
+  float best = -INFINITY;
+  std::int32_t at = static_cast<std::int32_t>(V);
+  for (i64 v = threadIdx.x; v < V; v += blockDim.x)
+    better_of(best, at, row[v], static_cast<std::int32_t>(v));
+  for (int o = 16; o > 0; o >>= 1)
+    better_of(best, at, __shfl_xor_sync(0xffffffffu, best, o), __shfl_xor_sync(0xffffffffu, at, o));
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) {
+    values[warp] = best;
+    indices[warp] = at;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < static_cast<int>(blockDim.x >> 5); ++w)
+      better_of(best, at, values[w], indices[w]);
+    out[blockIdx.x] = at < V ? at : 0;
+  }
+}
+
 // loss = (1 - eps)(lse - x_t) + eps (lse - mean(x)); sums of exp and of x in double as the CPU.
 __global__ void cross_entropy_forward_kernel(float* loss, float* logsumexp, const float* logits,
                                              const std::int32_t* targets, i64 V, float eps,

@@ -1,7 +1,8 @@
 // `trainer train` with train.device cuda, end to end on the executable: the losses follow a CPU
 // run of the same config, a checkpoint written on CUDA resumes on the CPU (and one written on
 // the CPU resumes on CUDA) and continues the CPU run's losses, and evaluation and checkpoints
-// in the middle of a CUDA run (done on the host copy) leave training on the device as it was.
+// in the middle of a CUDA run (evaluation on the device, checkpoints from the host copy) leave
+// training on the device as it was.
 //
 // Bound: every step's loss within 1e-4 relative of the CPU-only run (fp32; the devices differ
 // by rounding only, over 8 steps of a small model).

@@ -3,13 +3,15 @@
 // of LayerNorm's parameter gradients (layers/cuda/column_sums_kernels.cuh), compiled for the
 // host and run under tests/common/cuda_emulation.h with the launches' geometry, against the
 // CPU kernels (layers/cpu/kernels.h) on the same inputs: fp32 within 1e-5 relative; bf16
-// outputs against the CPU op on bf16 tensors (layers/ops.h) within 1e-2. Shapes: rows wider
+// outputs against the CPU op on bf16 tensors (layers/ops.h) within 1e-2; the row argmax equal.
+// Shapes: rows wider
 // than a block (256 threads), narrower than a warp, not multiples of 32; more than one
 // 256-row chunk and a ragged 32-column tile for the column sums. Outputs start as NaN.
 #include "common/cuda_emulation.h"
 // (the emulation first: the kernel headers compile against it)
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <ostream>
 #include <vector>
@@ -190,6 +192,31 @@ TEST(EmulatedRowKernels, CrossEntropyForwardBackward) {
       EXPECT_LE(max_rel_error(klse, lse), kTol) << N << " x " << V << " eps " << eps;
       EXPECT_LE(max_rel_error(kdl, dl), kTol) << N << " x " << V << " eps " << eps;
     }
+}
+
+// ---- argmax ---------------------------------------------------------------------------------
+
+// Equal maxima (the first wins, wherever the threads holding them sit), maxima in the first and
+// last columns, all -inf rows (column 0), rows wider than the block and narrower than a warp.
+TEST(EmulatedRowKernels, ArgmaxRows) {
+  for (const Shape2 s : {Shape2{8, 700}, Shape2{6, 37}, Shape2{3, 5}, Shape2{2, 1}}) {
+    const i64 N = s.rows, V = s.cols;
+    F x = random_floats(N * V, 41, -3.0f, 3.0f);
+    for (F::value_type& v : x) v = std::round(v);  // many equal values per row
+    x[0] = 9.0f;                                   // row 0: the first column
+    if (N > 1) x[2 * V - 1] = 9.0f;                // row 1: the last column
+    if (N > 2)
+      for (i64 v = 0; v < V; ++v) x[2 * V + v] = -INFINITY;  // row 2: no finite value
+    if (N > 3 && V > 300) x[3 * V + 5] = x[3 * V + 260] = x[3 * V + 600] = 9.0f;  // ties
+    std::vector<std::int32_t> want(N), got(N, -1);
+    cpu::argmax_rows<float>(want.data(), x.data(), N, V);
+    emu::launch(rw::row_grid(N), rw::kRowThreads, 0, rw::argmax_rows_kernel, got.data(), x.data(),
+                V);
+    EXPECT_EQ(got, want) << N << " x " << V;
+    if (N > 3 && V > 300) {
+      EXPECT_EQ(want[3], 5);
+    }
+  }
 }
 
 }  // namespace
