@@ -6,7 +6,8 @@
 // references here are those loops as model_kernels.h documents them (sums over the batch in
 // order). 1e-5 relative; overwritten outputs start as NaN, accumulated ones from random values.
 // Images whose sides are not multiples of the patch (the edge pixels belong to no patch), widths
-// not multiples of 4 or 32, more elements than one block.
+// not multiples of 4 or 32, more elements than one block. The decoder cache's row gathers, in
+// words and in bytes.
 #include "common/cuda_emulation.h"
 // (the emulation first: the kernel headers compile against it)
 #include <gtest/gtest.h>
@@ -118,6 +119,32 @@ TEST(EmulatedModelKernels, FirstRows) {
   launch_n(B * rows * d, mk::put_first_rows_kernel, dgot.data(), dfirst.data(), B, rows, d);
   EXPECT_LE(max_rel_error(got, want), kTol) << "take_first_rows";
   EXPECT_LE(max_rel_error(dgot, dwant), kTol) << "put_first_rows";
+}
+
+// The decoder cache's row gathers (layers/device_ops.h gather_rows): rows repeated, dropped and
+// permuted, prefixes of rows copied between pitches, in 4-byte words and in bytes; the rest of
+// each destination row untouched.
+TEST(EmulatedModelKernels, GatherRows) {
+  const std::vector<std::int32_t> index = {2, 0, 0, 4, 1};
+  const i64 rows = static_cast<i64>(index.size()), src_rows = 5;
+  for (const bool words : {true, false}) {
+    const i64 src_pitch = words ? 48 : 45, dst_pitch = words ? 64 : 51, bytes = words ? 40 : 43;
+    std::vector<unsigned char> src(static_cast<std::size_t>(src_rows * src_pitch));
+    for (std::size_t i = 0; i < src.size(); ++i) src[i] = static_cast<unsigned char>(i * 7 + 3);
+    std::vector<unsigned char> want(static_cast<std::size_t>(rows * dst_pitch), 0xEE);
+    for (i64 r = 0; r < rows; ++r)
+      for (i64 b = 0; b < bytes; ++b) want[r * dst_pitch + b] = src[index[r] * src_pitch + b];
+    std::vector<unsigned char> got(want.size(), 0xEE);
+    if (words)
+      launch_n(rows * bytes / 4, mk::gather_rows_kernel<std::uint32_t>,
+               reinterpret_cast<std::uint32_t*>(got.data()), dst_pitch / 4,
+               reinterpret_cast<const std::uint32_t*>(src.data()), src_pitch / 4, index.data(),
+               rows, bytes / 4);
+    else
+      launch_n(rows * bytes, mk::gather_rows_kernel<unsigned char>, got.data(), dst_pitch,
+               static_cast<const unsigned char*>(src.data()), src_pitch, index.data(), rows, bytes);
+    EXPECT_EQ(got, want) << (words ? "words" : "bytes");
+  }
 }
 
 }  // namespace
