@@ -13,10 +13,12 @@
 #include "data/h5.h"
 #include "data/loader.h"
 #include "data/tokenizer.h"
+#include "layers/ops.h"
 #include "models/encoder_decoder.h"
 #include "trainer/checkpoint.h"
 #include "trainer/config.h"
 #include "trainer/decoding.h"
+#include "trainer/device_residency.h"
 #include "trainer/evaluation.h"
 #include "trainer/model_config_yaml.h"
 #include "trainer/weights_file.h"
@@ -87,6 +89,7 @@ std::string run_eval_command(const EvalArgs& args) {
     out["step"] = meta.step;
   }
   if (info.has_tokenizer) tokenizer = Tokenizer::load(data);
+  model->to_device(inference_device(config.train.device, "train.device"));
 
   EvalOptions options;
   options.path = data;
@@ -112,6 +115,7 @@ void run_translate_command(const TranslateArgs& args, std::istream& in, std::ost
     throw UserError(args.checkpoint + ": holds no tokenizer (" + kCheckpointTokenizerFile +
                     "; its data had none); translate token ids with --ids");
   if (args.batch <= 0) throw UserError("--batch: expected a positive integer");
+  loaded.model->to_device(inference_device(args.device, "--device"));
   auto& model = static_cast<EncoderDecoder&>(*loaded.model);
   const ModelConfig& c = model.config();
   DecodeOptions decode;
@@ -196,6 +200,8 @@ double run_predict_command(const PredictArgs& args, std::ostream& out) {
                     std::to_string(info.width) + "x" + std::to_string(info.channels) +
                     ", the model expects " + std::to_string(c.image_size) + "x" +
                     std::to_string(c.image_size) + "x" + std::to_string(c.channels));
+  const Device device = inference_device(args.device, "--device");
+  loaded.model->to_device(device);
   LoaderOptions lo;
   lo.path = args.data;
   lo.shuffle = false;
@@ -204,15 +210,17 @@ double run_predict_command(const PredictArgs& args, std::ostream& out) {
   lo.drop_last = false;
   Loader loader(lo);
   StepBatches step;
+  Batch on_device;
+  Tensor best_rows;
   std::int64_t index = 0, correct = 0;
   while (loader.next(step)) {
     for (const Batch& batch : step.micro_batches) {
-      loaded.model->forward(batch, ForwardContext{});
-      const Tensor logits = loaded.model->logits();
-      const std::int64_t K = logits.dim(1);
+      if (device != Device::cpu) upload_batch(on_device, batch, device);
+      loaded.model->forward(device == Device::cpu ? batch : on_device, ForwardContext{});
+      ops::argmax_rows(best_rows, loaded.model->logits());  // the first of equal maxima
+      const Tensor best_host = to_device(best_rows, Device::cpu);
       for (std::int64_t b = 0; b < batch.size(); ++b, ++index) {
-        const float* row = logits.data<float>() + b * K;
-        const auto best = static_cast<std::int64_t>(std::max_element(row, row + K) - row);
+        const std::int64_t best = best_host.data<std::int32_t>()[b];
         correct += best == batch.labels.data<std::int32_t>()[b];
         out << index << "\t" << best;
         if (best < static_cast<std::int64_t>(info.class_names.size()))

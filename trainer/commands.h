@@ -18,6 +18,7 @@ struct EvalArgs {
   std::string data;        // dataset to evaluate; "" = the config's data.valid
   int beam = 0;            // 0 = eval.beam of the config
 };
+// Runs on train.device of the config (cpu, cuda, or auto: the GPU where one is usable).
 // Prints one JSON object: loss, records, and accuracy (ViT) or bleu (translation).
 std::string run_eval_command(const EvalArgs& args);
 
@@ -29,6 +30,7 @@ struct TranslateArgs {
   // Lines are token ids separated by spaces (no bos/eos), in and out, instead of text: for
   // models trained on data without a tokenizer (`trainer prepare synthetic`) and for debugging.
   bool ids = false;
+  std::string device = "auto";  // cpu | cuda | auto (the GPU where one is usable)
 };
 // Sentences from `in`, one per line; translations to `out`, one per line, in order. A line
 // that is not a list of ids in [0, vocab_size) (with `ids`) is a UserError naming the line.
@@ -38,6 +40,7 @@ struct PredictArgs {
   std::string checkpoint;
   std::string data;
   std::int64_t batch = 256;
+  std::string device = "auto";  // cpu | cuda | auto
 };
 // Writes "index<TAB>class<TAB>name" per image to `out`; returns the accuracy against the
 // file's labels.

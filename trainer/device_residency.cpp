@@ -1,5 +1,6 @@
 #include "trainer/device_residency.h"
 
+#include <cstdio>
 #include <string>
 
 #include "trainer/config.h"
@@ -21,6 +22,27 @@ Device resolve_training_device(const RunConfig& c) {
   set_training_precision(
       c.train.precision == "bf16" ? MatmulPrecision::bf16 : MatmulPrecision::fp32, device);
   return device;
+}
+
+Device inference_device(const std::string& choice, const std::string& key) {
+  if (choice != "cpu" && choice != "cuda" && choice != "auto")
+    throw UserError(key + ": expected cpu, cuda or auto, got '" + choice + "'");
+  if (choice == "cpu") return Device::cpu;
+  if (cuda_device_count() == 0) {
+    if (choice == "auto") return Device::cpu;
+    throw UserError(key + ": cuda requested, but no CUDA device is usable (" +
+                    cuda_unavailable_reason() + "); use cpu or auto");
+  }
+  const std::string problem = cuda_device_problem(MatmulPrecision::fp32);
+  if (problem.empty()) return Device::cuda;
+  const std::string gpu =
+      "GPU " + std::to_string(current_cuda_device()) + " (" + current_cuda_device_name() + ")";
+  if (choice == "cuda")
+    throw UserError(key + ": cuda requested, but this trainer cannot use " + gpu + ": " + problem +
+                    "; or use cpu");
+  std::fprintf(stderr, "%s: running on the CPU: this trainer cannot use %s: %s\n", key.c_str(),
+               gpu.c_str(), problem.c_str());
+  return Device::cpu;
 }
 
 void require_usable_cuda_device(const RunConfig& c) {

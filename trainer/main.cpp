@@ -60,6 +60,8 @@ int run(int argc, char** argv, tr::ParallelRuntime& runtime) {
   translate_cmd
       ->add_option("--length-penalty", translate.length_penalty, "alpha of score / length^alpha")
       ->capture_default_str();
+  translate_cmd->add_option("--device", translate.device, "cpu | cuda | auto (a usable GPU)")
+      ->capture_default_str();
   translate_cmd->add_flag("--ids", translate.ids,
                           "lines are space-separated token ids, in and out (data without a "
                           "tokenizer, e.g. prepare synthetic)");
@@ -69,6 +71,8 @@ int run(int argc, char** argv, tr::ParallelRuntime& runtime) {
   predict_cmd->add_option("--checkpoint", predict.checkpoint, "checkpoint or run directory")
       ->required();
   predict_cmd->add_option("--data", predict.data, "image dataset (HDF5)")->required();
+  predict_cmd->add_option("--device", predict.device, "cpu | cuda | auto (a usable GPU)")
+      ->capture_default_str();
 
   std::string export_checkpoint, export_out;
   CLI::App* export_cmd = app.add_subcommand("export", "write a checkpoint's weights file");

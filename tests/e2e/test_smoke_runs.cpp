@@ -19,6 +19,7 @@
 
 #include "data/h5.h"
 #include "e2e/cli_runner.h"
+#include "layers/device.h"
 
 namespace tr {
 namespace {
@@ -216,6 +217,55 @@ TEST_F(SmokeTranslation, TranslateIdsReversesTheInput) {
     for (std::size_t i = 0; i < lines.size(); ++i) exact += lines[i] == expected[i];
     EXPECT_GE(exact, 6) << "beam " << beam << ":\n" << r.output;
   }
+}
+
+// eval runs on train.device: cuda without a GPU ends with exit 2 and one line; with one it
+// gives the CPU's figures.
+TEST_F(SmokeTranslation, EvalOnTheConfiguredDevice) {
+  const std::string command =
+      "eval --config " + config() + " " + data_sets() + " --checkpoint " + run_dir_.string();
+  const CliResult cpu = run_trainer(command + " --set train.device=cpu");
+  ASSERT_EQ(cpu.exit_code, 0) << cpu.output;
+  const CliResult cuda = run_trainer(command + " --set train.device=cuda");
+  if (cuda_device_count() == 0) {
+    EXPECT_EQ(cuda.exit_code, 2) << cuda.output;
+    EXPECT_EQ(count_lines(cuda.output), 1) << cuda.output;
+    EXPECT_NE(cuda.output.find("train.device: cuda requested"), std::string::npos) << cuda.output;
+    return;
+  }
+  ASSERT_EQ(cuda.exit_code, 0) << cuda.output;
+  const nlohmann::json a = json_line(cpu.output), b = json_line(cuda.output);
+  EXPECT_NEAR(b["loss"].get<double>(), a["loss"].get<double>(), 1e-5 * a["loss"].get<double>());
+  EXPECT_EQ(b["accuracy"], a["accuracy"]);
+}
+
+// --device: cpu gives the default's lines where no GPU is present; cuda ends with exit 2 and
+// one line where none is (and translates the same where one is); anything else is exit 2.
+TEST_F(SmokeTranslation, TranslateDeviceChoice) {
+  std::string input;
+  std::vector<std::string> expected;
+  valid_pairs(4, input, expected);
+  const fs::path in = dir_ / "device_in.txt";
+  std::ofstream(in) << input;
+  const std::string command =
+      "translate --checkpoint " + run_dir_.string() + " --ids --beam 2 < " + in.string();
+  const CliResult cpu = run_trainer(command + " --device cpu");
+  ASSERT_EQ(cpu.exit_code, 0) << cpu.output;
+  const CliResult cuda = run_trainer(command + " --device cuda");
+  if (cuda_device_count() == 0) {
+    EXPECT_EQ(cuda.exit_code, 2) << cuda.output;
+    EXPECT_EQ(count_lines(cuda.output), 1) << cuda.output;
+    EXPECT_NE(cuda.output.find("--device: cuda requested"), std::string::npos) << cuda.output;
+    EXPECT_EQ(run_trainer(command).output, cpu.output);  // auto: the CPU here
+  } else {
+    EXPECT_EQ(cuda.exit_code, 0) << cuda.output;
+    EXPECT_EQ(cuda.output, cpu.output);
+  }
+  const CliResult bad = run_trainer(command + " --device gpu");
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_EQ(count_lines(bad.output), 1) << bad.output;
+  EXPECT_NE(bad.output.find("--device: expected cpu, cuda or auto, got 'gpu'"), std::string::npos)
+      << bad.output;
 }
 
 TEST_F(SmokeTranslation, TranslateWithoutTokenizerAsksForIds) {

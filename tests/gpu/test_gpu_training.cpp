@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "data/dataset_fixtures.h"
@@ -124,6 +125,36 @@ TEST_F(GpuTraining, CudaCheckpointExportsAndEvaluates) {
                   " --weights " + (dir_ / "w.h5").string());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("loss"), std::string::npos) << r.output;
+}
+
+// The inference commands on the GPU give the CPU's results: eval (train.device) and translate
+// (--device), greedy and beam search.
+TEST_F(GpuTraining, InferenceCommandsOnCudaEqualTheCpu) {
+  TR_REQUIRE_CUDA();
+  train(dir_ / "run", 8, "cuda");
+  const std::string eval = "eval --config " + config_ +
+                           " --set run.dir=" + (dir_ / "run").string() + " --checkpoint " +
+                           (dir_ / "run").string() + " --set train.device=";
+  const auto on_cpu = run_trainer(eval + "cpu"), on_cuda = run_trainer(eval + "cuda");
+  ASSERT_EQ(on_cpu.exit_code, 0) << on_cpu.output;
+  ASSERT_EQ(on_cuda.exit_code, 0) << on_cuda.output;
+  const auto figures = [](const std::string& output) {
+    return nlohmann::json::parse(output.substr(output.find('{')));
+  };
+  const nlohmann::json a = figures(on_cpu.output), b = figures(on_cuda.output);
+  EXPECT_NEAR(b["loss"].get<double>(), a["loss"].get<double>(), 1e-5 * a["loss"].get<double>());
+  EXPECT_EQ(b["accuracy"], a["accuracy"]);
+
+  const fs::path in = dir_ / "in.txt";
+  std::ofstream(in) << "4 9 14\n5 10 15 19\n6 11\n";
+  for (const char* beam : {"1", "3"}) {
+    const std::string translate = "translate --checkpoint " + (dir_ / "run").string() +
+                                  " --ids --beam " + beam + " < " + in.string() + " --device ";
+    const auto t_cpu = run_trainer(translate + "cpu"), t_cuda = run_trainer(translate + "cuda");
+    ASSERT_EQ(t_cpu.exit_code, 0) << t_cpu.output;
+    ASSERT_EQ(t_cuda.exit_code, 0) << t_cuda.output;
+    EXPECT_EQ(t_cuda.output, t_cpu.output) << "beam " << beam;
+  }
 }
 
 }  // namespace
