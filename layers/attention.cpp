@@ -55,33 +55,32 @@ void MultiHeadAttention::attend(const ForwardContext& ctx) {
     make_attention_dropout_mask(keep_, shape, dropout_, ctx, layer_id_, tp_ ? head_offset_ : 0,
                                 q_.device());
   }
-  const Tensor no_mask;
-  const Tensor& mask = dropout_active_ ? keep_ : no_mask;
-  const double keep_scale = dropout_active_ ? 1.0 / (1.0 - dropout_) : 1.0;
   flash_ = ops::use_flash_attention(q_, k_, heads_);
   if (flash_)
-    ops::flash_attention_forward(context_, lse_, q_, k_, v_, kv_len_, mask, keep_scale, heads_,
-                                 causal_, 0);
+    ops::flash_attention_forward(context_, lse_, q_, k_, v_, kv_len_, dropout_mask(), keep_scale(),
+                                 heads_, causal_, 0);
   else
-    ops::attention_forward(context_, probs_, q_, k_, v_, kv_len_, mask, keep_scale, heads_, causal_,
-                           0);
+    ops::attention_forward(context_, probs_, q_, k_, v_, kv_len_, dropout_mask(), keep_scale(),
+                           heads_, causal_, 0);
+}
+
+const Tensor& MultiHeadAttention::dropout_mask() const {
+  static const Tensor none;
+  return dropout_active_ ? keep_ : none;
 }
 
 void MultiHeadAttention::backward_core(const Tensor& dy) {
   dcontext_ = o_proj.backward(dy);
-  const Tensor no_mask;
-  const Tensor& mask = dropout_active_ ? keep_ : no_mask;
-  const double keep_scale = dropout_active_ ? 1.0 / (1.0 - dropout_) : 1.0;
   if (flash_) {
     ops::flash_attention_backward(dq_, dk_, dv_, dcontext_, context_, lse_, q_, k_, v_, kv_len_,
-                                  mask, keep_scale, heads_, causal_, 0);
+                                  dropout_mask(), keep_scale(), heads_, causal_, 0);
     return;
   }
   // Selective recomputation: the same probabilities and mask again (the context it rewrites is
   // the same too, and o_proj is done with it).
   if (recompute_probs_) attend(ctx_);
-  ops::attention_backward(dq_, dk_, dv_, scratch_, dcontext_, probs_, q_, k_, v_, mask, keep_scale,
-                          heads_);
+  ops::attention_backward(dq_, dk_, dv_, scratch_, dcontext_, probs_, q_, k_, v_, dropout_mask(),
+                          keep_scale(), heads_);
   if (recompute_probs_) probs_ = keep_ = scratch_ = Tensor();
 }
 

@@ -50,6 +50,9 @@ class MultiHeadAttention {
   // keep_ and context_ from q_, k_, v_ and kv_len_, and probs_ (or lse_ on the flash path).
   void attend(const ForwardContext& ctx);
   void backward_core(const Tensor& dy);
+  // The keep mask the forward drew (undefined without dropout) and the scale of kept values.
+  const Tensor& dropout_mask() const;
+  double keep_scale() const { return dropout_active_ ? 1.0 / (1.0 - dropout_) : 1.0; }
   std::int64_t heads_, head_offset_;
   bool causal_;
   double dropout_;
