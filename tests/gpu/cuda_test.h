@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "common/error_measures.h"
+#include "layers/cpu/bf16.h"
+#include "layers/cuda/kernels.h"
 #include "layers/device.h"
 #include "layers/tensor.h"
 
@@ -69,5 +71,21 @@ inline std::vector<float> values(const Tensor& t) {
   f.copy_from(h);
   return std::vector<float>(f.data<float>(), f.data<float>() + f.numel());
 }
+
+// A fixture whose tests skip without a GPU and run with bf16 products on both devices (the CPU
+// twins round their products' operands as the GPU does), fp32 again afterwards.
+template <typename Base = ::testing::Test>
+class Bf16ProductsTest : public Base {
+ protected:
+  void SetUp() override {
+    TR_REQUIRE_CUDA();
+    cpu::set_bf16_products(true);
+    cuda::set_bf16_matmuls(true);
+  }
+  void TearDown() override {
+    cpu::set_bf16_products(false);
+    cuda::set_bf16_matmuls(false);
+  }
+};
 
 }  // namespace tr::gpu_test

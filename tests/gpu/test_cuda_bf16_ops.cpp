@@ -46,18 +46,7 @@ double err(const Tensor& device, const Tensor& host) {
   return gpu_test::max_rel_error(values(device), values(host), 1.0);
 }
 
-class CudaBf16Ops : public ::testing::Test {
- protected:
-  void SetUp() override {
-    TR_REQUIRE_CUDA();
-    cpu::set_bf16_products(true);
-    cuda::set_bf16_matmuls(true);
-  }
-  void TearDown() override {
-    cpu::set_bf16_products(false);
-    cuda::set_bf16_matmuls(false);
-  }
-};
+using CudaBf16Ops = gpu_test::Bf16ProductsTest<>;
 
 TEST_F(CudaBf16Ops, ConversionsEqualTheHosts) {
   std::vector<float> v = gpu_test::random_floats(1000, 3, -100, 100);

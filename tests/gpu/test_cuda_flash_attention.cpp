@@ -41,18 +41,7 @@ Tensor poisoned(const Shape& shape, DType dtype) {
   return cu(t);
 }
 
-class CudaFlashAttention : public ::testing::TestWithParam<Case> {
- protected:
-  void SetUp() override {
-    TR_REQUIRE_CUDA();
-    cpu::set_bf16_products(true);
-    cuda::set_bf16_matmuls(true);
-  }
-  void TearDown() override {
-    cpu::set_bf16_products(false);
-    cuda::set_bf16_matmuls(false);
-  }
-};
+using CudaFlashAttention = gpu_test::Bf16ProductsTest<::testing::TestWithParam<Case>>;
 
 TEST_P(CudaFlashAttention, EqualsTheCpu) {
   const Case& c = GetParam();
