@@ -14,7 +14,9 @@ d_ff 3072, 1000 classes, batch 128) and the encoder-decoder of d 1024, 16 heads,
 0.1), on synthetic batches. Contenders, alternated `--rounds` times (best round counts):
   - ours: build/bench/train_step --device cuda, fp32 and bf16 (bf16 operands of every matrix
     product, fp32 accumulation; activations, weights and optimizer state fp32);
-  - PyTorch eager fp32 (no TF32) and bf16 autocast (bench/torch_gpu_reference.py).
+  - PyTorch eager fp32 (no TF32) and bf16 autocast (bench/torch_gpu_reference.py);
+  - with --materialised also ours with TR_FLASH_ATTENTION=0 ("ours fp32 mat", "ours bf16 mat":
+    attention through the materialised kernels instead of flash attention).
 
 MFU = model FLOPs per second / the GPU's dense peak for the precision (the trainer's data-sheet
 table, trainer/device_peak.h, as train_step reports it; "n/a" for a GPU not in it). FLOPs: bench/flops.py, 3 x the forward's matrix-multiply FLOPs; for our ViT
@@ -147,6 +149,8 @@ def main():
     ap.add_argument("--profile", action="store_true",
                     help="ours only: train_step --profile, each device op's time per step")
     ap.add_argument("--profile-precisions", default="fp32,bf16")
+    ap.add_argument("--materialised", action="store_true",
+                    help="also ours with TR_FLASH_ATTENTION=0 (materialised attention)")
     ap.add_argument("--kernels", default="",
                     help="path of bench/gpu_kernels: the kernels alone beside PyTorch's, then exit")
     args = ap.parse_args()
@@ -183,14 +187,24 @@ def main():
             "torch bf16": torch_cmd(here, model, "bf16", args.steps, args.warmup, args.batch,
                                     args.device),
         }
+        if args.materialised:
+            for precision in ("fp32", "bf16"):
+                contenders[f"ours {precision} mat"] = ours_cmd(
+                    args.train_step, model, args.steps, args.warmup, args.batch, args.device,
+                    precision)
         if args.device != "cuda":
-            del contenders["ours bf16"]
+            for name in ("ours bf16", "ours bf16 mat"):
+                contenders.pop(name, None)
         best = {}
         for _ in range(args.rounds):
             for name, cmd in contenders.items():
                 env = None
-                if name.startswith("ours") and args.ours_library_path:
-                    env = dict(os.environ, LD_LIBRARY_PATH=args.ours_library_path)
+                if name.startswith("ours"):
+                    env = dict(os.environ)
+                    if args.ours_library_path:
+                        env["LD_LIBRARY_PATH"] = args.ours_library_path
+                    if name.endswith(" mat"):
+                        env["TR_FLASH_ATTENTION"] = "0"
                 try:
                     r = run_json(cmd, args.timeout, env)
                 except subprocess.TimeoutExpired:
@@ -208,11 +222,11 @@ def main():
 
     print(f"GPU: {gpu or 'unknown (PyTorch did not run)'}   peaks (dense TFLOP/s): "
           f"{peaks if peaks else 'n/a'}   best of {args.rounds} rounds x {args.steps} steps")
-    print(f"{'model':7} {'impl':11} {'throughput':>11} {'unit':16} {'vs torch fp32':>13} "
+    print(f"{'model':7} {'impl':13} {'throughput':>11} {'unit':16} {'vs torch fp32':>13} "
           f"{'vs torch bf16':>13} {'TFLOP/s':>8} {'MFU':>6} {'peak MB':>8}")
     for row in rows:
         if "error" in row:
-            print(f"{row['model']:7} {row['impl']:11} failed: {' '.join(row['error'])}")
+            print(f"{row['model']:7} {row['impl']:13} failed: {' '.join(row['error'])}")
             continue
         ref = {k: next((x for x in rows if x["model"] == row["model"] and x["impl"] == k
                         and "throughput" in x), None) for k in ("torch fp32", "torch bf16")}
@@ -227,7 +241,7 @@ def main():
         ratios = [f"{row['throughput'] / ref[k]['throughput']:12.2f}x" if ref[k] else f"{'-':>13}"
                   for k in ("torch fp32", "torch bf16")]
         peak_mb = row.get("peak_tensor_mb", row.get("peak_gpu_mb", 0.0))
-        print(f"{row['model']:7} {row['impl']:11} {row['throughput']:11.1f} {row['unit']:16} "
+        print(f"{row['model']:7} {row['impl']:13} {row['throughput']:11.1f} {row['unit']:16} "
               f"{ratios[0]} {ratios[1]} {tflops:8.1f} {mfu:>6} {peak_mb:8.0f}")
         row.update(tflops=tflops, flops_per_unit=flops)
     if os.environ.get("OUT"):
