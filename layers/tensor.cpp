@@ -193,7 +193,14 @@ std::shared_ptr<Buffer> BufferPool::acquire(std::size_t bytes) {
     } catch (const std::bad_alloc&) {
       // Out of (device) memory: cached blocks of other sizes may make room.
       trim();
-      buffer->data = system_alloc(device_, rounded);
+      try {
+        buffer->data = system_alloc(device_, rounded);
+      } catch (const std::bad_alloc&) {
+        std::lock_guard<std::mutex> lock(pool_mutex());
+        throw OutOfMemory(out_of_memory_message(
+            device_ == Device::cuda ? "GPU memory" : "host memory", static_cast<double>(rounded),
+            static_cast<double>(in_use_bytes_ - rounded), static_cast<double>(peak_in_use_bytes_)));
+      }
     }
   } catch (...) {
     std::lock_guard<std::mutex> lock(pool_mutex());

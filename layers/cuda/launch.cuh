@@ -32,7 +32,15 @@ class StreamScratch {
       return true;
     }();
     (void)pool_kept;
-    if (bytes > 0) TR_CUDA_CHECK(cudaMallocAsync(&ptr_, bytes, compute_stream()));
+    if (bytes == 0) return;
+    const cudaError_t err = cudaMallocAsync(&ptr_, bytes, compute_stream());
+    if (err == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      throw OutOfMemory("out of GPU memory: " + std::to_string(bytes >> 20) +
+                        " MiB of an op's scratch (attention, conversions) could not be had; lower "
+                        "train.micro_batch, or set train.recompute: selective or full");
+    }
+    TR_CUDA_CHECK(err);
   }
   ~StreamScratch() {
     if (ptr_) cudaFreeAsync(ptr_, compute_stream());

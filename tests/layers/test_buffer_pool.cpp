@@ -1,8 +1,11 @@
 // The buffer pool behind every tensor: released blocks are taken again by requests of their
 // size class or up to half as large again (ragged batches), not by much smaller ones; a miss
 // while more than 256 MiB is cached frees the blocks that sat unused through 4096 requests
-// and keeps the recently released ones.
+// and keeps the recently released ones; memory that cannot be had is an OutOfMemory.
 #include <gtest/gtest.h>
+
+#include <string>
+#include <type_traits>
 
 #include "layers/tensor.h"
 
@@ -63,6 +66,28 @@ TEST(BufferPool, RecentBlocksStayWhenNothingIsStale) {
   EXPECT_GE(pool.cached_bytes(), static_cast<std::size_t>(300 * kMiB));
   pool.trim();
   EXPECT_EQ(pool.cached_bytes(), 0u);
+}
+
+// Memory that cannot be had even after the cache is given back ends as an OutOfMemory (a
+// RunFailure: exit 3) that says how much was asked and held and what to change, and the pool's
+// count is as before. 2^60 bytes: beyond any address space, whatever the overcommit setting.
+TEST(BufferPool, OutOfMemoryNamesTheSizesAndTheRemedies) {
+  BufferPool& pool = BufferPool::instance(Device::cpu);
+  const Tensor held = Tensor::empty({1 << 20}, DType::f32);
+  const std::size_t before = pool.in_use_bytes();
+  try {
+    Tensor huge = Tensor::empty({std::int64_t{1} << 58}, DType::f32);
+    FAIL() << "2^60 bytes were allocated";
+  } catch (const OutOfMemory& e) {
+    const std::string message = e.what();
+    EXPECT_EQ(message.rfind("out of host memory: 10737418", 0), 0u) << message;  // 2^30 GiB
+    EXPECT_NE(message.find("GiB more requested"), std::string::npos) << message;
+    EXPECT_NE(message.find("train.micro_batch"), std::string::npos) << message;
+    EXPECT_NE(message.find("train.recompute"), std::string::npos) << message;
+    EXPECT_EQ(message.find('\n'), std::string::npos) << message;  // one line
+  }
+  EXPECT_EQ(pool.in_use_bytes(), before);
+  static_assert(std::is_base_of_v<RunFailure, OutOfMemory>, "exit 3, as other run failures");
 }
 
 }  // namespace
