@@ -126,6 +126,21 @@ __device__ __forceinline__ int keys_of(const ProblemOf<E>& p, int b) {
   return p.kv_len ? min(max(p.kv_len[b], 0), p.Tk) : p.Tk;
 }
 
+// The (batch, head) pair of a block (blockIdx.x) and where its rows start: those of q, out,
+// dout and dq at q_base + i * ld, those of k, v, dk and dv at k_base + j * ld; kv keys exist.
+struct BlockHead {
+  int bh;
+  i64 ld, q_base, k_base;
+  int kv;
+};
+template <typename E>
+__device__ __forceinline__ BlockHead block_head(const ProblemOf<E>& p) {
+  const int bh = blockIdx.x, b = bh / p.H, h = bh % p.H;
+  const i64 ld = p.ld(), head = static_cast<i64>(h) * p.Dh;
+  return {bh, ld, static_cast<i64>(b) * p.Tq * ld + head, static_cast<i64>(b) * p.Tk * ld + head,
+          keys_of(p, b)};
+}
+
 // The first query tile that can see a key of the tile starting at j0 (kv keys exist): 0, or
 // under the causal mask the tile holding the first query with i + q_offset >= j0; Tq (none)
 // when no key of the tile exists.
@@ -133,6 +148,18 @@ template <typename E>
 __device__ __forceinline__ int first_query_tile(const ProblemOf<E>& p, int j0, int kv) {
   if (j0 >= kv) return p.Tq;
   return p.causal ? (max(0, j0 - p.q_offset) / kTile) * kTile : 0;
+}
+
+// The dk/dv kernels' per-query statistics of the query tile at i0 into shared memory: lse
+// (+inf past Tq: no probability) and rowdot (0 past Tq).
+template <typename E>
+__device__ void load_row_stats(float* lse_s, float* rowdot_s, const float* lse, const float* rowdot,
+                               int bh, int i0, const ProblemOf<E>& p) {
+  for (int t = threadIdx.x; t < kTile; t += blockDim.x) {
+    const bool row = i0 + t < p.Tq;
+    lse_s[t] = row ? lse[static_cast<i64>(bh) * p.Tq + i0 + t] : INFINITY;
+    rowdot_s[t] = row ? rowdot[static_cast<i64>(bh) * p.Tq + i0 + t] : 0.0f;
+  }
 }
 
 // Rows [0, kTile) of a head slice (row 0 at `base`, row stride p.ld()) into a shared tile of

@@ -158,14 +158,9 @@ __global__ void __launch_bounds__(kF32Threads)
   float* probs = vs + S::head_elems;
 
   const int ty = threadIdx.x / kColumnThreads, tx = threadIdx.x % kColumnThreads;
-  const int bh = blockIdx.x, b = bh / p.H, h = bh % p.H;
+  const auto [bh, ld, q_base, k_base, kv] = block_head(p);
   const int i0 = blockIdx.y * kTile;
-  const i64 ld = p.ld();
-  const i64 head = static_cast<i64>(h) * p.Dh;
-  const float* qb = p.q + static_cast<i64>(b) * p.Tq * ld + head;
-  const float* kb = p.k + static_cast<i64>(b) * p.Tk * ld + head;
-  const float* vb = p.v + static_cast<i64>(b) * p.Tk * ld + head;
-  const int kv = keys_of(p, b);
+  const float *qb = p.q + q_base, *kb = p.k + k_base, *vb = p.v + k_base;
   const int kv_end = visible_keys(kv, min(i0 + kTile, p.Tq) - 1, p);  // any row of the block
 
   int limit[kRowsPerThread];
@@ -231,8 +226,7 @@ __global__ void __launch_bounds__(kF32Threads)
     if (tx == 0 && i < p.Tq)
       lse[static_cast<i64>(bh) * p.Tq + i] = l[a] > 0.0f ? (m[a] + log2f(l[a])) * kLn2 : INFINITY;
   }
-  store_f32_block<DHP>(out + static_cast<i64>(b) * p.Tq * ld + head + static_cast<i64>(i0) * ld, o,
-                       p.Tq - i0, 1.0f, p, ty, tx);
+  store_f32_block<DHP>(out + q_base + static_cast<i64>(i0) * ld, o, p.Tq - i0, 1.0f, p, ty, tx);
 }
 
 // ---- backward ---------------------------------------------------------------------------------
@@ -264,13 +258,8 @@ __global__ void __launch_bounds__(kF32Threads)
   float* rowdot_s = lse_s + kTile;
 
   const int ty = threadIdx.x / kColumnThreads, tx = threadIdx.x % kColumnThreads;
-  const int bh = blockIdx.x, b = bh / p.H, h = bh % p.H;
+  const auto [bh, ld, q_base, k_base, kv] = block_head(p);
   const int j0 = blockIdx.y * kTile;
-  const i64 ld = p.ld();
-  const i64 head = static_cast<i64>(h) * p.Dh;
-  const i64 q_base = static_cast<i64>(b) * p.Tq * ld + head;
-  const i64 k_base = static_cast<i64>(b) * p.Tk * ld + head;
-  const int kv = keys_of(p, b);
 
   float dk_acc[kRowsPerThread][S::out_cols], dv_acc[kRowsPerThread][S::out_cols];
   TR_UNROLL
@@ -285,11 +274,7 @@ __global__ void __launch_bounds__(kF32Threads)
     __syncthreads();  // the previous query tiles are read (and the key tiles written)
     load_f32_tile<DHP>(qs, p.q + q_base + static_cast<i64>(i0) * ld, p.Tq - i0, p);
     load_f32_tile<DHP>(dos, dout + q_base + static_cast<i64>(i0) * ld, p.Tq - i0, p);
-    for (int t = threadIdx.x; t < kTile; t += blockDim.x) {
-      const bool row = i0 + t < p.Tq;
-      lse_s[t] = row ? lse[static_cast<i64>(bh) * p.Tq + i0 + t] : INFINITY;
-      rowdot_s[t] = row ? rowdot[static_cast<i64>(bh) * p.Tq + i0 + t] : 0.0f;
-    }
+    load_row_stats(lse_s, rowdot_s, lse, rowdot, bh, i0, p);
     __syncthreads();
     float s_t[kRowsPerThread][kScoreCols], dp_t[kRowsPerThread][kScoreCols];
     f32_scores<DHP>(s_t, ks, qs, ty, tx);
@@ -349,13 +334,8 @@ __global__ void __launch_bounds__(kF32Threads)
   float* ds = vs + S::head_elems;
 
   const int ty = threadIdx.x / kColumnThreads, tx = threadIdx.x % kColumnThreads;
-  const int bh = blockIdx.x, b = bh / p.H, h = bh % p.H;
+  const auto [bh, ld, q_base, k_base, kv] = block_head(p);
   const int i0 = blockIdx.y * kTile;
-  const i64 ld = p.ld();
-  const i64 head = static_cast<i64>(h) * p.Dh;
-  const i64 q_base = static_cast<i64>(b) * p.Tq * ld + head;
-  const i64 k_base = static_cast<i64>(b) * p.Tk * ld + head;
-  const int kv = keys_of(p, b);
   const int kv_end = visible_keys(kv, min(i0 + kTile, p.Tq) - 1, p);
 
   int limit[kRowsPerThread];

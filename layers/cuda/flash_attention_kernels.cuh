@@ -168,14 +168,9 @@ __global__ void __launch_bounds__(kFlashThreads)
   bfloat* probs_all = reinterpret_cast<bfloat*>(scratch_all + kWarps * S::scratch_elems);
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int bh = blockIdx.x, b = bh / p.H, h = bh % p.H;
+  const auto [bh, ld, q_base, k_base, kv] = block_head(p);
   const int i0 = blockIdx.y * kTile;
-  const i64 ld = p.ld();
-  const i64 head = static_cast<i64>(h) * p.Dh;
-  const bfloat* qb = p.q + static_cast<i64>(b) * p.Tq * ld + head;
-  const bfloat* kb = p.k + static_cast<i64>(b) * p.Tk * ld + head;
-  const bfloat* vb = p.v + static_cast<i64>(b) * p.Tk * ld + head;
-  const int kv = keys_of(p, b);
+  const bfloat *qb = p.q + q_base, *kb = p.k + k_base, *vb = p.v + k_base;
   const int kv_end = visible_keys(kv, min(i0 + kTile, p.Tq) - 1, p);  // any row of the block
 
   float* scratch = scratch_all + warp * S::scratch_elems;
@@ -255,8 +250,7 @@ __global__ void __launch_bounds__(kFlashThreads)
     scratch[r * S::scratch + (lane & 1) * kOutCols + rotated(c, kOutCols, lane)] = o[c] * inv;
   __syncwarp();
   const int row0 = i0 + warp * 16;
-  store_rows<DHP>(out + static_cast<i64>(b) * p.Tq * ld + head + static_cast<i64>(row0) * ld,
-                  scratch, p.Tq - row0, 1.0f, p, lane);
+  store_rows<DHP>(out + q_base + static_cast<i64>(row0) * ld, scratch, p.Tq - row0, 1.0f, p, lane);
   // A row with no visible key: lse = +inf, so that the backward's exp(s - lse) is 0.
   if ((lane & 1) == 0 && i < p.Tq)
     lse[static_cast<i64>(bh) * p.Tq + i] = l > 0.0f ? (m + log2f(l)) * kLn2 : INFINITY;
@@ -295,13 +289,8 @@ __global__ void __launch_bounds__(kFlashThreads)
   float* rowdot_s = lse_s + kTile;
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int bh = blockIdx.x, b = bh / p.H, h = bh % p.H;
+  const auto [bh, ld, q_base, k_base, kv] = block_head(p);
   const int j0 = blockIdx.y * kTile;
-  const i64 ld = p.ld();
-  const i64 head = static_cast<i64>(h) * p.Dh;
-  const i64 q_base = static_cast<i64>(b) * p.Tq * ld + head;
-  const i64 k_base = static_cast<i64>(b) * p.Tk * ld + head;
-  const int kv = keys_of(p, b);
 
   float* s_t = scratch_all + warp * 2 * S::scratch_elems;  // scores, transposed
   float* dp_t = s_t + S::scratch_elems;                    // dP, transposed
@@ -327,11 +316,7 @@ __global__ void __launch_bounds__(kFlashThreads)
     __syncthreads();  // the previous query tiles are read
     load_tile<DHP>(qs, p.q + q_base + static_cast<i64>(i0) * ld, p.Tq - i0, p);
     load_tile<DHP>(dos, dout + q_base + static_cast<i64>(i0) * ld, p.Tq - i0, p);
-    for (int t = threadIdx.x; t < kTile; t += blockDim.x) {
-      const bool row = i0 + t < p.Tq;
-      lse_s[t] = row ? lse[static_cast<i64>(bh) * p.Tq + i0 + t] : INFINITY;
-      rowdot_s[t] = row ? rowdot[static_cast<i64>(bh) * p.Tq + i0 + t] : 0.0f;
-    }
+    load_row_stats(lse_s, rowdot_s, lse, rowdot, bh, i0, p);
     __syncthreads();
     scores_tile<DHP>(s_t, k_rows, qs);
     scores_tile<DHP>(dp_t, v_rows, dos);
@@ -381,13 +366,8 @@ __global__ void __launch_bounds__(kFlashThreads)
   bfloat* probs_all = reinterpret_cast<bfloat*>(scratch_all + 2 * kWarps * S::scratch_elems);
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int bh = blockIdx.x, b = bh / p.H, h = bh % p.H;
+  const auto [bh, ld, q_base, k_base, kv] = block_head(p);
   const int i0 = blockIdx.y * kTile;
-  const i64 ld = p.ld();
-  const i64 head = static_cast<i64>(h) * p.Dh;
-  const i64 q_base = static_cast<i64>(b) * p.Tq * ld + head;
-  const i64 k_base = static_cast<i64>(b) * p.Tk * ld + head;
-  const int kv = keys_of(p, b);
   const int kv_end = visible_keys(kv, min(i0 + kTile, p.Tq) - 1, p);
 
   float* s = scratch_all + warp * 2 * S::scratch_elems;
