@@ -116,8 +116,16 @@ int main(int argc, char** argv) {
     }
     tr::select_cuda_device(0);
   }
-  tr::set_training_precision(
-      precision == "bf16" ? tr::MatmulPrecision::bf16 : tr::MatmulPrecision::fp32, device);
+  const tr::MatmulPrecision matmul =
+      precision == "bf16" ? tr::MatmulPrecision::bf16 : tr::MatmulPrecision::fp32;
+  if (device == tr::Device::cuda) {
+    const std::string problem = tr::cuda_device_problem(matmul);
+    if (!problem.empty()) {
+      std::fprintf(stderr, "train_step: --device cuda: %s\n", problem.c_str());
+      return 2;
+    }
+  }
+  tr::set_training_precision(matmul, device);
   Batch host_batch, device_batch;
   const tr::ModelConfig c = reference_model(argc, argv, 1, host_batch);
   const std::int64_t B = host_batch.size();
