@@ -97,7 +97,16 @@ class NcclCommunicator final : public Communicator {
     ncclUniqueId id{};
     if (rank_ == 0) TR_NCCL_CHECK(ncclGetUniqueId(&id));
     host.broadcast(&id, sizeof id, DType::u8, 0);
-    TR_NCCL_CHECK(ncclCommInitRank(&comm_, size_, id, rank_));
+    const ncclResult_t init = ncclCommInitRank(&comm_, size_, id, rank_);
+    // Invalid usage at set-up: most often two ranks of the group on one GPU (more ranks on a
+    // node than GPUs it gives them), which NCCL refuses. Say so in terms of the job.
+    if (init == ncclInvalidUsage)
+      throw UserError("train.device: cuda: NCCL refused the " + name_ + " group of " +
+                      std::to_string(size_) + " ranks (" + ncclGetErrorString(init) +
+                      "; two ranks on one GPU?): start at most as many ranks per node as it has "
+                      "GPUs (mpirun --map-by ppr:GPUS:node, srun --gpus-per-task=1), or use "
+                      "train.device: cpu");
+    TR_NCCL_CHECK(init);
     TR_CUDART_CHECK(cudaStreamCreateWithFlags(&side_, cudaStreamNonBlocking));
   }
   ~NcclCommunicator() override {
