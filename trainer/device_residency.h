@@ -20,7 +20,7 @@ struct RunConfig;
 // (set_training_precision: bf16 products, and bf16 activations on the CPU).
 Device resolve_training_device(const RunConfig& config);
 
-// The device of an inference command (eval, translate, predict: one process, fp32): `choice` is
+// The device of a one-process command (eval, translate, predict, smoke; fp32): `choice` is
 // cpu, cuda or auto, as given by `key` (named in the errors). cuda without a usable GPU, or
 // with one this build cannot run, is a UserError (exit 2); auto takes the GPU where it can,
 // else the CPU (saying why on stderr when a GPU is present but unusable).

@@ -139,6 +139,8 @@ int run(int argc, char** argv, tr::ParallelRuntime& runtime) {
   smoke_cmd->add_option("--log-every", smoke.log_every, "steps between log lines")
       ->capture_default_str();
   smoke_cmd->add_option("--init", smoke.init, "weights file to start from");
+  smoke_cmd->add_option("--device", smoke.device, "cpu | cuda | auto (a usable GPU)")
+      ->capture_default_str();
   smoke_cmd->add_option("--save", smoke.save, "write the trained weights to this file");
   smoke_cmd->add_option("--min-accuracy", min_accuracy,
                         "exit 1 when the held-out accuracy ends below this fraction");

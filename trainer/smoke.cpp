@@ -5,6 +5,7 @@
 
 #include "models/model.h"
 #include "trainer/accuracy.h"
+#include "trainer/device_residency.h"
 #include "trainer/grad_clip.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/model_config_yaml.h"
@@ -57,6 +58,9 @@ double run_smoke(const SmokeOptions& o) {
   const ModelConfig config = smoke_config(o.model);
   auto model = make_model(config, DType::f32, /*label_smoothing=*/0.0, o.seed);
   if (!o.init.empty()) read_weights(o.init, model->parameters());
+  // On a GPU the model, its gradients and AdamW's state live there; batches are uploaded.
+  const Device device = inference_device(o.device, "--device");
+  model->to_device(device);
   AdamW optimizer(model->parameters(), AdamWConfig{0.9, 0.98, 1e-8, 0.01});
   ScheduleConfig schedule;
   schedule.type = ScheduleType::cosine;
@@ -66,16 +70,24 @@ double run_smoke(const SmokeOptions& o) {
   schedule.total_steps = o.steps;
   validate_schedule(schedule);
 
-  std::printf("smoke: %s, %zu parameter tensors, %lld steps of %lld samples\n", o.model.c_str(),
-              model->parameters().size(), static_cast<long long>(o.steps),
-              static_cast<long long>(o.batch));
-  Batch batch;
+  const std::string where =
+      device == Device::cpu ? std::string("the CPU") : current_cuda_device_name();
+  std::printf("smoke: %s on %s, %zu parameter tensors, %lld steps of %lld samples\n",
+              o.model.c_str(), where.c_str(), model->parameters().size(),
+              static_cast<long long>(o.steps), static_cast<long long>(o.batch));
+  Batch batch, on_device;
+  // The batch the model reads: the host one, or its device copy.
+  const auto upload = [&]() -> const Batch& {
+    if (device == Device::cpu) return batch;
+    upload_batch(on_device, batch, device);
+    return on_device;
+  };
   const auto start = std::chrono::steady_clock::now();
   for (std::int64_t step = 1; step <= o.steps; ++step) {
     fill_batch(batch, config, o.batch, o.seed, (step - 1) * o.batch);
     optimizer.zero_grad();
     const ForwardContext ctx{true, o.seed, static_cast<std::uint64_t>(step), (step - 1) * o.batch};
-    const double loss_sum = model->forward(batch, ctx);
+    const double loss_sum = model->forward(upload(), ctx);
     const std::int64_t count = model->counted_targets();
     model->backward(1.0 / static_cast<double>(count));
     const double grad_norm = clip_grad_norm(model->parameters(), 1.0);
@@ -94,7 +106,7 @@ double run_smoke(const SmokeOptions& o) {
   AccuracyCount total;
   for (std::int64_t i = 0; i < 8; ++i) {
     fill_batch(batch, config, o.batch, o.seed, kHeldOut + i * o.batch);
-    model->forward(batch, ForwardContext{});
+    model->forward(upload(), ForwardContext{});
     const AccuracyCount acc =
         count_correct(model->logits(), config.type == "vit" ? batch.labels : batch.tgt_out,
                       config.type == "vit" ? -1 : config.pad_id);
@@ -105,6 +117,7 @@ double run_smoke(const SmokeOptions& o) {
               static_cast<long long>(total.correct), static_cast<long long>(total.counted),
               config.type == "vit" ? "images" : "tokens");
   if (!o.save.empty()) {
+    model->to_device(Device::cpu);  // the file is written from the host
     write_weights(o.save, config.type, model_config_to_yaml_text(config), model->parameters());
     std::printf("weights written to %s\n", o.save.c_str());
   }

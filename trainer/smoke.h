@@ -15,8 +15,9 @@ struct SmokeOptions {
   std::uint64_t seed = 1;
   double lr = 1e-3;
   std::int64_t log_every = 20;
-  std::string init;  // weights file to start from (DESIGN section 5); empty: seeded init
-  std::string save;  // weights file written after training; empty: none
+  std::string init;             // weights file to start from (DESIGN section 5); empty: seeded init
+  std::string save;             // weights file written after training; empty: none
+  std::string device = "auto";  // cpu | cuda | auto (the GPU where one is usable)
 };
 
 // Returns the held-out accuracy in [0, 1].

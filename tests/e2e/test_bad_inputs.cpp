@@ -362,6 +362,26 @@ TEST_F(BadInputs, CudaDeviceWithoutGpuIsRefusedWithOneLine) {
   EXPECT_EQ(count_lines(r.output), 1) << r.output;
 }
 
+// The one-process commands' --device (smoke here; translate and predict in test_smoke_runs):
+// an unknown name, and cuda without a GPU, end with exit 2 and one line; cuda with a GPU runs.
+TEST_F(BadInputs, SmokeDeviceChoice) {
+  auto r = run_trainer("smoke --steps 1 --batch 4 --device tpu");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_EQ(count_lines(r.output), 1) << r.output;
+  EXPECT_NE(r.output.find("--device: expected cpu, cuda or auto, got 'tpu'"), std::string::npos)
+      << r.output;
+  r = run_trainer("smoke --steps 1 --batch 4 --device cuda");
+  if (cuda_device_count() > 0) {
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return;
+  }
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_EQ(count_lines(r.output), 1) << r.output;
+  EXPECT_NE(r.output.find("--device: cuda requested, but no CUDA device is usable"),
+            std::string::npos)
+      << r.output;
+}
+
 // auto trains: on the CPU without a GPU, on CUDA with one.
 TEST_F(BadInputs, AutoDeviceTrains) {
   const auto r = run_trainer("train --config " + vit_config_ + " --set train.device=auto");

@@ -127,6 +127,31 @@ TEST_F(GpuTraining, CudaCheckpointExportsAndEvaluates) {
   EXPECT_NE(r.output.find("loss"), std::string::npos) << r.output;
 }
 
+// trainer smoke on the GPU learns as on the CPU (fp32: the same trajectory up to rounding, so
+// the held-out accuracy within 5 points), and the weights it saves from the device load on the
+// host.
+TEST_F(GpuTraining, SmokeOnCudaLearnsAsOnTheCpu) {
+  TR_REQUIRE_CUDA();
+  const auto accuracy = [](const std::string& output) {
+    const std::size_t at = output.find("held-out accuracy: ");
+    return at == std::string::npos ? -1.0 : std::stod(output.substr(at + 19)) / 100;
+  };
+  const std::string smoke = "smoke --model encoder_decoder --steps 150 --batch 32 --log-every 50";
+  const auto on_cpu = run_trainer(smoke + " --device cpu");
+  const std::string weights = (dir_ / "smoke.h5").string();
+  const auto on_cuda = run_trainer(smoke + " --device cuda --save " + weights);
+  ASSERT_EQ(on_cpu.exit_code, 0) << on_cpu.output;
+  ASSERT_EQ(on_cuda.exit_code, 0) << on_cuda.output;
+  EXPECT_NE(on_cuda.output.find("on NVIDIA"), std::string::npos) << on_cuda.output;
+  EXPECT_NEAR(accuracy(on_cuda.output), accuracy(on_cpu.output), 0.05) << on_cuda.output;
+  EXPECT_GT(accuracy(on_cuda.output), 0.3) << on_cuda.output;  // the CPU: 47%, chance 4%
+  const auto reloaded = run_trainer(
+      "smoke --model encoder_decoder --steps 1 --batch 32 --device "
+      "cpu --init " +
+      weights);
+  EXPECT_EQ(reloaded.exit_code, 0) << reloaded.output;
+}
+
 // The inference commands on the GPU give the CPU's results: eval (train.device) and translate
 // (--device), greedy and beam search.
 TEST_F(GpuTraining, InferenceCommandsOnCudaEqualTheCpu) {
