@@ -49,6 +49,24 @@ double peak_memory_mb(Device device) {
   return static_cast<double>(peak_memory_bytes(device)) / (1024.0 * 1024.0);
 }
 
+// One line: the model, the steps, the device (a GPU's name), the ranks and their layout, the
+// precision.
+std::string run_summary(const RunConfig& c, std::int64_t total, Device device, int world,
+                        const ProcessGrid& grid) {
+  const ModelConfig& m = c.model;
+  std::string layers = std::to_string(m.encoder_layers);
+  if (m.type == "encoder_decoder") layers += "+" + std::to_string(m.decoder_layers);
+  std::string text = m.type + " (d_model " + std::to_string(m.d_model) + ", " + layers +
+                     " layers): " + std::to_string(total) + " steps of " +
+                     std::to_string(c.train.global_batch) + " samples on ";
+  text += device == Device::cuda ? current_cuda_device_name() : std::string("the CPU");
+  text += world == 1 ? ", 1 process" : ", " + std::to_string(world) + " ranks";
+  if (grid.tp_size > 1 || grid.dp_size > 1)
+    text += " (TP " + std::to_string(grid.tp_size) + " x DP " + std::to_string(grid.dp_size) + ")";
+  text += ", " + c.train.precision;
+  return text;
+}
+
 std::unique_ptr<Optimizer> make_optimizer(const RunConfig& c, const ParameterList& params) {
   if (c.train.optimizer.type == "sgd")
     return std::make_unique<SGD>(params, c.train.optimizer.sgd());
@@ -257,6 +275,8 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
 
   MetricsLog metrics(rank == 0 ? (run_dir / "metrics.jsonl").string() : "");
   Progress progress(total, config.log.progress, rank == 0 ? stderr : nullptr);
+  // What runs where, once: the first thing to check in a cluster job's log.
+  progress.message(run_summary(config, total, device, runtime.world_size(), grid));
   GradientReducer reducer(params, dp_tensors, config.parallel.bucket_mb, config.parallel.overlap);
   const std::string config_yaml = run_config_to_yaml(config);  // for meta.yaml
   // Translation checkpoints carry their tokenizer, so `trainer translate` needs nothing else.
