@@ -40,7 +40,7 @@ std::vector<Entry> totals() {
 }  // namespace op_profile
 
 OpTimer::OpTimer(const char* name) : name_(name) {
-  if (!g_enabled) return;
+  if (!g_enabled || name == nullptr) return;
   g_sync();
   ++g_depth;
   start_ = now_seconds();

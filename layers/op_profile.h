@@ -25,6 +25,8 @@ struct Entry {
 std::vector<Entry> totals();
 }  // namespace op_profile
 
+// Times the scope it lives in under `name` while profiling is on; a null name times nothing
+// (for a scope that counts only in some cases).
 class OpTimer {
  public:
   explicit OpTimer(const char* name);

@@ -1,9 +1,16 @@
 #include "layers/widened.h"
 
+#include "layers/op_profile.h"
+
 namespace tr {
+
+// On a GPU every widening is a conversion pass the bf16 kernels exist to avoid: counted (and
+// timed) by the op profile, so that tests can check that a bf16 step takes none.
+constexpr const char* kGpuWidening = "widened_bf16_on_cuda";
 
 const Tensor& Widened::in(const Tensor& t) {
   if (!t.defined() || t.dtype() != DType::bf16) return t;
+  const OpTimer timer(t.device() == Device::cuda ? kGpuWidening : nullptr);
   Tensor& wide = copies_.emplace_back(Tensor::empty(t.shape(), DType::f32, t.device()));
   wide.copy_from(t);
   return wide;
@@ -11,6 +18,7 @@ const Tensor& Widened::in(const Tensor& t) {
 
 Tensor& Widened::out(Tensor& t, bool accumulating) {
   if (!t.defined() || t.dtype() != DType::bf16) return t;
+  const OpTimer timer(t.device() == Device::cuda ? kGpuWidening : nullptr);
   Tensor& wide = copies_.emplace_back(Tensor::empty(t.shape(), DType::f32, t.device()));
   if (accumulating) wide.copy_from(t);
   outputs_.emplace_back(&t, &wide);

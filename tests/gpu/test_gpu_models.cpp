@@ -213,7 +213,8 @@ TEST_F(GpuModels, Bf16LossAndGradientsFollowCpu) {
 }
 
 // The bf16 comparisons above mean something only if the device run took the bf16 path: its
-// attention is the flash kernels, which run on bf16 projections only.
+// attention is the flash kernels (no materialised probabilities), and every op finds a kernel
+// for its bf16 operands (no widening into f32 copies, which the op profile counts).
 TEST_F(GpuModels, Bf16DeviceRunTakesTheBf16Kernels) {
   TR_REQUIRE_CUDA();
   under(MatmulPrecision::bf16, [] {
@@ -227,16 +228,21 @@ TEST_F(GpuModels, Bf16DeviceRunTakesTheBf16Kernels) {
       device->forward(db, ForwardContext{true, 17, 3, 0});
       device->backward(1.0 / static_cast<double>(device->counted_targets()));
       op_profile::enable(false, nullptr);
-      long flash_forward = 0, flash_backward = 0, materialised = 0;
+      long flash_forward = 0, flash_backward = 0, materialised = 0, widened = 0;
+      std::string ops;  // every op the step ran, for a failure message
       for (const op_profile::Entry& e : op_profile::totals()) {
         if (e.name == "flash_attention_forward") flash_forward = e.calls;
         if (e.name == "flash_attention_backward") flash_backward = e.calls;
         if (e.name == "attention_forward" || e.name == "attention_backward")
           materialised += e.calls;
+        if (e.name == "widened_bf16_on_cuda") widened = e.calls;
+        ops += e.name + " x" + std::to_string(e.calls) + "\n";
       }
       EXPECT_GT(flash_forward, 0) << c.type;
       EXPECT_EQ(flash_backward, flash_forward) << c.type;
       EXPECT_EQ(materialised, 0) << c.type;
+      // Every operand combination of the step has a bf16 kernel: no widening conversions.
+      EXPECT_EQ(widened, 0) << c.type << ", the step's ops:\n" << ops;
     }
   });
 }
