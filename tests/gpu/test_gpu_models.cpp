@@ -182,6 +182,38 @@ class GpuModels : public ::testing::Test {
                 lh.back(), worst);
     EXPECT_LT(ld.back(), 0.9 * ld.front()) << "the CUDA run did not learn";
   }
+
+  // One training step of both models on the device under the op profile: the attention is the
+  // flash kernels in both precisions (no materialised probabilities), and every op finds a
+  // kernel for its operands' dtypes (no widening of bf16 into f32 copies, which the profile
+  // counts).
+  static void check_device_step_kernels() {
+    for (const ModelConfig& c : {vit_config(), translation_config("pre", true, "sinusoidal")}) {
+      auto [host, device] = twins(c);
+      Batch hb, db;
+      make_batch(hb, c, 0);
+      upload_batch(db, hb, Device::cuda);
+      op_profile::reset();
+      op_profile::enable(true, [] { synchronize_device(Device::cuda); });
+      device->forward(db, ForwardContext{true, 17, 3, 0});
+      device->backward(1.0 / static_cast<double>(device->counted_targets()));
+      op_profile::enable(false, nullptr);
+      long flash_forward = 0, flash_backward = 0, materialised = 0, widened = 0;
+      std::string ops;  // every op the step ran, for a failure message
+      for (const op_profile::Entry& e : op_profile::totals()) {
+        if (e.name == "flash_attention_forward") flash_forward = e.calls;
+        if (e.name == "flash_attention_backward") flash_backward = e.calls;
+        if (e.name == "attention_forward" || e.name == "attention_backward")
+          materialised += e.calls;
+        if (e.name == "widened_bf16_on_cuda") widened = e.calls;
+        ops += e.name + " x" + std::to_string(e.calls) + "\n";
+      }
+      EXPECT_GT(flash_forward, 0) << c.type;
+      EXPECT_EQ(flash_backward, flash_forward) << c.type;
+      EXPECT_EQ(materialised, 0) << c.type;
+      EXPECT_EQ(widened, 0) << c.type << ", the step's ops:\n" << ops;
+    }
+  }
 };
 
 TEST_F(GpuModels, VitLossAndGradientsMatchCpu) {
@@ -212,39 +244,11 @@ TEST_F(GpuModels, Bf16LossAndGradientsFollowCpu) {
   });
 }
 
-// The bf16 comparisons above mean something only if the device run took the bf16 path: its
-// attention is the flash kernels (no materialised probabilities), and every op finds a kernel
-// for its bf16 operands (no widening into f32 copies, which the op profile counts).
-TEST_F(GpuModels, Bf16DeviceRunTakesTheBf16Kernels) {
+// The comparisons above mean something only if the device runs took the intended kernels.
+TEST_F(GpuModels, DeviceRunsTakeTheFlashAndBf16Kernels) {
   TR_REQUIRE_CUDA();
-  under(MatmulPrecision::bf16, [] {
-    for (const ModelConfig& c : {vit_config(), translation_config("pre", true, "sinusoidal")}) {
-      auto [host, device] = twins(c);
-      Batch hb, db;
-      make_batch(hb, c, 0);
-      upload_batch(db, hb, Device::cuda);
-      op_profile::reset();
-      op_profile::enable(true, [] { synchronize_device(Device::cuda); });
-      device->forward(db, ForwardContext{true, 17, 3, 0});
-      device->backward(1.0 / static_cast<double>(device->counted_targets()));
-      op_profile::enable(false, nullptr);
-      long flash_forward = 0, flash_backward = 0, materialised = 0, widened = 0;
-      std::string ops;  // every op the step ran, for a failure message
-      for (const op_profile::Entry& e : op_profile::totals()) {
-        if (e.name == "flash_attention_forward") flash_forward = e.calls;
-        if (e.name == "flash_attention_backward") flash_backward = e.calls;
-        if (e.name == "attention_forward" || e.name == "attention_backward")
-          materialised += e.calls;
-        if (e.name == "widened_bf16_on_cuda") widened = e.calls;
-        ops += e.name + " x" + std::to_string(e.calls) + "\n";
-      }
-      EXPECT_GT(flash_forward, 0) << c.type;
-      EXPECT_EQ(flash_backward, flash_forward) << c.type;
-      EXPECT_EQ(materialised, 0) << c.type;
-      // Every operand combination of the step has a bf16 kernel: no widening conversions.
-      EXPECT_EQ(widened, 0) << c.type << ", the step's ops:\n" << ops;
-    }
-  });
+  check_device_step_kernels();  // fp32
+  under(MatmulPrecision::bf16, [] { check_device_step_kernels(); });
 }
 
 TEST_F(GpuModels, Bf16TrainingFollowsCpuFor100Steps) {
