@@ -92,6 +92,24 @@ void synchronize_device(Device device) {
 #endif
 }
 
+std::string cuda_architectures() {
+#if defined(TR_HAVE_CUDA) && defined(TR_CUDA_ARCHITECTURES)
+  return TR_CUDA_ARCHITECTURES;
+#else
+  return "";
+#endif
+}
+
+CudaDeviceInfo cuda_device_info(int index) {
+#ifdef TR_HAVE_CUDA
+  const cuda::DeviceInfo d = cuda::device_info(index);
+  return {d.name, d.capability, d.memory};
+#else
+  (void)index;
+  throw InternalError("cuda_device_info in a build without the CUDA backend");
+#endif
+}
+
 std::string current_cuda_device_name() {
 #ifdef TR_HAVE_CUDA
   return cuda::device_name();

@@ -23,6 +23,17 @@ int current_cuda_device();
 // The current GPU's name ("" without the backend).
 std::string current_cuda_device_name();
 
+// The CUDA architectures this build carries kernels for ("80,90"; "" without the backend).
+std::string cuda_architectures();
+// GPU `index`: name, compute capability (major * 10 + minor) and memory. InternalError without
+// the backend.
+struct CudaDeviceInfo {
+  std::string name;
+  int compute_capability = 0;
+  std::size_t memory_bytes = 0;
+};
+CudaDeviceInfo cuda_device_info(int index);
+
 // Operand precision of the matrix products on CUDA (linear layers, attention): fp32, or bf16
 // operands with fp32 accumulation and fp32 results, the rest of the step staying fp32
 // (train.precision: bf16). Process-wide: a process trains one configuration. bf16 without the

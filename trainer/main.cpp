@@ -19,6 +19,7 @@
 #include "trainer/inspect.h"
 #include "trainer/plot.h"
 #include "trainer/smoke.h"
+#include "trainer/system_info.h"
 #include "trainer/training.h"
 
 namespace {
@@ -79,6 +80,9 @@ int run(int argc, char** argv, tr::ParallelRuntime& runtime) {
   export_cmd->add_option("--checkpoint", export_checkpoint, "checkpoint or run directory")
       ->required();
   export_cmd->add_option("--out", export_out, "weights file to write")->required();
+
+  CLI::App* info_cmd =
+      app.add_subcommand("info", "what this build supports and which GPUs it can train on here");
 
   std::string inspect_path;
   CLI::App* inspect_cmd =
@@ -161,6 +165,10 @@ int run(int argc, char** argv, tr::ParallelRuntime& runtime) {
     }
     if (train.config_path.empty()) throw tr::UserError("train: --config is required");
     return tr::run_training(train, runtime);
+  }
+  if (*info_cmd) {
+    std::fputs(tr::system_info().c_str(), stdout);
+    return 0;
   }
   if (*eval_cmd) {
     std::printf("%s\n", tr::run_eval_command(eval).c_str());

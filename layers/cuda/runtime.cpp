@@ -83,6 +83,12 @@ void reset_scratch_peak() {
   TR_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &zero));
 }
 
+DeviceInfo device_info(int device) {
+  cudaDeviceProp prop{};
+  TR_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  return {prop.name, prop.major * 10 + prop.minor, prop.totalGlobalMem};
+}
+
 void set_device(int device) {
   TR_CUDA_CHECK(cudaSetDevice(device));
 }

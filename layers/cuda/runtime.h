@@ -18,6 +18,13 @@ int current_device();
 std::string device_name();  // the current device's, e.g. "NVIDIA H100 80GB HBM3"
 // The current device's compute capability as major * 10 + minor (90 for an H100).
 int compute_capability();
+// A device's name, compute capability (major * 10 + minor) and memory in bytes.
+struct DeviceInfo {
+  std::string name;
+  int capability = 0;
+  std::size_t memory = 0;
+};
+DeviceInfo device_info(int device);
 // "" when the current device can run this build's kernels, else the runtime's reason (no
 // kernel image for its architecture). probe.cu.
 std::string kernel_image_problem();

@@ -127,6 +127,16 @@ TEST_F(GpuTraining, CudaCheckpointExportsAndEvaluates) {
   EXPECT_NE(r.output.find("loss"), std::string::npos) << r.output;
 }
 
+// trainer info lists the GPU and says this build trains on it (the gpu runs use Hopper or
+// Ampere GPUs: both precisions).
+TEST_F(GpuTraining, InfoListsTheGpu) {
+  TR_REQUIRE_CUDA();
+  const auto r = run_trainer("info");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("GPU 0: " + cuda_device_info(0).name), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("trains in fp32 and bf16"), std::string::npos) << r.output;
+}
+
 // trainer smoke on the GPU learns as on the CPU (fp32: the same trajectory up to rounding, so
 // the held-out accuracy within 5 points), and the weights it saves from the device load on the
 // host.

@@ -1,0 +1,36 @@
+// `trainer info` reports the build and this machine: the CUDA backend (and its architectures),
+// NCCL, MPI, the OpenMP threads, and either why no GPU is usable or each GPU with what this
+// build can train on it. Exit 0 either way.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "e2e/cli_runner.h"
+#include "layers/device.h"
+
+namespace tr {
+namespace {
+
+using testing::run_trainer;
+
+TEST(InfoCli, ReportsTheBuildAndTheGpus) {
+  const testing::CliResult r = run_trainer("info");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.rfind("trainer build: CUDA backend ", 0), 0u) << r.output;
+  EXPECT_NE(r.output.find("OpenMP threads"), std::string::npos) << r.output;
+  if (cuda_built()) {
+    EXPECT_NE(r.output.find("(architectures " + cuda_architectures() + ")"), std::string::npos)
+        << r.output;
+  }
+  if (cuda_device_count() == 0) {
+    EXPECT_NE(r.output.find("GPUs: none usable (" + cuda_unavailable_reason() + ")"),
+              std::string::npos)
+        << r.output;
+  } else {
+    EXPECT_NE(r.output.find("GPU 0: " + cuda_device_info(0).name), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("trains in fp32"), std::string::npos) << r.output;
+  }
+}
+
+}  // namespace
+}  // namespace tr
