@@ -25,6 +25,8 @@ namespace tr::cpu {
 
 namespace {
 
+using attention_detail::for_each_head;
+using attention_detail::HeadSlice;
 using attention_detail::kBlasSingleThreadMnk;
 using attention_detail::key_limit;
 using attention_detail::thread_buffer;
@@ -291,28 +293,20 @@ void attention_forward(T* out, T* probs, const T* q, const T* k, const T* v,
   if (use_fused(Tk, Dh)) {
     const FusedForward<T> head = fused_forward_variant<T>();
     const bool par = B * H > 1 && static_cast<double>(B * H) * Tq * Tk * Dh > kFusedParallelMin;
-#pragma omp parallel for schedule(static) if (par)
-    for (i64 bh = 0; bh < B * H; ++bh) {
-      const i64 b = bh / H, h = bh % H;
-      const i64 kv = kv_len ? std::clamp<i64>(kv_len[b], 0, Tk) : Tk;
-      const i64 po = bh * Tq * Tk;
-      head(out + b * Tq * ld + h * Dh, probs + po, q + b * Tq * ld + h * Dh,
-           k + b * Tk * ld + h * Dh, v + b * Tk * ld + h * Dh, kv,
+    for_each_head(B, H, Tq, Tk, Dh, kv_len, par, [&](const HeadSlice& s) {
+      const i64 po = s.bh * Tq * Tk;
+      head(out + s.q, probs + po, q + s.q, k + s.k, v + s.k, s.kv,
            keep_mask ? keep_mask + po : nullptr, keep_scale, Tq, Tk, ld, Dh, causal, q_offset);
-    }
+    });
     return;
   }
   const bool small = static_cast<double>(Tq) * Tk * Dh <= kBlasSingleThreadMnk;
-#pragma omp parallel for schedule(static) if (small && B * H > 1)
-  for (i64 bh = 0; bh < B * H; ++bh) {
-    const i64 b = bh / H, h = bh % H;
-    const i64 kv = kv_len ? std::clamp<i64>(kv_len[b], 0, Tk) : Tk;
-    const i64 po = bh * Tq * Tk;
-    head_forward<T>(out + b * Tq * ld + h * Dh, probs + po, q + b * Tq * ld + h * Dh,
-                    k + b * Tk * ld + h * Dh, v + b * Tk * ld + h * Dh, kv,
+  for_each_head(B, H, Tq, Tk, Dh, kv_len, small && B * H > 1, [&](const HeadSlice& s) {
+    const i64 po = s.bh * Tq * Tk;
+    head_forward<T>(out + s.q, probs + po, q + s.q, k + s.k, v + s.k, s.kv,
                     keep_mask ? keep_mask + po : nullptr, keep_scale, Tq, Tk, ld, Dh, causal,
                     q_offset, !small);
-  }
+  });
 }
 
 template <typename T>
@@ -323,26 +317,20 @@ void attention_backward(T* dq, T* dk, T* dv, T* scratch, const T* dout, const T*
   if (use_fused(Tk, Dh)) {
     const FusedBackward<T> head = fused_backward_variant<T>();
     const bool par = B * H > 1 && static_cast<double>(B * H) * Tq * Tk * Dh > kFusedParallelMin;
-#pragma omp parallel for schedule(static) if (par)
-    for (i64 bh = 0; bh < B * H; ++bh) {
-      const i64 b = bh / H, h = bh % H;
-      const i64 po = bh * Tq * Tk;
-      const i64 qo = b * Tq * ld + h * Dh, ko = b * Tk * ld + h * Dh;
-      head(dq + qo, dk + ko, dv + ko, scratch + po, dout + qo, probs + po, q + qo, k + ko, v + ko,
-           keep_mask ? keep_mask + po : nullptr, keep_scale, Tq, Tk, ld, Dh);
-    }
+    for_each_head(B, H, Tq, Tk, Dh, nullptr, par, [&](const HeadSlice& s) {
+      const i64 po = s.bh * Tq * Tk;
+      head(dq + s.q, dk + s.k, dv + s.k, scratch + po, dout + s.q, probs + po, q + s.q, k + s.k,
+           v + s.k, keep_mask ? keep_mask + po : nullptr, keep_scale, Tq, Tk, ld, Dh);
+    });
     return;
   }
   const bool small = static_cast<double>(Tq) * Tk * Dh <= kBlasSingleThreadMnk;
-#pragma omp parallel for schedule(static) if (small && B * H > 1)
-  for (i64 bh = 0; bh < B * H; ++bh) {
-    const i64 b = bh / H, h = bh % H;
-    const i64 po = bh * Tq * Tk;
-    const i64 qo = b * Tq * ld + h * Dh, ko = b * Tk * ld + h * Dh;
-    head_backward<T>(dq + qo, dk + ko, dv + ko, scratch + po, dout + qo, probs + po, q + qo, k + ko,
-                     v + ko, keep_mask ? keep_mask + po : nullptr, keep_scale, Tq, Tk, ld, Dh,
-                     !small);
-  }
+  for_each_head(B, H, Tq, Tk, Dh, nullptr, small && B * H > 1, [&](const HeadSlice& s) {
+    const i64 po = s.bh * Tq * Tk;
+    head_backward<T>(dq + s.q, dk + s.k, dv + s.k, scratch + po, dout + s.q, probs + po, q + s.q,
+                     k + s.k, v + s.k, keep_mask ? keep_mask + po : nullptr, keep_scale, Tq, Tk, ld,
+                     Dh, !small);
+  });
 }
 
 template void attention_forward<float>(float*, float*, const float*, const float*, const float*,

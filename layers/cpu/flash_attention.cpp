@@ -19,6 +19,8 @@ namespace tr::cpu {
 
 namespace {
 
+using attention_detail::for_each_head;
+using attention_detail::HeadSlice;
 using attention_detail::kBlasSingleThreadMnk;
 using attention_detail::key_limit;
 using attention_detail::thread_buffer;
@@ -101,15 +103,11 @@ void flash_attention_forward(T* out, T* lse, const T* q, const T* k, const T* v,
                              i64 q_offset) {
   const i64 ld = H * Dh;
   const bool small = static_cast<double>(Tq) * Tk * Dh <= kBlasSingleThreadMnk;
-#pragma omp parallel for schedule(static) if (small && B * H > 1)
-  for (i64 bh = 0; bh < B * H; ++bh) {
-    const i64 b = bh / H, h = bh % H;
-    const i64 kv = kv_len ? std::clamp<i64>(kv_len[b], 0, Tk) : Tk;
-    const i64 qo = b * Tq * ld + h * Dh, ko = b * Tk * ld + h * Dh;
-    head_forward<T>(out + qo, lse + bh * Tq, q + qo, k + ko, v + ko, kv,
-                    keep_mask ? keep_mask + bh * Tq * Tk : nullptr, keep_scale, Tq, Tk, ld, Dh,
+  for_each_head(B, H, Tq, Tk, Dh, kv_len, small && B * H > 1, [&](const HeadSlice& s) {
+    head_forward<T>(out + s.q, lse + s.bh * Tq, q + s.q, k + s.k, v + s.k, s.kv,
+                    keep_mask ? keep_mask + s.bh * Tq * Tk : nullptr, keep_scale, Tq, Tk, ld, Dh,
                     causal, q_offset);
-  }
+  });
 }
 
 template <typename T>
@@ -119,15 +117,11 @@ void flash_attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* out, 
                               i64 Tk, i64 Dh, bool causal, i64 q_offset) {
   const i64 ld = H * Dh;
   const bool small = static_cast<double>(Tq) * Tk * Dh <= kBlasSingleThreadMnk;
-#pragma omp parallel for schedule(static) if (small && B * H > 1)
-  for (i64 bh = 0; bh < B * H; ++bh) {
-    const i64 b = bh / H, h = bh % H;
-    const i64 kv = kv_len ? std::clamp<i64>(kv_len[b], 0, Tk) : Tk;
-    const i64 qo = b * Tq * ld + h * Dh, ko = b * Tk * ld + h * Dh;
-    head_backward<T>(dq + qo, dk + ko, dv + ko, dout + qo, out + qo, lse + bh * Tq, q + qo, k + ko,
-                     v + ko, kv, keep_mask ? keep_mask + bh * Tq * Tk : nullptr, keep_scale, Tq, Tk,
-                     ld, Dh, causal, q_offset);
-  }
+  for_each_head(B, H, Tq, Tk, Dh, kv_len, small && B * H > 1, [&](const HeadSlice& s) {
+    head_backward<T>(dq + s.q, dk + s.k, dv + s.k, dout + s.q, out + s.q, lse + s.bh * Tq, q + s.q,
+                     k + s.k, v + s.k, s.kv, keep_mask ? keep_mask + s.bh * Tq * Tk : nullptr,
+                     keep_scale, Tq, Tk, ld, Dh, causal, q_offset);
+  });
 }
 
 #define TR_INSTANTIATE_FLASH(T)                                                                    \
