@@ -7,6 +7,19 @@
 
 namespace tr {
 
+namespace {
+
+MatmulPrecision matmul_precision(const RunConfig& c) {
+  return c.train.precision == "bf16" ? MatmulPrecision::bf16 : MatmulPrecision::fp32;
+}
+
+// "GPU 0 (NVIDIA H100 80GB HBM3)": the current GPU, for messages.
+std::string current_gpu() {
+  return "GPU " + std::to_string(current_cuda_device()) + " (" + current_cuda_device_name() + ")";
+}
+
+}  // namespace
+
 Device resolve_training_device(const RunConfig& c) {
   Device device = Device::cpu;
   if (c.train.device == "cuda") {
@@ -19,8 +32,7 @@ Device resolve_training_device(const RunConfig& c) {
   }
   // bf16: the matrix products take bf16 operands (fp32 accumulation, weights, optimizer state),
   // and on the CPU the blocks' activations are bf16.
-  set_training_precision(
-      c.train.precision == "bf16" ? MatmulPrecision::bf16 : MatmulPrecision::fp32, device);
+  set_training_precision(matmul_precision(c), device);
   return device;
 }
 
@@ -35,8 +47,7 @@ Device inference_device(const std::string& choice, const std::string& key) {
   }
   const std::string problem = cuda_device_problem(MatmulPrecision::fp32);
   if (problem.empty()) return Device::cuda;
-  const std::string gpu =
-      "GPU " + std::to_string(current_cuda_device()) + " (" + current_cuda_device_name() + ")";
+  const std::string gpu = current_gpu();
   if (choice == "cuda")
     throw UserError(key + ": cuda requested, but this trainer cannot use " + gpu + ": " + problem +
                     "; or use cpu");
@@ -46,12 +57,10 @@ Device inference_device(const std::string& choice, const std::string& key) {
 }
 
 void require_usable_cuda_device(const RunConfig& c) {
-  const std::string problem = cuda_device_problem(
-      c.train.precision == "bf16" ? MatmulPrecision::bf16 : MatmulPrecision::fp32);
+  const std::string problem = cuda_device_problem(matmul_precision(c));
   if (!problem.empty())
-    throw UserError("train.device: " + c.train.device + " chose GPU " +
-                    std::to_string(current_cuda_device()) + " (" + current_cuda_device_name() +
-                    "), which this trainer cannot use: " + problem + "; or use train.device: cpu");
+    throw UserError("train.device: " + c.train.device + " chose " + current_gpu() +
+                    ", which this trainer cannot use: " + problem + "; or use train.device: cpu");
 }
 
 void upload_batch(Batch& d, const Batch& h, Device device) {
