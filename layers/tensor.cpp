@@ -5,6 +5,10 @@
 #include <cstring>
 #include <mutex>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
 #include "layers/cpu/bf16.h"
 
 #ifdef TR_HAVE_CUDA
@@ -47,6 +51,24 @@ void system_free(Device device, void* p) {
   (void)device;
   std::free(p);
 }
+
+// Under AddressSanitizer (a -fsanitize=address build) the host pool's blocks would each look
+// like one allocation, in use for the life of the process: the bytes past a tensor's size and
+// the blocks waiting in the pool are marked unaddressable, so that a read past a tensor's end
+// or through a tensor already given back is reported as it would be with malloc and free.
+#if defined(__SANITIZE_ADDRESS__)
+void set_addressable(Device device, void* data, std::size_t used, std::size_t bytes) {
+  if (device != Device::cpu) return;
+  ASAN_UNPOISON_MEMORY_REGION(data, used);
+  ASAN_POISON_MEMORY_REGION(static_cast<char*>(data) + used, bytes - used);
+}
+void grow_addressable(Device device, void* data, std::size_t used) {
+  if (device == Device::cpu) ASAN_UNPOISON_MEMORY_REGION(data, used);
+}
+#else
+void set_addressable(Device, void*, std::size_t, std::size_t) {}
+void grow_addressable(Device, void*, std::size_t) {}
+#endif
 
 // Device-aware byte copy (host <-> device through the CUDA runtime).
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device,
@@ -167,6 +189,7 @@ std::shared_ptr<Buffer> BufferPool::acquire(std::size_t bytes) {
       buffer->bytes = free_blocks_[best].bytes;
       free_blocks_[best] = free_blocks_.back();
       free_blocks_.pop_back();
+      set_addressable(device_, buffer->data, bytes, buffer->bytes);
       cached_bytes_ -= buffer->bytes;
       in_use_bytes_ += buffer->bytes;
       peak_in_use_bytes_ = std::max(peak_in_use_bytes_, in_use_bytes_);
@@ -180,6 +203,7 @@ std::shared_ptr<Buffer> BufferPool::acquire(std::size_t bytes) {
     if (cached_bytes_ > kStaleCacheBytes) {
       std::erase_if(free_blocks_, [&](const FreeBlock& block) {
         if (requests_ - block.released_at <= kStaleRequests) return false;
+        set_addressable(device_, block.data, block.bytes, block.bytes);
         system_free(device_, block.data);
         cached_bytes_ -= block.bytes;
         return true;
@@ -207,11 +231,13 @@ std::shared_ptr<Buffer> BufferPool::acquire(std::size_t bytes) {
     in_use_bytes_ -= rounded;
     throw;
   }
+  set_addressable(device_, buffer->data, bytes, rounded);
   return buffer;
 }
 
 void BufferPool::release(void* data, std::size_t bytes) {
   std::lock_guard<std::mutex> lock(pool_mutex());
+  set_addressable(device_, data, 0, bytes);
   free_blocks_.push_back({bytes, data, requests_});
   cached_bytes_ += bytes;
   in_use_bytes_ -= bytes;
@@ -219,7 +245,10 @@ void BufferPool::release(void* data, std::size_t bytes) {
 
 void BufferPool::trim() {
   std::lock_guard<std::mutex> lock(pool_mutex());
-  for (const FreeBlock& block : free_blocks_) system_free(device_, block.data);
+  for (const FreeBlock& block : free_blocks_) {
+    set_addressable(device_, block.data, block.bytes, block.bytes);
+    system_free(device_, block.data);
+  }
   free_blocks_.clear();
   cached_bytes_ = 0;
 }
@@ -318,8 +347,12 @@ void ensure_shape(Tensor& t, const Shape& shape, DType dtype, Device device) {
       return;
     }
     for (auto s : shape) TR_CHECK(s >= 0, "negative dimension in " + shape_string(shape));
-    if (static_cast<std::size_t>(shape_numel(shape)) * dtype_size(dtype) <= t.capacity()) {
-      t.shape_ = shape;  // same buffer, fewer elements
+    const std::size_t bytes = static_cast<std::size_t>(shape_numel(shape)) * dtype_size(dtype);
+    if (bytes <= t.capacity()) {
+      // Same buffer, fewer elements. Other handles of the buffer may still use the larger
+      // size, so AddressSanitizer's addressable part only grows here.
+      if (bytes > t.bytes()) grow_addressable(device, t.raw(), bytes);
+      t.shape_ = shape;
       return;
     }
   }

@@ -90,5 +90,39 @@ TEST(BufferPool, OutOfMemoryNamesTheSizesAndTheRemedies) {
   static_assert(std::is_base_of_v<RunFailure, OutOfMemory>, "exit 3, as other run failures");
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+// Under AddressSanitizer (launch/sanitize) the pool's blocks are as precise as malloc's: the
+// bytes past a tensor's size (its block is of a larger size class) and a block waiting in the
+// pool are unaddressable, while a tensor grown back within its block by ensure_shape is not.
+float read_volatile(const float* p) {
+  return *static_cast<const volatile float*>(p);
+}
+
+TEST(BufferPoolUnderAddressSanitizer, ReadingPastATensorsEndIsReported) {
+  Tensor t = Tensor::empty({1000}, DType::f32);  // 4000 bytes in a block of 4032
+  ASSERT_GT(t.capacity(), t.bytes());
+  t.data<float>()[999] = 1.0f;
+  EXPECT_EQ(read_volatile(t.data<float>() + 999), 1.0f);
+  EXPECT_DEATH(read_volatile(t.data<float>() + 1000), "AddressSanitizer");
+}
+
+TEST(BufferPoolUnderAddressSanitizer, ReadingAReleasedTensorIsReported) {
+  const float* stale = nullptr;
+  {
+    const Tensor t = Tensor::empty({1000}, DType::f32);
+    stale = t.data<float>();
+  }
+  EXPECT_DEATH(read_volatile(stale), "AddressSanitizer");
+}
+
+TEST(BufferPoolUnderAddressSanitizer, ATensorGrownWithinItsBlockIsAddressable) {
+  Tensor t = Tensor::empty({1000}, DType::f32);
+  ensure_shape(t, {10}, DType::f32);
+  ensure_shape(t, {1008}, DType::f32);  // the whole block
+  t.data<float>()[1007] = 1.0f;
+  EXPECT_EQ(read_volatile(t.data<float>() + 1007), 1.0f);
+}
+#endif
+
 }  // namespace
 }  // namespace tr
