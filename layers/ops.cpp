@@ -450,10 +450,10 @@ bool use_flash_attention(const Tensor& q, const Tensor& k, std::int64_t heads) {
     const char* env = std::getenv("TR_FLASH_ATTENTION");
     return env == nullptr || std::string(env) != "0";
   }();
-  const bool same_dtype = (cuda_of(q, DType::bf16) && cuda_of(k, DType::bf16)) ||
-                          (cuda_of(q, DType::f32) && cuda_of(k, DType::f32));
+  const bool bf16 = cuda_of(q, DType::bf16) && cuda_of(k, DType::bf16);
+  const bool same_dtype = bf16 || (cuda_of(q, DType::f32) && cuda_of(k, DType::f32));
   return flash_allowed && same_dtype && heads > 0 && q.dim(2) % heads == 0 &&
-         q.dim(2) / heads <= cuda::kFlashMaxHeadDim;
+         cuda::flash_attention_supported(bf16, q.dim(2) / heads);
 #else
   (void)q, (void)k, (void)heads;
   return false;

@@ -1,6 +1,7 @@
 // Flash attention on CUDA: the launches of layers/cuda/flash_attention_kernels.cuh (bf16,
 // tensor cores) and flash_attention_f32_kernels.cuh (fp32); the algorithm and work split are
 // described there.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
@@ -57,6 +58,10 @@ void require_bf16_tensor_cores() {
            "flash attention needs bf16 tensor cores (compute capability 8.0 or later)");
 }
 
+// The most shared memory any GPU gives one block (an H100's 227 KiB); smaller GPUs check each
+// instantiation's need against their own limit (flash_attention_supported).
+constexpr std::size_t kLargestSmemOptIn = 227 * 1024;
+
 // Kernels above 48 KiB of dynamic shared memory must say so once per instantiation.
 template <typename Kernel>
 void allow_smem(Kernel kernel, std::size_t bytes) {
@@ -70,6 +75,10 @@ struct Launch;
 
 template <int DHP>
 struct Launch<bfloat, DHP> {
+  static constexpr std::size_t largest_smem() {
+    return std::max(forward_smem<DHP>(), backward_smem<DHP>());
+  }
+  static_assert(largest_smem() <= kLargestSmemOptIn, "flash attention: shared memory");
   static void forward(bfloat* out, float* lse, const ProblemOf<bfloat>& p) {
     constexpr std::size_t smem = forward_smem<DHP>();
     static const bool once = (allow_smem(flash_forward_kernel<DHP>, smem), true);
@@ -100,6 +109,10 @@ struct Launch<bfloat, DHP> {
 
 template <int DHP>
 struct Launch<float, DHP> {
+  static constexpr std::size_t largest_smem() {
+    return std::max({f32_forward_smem<DHP>(), f32_dkdv_smem<DHP>(), f32_dq_smem<DHP>()});
+  }
+  static_assert(largest_smem() <= kLargestSmemOptIn, "flash attention: shared memory");
   static void forward(float* out, float* lse, const ProblemOf<float>& p) {
     constexpr std::size_t smem = f32_forward_smem<DHP>();
     static const bool once = (allow_smem(flash_forward_f32_kernel<DHP>, smem), true);
@@ -184,7 +197,24 @@ void backward(E* dq, E* dk, E* dv, const E* dout, const E* out, const float* lse
   }
 }
 
+template <typename S>
+std::size_t largest_smem(i64 Dh) {
+  switch (padded_head_dim(Dh)) {
+    case 16: return Launch<S, 16>::largest_smem();
+    case 32: return Launch<S, 32>::largest_smem();
+    case 64: return Launch<S, 64>::largest_smem();
+    default: return Launch<S, 128>::largest_smem();
+  }
+}
+
 }  // namespace
+
+bool flash_attention_supported(bool bf16, i64 Dh) {
+  if (Dh <= 0 || Dh > kFlashMaxHeadDim) return false;
+  if (bf16 && compute_capability() < 80) return false;
+  const std::size_t need = bf16 ? largest_smem<bfloat>(Dh) : largest_smem<float>(Dh);
+  return need <= max_shared_memory_per_block();
+}
 
 void flash_attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
                              const std::int32_t* kv_len, const std::uint8_t* keep_mask,

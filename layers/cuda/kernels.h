@@ -138,6 +138,11 @@ void attention_backward(bf16* dq, bf16* dk, bf16* dv, float* scratch, const bf16
 // (per query tile), recomputing the probabilities in each: no atomics, so results are
 // reproducible. Heads of at most kFlashMaxHeadDim columns.
 constexpr i64 kFlashMaxHeadDim = 128;
+// Whether the current GPU runs the flash kernels of a precision and head width: bf16 needs
+// compute capability 8.0, and the widest kernel's shared memory must fit one block there (the
+// fp32 dk/dv kernel of heads of 128 takes 153 KiB, more than an RTX 30 or 40 series GPU's
+// 99 KiB). ops::use_flash_attention sends the others to the materialised kernels.
+bool flash_attention_supported(bool bf16, i64 Dh);
 void flash_attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
                              const std::int32_t* kv_len, const std::uint8_t* keep_mask,
                              float keep_scale, i64 B, i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal,

@@ -68,6 +68,13 @@ int compute_capability() {
   return major * 10 + minor;
 }
 
+std::size_t max_shared_memory_per_block() {
+  int bytes = 0;
+  TR_CUDA_CHECK(
+      cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, current_device()));
+  return static_cast<std::size_t>(bytes);
+}
+
 std::size_t scratch_peak_bytes() {
   cudaMemPool_t pool;
   TR_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, current_device()));

@@ -18,6 +18,9 @@ int current_device();
 std::string device_name();  // the current device's, e.g. "NVIDIA H100 80GB HBM3"
 // The current device's compute capability as major * 10 + minor (90 for an H100).
 int compute_capability();
+// The most dynamic shared memory one block of the current device may opt into (H100 227 KiB,
+// A100 163 KiB, RTX 30 and 40 series 99 KiB).
+std::size_t max_shared_memory_per_block();
 // A device's name, compute capability (major * 10 + minor) and memory in bytes.
 struct DeviceInfo {
   std::string name;
