@@ -51,6 +51,10 @@
 #include <type_traits>
 #include <vector>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
 #include "layers/cpu/bf16.h"
 
 #define __global__
@@ -160,10 +164,27 @@ inline thread_local Dim3 t_thread, t_block, t_block_dim, t_grid_dim;
 inline thread_local Block* t_current = nullptr;
 inline thread_local Scheduler t_scheduler;
 
+// Where a block's dynamic shared memory starts in its allocation: 128-byte aligned, as
+// `extern __shared__ __align__(128)` promises.
+inline std::size_t dynamic_smem_offset(const std::vector<unsigned char>& smem) {
+  const auto base = reinterpret_cast<std::uintptr_t>(smem.data());
+  return (128 - base % 128) % 128;
+}
 inline unsigned char* dynamic_smem() {
-  // 128-byte aligned, as `extern __shared__ __align__(128)` promises.
-  const auto base = reinterpret_cast<std::uintptr_t>(t_current->smem.data());
-  return t_current->smem.data() + ((128 - base % 128) % 128);
+  return t_current->smem.data() + dynamic_smem_offset(t_current->smem);
+}
+
+// Under AddressSanitizer the bytes around a block's dynamic shared memory (the alignment
+// padding before, the rest of the allocation after) are unaddressable, so that a kernel
+// indexing past the shared memory its launch asked for is reported.
+inline void fence_dynamic_smem(std::vector<unsigned char>& smem, std::size_t bytes) {
+#if defined(__SANITIZE_ADDRESS__)
+  const std::size_t offset = dynamic_smem_offset(smem);
+  ASAN_POISON_MEMORY_REGION(smem.data(), offset);
+  ASAN_POISON_MEMORY_REGION(smem.data() + offset + bytes, smem.size() - offset - bytes);
+#else
+  (void)smem, (void)bytes;
+#endif
 }
 inline unsigned linear_thread() {
   return t_scheduler.current->linear;
@@ -289,6 +310,7 @@ void launch(Dim3 grid, Dim3 block, std::size_t smem_bytes, Kernel kernel, Args..
       for (unsigned bx = 0; bx < grid.x; ++bx, ++block_number) {
         Block state;
         state.smem.assign(smem_bytes + 128, 0xFF);
+        fence_dynamic_smem(state.smem, smem_bytes);
         state.all.expected = threads;
         for (unsigned w = 0; w * 32 < threads; ++w) {
           state.warps.emplace_back();
