@@ -302,6 +302,17 @@ template <typename Kernel, typename... Args>
 void launch(Dim3 grid, Dim3 block, std::size_t smem_bytes, Kernel kernel, Args... args) {
   Scheduler& s = t_scheduler;
   const unsigned threads = block.x * block.y * block.z;
+  // The hardware's limits, which a launch past them fails with on every GPU: 1024 threads a
+  // block, 227 KiB of dynamic shared memory (an H100's; less on others, flash_attention.cu),
+  // grids of 1 to 2^31 - 1 x 65535 x 65535 blocks (an empty grid is an invalid configuration).
+  if (threads == 0 || threads > 1024 || smem_bytes > 227 * 1024 || grid.x == 0 || grid.y == 0 ||
+      grid.z == 0 || grid.y > 65535 || grid.z > 65535 || grid.x > 0x7fffffffu) {
+    std::fprintf(stderr,
+                 "emulated launch beyond the hardware's limits: grid %u x %u x %u, %u threads, "
+                 "%zu bytes of shared memory\n",
+                 grid.x, grid.y, grid.z, threads, smem_bytes);
+    std::abort();
+  }
   s.reserve(threads);
   s.body = [&] { kernel(args...); };
   std::uint64_t block_number = 0;
