@@ -95,7 +95,8 @@ void dropout_mask(std::uint8_t* keep, i64 n, float p, std::uint64_t seed, std::u
 void dropout_mask_strided(std::uint8_t* keep, i64 rows, i64 K, const DropoutLayout& layout, float p,
                           std::uint64_t seed, std::uint64_t stream, std::uint64_t offset) {
   TR_CHECK(layout.n >= 0 && layout.n <= 4, "dropout_mask_strided: at most 4 leading dimensions");
-  TR_LAUNCH(dropout_mask_strided_kernel, rows * K, keep, rows, K, layout,
+  if (K <= 0) return;
+  TR_LAUNCH(dropout_mask_strided_kernel, rows * dropout_blocks_per_row(K), keep, rows, K, layout,
             cpu::dropout_keep_threshold(p), seed, stream, offset);
 }
 void dropout_apply(float* out, const float* in, const std::uint8_t* keep, float scale, i64 n) {

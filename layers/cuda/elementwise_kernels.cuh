@@ -5,7 +5,7 @@
 // The device code and the launch geometry, in a header that also compiles for the host under
 // tests/common/cuda_emulation.h (tests/layers/test_elementwise_kernels_emulated.cpp runs these
 // kernels on the CPU against the CPU kernels); the launches are in elementwise.cu: grid-stride
-// loops of grid_for(n) blocks of kThreads (n: elements, or Philox blocks for dropout_mask),
+// loops of grid_for(n) blocks of kThreads (n: elements, or Philox blocks for the dropout masks),
 // kSumBlocks blocks of kThreads for the sums of squares, and the bias gradient through the
 // column sums.
 #pragma once
@@ -101,21 +101,36 @@ __global__ void dropout_mask_kernel(std::uint8_t* keep, i64 n, std::uint32_t thr
     }
   }
 }
-// One thread per element, one Philox block each: four times the CPU's Philox work (it reuses
-// a block for four consecutive words), simple and exact; shared blocks can come later.
+// Philox blocks that a row of K consecutive counters can touch: ceil(K / 4), plus one where the
+// row's first counter is not a multiple of 4.
+__host__ __device__ inline i64 dropout_blocks_per_row(i64 K) {
+  return (K + 3) / 4 + 1;
+}
+// One thread per (row, Philox block of the row): the row's counters are consecutive, so each
+// block gives up to four of its elements, as the CPU reuses a block for four consecutive words
+// (one block per element would be four times the Philox work).
 __global__ void dropout_mask_strided_kernel(std::uint8_t* keep, i64 rows, i64 K,
                                             DropoutLayout layout, std::uint32_t threshold,
                                             std::uint64_t seed, std::uint64_t stream,
                                             std::uint64_t offset) {
-  TR_GRID_STRIDE(i, rows * K) {
-    i64 rest = i / K;
-    std::uint64_t counter = offset + static_cast<std::uint64_t>(i % K);
+  const i64 per_row = dropout_blocks_per_row(K);
+  TR_GRID_STRIDE(t, rows * per_row) {
+    const i64 row = t / per_row;
+    i64 rest = row;
+    std::uint64_t first = offset;              // the counter of the row's element k = 0
     for (int j = layout.n - 1; j >= 0; --j) {  // row index -> leading indices, last fastest
-      counter += static_cast<std::uint64_t>(rest % layout.dims[j]) * layout.strides[j];
+      first += static_cast<std::uint64_t>(rest % layout.dims[j]) * layout.strides[j];
       rest /= layout.dims[j];
     }
-    const cpu::Philox4 r = cpu::philox_block(seed, stream, counter >> 2);
-    keep[i] = cpu::dropout_keeps(r.v[counter & 3], threshold);
+    const std::uint64_t block = (first >> 2) + static_cast<std::uint64_t>(t % per_row);
+    if (block * 4 >= first + static_cast<std::uint64_t>(K)) continue;  // past the row's end
+    const cpu::Philox4 r = cpu::philox_block(seed, stream, block);
+    std::uint8_t* out = keep + row * K;
+    for (int lane = 0; lane < 4; ++lane) {
+      const std::uint64_t k =
+          block * 4 + static_cast<std::uint64_t>(lane) - first;  // wraps below 0
+      if (k < static_cast<std::uint64_t>(K)) out[k] = cpu::dropout_keeps(r.v[lane], threshold);
+    }
   }
 }
 

@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "common/emulated_column_sums.h"
@@ -123,22 +124,28 @@ TEST(EmulatedElementwiseKernels, DropoutMasks) {
                stream, offset, first, blocks);
       EXPECT_EQ(got, ref) << "offset " << offset << " n " << n;
     }
-  // The strided layout of ops::dropout_mask: [2, 3, 37] with a stride per leading dimension.
-  const Shape shape{2, 3, 37};
+  // The strided layout of ops::dropout_mask: [2, 3, K] with a stride per leading dimension.
+  // The kernel takes a row's Philox blocks four words at a time: rows that start inside a
+  // block (offset 5 or 3), on a block's first word (offset 4 or 0), rows shorter than a block.
   const std::vector<std::uint64_t> strides{1000, 100};
-  Tensor keep;
-  ops::dropout_mask(keep, shape, p, seed, stream, 5, strides);
-  cuda::DropoutLayout layout;
-  layout.n = 2;
-  for (int j = 0; j < 2; ++j) {
-    layout.dims[j] = shape[j];
-    layout.strides[j] = strides[j];
+  for (const auto& [offset, K] :
+       {std::pair<std::uint64_t, i64>{5, 37}, {4, 37}, {0, 1}, {3, 2}, {7, 64}, {1, 4}}) {
+    const Shape shape{2, 3, K};
+    Tensor keep;
+    ops::dropout_mask(keep, shape, p, seed, stream, offset, strides);
+    cuda::DropoutLayout layout;
+    layout.n = 2;
+    for (int j = 0; j < 2; ++j) {
+      layout.dims[j] = shape[j];
+      layout.strides[j] = strides[j];
+    }
+    const i64 rows = 6;
+    Mask got(rows * K, 0xAB);
+    launch_n(rows * ew::dropout_blocks_per_row(K), ew::dropout_mask_strided_kernel, got.data(),
+             rows, K, layout, cpu::dropout_keep_threshold(p), seed, stream, offset);
+    EXPECT_EQ(got, Mask(keep.data<std::uint8_t>(), keep.data<std::uint8_t>() + keep.numel()))
+        << "offset " << offset << " K " << K;
   }
-  const i64 rows = 6, K = 37;
-  Mask got(rows * K, 0xAB);
-  launch_n(rows * K, ew::dropout_mask_strided_kernel, got.data(), rows, K, layout,
-           cpu::dropout_keep_threshold(p), seed, stream, std::uint64_t{5});
-  EXPECT_EQ(got, Mask(keep.data<std::uint8_t>(), keep.data<std::uint8_t>() + keep.numel()));
 }
 
 TEST(EmulatedElementwiseKernels, DropoutApplyAndAdd) {
