@@ -97,6 +97,10 @@ def torch_kernel(row):
             out = F.scaled_dot_product_attention(q, k, v)
             out.backward(g)
         return torch_kernel_ms(step)
+    if kernel == "dropout mask":
+        b, h, t = (int(x[1:]) for x in shape.split())
+        keep = torch.empty(b, h, t, t, device="cuda", dtype=torch.bool)
+        return torch_kernel_ms(lambda: keep.bernoulli_(0.9))
     rows, cols = (int(x) for x in shape.split("x"))
     x = torch.rand(rows, cols, device="cuda", requires_grad=True)
     w = torch.ones(cols, device="cuda", requires_grad=True)

@@ -8,7 +8,8 @@
 // FLOPs (the six products), "attention" materialises the probabilities (the path with
 // TR_FLASH_ATTENTION=0), "attention flash" is the flash kernels (the training path; fp32 on the
 // CUDA cores, bf16 on the tensor cores); LayerNorm:
-// forward (x read, y written) and backward (dout and x read, din written) in GB/s, fp32.
+// forward (x read, y written) and backward (dout and x read, din written) in GB/s, fp32;
+// dropout mask: the attention probabilities' keep mask, in GB/s of mask bytes.
 // bench/gpu_compare.py --kernels puts PyTorch's same operations beside them.
 //
 //   gpu_kernels [--reps 20] [--warmup 3]
@@ -152,6 +153,28 @@ void flash_attention_case(i64 B, i64 H, i64 T, i64 Dh, const char* precision) {
   print("attention flash", shape, precision, ms, "tflops", 12.0 * B * H * T * T * Dh / (ms * 1e9));
 }
 
+// The attention probabilities' dropout mask [B, H, T, T] (bytes), drawn in the layout of
+// layers/dropout.h (rows at fixed strides of 2^40, 2^32, 2^16 counters): what every attention
+// layer draws in training with dropout on. Beside PyTorch's bernoulli_ on a bool tensor.
+void dropout_mask_case(i64 B, i64 H, i64 T) {
+  const i64 n = B * H * T * T;
+  auto* keep = static_cast<std::uint8_t*>(tr::cuda::malloc_device(static_cast<std::size_t>(n)));
+  tr::cuda::DropoutLayout layout;
+  layout.n = 3;
+  const i64 dims[3] = {B, H, T};
+  const std::uint64_t strides[3] = {std::uint64_t{1} << 40, std::uint64_t{1} << 32,
+                                    std::uint64_t{1} << 16};
+  for (int j = 0; j < 3; ++j) {
+    layout.dims[j] = dims[j];
+    layout.strides[j] = strides[j];
+  }
+  const double ms = median_ms(
+      [&] { tr::cuda::dropout_mask_strided(keep, B * H * T, T, layout, 0.1f, 1234, 5, 0); });
+  tr::cuda::free_device(keep);
+  const std::string shape = format("B%lld H%lld T%lld", (long long)B, (long long)H, (long long)T);
+  print("dropout mask", shape, "u8", ms, "gbps", static_cast<double>(n) / (ms * 1e6));
+}
+
 void layernorm_case(i64 rows, i64 cols) {
   const i64 n = rows * cols;
   DeviceFloats x(n, 14), y(n, 15), dout(n, 16), din(n, 17), weight(cols, 18), bias(cols, 19),
@@ -202,5 +225,6 @@ int main(int argc, char** argv) {
   }
   layernorm_case(25216, 768);
   layernorm_case(8192, 1024);
+  dropout_mask_case(32, 16, 256);  // the encoder-decoder's attention (dropout 0.1)
   return 0;
 }
