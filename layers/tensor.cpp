@@ -243,6 +243,27 @@ void BufferPool::release(void* data, std::size_t bytes) {
   in_use_bytes_ -= bytes;
 }
 
+std::int64_t BufferPool::system_allocations() const {
+  std::lock_guard<std::mutex> lock(pool_mutex());
+  return system_allocations_;
+}
+std::size_t BufferPool::cached_bytes() const {
+  std::lock_guard<std::mutex> lock(pool_mutex());
+  return cached_bytes_;
+}
+std::size_t BufferPool::in_use_bytes() const {
+  std::lock_guard<std::mutex> lock(pool_mutex());
+  return in_use_bytes_;
+}
+std::size_t BufferPool::peak_in_use_bytes() const {
+  std::lock_guard<std::mutex> lock(pool_mutex());
+  return peak_in_use_bytes_;
+}
+void BufferPool::reset_peak() {
+  std::lock_guard<std::mutex> lock(pool_mutex());
+  peak_in_use_bytes_ = in_use_bytes_;
+}
+
 void BufferPool::trim() {
   std::lock_guard<std::mutex> lock(pool_mutex());
   for (const FreeBlock& block : free_blocks_) {

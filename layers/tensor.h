@@ -76,14 +76,16 @@ class BufferPool {
   static BufferPool& instance(Device device);
   std::shared_ptr<Buffer> acquire(std::size_t bytes);
   void release(void* data, std::size_t bytes);
+  // The counters below are read under the pool's lock: the data loader's prefetch thread
+  // allocates batches while the training thread reads them for its metrics.
   // Number of allocations that went to the system since start; a warm step leaves it unchanged.
-  std::int64_t system_allocations() const { return system_allocations_; }
-  std::size_t cached_bytes() const { return cached_bytes_; }
+  std::int64_t system_allocations() const;
+  std::size_t cached_bytes() const;
   // Bytes held by live tensors (size classes, so a little above their sizes), and the most
   // ever held at once since start: the training metrics' peak memory.
-  std::size_t in_use_bytes() const { return in_use_bytes_; }
-  std::size_t peak_in_use_bytes() const { return peak_in_use_bytes_; }
-  void reset_peak() { peak_in_use_bytes_ = in_use_bytes_; }
+  std::size_t in_use_bytes() const;
+  std::size_t peak_in_use_bytes() const;
+  void reset_peak();
   void trim();  // frees every cached block
   ~BufferPool();
 
