@@ -110,6 +110,16 @@ CudaDeviceInfo cuda_device_info(int index) {
 #endif
 }
 
+std::int64_t widest_flash_attention_head(bool bf16) {
+#ifdef TR_HAVE_CUDA
+  for (std::int64_t Dh = cuda::kFlashMaxHeadDim; Dh >= 16; Dh /= 2)
+    if (cuda::flash_attention_supported(bf16, Dh)) return Dh;
+#else
+  (void)bf16;
+#endif
+  return 0;
+}
+
 std::string current_cuda_device_name() {
 #ifdef TR_HAVE_CUDA
   return cuda::device_name();

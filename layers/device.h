@@ -33,6 +33,10 @@ struct CudaDeviceInfo {
   std::size_t memory_bytes = 0;
 };
 CudaDeviceInfo cuda_device_info(int index);
+// The widest attention heads (16, 32, 64 or 128 columns) the current GPU runs on the flash
+// kernels in a precision (bf16: bf16 projections), as ops::use_flash_attention decides: wider
+// ones take the materialised kernels. 0: none (or no CUDA backend).
+std::int64_t widest_flash_attention_head(bool bf16);
 
 // Operand precision of the matrix products on CUDA (linear layers, attention): fp32, or bf16
 // operands with fp32 accumulation and fp32 results, the rest of the step staying fp32

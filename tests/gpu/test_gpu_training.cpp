@@ -135,6 +135,10 @@ TEST_F(GpuTraining, InfoListsTheGpu) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("GPU 0: " + cuda_device_info(0).name), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("trains in fp32 and bf16"), std::string::npos) << r.output;
+  // The widest heads the dispatch sends to the flash kernels (128 on an A100, H100 or H200).
+  const std::string flash =
+      "flash attention for heads up to " + std::to_string(widest_flash_attention_head(false));
+  EXPECT_NE(r.output.find(flash), std::string::npos) << r.output;
 }
 
 // trainer smoke on the GPU learns as on the CPU (fp32: the same trajectory up to rounding, so
