@@ -243,21 +243,26 @@ void BufferPool::release(void* data, std::size_t bytes) {
   in_use_bytes_ -= bytes;
 }
 
-std::int64_t BufferPool::system_allocations() const {
+namespace {
+// A pool counter's value, read under the pool's lock.
+template <typename T>
+T read_locked(const T& counter) {
   std::lock_guard<std::mutex> lock(pool_mutex());
-  return system_allocations_;
+  return counter;
+}
+}  // namespace
+
+std::int64_t BufferPool::system_allocations() const {
+  return read_locked(system_allocations_);
 }
 std::size_t BufferPool::cached_bytes() const {
-  std::lock_guard<std::mutex> lock(pool_mutex());
-  return cached_bytes_;
+  return read_locked(cached_bytes_);
 }
 std::size_t BufferPool::in_use_bytes() const {
-  std::lock_guard<std::mutex> lock(pool_mutex());
-  return in_use_bytes_;
+  return read_locked(in_use_bytes_);
 }
 std::size_t BufferPool::peak_in_use_bytes() const {
-  std::lock_guard<std::mutex> lock(pool_mutex());
-  return peak_in_use_bytes_;
+  return read_locked(peak_in_use_bytes_);
 }
 void BufferPool::reset_peak() {
   std::lock_guard<std::mutex> lock(pool_mutex());
