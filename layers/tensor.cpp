@@ -31,27 +31,6 @@ constexpr std::size_t kStaleCacheBytes = std::size_t{256} << 20;
 // activations the next forward takes again are never stale.
 constexpr std::uint64_t kStaleRequests = 4096;
 
-// The system allocation behind a pool miss, and its release. The CUDA pool caches device
-// blocks the same way as the host pool: cudaMalloc and cudaFree synchronise the device, so a
-// warm step must not call them.
-void* system_alloc(Device device, std::size_t bytes) {
-#ifdef TR_HAVE_CUDA
-  if (device == Device::cuda) return cuda::malloc_device(bytes);
-#endif
-  (void)device;
-  void* p = std::aligned_alloc(kAlignment, bytes);
-  if (!p) throw std::bad_alloc();
-  return p;
-}
-
-void system_free(Device device, void* p) {
-#ifdef TR_HAVE_CUDA
-  if (device == Device::cuda) return cuda::free_device(p);
-#endif
-  (void)device;
-  std::free(p);
-}
-
 // Under AddressSanitizer (a -fsanitize=address build) the host pool's blocks would each look
 // like one allocation, in use for the life of the process: the bytes past a tensor's size and
 // the blocks waiting in the pool are marked unaddressable, so that a read past a tensor's end
@@ -69,6 +48,27 @@ void grow_addressable(Device device, void* data, std::size_t used) {
 void set_addressable(Device, void*, std::size_t, std::size_t) {}
 void grow_addressable(Device, void*, std::size_t) {}
 #endif
+
+// The system allocation behind a pool miss, and its release. The CUDA pool caches device
+// blocks the same way as the host pool: cudaMalloc and cudaFree synchronise the device, so a
+// warm step must not call them.
+void* system_alloc(Device device, std::size_t bytes) {
+#ifdef TR_HAVE_CUDA
+  if (device == Device::cuda) return cuda::malloc_device(bytes);
+#endif
+  (void)device;
+  void* p = std::aligned_alloc(kAlignment, bytes);
+  if (!p) throw std::bad_alloc();
+  return p;
+}
+
+void system_free(Device device, void* p, std::size_t bytes) {
+#ifdef TR_HAVE_CUDA
+  if (device == Device::cuda) return cuda::free_device(p);
+#endif
+  set_addressable(device, p, bytes, bytes);  // the allocator's own again
+  std::free(p);
+}
 
 // Device-aware byte copy (host <-> device through the CUDA runtime).
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device,
@@ -203,8 +203,7 @@ std::shared_ptr<Buffer> BufferPool::acquire(std::size_t bytes) {
     if (cached_bytes_ > kStaleCacheBytes) {
       std::erase_if(free_blocks_, [&](const FreeBlock& block) {
         if (requests_ - block.released_at <= kStaleRequests) return false;
-        set_addressable(device_, block.data, block.bytes, block.bytes);
-        system_free(device_, block.data);
+        system_free(device_, block.data, block.bytes);
         cached_bytes_ -= block.bytes;
         return true;
       });
@@ -271,10 +270,7 @@ void BufferPool::reset_peak() {
 
 void BufferPool::trim() {
   std::lock_guard<std::mutex> lock(pool_mutex());
-  for (const FreeBlock& block : free_blocks_) {
-    set_addressable(device_, block.data, block.bytes, block.bytes);
-    system_free(device_, block.data);
-  }
+  for (const FreeBlock& block : free_blocks_) system_free(device_, block.data, block.bytes);
   free_blocks_.clear();
   cached_bytes_ = 0;
 }
