@@ -16,7 +16,9 @@ d_ff 3072, 1000 classes, batch 128) and the encoder-decoder of d 1024, 16 heads,
     product, fp32 accumulation; activations, weights and optimizer state fp32);
   - PyTorch eager fp32 (no TF32) and bf16 autocast (bench/torch_gpu_reference.py);
   - with --materialised also ours with TR_FLASH_ATTENTION=0 ("ours fp32 mat", "ours bf16 mat":
-    attention through the materialised kernels instead of flash attention).
+    attention through the materialised kernels instead of flash attention);
+  - with --own-attention also ours bf16 with TR_CUDNN=0 ("ours bf16 own": the own flash kernels
+    where the default takes cuDNN's fused attention).
 
 MFU = model FLOPs per second / the GPU's dense peak for the precision (the trainer's data-sheet
 table, trainer/device_peak.h, as train_step reports it; "n/a" for a GPU not in it). FLOPs: bench/flops.py, 3 x the forward's matrix-multiply FLOPs; for our ViT
@@ -155,6 +157,8 @@ def main():
     ap.add_argument("--profile-precisions", default="fp32,bf16")
     ap.add_argument("--materialised", action="store_true",
                     help="also ours with TR_FLASH_ATTENTION=0 (materialised attention)")
+    ap.add_argument("--own-attention", action="store_true",
+                    help="also ours bf16 with TR_CUDNN=0 (the own flash kernels, not cuDNN's)")
     ap.add_argument("--kernels", default="",
                     help="path of bench/gpu_kernels: the kernels alone beside PyTorch's, then exit")
     args = ap.parse_args()
@@ -196,8 +200,11 @@ def main():
                 contenders[f"ours {precision} mat"] = ours_cmd(
                     args.train_step, model, args.steps, args.warmup, args.batch, args.device,
                     precision)
+        if args.own_attention:
+            contenders["ours bf16 own"] = ours_cmd(args.train_step, model, args.steps, args.warmup,
+                                                   args.batch, args.device, "bf16")
         if args.device != "cuda":
-            for name in ("ours bf16", "ours bf16 mat"):
+            for name in ("ours bf16", "ours bf16 mat", "ours bf16 own"):
                 contenders.pop(name, None)
         best = {}
         for _ in range(args.rounds):
@@ -209,6 +216,8 @@ def main():
                         env["LD_LIBRARY_PATH"] = args.ours_library_path
                     if name.endswith(" mat"):
                         env["TR_FLASH_ATTENTION"] = "0"
+                    if name.endswith(" own"):
+                        env["TR_CUDNN"] = "0"
                 try:
                     r = run_json(cmd, args.timeout, env)
                 except subprocess.TimeoutExpired:

@@ -7,7 +7,8 @@
 // operands' rounding included, as training pays it); attention: forward + backward, 12 B H T^2 Dh
 // FLOPs (the six products), "attention" materialises the probabilities (the path with
 // TR_FLASH_ATTENTION=0), "attention flash" is the flash kernels (the training path; fp32 on the
-// CUDA cores, bf16 on the tensor cores); LayerNorm:
+// CUDA cores, bf16 on the tensor cores), "attention cudnn" cuDNN's fused engines (bf16; the
+// training path where cuDNN is present and attention has no dropout); LayerNorm:
 // forward (x read, y written) and backward (dout and x read, din written) in GB/s, fp32;
 // dropout mask: the attention probabilities' keep mask, in GB/s of mask bytes.
 // bench/gpu_compare.py --kernels puts PyTorch's same operations beside them.
@@ -153,6 +154,32 @@ void flash_attention_case(i64 B, i64 H, i64 T, i64 Dh, const char* precision) {
   print("attention flash", shape, precision, ms, "tflops", 12.0 * B * H * T * T * Dh / (ms * 1e9));
 }
 
+// bf16 attention through cuDNN's fused engines (the path train.precision: bf16 takes where
+// cuDNN is present and there is no attention dropout), beside the own flash kernels' row.
+void cudnn_attention_case(i64 B, i64 H, i64 T, i64 Dh) {
+  const i64 n = B * T * H * Dh;
+  DeviceBf16 q(n, 4), k(n, 5), v(n, 6), dout(n, 7), out(n, 8), dq(n, 9), dk(n, 10), dv(n, 11);
+  DeviceFloats lse(B * H * T, 12);
+  bool taken = true;
+  const double ms = median_ms([&] {
+    taken = taken && tr::cuda::cudnn_attention_forward(out.p, lse.p, q.p, k.p, v.p, nullptr,
+                                                       nullptr, B, H, T, T, Dh, false, 0);
+    taken = taken &&
+            tr::cuda::cudnn_attention_backward(dq.p, dk.p, dv.p, dout.p, out.p, lse.p, q.p, k.p,
+                                               v.p, nullptr, nullptr, B, H, T, T, Dh, false, 0);
+  });
+  const std::string shape =
+      format("B%lld H%lld T%lld Dh%lld", (long long)B, (long long)H, (long long)T, (long long)Dh);
+  if (!taken) {
+    std::fprintf(stderr, "gpu_kernels: cuDNN attention %s not run: %s\n", shape.c_str(),
+                 tr::cuda::cudnn_attention_available()
+                     ? tr::cuda::cudnn_attention_last_problem().c_str()
+                     : tr::cuda::cudnn_attention_status().c_str());
+    return;
+  }
+  print("attention cudnn", shape, "bf16", ms, "tflops", 12.0 * B * H * T * T * Dh / (ms * 1e9));
+}
+
 // The attention probabilities' dropout mask [B, H, T, T] (bytes), drawn in the layout of
 // layers/dropout.h (rows at fixed strides of 2^40, 2^32, 2^16 counters): what every attention
 // layer draws in training with dropout on. Beside PyTorch's bernoulli_ on a bool tensor.
@@ -223,6 +250,8 @@ int main(int argc, char** argv) {
         flash_attention_case<DeviceFloats>(B, H, T, 64, precision);
     }
   }
+  for (const auto& [B, H, T] : {std::tuple{128, 12, 197}, std::tuple{32, 16, 256}})
+    cudnn_attention_case(B, H, T, 64);
   layernorm_case(25216, 768);
   layernorm_case(8192, 1024);
   dropout_mask_case(32, 16, 256);  // the encoder-decoder's attention (dropout 0.1)

@@ -120,6 +120,14 @@ std::int64_t widest_flash_attention_head(bool bf16) {
   return 0;
 }
 
+std::string cudnn_status() {
+#ifdef TR_HAVE_CUDA
+  return cuda::cudnn_attention_status();
+#else
+  return "";
+#endif
+}
+
 std::string current_cuda_device_name() {
 #ifdef TR_HAVE_CUDA
   return cuda::device_name();

@@ -38,6 +38,10 @@ CudaDeviceInfo cuda_device_info(int index);
 // ones take the materialised kernels. 0: none (or no CUDA backend).
 std::int64_t widest_flash_attention_head(bool bf16);
 
+// cuDNN, which the bf16 attention runs through where it takes the shape (layers/cuda/kernels.h,
+// cudnn_attention_*): its version ("9.19.0") or why it is not used. "" without the backend.
+std::string cudnn_status();
+
 // Operand precision of the matrix products on CUDA (linear layers, attention): fp32, or bf16
 // operands with fp32 accumulation and fp32 results, the rest of the step staying fp32
 // (train.precision: bf16). Process-wide: a process trains one configuration. bf16 without the

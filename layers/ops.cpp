@@ -469,11 +469,15 @@ void flash_attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Te
   ensure_shape(lse, {B, heads, Tq}, wide_dtype(q.dtype()), q.device());
   const std::int32_t* lens = kv_len.defined() ? kv_len.data<std::int32_t>() : nullptr;
   const std::uint8_t* keep = keep_mask.defined() ? keep_mask.data<std::uint8_t>() : nullptr;
-  TR_CUDA_BF16_OP(cuda_of(q, DType::bf16) && cuda_of(k, DType::bf16) && cuda_of(v, DType::bf16),
-                  TR_OPERANDS(&lse, &kv_len, &keep_mask),
-                  cuda::flash_attention_forward(bf(out), dev(lse), bf(q), bf(k), bf(v), lens, keep,
-                                                static_cast<float>(keep_scale), B, heads, Tq, Tk,
-                                                Dh, causal, q_offset))
+  TR_CUDA_BF16_OP(
+      cuda_of(q, DType::bf16) && cuda_of(k, DType::bf16) && cuda_of(v, DType::bf16),
+      TR_OPERANDS(&lse, &kv_len, &keep_mask),
+      if (!cuda::cudnn_attention_forward(bf(out), dev(lse), bf(q), bf(k), bf(v), lens, keep, B,
+                                         heads, Tq, Tk, Dh, causal, q_offset)) {
+        cuda::flash_attention_forward(bf(out), dev(lse), bf(q), bf(k), bf(v), lens, keep,
+                                      static_cast<float>(keep_scale), B, heads, Tq, Tk, Dh, causal,
+                                      q_offset);
+      })
   TR_CUDA_BF16_OP(cuda_of(q, DType::f32) && cuda_of(k, DType::f32) && cuda_of(v, DType::f32),
                   TR_OPERANDS(&lse, &kv_len, &keep_mask),
                   cuda::flash_attention_forward(dev(out), dev(lse), dev(q), dev(k), dev(v), lens,
@@ -511,9 +515,13 @@ void flash_attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& 
       cuda_of(q, DType::bf16) && cuda_of(k, DType::bf16) && cuda_of(v, DType::bf16) &&
           cuda_of(dout, DType::bf16) && cuda_of(out, DType::bf16),
       TR_OPERANDS(&lse, &kv_len, &keep_mask),
-      cuda::flash_attention_backward(bf(dq), bf(dk), bf(dv), bf(dout), bf(out), dev(lse), bf(q),
-                                     bf(k), bf(v), lens, keep, static_cast<float>(keep_scale), B,
-                                     heads, Tq, Tk, Dh, causal, q_offset))
+      if (!cuda::cudnn_attention_backward(bf(dq), bf(dk), bf(dv), bf(dout), bf(out), dev(lse),
+                                          bf(q), bf(k), bf(v), lens, keep, B, heads, Tq, Tk, Dh,
+                                          causal, q_offset)) {
+        cuda::flash_attention_backward(bf(dq), bf(dk), bf(dv), bf(dout), bf(out), dev(lse), bf(q),
+                                       bf(k), bf(v), lens, keep, static_cast<float>(keep_scale), B,
+                                       heads, Tq, Tk, Dh, causal, q_offset);
+      })
   TR_CUDA_BF16_OP(cuda_of(q, DType::f32) && cuda_of(k, DType::f32) && cuda_of(v, DType::f32) &&
                       cuda_of(dout, DType::f32) && cuda_of(out, DType::f32),
                   TR_OPERANDS(&lse, &kv_len, &keep_mask),

@@ -1,6 +1,6 @@
 // `trainer info` reports the build and this machine: the CUDA backend (and its architectures),
-// NCCL, MPI, the OpenMP threads, and either why no GPU is usable or each GPU with what this
-// build can train on it. Exit 0 either way.
+// NCCL, MPI, cuDNN (CUDA builds), the OpenMP threads, and either why no GPU is usable or each GPU
+// with what this build can train on it. Exit 0 either way.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -21,6 +21,11 @@ TEST(InfoCli, ReportsTheBuildAndTheGpus) {
   if (cuda_built()) {
     EXPECT_NE(r.output.find("(architectures " + cuda_architectures() + ")"), std::string::npos)
         << r.output;
+    EXPECT_NE(r.output.find("cuDNN (bf16 attention): " + cudnn_status() + "\n"), std::string::npos)
+        << r.output;
+    EXPECT_NE(cudnn_status(), "");
+  } else {
+    EXPECT_EQ(r.output.find("cuDNN"), std::string::npos) << r.output;
   }
   if (cuda_device_count() == 0) {
     EXPECT_NE(r.output.find("GPUs: none usable (" + cuda_unavailable_reason() + ")"),

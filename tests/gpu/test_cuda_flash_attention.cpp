@@ -52,7 +52,19 @@ std::string too_wide_for_this_gpu(bool bf16, i64 Dh) {
          std::to_string(cuda::max_shared_memory_per_block()) + " bytes";
 }
 
-using CudaFlashAttention = gpu_test::Bf16ProductsTest<::testing::TestWithParam<Case>>;
+// The own kernels: ops:: sends bf16 calls that cuDNN takes to cuDNN, which is switched off here
+// (tests/gpu/test_cuda_cudnn_attention.cpp tests that path).
+class CudaFlashAttention : public gpu_test::Bf16ProductsTest<::testing::TestWithParam<Case>> {
+ protected:
+  void SetUp() override {
+    gpu_test::Bf16ProductsTest<::testing::TestWithParam<Case>>::SetUp();
+    cuda::set_cudnn_attention_enabled(false);
+  }
+  void TearDown() override {
+    cuda::set_cudnn_attention_enabled(true);
+    gpu_test::Bf16ProductsTest<::testing::TestWithParam<Case>>::TearDown();
+  }
+};
 
 TEST_P(CudaFlashAttention, EqualsTheCpu) {
   const Case& c = GetParam();

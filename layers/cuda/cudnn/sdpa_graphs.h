@@ -1,0 +1,88 @@
+// cuDNN's fused scaled-dot-product attention as backend operation graphs: the forward and
+// backward patterns that cuDNN's flash-attention engines recognise (the ones cudnn_frontend's
+// SDPA nodes lower to, built here on the backend API because cudnn_frontend is not installed),
+// on this project's layout. Host code only: graphs and plans can be built for a described GPU
+// without one (DeviceTarget::from_json), which is how CI checks that cuDNN accepts them.
+//
+// Layout: q [B, Tq, H*Dh], k and v [B, Tk, H*Dh], out like q, all bf16, heads read in place
+// (cuDNN sees [B, H, T, Dh] with strides (T*H*Dh, Dh, H*Dh, 1)); lse f32 [B, H, Tq], the natural
+// log of each row's softmax denominator over the scaled, masked scores (as the flash kernels).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "layers/cuda/cudnn/api.h"
+
+namespace tr::cudnn {
+
+struct SdpaShape {
+  std::int64_t B = 0, H = 0, Tq = 0, Tk = 0, Dh = 0;
+  bool padding = false;  // keys j >= kv_len[b] hidden (seq_len_kv; seq_len_q holds Tq)
+  bool causal = false;   // keys j > i hidden (top-left aligned: query i at position i)
+  bool operator<(const SdpaShape& o) const;
+};
+
+// The variant pack's keys: the tensors a caller binds.
+enum Uid : std::int64_t {
+  kQ = 1,
+  kK,
+  kV,
+  kO,
+  kStats,     // lse, f32 [B, H, Tq, 1]
+  kScale,     // by value: 1 / sqrt(Dh)
+  kSeqLenQ,   // i32 [B]: Tq each
+  kSeqLenKv,  // i32 [B]: kv_len
+  kNegInf,    // by value: the masks' fill
+  kDO,        // backward: d out
+  kDQ,
+  kDK,
+  kDV,
+  kOne,         // by value: 1.0f
+  kSoftmaxSum,  // backward: f32 [B, H, Tq, 1] = rowsum(dO * O), a real tensor of the graph
+};
+
+// An operation graph and every descriptor it references (kept alive with it).
+struct Graph {
+  std::deque<Descriptor> parts;
+  Descriptor graph;
+};
+
+// The forward: O and Stats from Q, K, V (+ seq lens).
+Graph sdpa_forward_graph(const SdpaShape& shape);
+// The backward: dQ, dK, dV from Q, K, V, O, dO, Stats (+ seq lens); softmax_sum is an f32
+// [B, H, Tq] buffer the caller provides (cuDNN's engines write it, then read it). dQ is written
+// by one product of dS and K, not accumulated across key tiles in fp32 (cudnn_frontend's
+// deterministic form): results are reproducible run to run, as with the project's own kernels.
+Graph sdpa_backward_graph(const SdpaShape& shape);
+// Bytes of softmax_sum (the backward's own buffer, besides the plan's workspace).
+std::int64_t sdpa_backward_buffer_bytes(const SdpaShape& shape);
+
+// The GPU a plan is made for: a device of this machine, or one described by cuDNN's device
+// property JSON (plans for a GPU this machine does not have; the engines' kernels are compiled
+// but not loaded).
+Descriptor device_target(int device);
+Descriptor device_target_from_json(const std::string& json);
+// The properties of an H100 SXM (132 SMs, 227 KiB shared memory per block), as
+// device_target_from_json takes them.
+std::string h100_properties_json();
+
+// The engine configurations cuDNN's heuristics (mode A) offer for a graph on a target, best
+// first; empty when no engine supports the graph there.
+std::vector<Descriptor> engine_configs(const Graph& graph, const Descriptor& target);
+
+struct Plan {
+  Descriptor plan;
+  std::int64_t workspace_bytes = 0;
+};
+// The first configuration that finalizes into a plan; nullopt when none does, with each
+// configuration's failure appended to `why`. With `compile_only` (a described target), a
+// configuration whose kernel compiled but could not be loaded for want of a driver counts as
+// made (returns an empty Plan).
+std::optional<Plan> first_plan(std::vector<Descriptor>& configs, const Descriptor& target,
+                               std::string& why, bool compile_only = false);
+
+}  // namespace tr::cudnn

@@ -1,0 +1,282 @@
+// bf16 attention through cuDNN's fused flash-attention engines (the graphs of
+// layers/cuda/cudnn/sdpa_graphs.h): one plan per shape and mask combination, built on first use
+// for the current GPU and kept. Where cuDNN is missing, declines a shape, or the call needs what
+// its graphs do not express (dropout with the CPU's masks, a causal offset), the callers run the
+// project's own flash kernels instead.
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "layers/cuda/kernels.h"
+#include "layers/cuda/launch.cuh"
+#include "layers/cuda/runtime.h"
+#ifdef TR_HAVE_CUDNN
+#include "layers/cuda/cudnn/sdpa_graphs.h"
+#endif
+
+namespace tr::cuda {
+
+namespace {
+std::atomic<bool> g_enabled{true};
+}  // namespace
+
+void set_cudnn_attention_enabled(bool on) {
+  g_enabled = on;
+}
+bool cudnn_attention_enabled() {
+  return g_enabled;
+}
+
+#ifdef TR_HAVE_CUDNN
+
+namespace {
+
+__global__ void fill_i32(std::int32_t* out, std::int32_t value, i64 n) {
+  const i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (i < n) out[i] = value;
+}
+
+// A plan, or why there is none for its shape.
+struct PlanEntry {
+  std::optional<cudnn::Plan> plan;
+  std::string problem;
+};
+
+// What one GPU keeps: its cuDNN handle (on the compute stream), its target and the plans made.
+struct DeviceState {
+  cudnnHandle_t handle = nullptr;
+  cudnn::Descriptor target;
+  std::map<cudnn::SdpaShape, PlanEntry> forward, backward;
+};
+
+std::mutex g_mutex;
+std::map<int, DeviceState>& devices() {
+  static auto* states = new std::map<int, DeviceState>;  // leaked: handles outlive exit order
+  return *states;
+}
+std::string g_last_problem;
+
+DeviceState& device_state() {
+  const int device = current_device();
+  DeviceState& state = devices()[device];
+  if (!state.handle) {
+    const cudnn::Api* api = cudnn::api();
+    cudnn::check(api->Create(&state.handle), "cudnnCreate");
+    cudnn::check(api->SetStream(state.handle, compute_stream()), "cudnnSetStream");
+    state.target = cudnn::device_target(device);
+  }
+  return state;
+}
+
+// The plan of `shape` on the current GPU, made on first use; nullptr when cuDNN has none.
+const cudnn::Plan* plan_for(bool backward, const cudnn::SdpaShape& shape) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  DeviceState& state = device_state();
+  auto& plans = backward ? state.backward : state.forward;
+  auto it = plans.find(shape);
+  if (it == plans.end()) {
+    PlanEntry entry;
+    try {
+      cudnn::Graph graph =
+          backward ? cudnn::sdpa_backward_graph(shape) : cudnn::sdpa_forward_graph(shape);
+      std::vector<cudnn::Descriptor> configs = cudnn::engine_configs(graph, state.target);
+      std::string why;
+      entry.plan = cudnn::first_plan(configs, state.target, why);
+      if (!entry.plan)
+        entry.problem = configs.empty() ? "no engine for the graph" : "no plan: " + why;
+    } catch (const cudnn::Error& e) {
+      entry.problem = e.what();
+    }
+    if (!entry.problem.empty())
+      g_last_problem = std::string(backward ? "backward" : "forward") + " [B " +
+                       std::to_string(shape.B) + ", H " + std::to_string(shape.H) + ", Tq " +
+                       std::to_string(shape.Tq) + ", Tk " + std::to_string(shape.Tk) + ", Dh " +
+                       std::to_string(shape.Dh) + "]: " + entry.problem;
+    it = plans.emplace(shape, std::move(entry)).first;
+  }
+  return it->second.plan ? &*it->second.plan : nullptr;
+}
+
+bool aligned16(const void* p) {
+  return reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
+}
+
+// Whether a call can go to cuDNN at all (before any plan is looked for).
+bool eligible(i64 Dh, const std::uint8_t* keep_mask, bool causal, i64 q_offset,
+              std::initializer_list<const void*> operands) {
+  if (!g_enabled || !cudnn_attention_available()) return false;
+  // Dropout: the masks must be the CPU's (layers/dropout.h), which cuDNN's own Philox stream is
+  // not. A causal offset (queries continuing a sequence) is a bottom-right band cuDNN 9.19's
+  // graphs do not take.
+  if (keep_mask || (causal && q_offset != 0)) return false;
+  if (Dh % 8 != 0 || Dh > kFlashMaxHeadDim) return false;
+  for (const void* p : operands)
+    if (!aligned16(p)) return false;
+  return true;
+}
+
+// Binds uids to pointers and runs a plan on the compute stream.
+void execute(const cudnn::Plan& plan, std::vector<std::int64_t> uids, std::vector<void*> pointers,
+             void* workspace) {
+  cudnn::Descriptor pack(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
+  pack.set(CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64,
+           static_cast<std::int64_t>(uids.size()), uids.data())
+      .set(CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR,
+           static_cast<std::int64_t>(pointers.size()), pointers.data())
+      .set(CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace)
+      .finalize("variant pack");
+  cudnnHandle_t handle;
+  {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    handle = device_state().handle;
+  }
+  cudnn::check(cudnn::api()->BackendExecute(handle, plan.plan.raw(), pack.raw()),
+               "cudnnBackendExecute (attention)");
+}
+
+// The scalars and sequence lengths both directions bind; kept alive for the call.
+struct CommonBindings {
+  float scale, one = 1.0f, neg_inf = -INFINITY;
+  std::int32_t* seq_q = nullptr;
+  void add(const cudnn::SdpaShape& s, const std::int32_t* kv_len, std::vector<std::int64_t>& uids,
+           std::vector<void*>& ptrs) {
+    uids.push_back(cudnn::kScale);
+    ptrs.push_back(&scale);
+    if (s.padding) {
+      uids.insert(uids.end(), {cudnn::kSeqLenQ, cudnn::kSeqLenKv});
+      ptrs.insert(ptrs.end(), {seq_q, const_cast<std::int32_t*>(kv_len)});
+    }
+    if (s.padding || s.causal) {
+      uids.push_back(cudnn::kNegInf);
+      ptrs.push_back(&neg_inf);
+    }
+  }
+};
+
+// seq_len_q (Tq for every batch entry) in `at`, when the shape pads.
+void fill_query_lengths(std::int32_t* at, const cudnn::SdpaShape& s) {
+  if (!s.padding) return;
+  fill_i32<<<static_cast<unsigned>((s.B + 255) / 256), 256, 0, compute_stream()>>>(
+      at, static_cast<std::int32_t>(s.Tq), s.B);
+  TR_CUDA_LAUNCH_CHECK();
+}
+
+// Offsets inside one scratch block: 256 bytes, the alignment cudaMallocAsync gives the block.
+std::size_t round256(std::size_t bytes) {
+  return (bytes + 255) / 256 * 256;
+}
+
+}  // namespace
+
+bool cudnn_attention_available() {
+  static const bool available = [] {
+    return cudnn::api() != nullptr && device_count() > 0 && compute_capability() >= 80;
+  }();
+  return available;
+}
+
+std::string cudnn_attention_status() {
+  if (!cudnn::api()) return "unavailable: " + cudnn::unavailable_reason();
+  const std::size_t v = cudnn::version();
+  std::string text = std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." +
+                     std::to_string(v % 100);
+  if (device_count() > 0 && compute_capability() < 80) text += " (not used: GPU before sm_80)";
+  return text;
+}
+
+std::string cudnn_attention_last_problem() {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  return g_last_problem;
+}
+
+bool cudnn_attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
+                             const std::int32_t* kv_len, const std::uint8_t* keep_mask, i64 B,
+                             i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal, i64 q_offset) {
+  if (!eligible(Dh, keep_mask, causal, q_offset, {out, q, k, v})) return false;
+  const cudnn::SdpaShape shape{B, H, Tq, Tk, Dh, kv_len != nullptr, causal};
+  const cudnn::Plan* plan = plan_for(false, shape);
+  if (!plan) return false;
+  if (B == 0 || Tq == 0) return true;
+  const std::size_t seq_bytes = shape.padding ? round256(B * sizeof(std::int32_t)) : 0;
+  StreamScratch scratch(seq_bytes + static_cast<std::size_t>(plan->workspace_bytes));
+  CommonBindings common{1.0f / std::sqrt(static_cast<float>(Dh))};
+  common.seq_q = scratch.as<std::int32_t>();
+  fill_query_lengths(common.seq_q, shape);
+  std::vector<std::int64_t> uids = {cudnn::kQ, cudnn::kK, cudnn::kV, cudnn::kO, cudnn::kStats};
+  std::vector<void*> ptrs = {const_cast<bf16*>(q), const_cast<bf16*>(k), const_cast<bf16*>(v), out,
+                             lse};
+  common.add(shape, kv_len, uids, ptrs);
+  execute(*plan, uids, ptrs, scratch.as<char>() + seq_bytes);
+  return true;
+}
+
+bool cudnn_attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* out,
+                              const float* lse, const bf16* q, const bf16* k, const bf16* v,
+                              const std::int32_t* kv_len, const std::uint8_t* keep_mask, i64 B,
+                              i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal, i64 q_offset) {
+  if (!eligible(Dh, keep_mask, causal, q_offset, {dq, dk, dv, dout, out, q, k, v})) return false;
+  const cudnn::SdpaShape shape{B, H, Tq, Tk, Dh, kv_len != nullptr, causal};
+  const cudnn::Plan* plan = plan_for(true, shape);
+  if (!plan) return false;
+  if (B == 0 || Tk == 0) return true;
+  if (Tq == 0) {  // no query reaches a key: zero gradients, as the own kernels give
+    memset_zero(dk, static_cast<std::size_t>(B * Tk * H * Dh) * sizeof(bf16));
+    memset_zero(dv, static_cast<std::size_t>(B * Tk * H * Dh) * sizeof(bf16));
+    return true;
+  }
+  const std::size_t seq_bytes = shape.padding ? round256(B * sizeof(std::int32_t)) : 0;
+  const std::size_t sum_bytes = round256(cudnn::sdpa_backward_buffer_bytes(shape));
+  StreamScratch scratch(seq_bytes + sum_bytes + static_cast<std::size_t>(plan->workspace_bytes));
+  CommonBindings common{1.0f / std::sqrt(static_cast<float>(Dh))};
+  common.seq_q = scratch.as<std::int32_t>();
+  fill_query_lengths(common.seq_q, shape);
+  char* softmax_sum = scratch.as<char>() + seq_bytes;
+  std::vector<std::int64_t> uids = {cudnn::kQ,  cudnn::kK,     cudnn::kV,         cudnn::kO,
+                                    cudnn::kDO, cudnn::kStats, cudnn::kDQ,        cudnn::kDK,
+                                    cudnn::kDV, cudnn::kOne,   cudnn::kSoftmaxSum};
+  std::vector<void*> ptrs = {const_cast<bf16*>(q),
+                             const_cast<bf16*>(k),
+                             const_cast<bf16*>(v),
+                             const_cast<bf16*>(out),
+                             const_cast<bf16*>(dout),
+                             const_cast<float*>(lse),
+                             dq,
+                             dk,
+                             dv,
+                             &common.one,
+                             softmax_sum};
+  common.add(shape, kv_len, uids, ptrs);
+  execute(*plan, uids, ptrs, softmax_sum + sum_bytes);
+  return true;
+}
+
+#else  // built without cuDNN's headers: the own kernels only
+
+bool cudnn_attention_available() {
+  return false;
+}
+std::string cudnn_attention_status() {
+  return "not built (no cuDNN 9.11+ headers at build time)";
+}
+std::string cudnn_attention_last_problem() {
+  return "";
+}
+bool cudnn_attention_forward(bf16*, float*, const bf16*, const bf16*, const bf16*,
+                             const std::int32_t*, const std::uint8_t*, i64, i64, i64, i64, i64,
+                             bool, i64) {
+  return false;
+}
+bool cudnn_attention_backward(bf16*, bf16*, bf16*, const bf16*, const bf16*, const float*,
+                              const bf16*, const bf16*, const bf16*, const std::int32_t*,
+                              const std::uint8_t*, i64, i64, i64, i64, i64, bool, i64) {
+  return false;
+}
+
+#endif
+
+}  // namespace tr::cuda

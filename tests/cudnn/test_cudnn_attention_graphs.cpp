@@ -1,0 +1,89 @@
+// cuDNN's attention graphs (layers/cuda/cudnn/sdpa_graphs.h) planned for an H100 described by
+// its properties, on a machine without a GPU: cuDNN's heuristics must offer engines for every
+// mask combination and head width the trainer sends it, and an engine's kernel must compile for
+// sm_90. This is what a GPU run would reject first (a graph cuDNN does not recognise as
+// attention), checked in CI. Running the plans is tests/gpu/test_cuda_cudnn_attention.cpp.
+//
+// cuDNN's compiled engines load the CUDA driver library before compiling; where none is
+// installed, the toolkit's stub (lib64/stubs/libcuda.so, which fails every call) stands in, so
+// that compilation runs and only the final module load fails.
+#include <dlfcn.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <ostream>
+#include <string>
+
+#include "layers/cuda/cudnn/sdpa_graphs.h"
+
+namespace tr::cudnn {
+
+void PrintTo(const SdpaShape& s, std::ostream* os) {
+  *os << "B" << s.B << " H" << s.H << " Tq" << s.Tq << " Tk" << s.Tk << " Dh" << s.Dh
+      << (s.padding ? " padded" : "") << (s.causal ? " causal" : "");
+}
+
+namespace {
+
+bool driver_library_loadable() {
+  if (dlopen("libcuda.so.1", RTLD_NOW | RTLD_GLOBAL)) return true;
+  std::string home = std::getenv("CUDA_HOME") ? std::getenv("CUDA_HOME") : "/usr/local/cuda";
+  return dlopen((home + "/lib64/stubs/libcuda.so").c_str(), RTLD_NOW | RTLD_GLOBAL) != nullptr;
+}
+
+class CudnnGraphs : public ::testing::TestWithParam<SdpaShape> {
+ protected:
+  void SetUp() override {
+    if (!api()) GTEST_SKIP() << "cuDNN not loadable: " << unavailable_reason();
+    if (!driver_library_loadable()) GTEST_SKIP() << "no CUDA driver library, not even the stub";
+  }
+
+  // Heuristics offer at least one engine, and one of them compiles for the target.
+  static void expect_planned(Graph graph, const char* what) {
+    Descriptor target = device_target_from_json(h100_properties_json());
+    std::vector<Descriptor> configs = engine_configs(graph, target);
+    ASSERT_FALSE(configs.empty()) << what << ": cuDNN offers no engine for the graph";
+    std::string why;
+    EXPECT_TRUE(first_plan(configs, target, why, /*compile_only=*/true).has_value())
+        << what << ": no engine configuration compiles: " << why;
+  }
+};
+
+TEST_P(CudnnGraphs, ForwardIsPlanned) {
+  expect_planned(sdpa_forward_graph(GetParam()), "forward");
+}
+
+TEST_P(CudnnGraphs, BackwardIsPlanned) {
+  expect_planned(sdpa_backward_graph(GetParam()), "backward");
+}
+
+std::string name(const ::testing::TestParamInfo<SdpaShape>& info) {
+  const SdpaShape& s = info.param;
+  return "B" + std::to_string(s.B) + "H" + std::to_string(s.H) + "Tq" + std::to_string(s.Tq) +
+         "Tk" + std::to_string(s.Tk) + "Dh" + std::to_string(s.Dh) + (s.padding ? "_padding" : "") +
+         (s.causal ? "_causal" : "");
+}
+
+// ViT-B/16 (197 tokens, heads of 64), the d-1024 encoder-decoder's self and cross attention
+// (heads of 64, padded sources, causal decoder), heads of 128 and an odd length.
+INSTANTIATE_TEST_SUITE_P(Shapes, CudnnGraphs,
+                         ::testing::Values(SdpaShape{128, 12, 197, 197, 64, false, false},
+                                           SdpaShape{32, 16, 256, 256, 64, true, false},
+                                           SdpaShape{32, 16, 256, 256, 64, false, true},
+                                           SdpaShape{32, 16, 256, 256, 64, true, true},
+                                           SdpaShape{32, 16, 255, 256, 64, true, false},
+                                           SdpaShape{4, 8, 100, 77, 128, true, false},
+                                           SdpaShape{4, 8, 64, 64, 32, false, true}),
+                         name);
+
+TEST(CudnnApi, ReportsItsVersionOrWhyNot) {
+  if (api()) {
+    EXPECT_GE(version(), 90000u);
+    EXPECT_EQ(unavailable_reason(), "");
+  } else {
+    EXPECT_NE(unavailable_reason(), "");
+  }
+}
+
+}  // namespace
+}  // namespace tr::cudnn
