@@ -12,6 +12,7 @@
 
 #include <cstdlib>
 #include <ostream>
+#include <sstream>
 #include <string>
 
 #include "layers/cuda/cudnn/sdpa_graphs.h"
@@ -59,9 +60,10 @@ TEST_P(CudnnGraphs, BackwardIsPlanned) {
 
 std::string name(const ::testing::TestParamInfo<SdpaShape>& info) {
   const SdpaShape& s = info.param;
-  return "B" + std::to_string(s.B) + "H" + std::to_string(s.H) + "Tq" + std::to_string(s.Tq) +
-         "Tk" + std::to_string(s.Tk) + "Dh" + std::to_string(s.Dh) + (s.padding ? "_padding" : "") +
-         (s.causal ? "_causal" : "");
+  std::ostringstream out;
+  out << "B" << s.B << "H" << s.H << "Tq" << s.Tq << "Tk" << s.Tk << "Dh" << s.Dh
+      << (s.padding ? "_padding" : "") << (s.causal ? "_causal" : "");
+  return out.str();
 }
 
 // ViT-B/16 (197 tokens, heads of 64), the d-1024 encoder-decoder's self and cross attention
