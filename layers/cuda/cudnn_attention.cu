@@ -86,7 +86,7 @@ const cudnn::Plan* plan_for(bool backward, const cudnn::SdpaShape& shape) {
           backward ? cudnn::sdpa_backward_graph(shape) : cudnn::sdpa_forward_graph(shape);
       std::vector<cudnn::Descriptor> configs = cudnn::engine_configs(graph, state.target);
       std::string why;
-      entry.plan = cudnn::first_plan(configs, state.target, why);
+      entry.plan = cudnn::first_plan(graph, configs, state.target, why);
       if (!entry.plan)
         entry.problem = configs.empty() ? "no engine for the graph" : "no plan: " + why;
     } catch (const cudnn::Error& e) {
@@ -120,9 +120,19 @@ bool eligible(i64 Dh, const std::uint8_t* keep_mask, bool causal, i64 q_offset,
   return true;
 }
 
-// Binds uids to pointers and runs a plan on the compute stream.
-void execute(const cudnn::Plan& plan, std::vector<std::int64_t> uids, std::vector<void*> pointers,
+// Runs a plan on the compute stream, binding each tensor its graph has (plan.bound_uids) to
+// the pointer `available` gives it; the scalars are host values.
+void execute(const cudnn::Plan& plan, const std::map<std::int64_t, void*>& available,
              void* workspace) {
+  std::vector<std::int64_t> uids;
+  std::vector<void*> pointers;
+  for (std::int64_t uid : plan.bound_uids) {
+    const auto it = available.find(uid);
+    TR_CHECK(it != available.end() && it->second,
+             "cuDNN attention: no pointer for graph tensor " + std::to_string(uid));
+    uids.push_back(uid);
+    pointers.push_back(it->second);
+  }
   cudnn::Descriptor pack(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
   pack.set(CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64,
            static_cast<std::int64_t>(uids.size()), uids.data())
@@ -139,23 +149,9 @@ void execute(const cudnn::Plan& plan, std::vector<std::int64_t> uids, std::vecto
                "cudnnBackendExecute (attention)");
 }
 
-// The scalars and sequence lengths both directions bind; kept alive for the call.
-struct CommonBindings {
+// The host scalars both directions' graphs may bind, alive for the call.
+struct Scalars {
   float scale, one = 1.0f, neg_inf = -INFINITY;
-  std::int32_t* seq_q = nullptr;
-  void add(const cudnn::SdpaShape& s, const std::int32_t* kv_len, std::vector<std::int64_t>& uids,
-           std::vector<void*>& ptrs) {
-    uids.push_back(cudnn::kScale);
-    ptrs.push_back(&scale);
-    if (s.padding) {
-      uids.insert(uids.end(), {cudnn::kSeqLenQ, cudnn::kSeqLenKv});
-      ptrs.insert(ptrs.end(), {seq_q, const_cast<std::int32_t*>(kv_len)});
-    }
-    if (s.padding || s.causal) {
-      uids.push_back(cudnn::kNegInf);
-      ptrs.push_back(&neg_inf);
-    }
-  }
 };
 
 // seq_len_q (Tq for every batch entry) in `at`, when the shape pads.
@@ -204,14 +200,20 @@ bool cudnn_attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k
   if (B == 0 || Tq == 0) return true;
   const std::size_t seq_bytes = shape.padding ? round256(B * sizeof(std::int32_t)) : 0;
   StreamScratch scratch(seq_bytes + static_cast<std::size_t>(plan->workspace_bytes));
-  CommonBindings common{1.0f / std::sqrt(static_cast<float>(Dh))};
-  common.seq_q = scratch.as<std::int32_t>();
-  fill_query_lengths(common.seq_q, shape);
-  std::vector<std::int64_t> uids = {cudnn::kQ, cudnn::kK, cudnn::kV, cudnn::kO, cudnn::kStats};
-  std::vector<void*> ptrs = {const_cast<bf16*>(q), const_cast<bf16*>(k), const_cast<bf16*>(v), out,
-                             lse};
-  common.add(shape, kv_len, uids, ptrs);
-  execute(*plan, uids, ptrs, scratch.as<char>() + seq_bytes);
+  Scalars scalars{1.0f / std::sqrt(static_cast<float>(Dh))};
+  std::int32_t* seq_q = scratch.as<std::int32_t>();
+  fill_query_lengths(seq_q, shape);
+  const std::map<std::int64_t, void*> available = {
+      {cudnn::kQ, const_cast<bf16*>(q)},
+      {cudnn::kK, const_cast<bf16*>(k)},
+      {cudnn::kV, const_cast<bf16*>(v)},
+      {cudnn::kO, out},
+      {cudnn::kStats, lse},
+      {cudnn::kScale, &scalars.scale},
+      {cudnn::kNegInf, &scalars.neg_inf},
+      {cudnn::kSeqLenQ, seq_q},
+      {cudnn::kSeqLenKv, const_cast<std::int32_t*>(kv_len)}};
+  execute(*plan, available, scratch.as<char>() + seq_bytes);
   return true;
 }
 
@@ -232,26 +234,27 @@ bool cudnn_attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, co
   const std::size_t seq_bytes = shape.padding ? round256(B * sizeof(std::int32_t)) : 0;
   const std::size_t sum_bytes = round256(cudnn::sdpa_backward_buffer_bytes(shape));
   StreamScratch scratch(seq_bytes + sum_bytes + static_cast<std::size_t>(plan->workspace_bytes));
-  CommonBindings common{1.0f / std::sqrt(static_cast<float>(Dh))};
-  common.seq_q = scratch.as<std::int32_t>();
-  fill_query_lengths(common.seq_q, shape);
+  Scalars scalars{1.0f / std::sqrt(static_cast<float>(Dh))};
+  std::int32_t* seq_q = scratch.as<std::int32_t>();
+  fill_query_lengths(seq_q, shape);
   char* softmax_sum = scratch.as<char>() + seq_bytes;
-  std::vector<std::int64_t> uids = {cudnn::kQ,  cudnn::kK,     cudnn::kV,         cudnn::kO,
-                                    cudnn::kDO, cudnn::kStats, cudnn::kDQ,        cudnn::kDK,
-                                    cudnn::kDV, cudnn::kOne,   cudnn::kSoftmaxSum};
-  std::vector<void*> ptrs = {const_cast<bf16*>(q),
-                             const_cast<bf16*>(k),
-                             const_cast<bf16*>(v),
-                             const_cast<bf16*>(out),
-                             const_cast<bf16*>(dout),
-                             const_cast<float*>(lse),
-                             dq,
-                             dk,
-                             dv,
-                             &common.one,
-                             softmax_sum};
-  common.add(shape, kv_len, uids, ptrs);
-  execute(*plan, uids, ptrs, softmax_sum + sum_bytes);
+  const std::map<std::int64_t, void*> available = {
+      {cudnn::kQ, const_cast<bf16*>(q)},
+      {cudnn::kK, const_cast<bf16*>(k)},
+      {cudnn::kV, const_cast<bf16*>(v)},
+      {cudnn::kO, const_cast<bf16*>(out)},
+      {cudnn::kDO, const_cast<bf16*>(dout)},
+      {cudnn::kStats, const_cast<float*>(lse)},
+      {cudnn::kDQ, dq},
+      {cudnn::kDK, dk},
+      {cudnn::kDV, dv},
+      {cudnn::kSoftmaxSum, softmax_sum},
+      {cudnn::kScale, &scalars.scale},
+      {cudnn::kOne, &scalars.one},
+      {cudnn::kNegInf, &scalars.neg_inf},
+      {cudnn::kSeqLenQ, seq_q},
+      {cudnn::kSeqLenKv, const_cast<std::int32_t*>(kv_len)}};
+  execute(*plan, available, softmax_sum + sum_bytes);
   return true;
 }
 

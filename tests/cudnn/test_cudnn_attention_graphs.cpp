@@ -10,10 +10,12 @@
 #include <dlfcn.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <ostream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "layers/cuda/cudnn/sdpa_graphs.h"
 
@@ -45,7 +47,7 @@ class CudnnGraphs : public ::testing::TestWithParam<SdpaShape> {
     std::vector<Descriptor> configs = engine_configs(graph, target);
     ASSERT_FALSE(configs.empty()) << what << ": cuDNN offers no engine for the graph";
     std::string why;
-    EXPECT_TRUE(first_plan(configs, target, why, /*compile_only=*/true).has_value())
+    EXPECT_TRUE(first_plan(graph, configs, target, why, /*compile_only=*/true).has_value())
         << what << ": no engine configuration compiles: " << why;
   }
 };
@@ -77,6 +79,26 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudnnGraphs,
                                            SdpaShape{4, 8, 100, 77, 128, true, false},
                                            SdpaShape{4, 8, 64, 64, 32, false, true}),
                          name);
+
+// The tensors a call must bind: the runtime binds exactly these (cudnn_attention.cu).
+TEST(CudnnGraphTensors, AreTheCallsOperandsAndScalars) {
+  if (!api()) GTEST_SKIP() << "cuDNN not loadable: " << unavailable_reason();
+  const auto sorted = [](std::vector<std::int64_t> v) {
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  const SdpaShape plain{2, 2, 8, 8, 64, false, false}, padded{2, 2, 8, 8, 64, true, false},
+      causal{2, 2, 8, 8, 64, false, true};
+  using V = std::vector<std::int64_t>;
+  EXPECT_EQ(sorted(sdpa_forward_graph(plain).bound_uids), (V{kQ, kK, kV, kO, kStats, kScale}));
+  EXPECT_EQ(sorted(sdpa_forward_graph(padded).bound_uids),
+            (V{kQ, kK, kV, kO, kStats, kScale, kSeqLenQ, kSeqLenKv, kNegInf}));
+  EXPECT_EQ(sorted(sdpa_forward_graph(causal).bound_uids),
+            (V{kQ, kK, kV, kO, kStats, kScale, kNegInf}));
+  EXPECT_EQ(sorted(sdpa_backward_graph(padded).bound_uids),
+            (V{kQ, kK, kV, kO, kStats, kScale, kSeqLenQ, kSeqLenKv, kNegInf, kDO, kDQ, kDK, kDV,
+               kOne, kSoftmaxSum}));
+}
 
 TEST(CudnnApi, ReportsItsVersionOrWhyNot) {
   if (api()) {

@@ -32,7 +32,10 @@ class Builder {
         .set_int64(CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, 16)
         .set_int64s(CUDNN_ATTR_TENSOR_DIMENSIONS, dims.data(), 4)
         .set_int64s(CUDNN_ATTR_TENSOR_STRIDES, strides.data(), 4);
-    if (is_virtual) t.set_bool(CUDNN_ATTR_TENSOR_IS_VIRTUAL, true);
+    if (is_virtual)
+      t.set_bool(CUDNN_ATTR_TENSOR_IS_VIRTUAL, true);
+    else
+      graph_.bound_uids.push_back(uid);
     return t.finalize("tensor descriptor");
   }
   const Descriptor& virtual_tensor(const Dims& dims, const Dims& strides, cudnnDataType_t type) {
@@ -48,6 +51,7 @@ class Builder {
         .set_int64s(CUDNN_ATTR_TENSOR_DIMENSIONS, ones.data(), 4)
         .set_int64s(CUDNN_ATTR_TENSOR_STRIDES, ones.data(), 4)
         .set_bool(CUDNN_ATTR_TENSOR_IS_BY_VALUE, true);
+    graph_.bound_uids.push_back(uid);
     return t.finalize("scalar descriptor");
   }
 
@@ -372,10 +376,10 @@ std::vector<Descriptor> engine_configs(const Graph& graph, const Descriptor& tar
   return configs;
 }
 
-std::optional<Plan> first_plan(std::vector<Descriptor>& configs, const Descriptor& target,
-                               std::string& why, bool compile_only) {
+std::optional<Plan> first_plan(const Graph& graph, std::vector<Descriptor>& configs,
+                               const Descriptor& target, std::string& why, bool compile_only) {
   for (std::size_t i = 0; i < configs.size(); ++i) {
-    Plan made{Descriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR)};
+    Plan made{Descriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR), 0, graph.bound_uids};
     made.plan.set_desc(CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, configs[i])
         .set_desc(CUDNN_ATTR_EXECUTION_PLAN_DEVICEPROP, target);
     const cudnnStatus_t status = made.plan.try_finalize();
@@ -386,7 +390,8 @@ std::optional<Plan> first_plan(std::vector<Descriptor>& configs, const Descripto
             "execution plan: workspace size");
       return made;
     }
-    if (compile_only && status == CUDNN_STATUS_EXECUTION_FAILED_CUDA_DRIVER) return Plan{};
+    if (compile_only && status == CUDNN_STATUS_EXECUTION_FAILED_CUDA_DRIVER)
+      return Plan{Descriptor(), 0, graph.bound_uids};
     why += (why.empty() ? "" : "; ") + std::string("configuration ") + std::to_string(i) + ": " +
            Error("plan", status).what();
   }

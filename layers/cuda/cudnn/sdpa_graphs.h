@@ -49,6 +49,7 @@ enum Uid : std::int64_t {
 struct Graph {
   std::deque<Descriptor> parts;
   Descriptor graph;
+  std::vector<std::int64_t> bound_uids;  // the tensors a variant pack must bind, in order made
 };
 
 // The forward: O and Stats from Q, K, V (+ seq lens).
@@ -77,12 +78,14 @@ std::vector<Descriptor> engine_configs(const Graph& graph, const Descriptor& tar
 struct Plan {
   Descriptor plan;
   std::int64_t workspace_bytes = 0;
+  std::vector<std::int64_t> bound_uids;  // the graph's
 };
 // The first configuration that finalizes into a plan; nullopt when none does, with each
 // configuration's failure appended to `why`. With `compile_only` (a described target), a
 // configuration whose kernel compiled but could not be loaded for want of a driver counts as
 // made (returns an empty Plan).
-std::optional<Plan> first_plan(std::vector<Descriptor>& configs, const Descriptor& target,
-                               std::string& why, bool compile_only = false);
+std::optional<Plan> first_plan(const Graph& graph, std::vector<Descriptor>& configs,
+                               const Descriptor& target, std::string& why,
+                               bool compile_only = false);
 
 }  // namespace tr::cudnn
