@@ -68,7 +68,7 @@ DeviceState& device_state() {
     const cudnn::Api* api = cudnn::api();
     cudnn::check(api->Create(&state.handle), "cudnnCreate");
     cudnn::check(api->SetStream(state.handle, compute_stream()), "cudnnSetStream");
-    state.target = cudnn::device_target(device);
+    state.target = cudnn::device_target(device, state.handle);
   }
   return state;
 }
@@ -82,11 +82,11 @@ const cudnn::Plan* plan_for(bool backward, const cudnn::SdpaShape& shape) {
   if (it == plans.end()) {
     PlanEntry entry;
     try {
-      cudnn::Graph graph =
-          backward ? cudnn::sdpa_backward_graph(shape) : cudnn::sdpa_forward_graph(shape);
+      cudnn::Graph graph = backward ? cudnn::sdpa_backward_graph(shape, state.handle)
+                                    : cudnn::sdpa_forward_graph(shape, state.handle);
       std::vector<cudnn::Descriptor> configs = cudnn::engine_configs(graph, state.target);
       std::string why;
-      entry.plan = cudnn::first_plan(graph, configs, state.target, why);
+      entry.plan = cudnn::first_plan(graph, configs, state.target, why, false, state.handle);
       if (!entry.plan)
         entry.problem = configs.empty() ? "no engine for the graph" : "no plan: " + why;
     } catch (const cudnn::Error& e) {

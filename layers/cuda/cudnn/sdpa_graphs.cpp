@@ -20,7 +20,7 @@ using Dims = std::array<std::int64_t, 4>;
 // addresses) and the operations listed for the graph descriptor.
 class Builder {
  public:
-  explicit Builder(Graph& graph) : graph_(graph) {}
+  Builder(Graph& graph, cudnnHandle_t handle) : graph_(graph), handle_(handle) {}
 
   // A tensor the caller binds (uid from Uid) or, with uid 0, a virtual one of the graph.
   const Descriptor& tensor(std::int64_t uid, const Dims& dims, const Dims& strides,
@@ -122,16 +122,17 @@ class Builder {
     std::vector<cudnnBackendDescriptor_t> raw;
     for (const Descriptor* op : ops_) raw.push_back(op->raw());
     graph_.graph = Descriptor(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
-    graph_.graph
-        .set(CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
-             static_cast<std::int64_t>(raw.size()), raw.data())
-        .finalize(what);
+    graph_.graph.set(CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+                     static_cast<std::int64_t>(raw.size()), raw.data());
+    if (handle_) graph_.graph.set(CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle_);
+    graph_.graph.finalize(what);
   }
 
  private:
   void add(const Descriptor& op) { ops_.push_back(&op); }
 
   Graph& graph_;
+  cudnnHandle_t handle_;
   std::vector<const Descriptor*> ops_;
   std::int64_t next_virtual_ = 1000;  // above every Uid
 };
@@ -224,9 +225,9 @@ const Descriptor& scaled_masked_scores(Builder& g, const SdpaShape& s, const Lay
 
 }  // namespace
 
-Graph sdpa_forward_graph(const SdpaShape& s) {
+Graph sdpa_forward_graph(const SdpaShape& s, cudnnHandle_t handle) {
   Graph graph;
-  Builder g(graph);
+  Builder g(graph, handle);
   const Layout l(s);
   const Descriptor& q = g.tensor(kQ, l.q, l.q_strides, CUDNN_DATA_BFLOAT16);
   const Descriptor& k_t = g.tensor(kK, l.kv_t, l.kv_t_strides, CUDNN_DATA_BFLOAT16);
@@ -257,9 +258,9 @@ Graph sdpa_forward_graph(const SdpaShape& s) {
   return graph;
 }
 
-Graph sdpa_backward_graph(const SdpaShape& s) {
+Graph sdpa_backward_graph(const SdpaShape& s, cudnnHandle_t handle) {
   Graph graph;
-  Builder g(graph);
+  Builder g(graph, handle);
   const Layout l(s);
   const Descriptor& q = g.tensor(kQ, l.q, l.q_strides, CUDNN_DATA_BFLOAT16);
   const Descriptor& k_t = g.tensor(kK, l.kv_t, l.kv_t_strides, CUDNN_DATA_BFLOAT16);
@@ -322,10 +323,11 @@ std::int64_t sdpa_backward_buffer_bytes(const SdpaShape& s) {
   return s.B * s.H * s.Tq * static_cast<std::int64_t>(sizeof(float));
 }
 
-Descriptor device_target(int device) {
+Descriptor device_target(int device, cudnnHandle_t handle) {
   Descriptor target(CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR);
   const std::int32_t id = device;
-  target.set(CUDNN_ATTR_DEVICEPROP_DEVICE_ID, CUDNN_TYPE_INT32, 1, &id);
+  target.set(CUDNN_ATTR_DEVICEPROP_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle)
+      .set(CUDNN_ATTR_DEVICEPROP_DEVICE_ID, CUDNN_TYPE_INT32, 1, &id);
   target.finalize("device properties");
   return target;
 }
@@ -377,11 +379,14 @@ std::vector<Descriptor> engine_configs(const Graph& graph, const Descriptor& tar
 }
 
 std::optional<Plan> first_plan(const Graph& graph, std::vector<Descriptor>& configs,
-                               const Descriptor& target, std::string& why, bool compile_only) {
+                               const Descriptor& target, std::string& why, bool compile_only,
+                               cudnnHandle_t handle) {
   for (std::size_t i = 0; i < configs.size(); ++i) {
     Plan made{Descriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR), 0, graph.bound_uids};
     made.plan.set_desc(CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, configs[i])
         .set_desc(CUDNN_ATTR_EXECUTION_PLAN_DEVICEPROP, target);
+    // The handle too where there is one: the classic way plans meet the device they run on.
+    if (handle) made.plan.set(CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
     const cudnnStatus_t status = made.plan.try_finalize();
     if (status == CUDNN_STATUS_SUCCESS) {
       std::int64_t count = 0;

@@ -52,20 +52,21 @@ struct Graph {
   std::vector<std::int64_t> bound_uids;  // the tensors a variant pack must bind, in order made
 };
 
-// The forward: O and Stats from Q, K, V (+ seq lens).
-Graph sdpa_forward_graph(const SdpaShape& shape);
+// The forward: O and Stats from Q, K, V (+ seq lens). `handle`: the cuDNN handle of the GPU the
+// graph will run on (null for a described target).
+Graph sdpa_forward_graph(const SdpaShape& shape, cudnnHandle_t handle = nullptr);
 // The backward: dQ, dK, dV from Q, K, V, O, dO, Stats (+ seq lens); softmax_sum is an f32
 // [B, H, Tq] buffer the caller provides (cuDNN's engines write it, then read it). dQ is written
 // by one product of dS and K, not accumulated across key tiles in fp32 (cudnn_frontend's
 // deterministic form): results are reproducible run to run, as with the project's own kernels.
-Graph sdpa_backward_graph(const SdpaShape& shape);
+Graph sdpa_backward_graph(const SdpaShape& shape, cudnnHandle_t handle = nullptr);
 // Bytes of softmax_sum (the backward's own buffer, besides the plan's workspace).
 std::int64_t sdpa_backward_buffer_bytes(const SdpaShape& shape);
 
 // The GPU a plan is made for: a device of this machine, or one described by cuDNN's device
 // property JSON (plans for a GPU this machine does not have; the engines' kernels are compiled
 // but not loaded).
-Descriptor device_target(int device);
+Descriptor device_target(int device, cudnnHandle_t handle);
 Descriptor device_target_from_json(const std::string& json);
 // The properties of an H100 SXM (132 SMs, 227 KiB shared memory per block), as
 // device_target_from_json takes them.
@@ -83,9 +84,9 @@ struct Plan {
 // The first configuration that finalizes into a plan; nullopt when none does, with each
 // configuration's failure appended to `why`. With `compile_only` (a described target), a
 // configuration whose kernel compiled but could not be loaded for want of a driver counts as
-// made (returns an empty Plan).
+// made (returns an empty Plan). `handle`: as for the graph.
 std::optional<Plan> first_plan(const Graph& graph, std::vector<Descriptor>& configs,
                                const Descriptor& target, std::string& why,
-                               bool compile_only = false);
+                               bool compile_only = false, cudnnHandle_t handle = nullptr);
 
 }  // namespace tr::cudnn
