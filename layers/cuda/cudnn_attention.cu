@@ -60,6 +60,7 @@ std::map<int, DeviceState>& devices() {
   return *states;
 }
 std::string g_last_problem;
+std::atomic<bool> g_unusable{false};  // cuDNN's handle could not be made: never tried again
 
 DeviceState& device_state() {
   const int device = current_device();
@@ -73,10 +74,27 @@ DeviceState& device_state() {
   return state;
 }
 
-// The plan of `shape` on the current GPU, made on first use; nullptr when cuDNN has none.
-const cudnn::Plan* plan_for(bool backward, const cudnn::SdpaShape& shape) {
+std::string describe(bool backward, const cudnn::SdpaShape& s, const std::string& problem) {
+  return std::string(backward ? "backward" : "forward") + " [B " + std::to_string(s.B) + ", H " +
+         std::to_string(s.H) + ", Tq " + std::to_string(s.Tq) + ", Tk " + std::to_string(s.Tk) +
+         ", Dh " + std::to_string(s.Dh) + (s.padding ? ", padded" : "") +
+         (s.causal ? ", causal" : "") + "]: " + problem;
+}
+
+// The plan entry of `shape` on the current GPU, made on first use (its plan empty when cuDNN
+// has none). Entries stay where they are (std::map), so callers keep the pointer.
+PlanEntry& entry_for(bool backward, const cudnn::SdpaShape& shape) {
   std::lock_guard<std::mutex> lock(g_mutex);
-  DeviceState& state = device_state();
+  static PlanEntry no_plan;  // where cuDNN cannot even be set up on this GPU
+  DeviceState* found = nullptr;
+  try {
+    found = &device_state();
+  } catch (const cudnn::Error& e) {
+    g_unusable = true;
+    g_last_problem = std::string("setting up cuDNN: ") + e.what();
+    return no_plan;
+  }
+  DeviceState& state = *found;
   auto& plans = backward ? state.backward : state.forward;
   auto it = plans.find(shape);
   if (it == plans.end()) {
@@ -92,14 +110,20 @@ const cudnn::Plan* plan_for(bool backward, const cudnn::SdpaShape& shape) {
     } catch (const cudnn::Error& e) {
       entry.problem = e.what();
     }
-    if (!entry.problem.empty())
-      g_last_problem = std::string(backward ? "backward" : "forward") + " [B " +
-                       std::to_string(shape.B) + ", H " + std::to_string(shape.H) + ", Tq " +
-                       std::to_string(shape.Tq) + ", Tk " + std::to_string(shape.Tk) + ", Dh " +
-                       std::to_string(shape.Dh) + "]: " + entry.problem;
+    if (!entry.problem.empty()) g_last_problem = describe(backward, shape, entry.problem);
     it = plans.emplace(shape, std::move(entry)).first;
   }
-  return it->second.plan ? &*it->second.plan : nullptr;
+  return it->second;
+}
+
+// A plan that fails to run is dropped: its shape goes to the own kernels from then on (a
+// failure shows before cuDNN launches anything, so nothing was written).
+void drop_failed_plan(PlanEntry& entry, bool backward, const cudnn::SdpaShape& shape,
+                      const cudnn::Error& e) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  entry.plan.reset();
+  entry.problem = e.what();
+  g_last_problem = describe(backward, shape, entry.problem);
 }
 
 bool aligned16(const void* p) {
@@ -109,7 +133,7 @@ bool aligned16(const void* p) {
 // Whether a call can go to cuDNN at all (before any plan is looked for).
 bool eligible(i64 Dh, const std::uint8_t* keep_mask, bool causal, i64 q_offset,
               std::initializer_list<const void*> operands) {
-  if (!g_enabled || !cudnn_attention_available()) return false;
+  if (!g_enabled || g_unusable || !cudnn_attention_available()) return false;
   // Dropout: the masks must be the CPU's (layers/dropout.h), which cuDNN's own Philox stream is
   // not. A causal offset (queries continuing a sequence) is a bottom-right band cuDNN 9.19's
   // graphs do not take.
@@ -195,8 +219,9 @@ bool cudnn_attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k
                              i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal, i64 q_offset) {
   if (!eligible(Dh, keep_mask, causal, q_offset, {out, q, k, v})) return false;
   const cudnn::SdpaShape shape{B, H, Tq, Tk, Dh, kv_len != nullptr, causal};
-  const cudnn::Plan* plan = plan_for(false, shape);
-  if (!plan) return false;
+  PlanEntry& entry = entry_for(false, shape);
+  if (!entry.plan) return false;
+  const cudnn::Plan* plan = &*entry.plan;
   if (B == 0 || Tq == 0) return true;
   const std::size_t seq_bytes = shape.padding ? round256(B * sizeof(std::int32_t)) : 0;
   StreamScratch scratch(seq_bytes + static_cast<std::size_t>(plan->workspace_bytes));
@@ -213,7 +238,12 @@ bool cudnn_attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k
       {cudnn::kNegInf, &scalars.neg_inf},
       {cudnn::kSeqLenQ, seq_q},
       {cudnn::kSeqLenKv, const_cast<std::int32_t*>(kv_len)}};
-  execute(*plan, available, scratch.as<char>() + seq_bytes);
+  try {
+    execute(*plan, available, scratch.as<char>() + seq_bytes);
+  } catch (const cudnn::Error& e) {
+    drop_failed_plan(entry, false, shape, e);
+    return false;
+  }
   return true;
 }
 
@@ -223,8 +253,9 @@ bool cudnn_attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, co
                               i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal, i64 q_offset) {
   if (!eligible(Dh, keep_mask, causal, q_offset, {dq, dk, dv, dout, out, q, k, v})) return false;
   const cudnn::SdpaShape shape{B, H, Tq, Tk, Dh, kv_len != nullptr, causal};
-  const cudnn::Plan* plan = plan_for(true, shape);
-  if (!plan) return false;
+  PlanEntry& entry = entry_for(true, shape);
+  if (!entry.plan) return false;
+  const cudnn::Plan* plan = &*entry.plan;
   if (B == 0 || Tk == 0) return true;
   if (Tq == 0) {  // no query reaches a key: zero gradients, as the own kernels give
     memset_zero(dk, static_cast<std::size_t>(B * Tk * H * Dh) * sizeof(bf16));
@@ -254,7 +285,12 @@ bool cudnn_attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, co
       {cudnn::kNegInf, &scalars.neg_inf},
       {cudnn::kSeqLenQ, seq_q},
       {cudnn::kSeqLenKv, const_cast<std::int32_t*>(kv_len)}};
-  execute(*plan, available, softmax_sum + sum_bytes);
+  try {
+    execute(*plan, available, softmax_sum + sum_bytes);
+  } catch (const cudnn::Error& e) {
+    drop_failed_plan(entry, true, shape, e);
+    return false;
+  }
   return true;
 }
 
