@@ -95,8 +95,10 @@ def torch_kernel(row):
                    for _ in range(3))
         g = torch.rand(b, h, t, dh, device="cuda", dtype=dtype)
 
+        dropout_p = 0.1 if "dropout" in kernel else 0.0
+
         def step():
-            out = F.scaled_dot_product_attention(q, k, v)
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
             out.backward(g)
         return torch_kernel_ms(step)
     if kernel == "dropout mask":
@@ -122,7 +124,7 @@ def compare_kernels(gpu_kernels, library_path, timeout):
         print("gpu_kernels failed:", (r.stderr or r.stdout).strip().splitlines()[-1:])
         return
     rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
-    print(f"{'kernel':19} {'shape':22} {'prec':5} {'ours ms':>9} {'torch ms':>9} {'torch/ours':>10} "
+    print(f"{'kernel':23} {'shape':22} {'prec':5} {'ours ms':>9} {'torch ms':>9} {'torch/ours':>10} "
           f"{'ours rate':>12}")
     for row in rows:
         try:
@@ -131,7 +133,7 @@ def compare_kernels(gpu_kernels, library_path, timeout):
             theirs = float("nan")
             print("  torch:", type(e).__name__, str(e).splitlines()[0][:100])
         rate = (f"{row['tflops']:7.1f} TF/s" if "tflops" in row else f"{row['gbps']:7.0f} GB/s")
-        print(f"{row['kernel']:19} {row['shape']:22} {row['precision']:5} {row['ms']:9.3f} "
+        print(f"{row['kernel']:23} {row['shape']:22} {row['precision']:5} {row['ms']:9.3f} "
               f"{theirs:9.3f} {theirs / row['ms']:9.2f}x {rate:>12}")
         row["torch_ms"] = theirs
     if os.environ.get("OUT"):

@@ -8,7 +8,8 @@
 // FLOPs (the six products), "attention" materialises the probabilities (the path with
 // TR_FLASH_ATTENTION=0), "attention flash" is the flash kernels (the training path; fp32 on the
 // CUDA cores, bf16 on the tensor cores), "attention cudnn" cuDNN's fused engines (bf16; the
-// training path where cuDNN is present and attention has no dropout); LayerNorm:
+// training path where cuDNN is present), "... dropout": with dropout 0.1 on the probabilities
+// (the encoder-decoder's training attention; PyTorch's row uses dropout_p 0.1); LayerNorm:
 // forward (x read, y written) and backward (dout and x read, din written) in GB/s, fp32;
 // dropout mask: the attention probabilities' keep mask, in GB/s of mask bytes.
 // bench/gpu_compare.py --kernels puts PyTorch's same operations beside them.
@@ -22,6 +23,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -154,30 +156,78 @@ void flash_attention_case(i64 B, i64 H, i64 T, i64 Dh, const char* precision) {
   print("attention flash", shape, precision, ms, "tflops", 12.0 * B * H * T * T * Dh / (ms * 1e9));
 }
 
+// A keep mask [B, H, T, T] with dropout 0.1, in the layout of layers/dropout.h; freed by the
+// owner.
+struct DeviceKeepMask {
+  std::uint8_t* p = nullptr;
+  DeviceKeepMask(i64 B, i64 H, i64 T) {
+    p = static_cast<std::uint8_t*>(
+        tr::cuda::malloc_device(static_cast<std::size_t>(B * H * T * T)));
+    tr::cuda::DropoutLayout layout;
+    layout.n = 3;
+    const i64 dims[3] = {B, H, T};
+    const std::uint64_t strides[3] = {std::uint64_t{1} << 40, std::uint64_t{1} << 32,
+                                      std::uint64_t{1} << 16};
+    for (int j = 0; j < 3; ++j) {
+      layout.dims[j] = dims[j];
+      layout.strides[j] = strides[j];
+    }
+    tr::cuda::dropout_mask_strided(p, B * H * T, T, layout, 0.1f, 1234, 5, 0);
+  }
+  ~DeviceKeepMask() { tr::cuda::free_device(p); }
+  DeviceKeepMask(const DeviceKeepMask&) = delete;
+  DeviceKeepMask& operator=(const DeviceKeepMask&) = delete;
+};
+
 // bf16 attention through cuDNN's fused engines (the path train.precision: bf16 takes where
-// cuDNN is present and there is no attention dropout), beside the own flash kernels' row.
-void cudnn_attention_case(i64 B, i64 H, i64 T, i64 Dh) {
+// cuDNN is present), beside the own flash kernels' row; with `dropout`, 0.1 on the
+// probabilities through the caller's keep mask (widened to bf16 for cuDNN: included).
+void cudnn_attention_case(i64 B, i64 H, i64 T, i64 Dh, bool dropout) {
   const i64 n = B * T * H * Dh;
   DeviceBf16 q(n, 4), k(n, 5), v(n, 6), dout(n, 7), out(n, 8), dq(n, 9), dk(n, 10), dv(n, 11);
   DeviceFloats lse(B * H * T, 12);
+  std::optional<DeviceKeepMask> keep;
+  if (dropout) keep.emplace(B, H, T);
+  const std::uint8_t* mask = keep ? keep->p : nullptr;
+  const float keep_scale = dropout ? 1.0f / 0.9f : 1.0f;
   bool taken = true;
   const double ms = median_ms([&] {
-    taken = taken && tr::cuda::cudnn_attention_forward(out.p, lse.p, q.p, k.p, v.p, nullptr,
-                                                       nullptr, B, H, T, T, Dh, false, 0);
-    taken = taken &&
-            tr::cuda::cudnn_attention_backward(dq.p, dk.p, dv.p, dout.p, out.p, lse.p, q.p, k.p,
-                                               v.p, nullptr, nullptr, B, H, T, T, Dh, false, 0);
+    taken = taken && tr::cuda::cudnn_attention_forward(out.p, lse.p, q.p, k.p, v.p, nullptr, mask,
+                                                       keep_scale, B, H, T, T, Dh, false, 0);
+    taken = taken && tr::cuda::cudnn_attention_backward(dq.p, dk.p, dv.p, dout.p, out.p, lse.p, q.p,
+                                                        k.p, v.p, nullptr, mask, keep_scale, B, H,
+                                                        T, T, Dh, false, 0);
   });
   const std::string shape =
       format("B%lld H%lld T%lld Dh%lld", (long long)B, (long long)H, (long long)T, (long long)Dh);
+  const char* name = dropout ? "attention cudnn dropout" : "attention cudnn";
   if (!taken) {
-    std::fprintf(stderr, "gpu_kernels: cuDNN attention %s not run: %s\n", shape.c_str(),
+    std::fprintf(stderr, "gpu_kernels: %s %s not run: %s\n", name, shape.c_str(),
                  tr::cuda::cudnn_attention_available()
                      ? tr::cuda::cudnn_attention_last_problem().c_str()
                      : tr::cuda::cudnn_attention_status().c_str());
     return;
   }
-  print("attention cudnn", shape, "bf16", ms, "tflops", 12.0 * B * H * T * T * Dh / (ms * 1e9));
+  print(name, shape, "bf16", ms, "tflops", 12.0 * B * H * T * T * Dh / (ms * 1e9));
+}
+
+// The own bf16 flash kernels with dropout 0.1 (the encoder-decoder's training attention).
+void flash_dropout_case(i64 B, i64 H, i64 T, i64 Dh) {
+  const i64 n = B * T * H * Dh;
+  DeviceBf16 q(n, 4), k(n, 5), v(n, 6), dout(n, 7), out(n, 8), dq(n, 9), dk(n, 10), dv(n, 11);
+  DeviceFloats lse(B * H * T, 12);
+  DeviceKeepMask keep(B, H, T);
+  const float keep_scale = 1.0f / 0.9f;
+  const double ms = median_ms([&] {
+    tr::cuda::flash_attention_forward(out.p, lse.p, q.p, k.p, v.p, nullptr, keep.p, keep_scale, B,
+                                      H, T, T, Dh, false, 0);
+    tr::cuda::flash_attention_backward(dq.p, dk.p, dv.p, dout.p, out.p, lse.p, q.p, k.p, v.p,
+                                       nullptr, keep.p, keep_scale, B, H, T, T, Dh, false, 0);
+  });
+  const std::string shape =
+      format("B%lld H%lld T%lld Dh%lld", (long long)B, (long long)H, (long long)T, (long long)Dh);
+  print("attention flash dropout", shape, "bf16", ms, "tflops",
+        12.0 * B * H * T * T * Dh / (ms * 1e9));
 }
 
 // The attention probabilities' dropout mask [B, H, T, T] (bytes), drawn in the layout of
@@ -251,7 +301,9 @@ int main(int argc, char** argv) {
     }
   }
   for (const auto& [B, H, T] : {std::tuple{128, 12, 197}, std::tuple{32, 16, 256}})
-    cudnn_attention_case(B, H, T, 64);
+    cudnn_attention_case(B, H, T, 64, false);
+  flash_dropout_case(32, 16, 256, 64);  // the encoder-decoder's training attention
+  cudnn_attention_case(32, 16, 256, 64, true);
   layernorm_case(25216, 768);
   layernorm_case(8192, 1024);
   dropout_mask_case(32, 16, 256);  // the encoder-decoder's attention (dropout 0.1)

@@ -472,8 +472,9 @@ void flash_attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Te
   TR_CUDA_BF16_OP(
       cuda_of(q, DType::bf16) && cuda_of(k, DType::bf16) && cuda_of(v, DType::bf16),
       TR_OPERANDS(&lse, &kv_len, &keep_mask),
-      if (!cuda::cudnn_attention_forward(bf(out), dev(lse), bf(q), bf(k), bf(v), lens, keep, B,
-                                         heads, Tq, Tk, Dh, causal, q_offset)) {
+      if (!cuda::cudnn_attention_forward(bf(out), dev(lse), bf(q), bf(k), bf(v), lens, keep,
+                                         static_cast<float>(keep_scale), B, heads, Tq, Tk, Dh,
+                                         causal, q_offset)) {
         cuda::flash_attention_forward(bf(out), dev(lse), bf(q), bf(k), bf(v), lens, keep,
                                       static_cast<float>(keep_scale), B, heads, Tq, Tk, Dh, causal,
                                       q_offset);
@@ -515,9 +516,9 @@ void flash_attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& 
       cuda_of(q, DType::bf16) && cuda_of(k, DType::bf16) && cuda_of(v, DType::bf16) &&
           cuda_of(dout, DType::bf16) && cuda_of(out, DType::bf16),
       TR_OPERANDS(&lse, &kv_len, &keep_mask),
-      if (!cuda::cudnn_attention_backward(bf(dq), bf(dk), bf(dv), bf(dout), bf(out), dev(lse),
-                                          bf(q), bf(k), bf(v), lens, keep, B, heads, Tq, Tk, Dh,
-                                          causal, q_offset)) {
+      if (!cuda::cudnn_attention_backward(
+              bf(dq), bf(dk), bf(dv), bf(dout), bf(out), dev(lse), bf(q), bf(k), bf(v), lens, keep,
+              static_cast<float>(keep_scale), B, heads, Tq, Tk, Dh, causal, q_offset)) {
         cuda::flash_attention_backward(bf(dq), bf(dk), bf(dv), bf(dout), bf(out), dev(lse), bf(q),
                                        bf(k), bf(v), lens, keep, static_cast<float>(keep_scale), B,
                                        heads, Tq, Tk, Dh, causal, q_offset);

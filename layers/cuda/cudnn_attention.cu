@@ -1,8 +1,8 @@
 // bf16 attention through cuDNN's fused flash-attention engines (the graphs of
 // layers/cuda/cudnn/sdpa_graphs.h): one plan per shape and mask combination, built on first use
 // for the current GPU and kept. Where cuDNN is missing, declines a shape, or the call needs what
-// its graphs do not express (dropout with the CPU's masks, a causal offset), the callers run the
-// project's own flash kernels instead.
+// its graphs do not express (a causal offset), the callers run the project's own flash kernels
+// instead. Dropout uses the caller's keep mask (the CPU's, bit for bit), widened to bf16.
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -39,6 +39,12 @@ namespace {
 __global__ void fill_i32(std::int32_t* out, std::int32_t value, i64 n) {
   const i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
   if (i < n) out[i] = value;
+}
+
+// The u8 keep mask as bf16 1.0 / 0.0, four elements a thread.
+__global__ void widen_keep_mask(bf16* out, const std::uint8_t* keep, i64 n) {
+  const i64 first = 4 * (blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x);
+  for (i64 i = first; i < first + 4 && i < n; ++i) out[i] = keep[i] ? bf16{0x3F80} : bf16{0};
 }
 
 // A plan, or why there is none for its shape.
@@ -78,7 +84,7 @@ std::string describe(bool backward, const cudnn::SdpaShape& s, const std::string
   return std::string(backward ? "backward" : "forward") + " [B " + std::to_string(s.B) + ", H " +
          std::to_string(s.H) + ", Tq " + std::to_string(s.Tq) + ", Tk " + std::to_string(s.Tk) +
          ", Dh " + std::to_string(s.Dh) + (s.padding ? ", padded" : "") +
-         (s.causal ? ", causal" : "") + "]: " + problem;
+         (s.causal ? ", causal" : "") + (s.dropout ? ", dropout" : "") + "]: " + problem;
 }
 
 // The plan entry of `shape` on the current GPU, made on first use (its plan empty when cuDNN
@@ -89,7 +95,7 @@ PlanEntry& entry_for(bool backward, const cudnn::SdpaShape& shape) {
   DeviceState* found = nullptr;
   try {
     found = &device_state();
-  } catch (const cudnn::Error& e) {
+  } catch (const std::exception& e) {
     g_unusable = true;
     g_last_problem = std::string("setting up cuDNN: ") + e.what();
     return no_plan;
@@ -107,7 +113,7 @@ PlanEntry& entry_for(bool backward, const cudnn::SdpaShape& shape) {
       entry.plan = cudnn::first_plan(graph, configs, state.target, why, false, state.handle);
       if (!entry.plan)
         entry.problem = configs.empty() ? "no engine for the graph" : "no plan: " + why;
-    } catch (const cudnn::Error& e) {
+    } catch (const std::exception& e) {  // cuDNN's own C++ exceptions escape on some graphs
       entry.problem = e.what();
     }
     if (!entry.problem.empty()) g_last_problem = describe(backward, shape, entry.problem);
@@ -119,7 +125,7 @@ PlanEntry& entry_for(bool backward, const cudnn::SdpaShape& shape) {
 // A plan that fails to run is dropped: its shape goes to the own kernels from then on (a
 // failure shows before cuDNN launches anything, so nothing was written).
 void drop_failed_plan(PlanEntry& entry, bool backward, const cudnn::SdpaShape& shape,
-                      const cudnn::Error& e) {
+                      const std::exception& e) {
   std::lock_guard<std::mutex> lock(g_mutex);
   entry.plan.reset();
   entry.problem = e.what();
@@ -131,13 +137,11 @@ bool aligned16(const void* p) {
 }
 
 // Whether a call can go to cuDNN at all (before any plan is looked for).
-bool eligible(i64 Dh, const std::uint8_t* keep_mask, bool causal, i64 q_offset,
-              std::initializer_list<const void*> operands) {
+bool eligible(i64 Dh, bool causal, i64 q_offset, std::initializer_list<const void*> operands) {
   if (!g_enabled || g_unusable || !cudnn_attention_available()) return false;
-  // Dropout: the masks must be the CPU's (layers/dropout.h), which cuDNN's own Philox stream is
-  // not. A causal offset (queries continuing a sequence) is a bottom-right band cuDNN 9.19's
-  // graphs do not take.
-  if (keep_mask || (causal && q_offset != 0)) return false;
+  // A causal offset (queries continuing a sequence) is a bottom-right band these graphs do not
+  // express.
+  if (causal && q_offset != 0) return false;
   if (Dh % 8 != 0 || Dh > kFlashMaxHeadDim) return false;
   for (const void* p : operands)
     if (!aligned16(p)) return false;
@@ -175,12 +179,24 @@ void execute(const cudnn::Plan& plan, const std::map<std::int64_t, void*>& avail
 
 // The host scalars both directions' graphs may bind, alive for the call.
 struct Scalars {
-  float scale, one = 1.0f, neg_inf = -INFINITY;
+  float scale, keep_scale, keep_scale_inv, neg_inf = -INFINITY;
+  Scalars(i64 Dh, float keep)
+      : scale(1.0f / std::sqrt(static_cast<float>(Dh))),
+        keep_scale(keep),
+        keep_scale_inv(1.0f / keep) {}
 };
 
-// seq_len_q (Tq for every batch entry) in `at`, when the shape pads.
+// The call's scratch: seq_len_q, the bf16 keep mask, the backward's row sums and cuDNN's
+// workspace, laid out in one stream-ordered block at 256-byte offsets.
+struct CallScratch {
+  std::int32_t* seq_q = nullptr;
+  bf16* mask = nullptr;
+  float* softmax_sum = nullptr;
+  void* workspace = nullptr;
+};
+
+// seq_len_q (Tq for every batch entry) in `at`.
 void fill_query_lengths(std::int32_t* at, const cudnn::SdpaShape& s) {
-  if (!s.padding) return;
   fill_i32<<<static_cast<unsigned>((s.B + 255) / 256), 256, 0, compute_stream()>>>(
       at, static_cast<std::int32_t>(s.Tq), s.B);
   TR_CUDA_LAUNCH_CHECK();
@@ -189,6 +205,39 @@ void fill_query_lengths(std::int32_t* at, const cudnn::SdpaShape& s) {
 // Offsets inside one scratch block: 256 bytes, the alignment cudaMallocAsync gives the block.
 std::size_t round256(std::size_t bytes) {
   return (bytes + 255) / 256 * 256;
+}
+
+struct ScratchSizes {
+  std::size_t seq, mask, sum, workspace;
+  std::size_t total() const { return seq + mask + sum + workspace; }
+};
+
+ScratchSizes scratch_sizes(const cudnn::SdpaShape& s, const cudnn::Plan& plan, bool backward) {
+  return {s.padding ? round256(s.B * sizeof(std::int32_t)) : 0,
+          s.dropout ? round256(s.B * s.H * s.Tq * s.Tk * sizeof(bf16)) : 0,
+          backward ? round256(cudnn::sdpa_backward_buffer_bytes(s)) : 0,
+          static_cast<std::size_t>(plan.workspace_bytes)};
+}
+
+// Lays the call's buffers out in `block` and fills seq_len_q and the bf16 mask.
+CallScratch lay_out(const StreamScratch& block, const ScratchSizes& size, const cudnn::SdpaShape& s,
+                    const std::uint8_t* keep_mask) {
+  char* at = block.as<char>();
+  CallScratch c;
+  if (size.seq) {
+    c.seq_q = reinterpret_cast<std::int32_t*>(at);
+    fill_query_lengths(c.seq_q, s);
+  }
+  if (size.mask) {
+    c.mask = reinterpret_cast<bf16*>(at + size.seq);
+    const i64 n = s.B * s.H * s.Tq * s.Tk;
+    widen_keep_mask<<<static_cast<unsigned>(((n + 3) / 4 + 255) / 256), 256, 0, compute_stream()>>>(
+        c.mask, keep_mask, n);
+    TR_CUDA_LAUNCH_CHECK();
+  }
+  if (size.sum) c.softmax_sum = reinterpret_cast<float*>(at + size.seq + size.mask);
+  c.workspace = at + size.seq + size.mask + size.sum;
+  return c;
 }
 
 }  // namespace
@@ -215,19 +264,18 @@ std::string cudnn_attention_last_problem() {
 }
 
 bool cudnn_attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
-                             const std::int32_t* kv_len, const std::uint8_t* keep_mask, i64 B,
-                             i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal, i64 q_offset) {
-  if (!eligible(Dh, keep_mask, causal, q_offset, {out, q, k, v})) return false;
-  const cudnn::SdpaShape shape{B, H, Tq, Tk, Dh, kv_len != nullptr, causal};
+                             const std::int32_t* kv_len, const std::uint8_t* keep_mask,
+                             float keep_scale, i64 B, i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal,
+                             i64 q_offset) {
+  if (!eligible(Dh, causal, q_offset, {out, q, k, v})) return false;
+  const cudnn::SdpaShape shape{B, H, Tq, Tk, Dh, kv_len != nullptr, causal, keep_mask != nullptr};
   PlanEntry& entry = entry_for(false, shape);
   if (!entry.plan) return false;
-  const cudnn::Plan* plan = &*entry.plan;
   if (B == 0 || Tq == 0) return true;
-  const std::size_t seq_bytes = shape.padding ? round256(B * sizeof(std::int32_t)) : 0;
-  StreamScratch scratch(seq_bytes + static_cast<std::size_t>(plan->workspace_bytes));
-  Scalars scalars{1.0f / std::sqrt(static_cast<float>(Dh))};
-  std::int32_t* seq_q = scratch.as<std::int32_t>();
-  fill_query_lengths(seq_q, shape);
+  const ScratchSizes sizes = scratch_sizes(shape, *entry.plan, false);
+  StreamScratch block(sizes.total());
+  const CallScratch scratch = lay_out(block, sizes, shape, keep_mask);
+  Scalars scalars(Dh, keep_scale);
   const std::map<std::int64_t, void*> available = {
       {cudnn::kQ, const_cast<bf16*>(q)},
       {cudnn::kK, const_cast<bf16*>(k)},
@@ -236,11 +284,13 @@ bool cudnn_attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k
       {cudnn::kStats, lse},
       {cudnn::kScale, &scalars.scale},
       {cudnn::kNegInf, &scalars.neg_inf},
-      {cudnn::kSeqLenQ, seq_q},
-      {cudnn::kSeqLenKv, const_cast<std::int32_t*>(kv_len)}};
+      {cudnn::kSeqLenQ, scratch.seq_q},
+      {cudnn::kSeqLenKv, const_cast<std::int32_t*>(kv_len)},
+      {cudnn::kDropoutMask, scratch.mask},
+      {cudnn::kDropoutScale, &scalars.keep_scale}};
   try {
-    execute(*plan, available, scratch.as<char>() + seq_bytes);
-  } catch (const cudnn::Error& e) {
+    execute(*entry.plan, available, scratch.workspace);
+  } catch (const std::exception& e) {
     drop_failed_plan(entry, false, shape, e);
     return false;
   }
@@ -249,26 +299,23 @@ bool cudnn_attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k
 
 bool cudnn_attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* out,
                               const float* lse, const bf16* q, const bf16* k, const bf16* v,
-                              const std::int32_t* kv_len, const std::uint8_t* keep_mask, i64 B,
-                              i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal, i64 q_offset) {
-  if (!eligible(Dh, keep_mask, causal, q_offset, {dq, dk, dv, dout, out, q, k, v})) return false;
-  const cudnn::SdpaShape shape{B, H, Tq, Tk, Dh, kv_len != nullptr, causal};
+                              const std::int32_t* kv_len, const std::uint8_t* keep_mask,
+                              float keep_scale, i64 B, i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal,
+                              i64 q_offset) {
+  if (!eligible(Dh, causal, q_offset, {dq, dk, dv, dout, out, q, k, v})) return false;
+  const cudnn::SdpaShape shape{B, H, Tq, Tk, Dh, kv_len != nullptr, causal, keep_mask != nullptr};
   PlanEntry& entry = entry_for(true, shape);
   if (!entry.plan) return false;
-  const cudnn::Plan* plan = &*entry.plan;
   if (B == 0 || Tk == 0) return true;
   if (Tq == 0) {  // no query reaches a key: zero gradients, as the own kernels give
     memset_zero(dk, static_cast<std::size_t>(B * Tk * H * Dh) * sizeof(bf16));
     memset_zero(dv, static_cast<std::size_t>(B * Tk * H * Dh) * sizeof(bf16));
     return true;
   }
-  const std::size_t seq_bytes = shape.padding ? round256(B * sizeof(std::int32_t)) : 0;
-  const std::size_t sum_bytes = round256(cudnn::sdpa_backward_buffer_bytes(shape));
-  StreamScratch scratch(seq_bytes + sum_bytes + static_cast<std::size_t>(plan->workspace_bytes));
-  Scalars scalars{1.0f / std::sqrt(static_cast<float>(Dh))};
-  std::int32_t* seq_q = scratch.as<std::int32_t>();
-  fill_query_lengths(seq_q, shape);
-  char* softmax_sum = scratch.as<char>() + seq_bytes;
+  const ScratchSizes sizes = scratch_sizes(shape, *entry.plan, true);
+  StreamScratch block(sizes.total());
+  const CallScratch scratch = lay_out(block, sizes, shape, keep_mask);
+  Scalars scalars(Dh, keep_scale);
   const std::map<std::int64_t, void*> available = {
       {cudnn::kQ, const_cast<bf16*>(q)},
       {cudnn::kK, const_cast<bf16*>(k)},
@@ -279,15 +326,17 @@ bool cudnn_attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, co
       {cudnn::kDQ, dq},
       {cudnn::kDK, dk},
       {cudnn::kDV, dv},
-      {cudnn::kSoftmaxSum, softmax_sum},
+      {cudnn::kSoftmaxSum, scratch.softmax_sum},
       {cudnn::kScale, &scalars.scale},
-      {cudnn::kOne, &scalars.one},
+      {cudnn::kDropoutScaleInv, &scalars.keep_scale_inv},
       {cudnn::kNegInf, &scalars.neg_inf},
-      {cudnn::kSeqLenQ, seq_q},
-      {cudnn::kSeqLenKv, const_cast<std::int32_t*>(kv_len)}};
+      {cudnn::kSeqLenQ, scratch.seq_q},
+      {cudnn::kSeqLenKv, const_cast<std::int32_t*>(kv_len)},
+      {cudnn::kDropoutMask, scratch.mask},
+      {cudnn::kDropoutScale, &scalars.keep_scale}};
   try {
-    execute(*plan, available, softmax_sum + sum_bytes);
-  } catch (const cudnn::Error& e) {
+    execute(*entry.plan, available, scratch.workspace);
+  } catch (const std::exception& e) {
     drop_failed_plan(entry, true, shape, e);
     return false;
   }
@@ -306,13 +355,13 @@ std::string cudnn_attention_last_problem() {
   return "";
 }
 bool cudnn_attention_forward(bf16*, float*, const bf16*, const bf16*, const bf16*,
-                             const std::int32_t*, const std::uint8_t*, i64, i64, i64, i64, i64,
-                             bool, i64) {
+                             const std::int32_t*, const std::uint8_t*, float, i64, i64, i64, i64,
+                             i64, bool, i64) {
   return false;
 }
 bool cudnn_attention_backward(bf16*, bf16*, bf16*, const bf16*, const bf16*, const float*,
                               const bf16*, const bf16*, const bf16*, const std::int32_t*,
-                              const std::uint8_t*, i64, i64, i64, i64, i64, bool, i64) {
+                              const std::uint8_t*, float, i64, i64, i64, i64, i64, bool, i64) {
   return false;
 }
 

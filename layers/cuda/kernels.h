@@ -166,11 +166,11 @@ void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout
 // ---- attention through cuDNN (cudnn_attention.cu) -----------------------------------------
 // bf16 flash attention by cuDNN's fused engines, with flash_attention_forward/backward's
 // arguments and results (lse in the same natural-log form, so either direction may run on
-// either implementation). Each returns false, having done nothing, where cuDNN does not take
-// the call: cuDNN missing (or TR_CUDNN=0) or the GPU before sm_80, dropout (keep_mask: the
-// masks must stay the CPU's), a causal q_offset, a head width not a multiple of 8 or above
-// 128, an operand not 16-byte aligned, or no cuDNN engine for the shape. The caller then runs
-// the own kernels.
+// either implementation; dropout through the caller's keep mask, so the masks stay the CPU's).
+// Each returns false, having done nothing, where cuDNN does not take the call: cuDNN missing
+// (or TR_CUDNN=0) or the GPU before sm_80, a causal q_offset, a head width not a multiple of 8
+// or above 128, an operand not 16-byte aligned, or no cuDNN engine for the shape. The caller
+// then runs the own kernels.
 bool cudnn_attention_available();
 // Process-wide switch (default on): off sends every call to the own kernels, for tests and
 // benchmarks that measure those. TR_CUDNN=0 in the environment keeps cuDNN unloaded altogether.
@@ -181,12 +181,14 @@ std::string cudnn_attention_status();
 // The last shape cuDNN declined and why ("" when none has been): for tests and benchmarks.
 std::string cudnn_attention_last_problem();
 bool cudnn_attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
-                             const std::int32_t* kv_len, const std::uint8_t* keep_mask, i64 B,
-                             i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal, i64 q_offset);
+                             const std::int32_t* kv_len, const std::uint8_t* keep_mask,
+                             float keep_scale, i64 B, i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal,
+                             i64 q_offset);
 bool cudnn_attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* out,
                               const float* lse, const bf16* q, const bf16* k, const bf16* v,
-                              const std::int32_t* kv_len, const std::uint8_t* keep_mask, i64 B,
-                              i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal, i64 q_offset);
+                              const std::int32_t* kv_len, const std::uint8_t* keep_mask,
+                              float keep_scale, i64 B, i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal,
+                              i64 q_offset);
 
 // ---- embedding ----------------------------------------------------------------------------
 void embedding_forward(float* out, const std::int32_t* ids, const float* table, i64 N, i64 d,

@@ -23,7 +23,8 @@ namespace tr::cudnn {
 
 void PrintTo(const SdpaShape& s, std::ostream* os) {
   *os << "B" << s.B << " H" << s.H << " Tq" << s.Tq << " Tk" << s.Tk << " Dh" << s.Dh
-      << (s.padding ? " padded" : "") << (s.causal ? " causal" : "");
+      << (s.padding ? " padded" : "") << (s.causal ? " causal" : "")
+      << (s.dropout ? " dropout" : "");
 }
 
 namespace {
@@ -64,7 +65,8 @@ std::string name(const ::testing::TestParamInfo<SdpaShape>& info) {
   const SdpaShape& s = info.param;
   std::ostringstream out;
   out << "B" << s.B << "H" << s.H << "Tq" << s.Tq << "Tk" << s.Tk << "Dh" << s.Dh
-      << (s.padding ? "_padding" : "") << (s.causal ? "_causal" : "");
+      << (s.padding ? "_padding" : "") << (s.causal ? "_causal" : "")
+      << (s.dropout ? "_dropout" : "");
   return out.str();
 }
 
@@ -77,7 +79,10 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudnnGraphs,
                                            SdpaShape{32, 16, 256, 256, 64, true, true},
                                            SdpaShape{32, 16, 255, 256, 64, true, false},
                                            SdpaShape{4, 8, 100, 77, 128, true, false},
-                                           SdpaShape{4, 8, 64, 64, 32, false, true}),
+                                           SdpaShape{4, 8, 64, 64, 32, false, true},
+                                           SdpaShape{32, 16, 256, 256, 64, true, false, true},
+                                           SdpaShape{32, 16, 256, 256, 64, false, true, true},
+                                           SdpaShape{128, 12, 197, 197, 64, false, false, true}),
                          name);
 
 // The tensors a call must bind: the runtime binds exactly these (cudnn_attention.cu).
@@ -97,7 +102,7 @@ TEST(CudnnGraphTensors, AreTheCallsOperandsAndScalars) {
             (V{kQ, kK, kV, kO, kStats, kScale, kNegInf}));
   EXPECT_EQ(sorted(sdpa_backward_graph(padded).bound_uids),
             (V{kQ, kK, kV, kO, kStats, kScale, kSeqLenQ, kSeqLenKv, kNegInf, kDO, kDQ, kDK, kDV,
-               kOne, kSoftmaxSum}));
+               kDropoutScaleInv, kSoftmaxSum}));
 }
 
 TEST(CudnnApi, ReportsItsVersionOrWhyNot) {

@@ -8,8 +8,8 @@
 namespace tr::cudnn {
 
 bool SdpaShape::operator<(const SdpaShape& o) const {
-  return std::tie(B, H, Tq, Tk, Dh, padding, causal) <
-         std::tie(o.B, o.H, o.Tq, o.Tk, o.Dh, o.padding, o.causal);
+  return std::tie(B, H, Tq, Tk, Dh, padding, causal, dropout) <
+         std::tie(o.B, o.H, o.Tq, o.Tk, o.Dh, o.padding, o.causal, o.dropout);
 }
 
 namespace {
@@ -137,6 +137,11 @@ class Builder {
   std::int64_t next_virtual_ = 1000;  // above every Uid
 };
 
+// The dropout mask's element type: bf16 0/1, as cudnn_frontend's custom-mask graphs have it (a
+// u8 mask, the callers' own, makes cuDNN 9.19's kernel generator throw on some mask
+// combinations; the runtime widens the u8 mask into scratch).
+constexpr cudnnDataType_t kMaskType = CUDNN_DATA_BFLOAT16;
+
 // The shapes every graph uses.
 struct Layout {
   explicit Layout(const SdpaShape& s)
@@ -250,10 +255,20 @@ Graph sdpa_forward_graph(const SdpaShape& s, cudnnHandle_t handle) {
   const Descriptor& log_sum = g.virtual_tensor(l.rows, l.row_strides, CUDNN_DATA_FLOAT);
   g.pointwise(CUDNN_POINTWISE_LOG, CUDNN_DATA_FLOAT, sum, nullptr, nullptr, log_sum);
   g.pointwise(CUDNN_POINTWISE_ADD, CUDNN_DATA_FLOAT, max, &log_sum, nullptr, stats);
-  // P in bf16: the second product's operands are the I/O type.
-  const Descriptor& p = g.virtual_tensor(l.scores, l.score_strides, CUDNN_DATA_BFLOAT16);
+  // P (dropped: P * mask * scale) in bf16: the second product's operands are the I/O type.
+  const Descriptor& p = g.virtual_tensor(l.scores, l.score_strides,
+                                         s.dropout ? CUDNN_DATA_FLOAT : CUDNN_DATA_BFLOAT16);
   g.pointwise(CUDNN_POINTWISE_DIV, CUDNN_DATA_FLOAT, exps, &sum, nullptr, p);
-  g.matmul(p, v, o, len.q, nullptr, len.kv);
+  const Descriptor* dropped = &p;
+  if (s.dropout) {
+    const Descriptor& mask = g.tensor(kDropoutMask, l.scores, l.score_strides, kMaskType);
+    const Descriptor& keep_scale = g.scalar(kDropoutScale);
+    const Descriptor& masked_p = g.virtual_tensor(l.scores, l.score_strides, CUDNN_DATA_FLOAT);
+    g.pointwise(CUDNN_POINTWISE_MUL, CUDNN_DATA_FLOAT, p, &mask, nullptr, masked_p);
+    dropped = &g.virtual_tensor(l.scores, l.score_strides, CUDNN_DATA_BFLOAT16);
+    g.pointwise(CUDNN_POINTWISE_MUL, CUDNN_DATA_FLOAT, masked_p, &keep_scale, nullptr, *dropped);
+  }
+  g.matmul(*dropped, v, o, len.q, nullptr, len.kv);
   g.finish("SDPA forward graph");
   return graph;
 }
@@ -272,7 +287,7 @@ Graph sdpa_backward_graph(const SdpaShape& s, cudnnHandle_t handle) {
   const Descriptor& dk = g.tensor(kDK, l.kv, l.kv_strides, CUDNN_DATA_BFLOAT16);
   const Descriptor& dv = g.tensor(kDV, l.kv, l.kv_strides, CUDNN_DATA_BFLOAT16);
   const Descriptor& scale = g.scalar(kScale);
-  const Descriptor& one = g.scalar(kOne);
+  const Descriptor& scale_inv = g.scalar(kDropoutScaleInv);
   const Lengths len = lengths(g, s, l);
 
   // softmax_sum = rowsum(dO * O): the rowsum(dP * P) of the softmax gradient.
@@ -282,7 +297,10 @@ Graph sdpa_backward_graph(const SdpaShape& s, cudnnHandle_t handle) {
   const Descriptor& row_dot = g.virtual_tensor(l.rows, l.row_strides, CUDNN_DATA_FLOAT);
   g.reduction(CUDNN_REDUCE_TENSOR_ADD, d_o_o, row_dot);
   const Descriptor& softmax_sum = g.tensor(kSoftmaxSum, l.rows, l.row_strides, CUDNN_DATA_FLOAT);
-  g.pointwise(CUDNN_POINTWISE_MUL, CUDNN_DATA_FLOAT, row_dot, &one, nullptr, softmax_sum);
+  g.pointwise(CUDNN_POINTWISE_MUL, CUDNN_DATA_FLOAT, row_dot, &scale_inv, nullptr, softmax_sum);
+  const Descriptor* mask =
+      s.dropout ? &g.tensor(kDropoutMask, l.scores, l.score_strides, kMaskType) : nullptr;
+  const Descriptor* keep_scale = s.dropout ? &g.scalar(kDropoutScale) : nullptr;
 
   // P = exp(scale * Q K^T (masked) - stats), recomputed.
   const Descriptor& scores = scaled_masked_scores(g, s, l, len, q, k_t, scale);
@@ -291,20 +309,38 @@ Graph sdpa_backward_graph(const SdpaShape& s, cudnnHandle_t handle) {
   const Descriptor& p = g.virtual_tensor(l.scores, l.score_strides, CUDNN_DATA_FLOAT);
   g.pointwise(CUDNN_POINTWISE_EXP, CUDNN_DATA_FLOAT, shifted, nullptr, nullptr, p);
 
-  // dV = P^T dO.
+  // dV = P^T dO (P dropped: P * mask * scale).
+  const Descriptor* dropped = &p;
+  if (s.dropout) {
+    const Descriptor& masked_p = g.virtual_tensor(l.scores, l.score_strides, CUDNN_DATA_FLOAT);
+    g.pointwise(CUDNN_POINTWISE_MUL, CUDNN_DATA_FLOAT, p, mask, nullptr, masked_p);
+    dropped = &g.virtual_tensor(l.scores, l.score_strides, CUDNN_DATA_FLOAT);
+    g.pointwise(CUDNN_POINTWISE_MUL, CUDNN_DATA_FLOAT, masked_p, keep_scale, nullptr, *dropped);
+  }
   const Descriptor& p_t = g.virtual_tensor(l.scores_t, l.score_t_strides, CUDNN_DATA_BFLOAT16);
-  g.reshape(p, p_t);
+  g.reshape(*dropped, p_t);
   g.matmul(p_t, d_o, dv, len.kv, nullptr, len.q);
 
-  // dS = scale * P * (dO V^T - softmax_sum).
+  // dS = scale * P * (dO V^T - softmax_sum); with dropout
+  // dS = scale * keep_scale * P * (mask * dO V^T - softmax_sum / keep_scale).
   const Descriptor& dp = g.virtual_tensor(l.scores, l.score_strides, CUDNN_DATA_FLOAT);
   g.matmul(d_o, v_t, dp, len.q, len.kv, nullptr);
+  const Descriptor* dp_kept = &dp;
+  if (s.dropout) {
+    dp_kept = &g.virtual_tensor(l.scores, l.score_strides, CUDNN_DATA_FLOAT);
+    g.pointwise(CUDNN_POINTWISE_MUL, CUDNN_DATA_FLOAT, dp, mask, nullptr, *dp_kept);
+  }
   const Descriptor& centred = g.virtual_tensor(l.scores, l.score_strides, CUDNN_DATA_FLOAT);
-  g.pointwise(CUDNN_POINTWISE_SUB, CUDNN_DATA_FLOAT, dp, &softmax_sum, nullptr, centred);
-  const Descriptor& weighted = g.virtual_tensor(l.scores, l.score_strides, CUDNN_DATA_FLOAT);
-  g.pointwise(CUDNN_POINTWISE_MUL, CUDNN_DATA_FLOAT, centred, &p, nullptr, weighted);
+  g.pointwise(CUDNN_POINTWISE_SUB, CUDNN_DATA_FLOAT, *dp_kept, &softmax_sum, nullptr, centred);
+  const Descriptor* weighted = &g.virtual_tensor(l.scores, l.score_strides, CUDNN_DATA_FLOAT);
+  g.pointwise(CUDNN_POINTWISE_MUL, CUDNN_DATA_FLOAT, centred, &p, nullptr, *weighted);
+  if (s.dropout) {
+    const Descriptor& rescaled = g.virtual_tensor(l.scores, l.score_strides, CUDNN_DATA_FLOAT);
+    g.pointwise(CUDNN_POINTWISE_MUL, CUDNN_DATA_FLOAT, *weighted, keep_scale, nullptr, rescaled);
+    weighted = &rescaled;
+  }
   const Descriptor& ds = g.virtual_tensor(l.scores, l.score_strides, CUDNN_DATA_FLOAT);
-  g.pointwise(CUDNN_POINTWISE_MUL, CUDNN_DATA_FLOAT, weighted, &scale, nullptr, ds);
+  g.pointwise(CUDNN_POINTWISE_MUL, CUDNN_DATA_FLOAT, *weighted, &scale, nullptr, ds);
 
   // dK = dS^T Q.
   const Descriptor& ds_t = g.virtual_tensor(l.scores_t, l.score_t_strides, CUDNN_DATA_BFLOAT16);

@@ -23,6 +23,9 @@ struct SdpaShape {
   std::int64_t B = 0, H = 0, Tq = 0, Tk = 0, Dh = 0;
   bool padding = false;  // keys j >= kv_len[b] hidden (seq_len_kv; seq_len_q holds Tq)
   bool causal = false;   // keys j > i hidden (top-left aligned: query i at position i)
+  // Dropout on the probabilities with the caller's keep mask (the CPU's masks, bit for bit):
+  // P * mask * scale. The mask is bf16 [B, H, Tq, Tk], 1 = keep, 0 = dropped.
+  bool dropout = false;
   bool operator<(const SdpaShape& o) const;
 };
 
@@ -41,8 +44,10 @@ enum Uid : std::int64_t {
   kDQ,
   kDK,
   kDV,
-  kOne,         // by value: 1.0f
-  kSoftmaxSum,  // backward: f32 [B, H, Tq, 1] = rowsum(dO * O), a real tensor of the graph
+  kDropoutScaleInv,  // by value: 1 / kDropoutScale (1.0f without dropout): scales softmax_sum
+  kSoftmaxSum,       // backward: f32 [B, H, Tq, 1] = rowsum(dO * O), a real tensor of the graph
+  kDropoutMask,      // bf16 [B, H, Tq, Tk]
+  kDropoutScale,     // by value: 1 / keep probability
 };
 
 // An operation graph and every descriptor it references (kept alive with it).
