@@ -15,6 +15,7 @@
 #include "layers/cuda/kernels.h"
 #include "layers/cuda/launch.cuh"
 #include "layers/cuda/runtime.h"
+#include "layers/op_profile.h"
 #ifdef TR_HAVE_CUDNN
 #include "layers/cuda/cudnn/sdpa_graphs.h"
 #endif
@@ -272,6 +273,7 @@ bool cudnn_attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k
   PlanEntry& entry = entry_for(false, shape);
   if (!entry.plan) return false;
   if (B == 0 || Tq == 0) return true;
+  OpTimer part("flash_attention_forward: cuDNN");  // the profile's record of who ran it
   const ScratchSizes sizes = scratch_sizes(shape, *entry.plan, false);
   StreamScratch block(sizes.total());
   const CallScratch scratch = lay_out(block, sizes, shape, keep_mask);
@@ -312,6 +314,7 @@ bool cudnn_attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, co
     memset_zero(dv, static_cast<std::size_t>(B * Tk * H * Dh) * sizeof(bf16));
     return true;
   }
+  OpTimer part("flash_attention_backward: cuDNN");
   const ScratchSizes sizes = scratch_sizes(shape, *entry.plan, true);
   StreamScratch block(sizes.total());
   const CallScratch scratch = lay_out(block, sizes, shape, keep_mask);
