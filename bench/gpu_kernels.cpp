@@ -156,23 +156,29 @@ void flash_attention_case(i64 B, i64 H, i64 T, i64 Dh, const char* precision) {
   print("attention flash", shape, precision, ms, "tflops", 12.0 * B * H * T * T * Dh / (ms * 1e9));
 }
 
-// A keep mask [B, H, T, T] with dropout 0.1, in the layout of layers/dropout.h; freed by the
-// owner.
+// The attention probabilities' mask layout of layers/dropout.h for [B, H, T, T]: rows at fixed
+// strides of 2^40, 2^32, 2^16 counters.
+tr::cuda::DropoutLayout attention_mask_layout(i64 B, i64 H, i64 T) {
+  tr::cuda::DropoutLayout layout;
+  layout.n = 3;
+  const i64 dims[3] = {B, H, T};
+  const std::uint64_t strides[3] = {std::uint64_t{1} << 40, std::uint64_t{1} << 32,
+                                    std::uint64_t{1} << 16};
+  for (int j = 0; j < 3; ++j) {
+    layout.dims[j] = dims[j];
+    layout.strides[j] = strides[j];
+  }
+  return layout;
+}
+
+// A keep mask [B, H, T, T] with dropout 0.1; freed by the owner.
 struct DeviceKeepMask {
   std::uint8_t* p = nullptr;
   DeviceKeepMask(i64 B, i64 H, i64 T) {
     p = static_cast<std::uint8_t*>(
         tr::cuda::malloc_device(static_cast<std::size_t>(B * H * T * T)));
-    tr::cuda::DropoutLayout layout;
-    layout.n = 3;
-    const i64 dims[3] = {B, H, T};
-    const std::uint64_t strides[3] = {std::uint64_t{1} << 40, std::uint64_t{1} << 32,
-                                      std::uint64_t{1} << 16};
-    for (int j = 0; j < 3; ++j) {
-      layout.dims[j] = dims[j];
-      layout.strides[j] = strides[j];
-    }
-    tr::cuda::dropout_mask_strided(p, B * H * T, T, layout, 0.1f, 1234, 5, 0);
+    tr::cuda::dropout_mask_strided(p, B * H * T, T, attention_mask_layout(B, H, T), 0.1f, 1234, 5,
+                                   0);
   }
   ~DeviceKeepMask() { tr::cuda::free_device(p); }
   DeviceKeepMask(const DeviceKeepMask&) = delete;
@@ -236,15 +242,7 @@ void flash_dropout_case(i64 B, i64 H, i64 T, i64 Dh) {
 void dropout_mask_case(i64 B, i64 H, i64 T) {
   const i64 n = B * H * T * T;
   auto* keep = static_cast<std::uint8_t*>(tr::cuda::malloc_device(static_cast<std::size_t>(n)));
-  tr::cuda::DropoutLayout layout;
-  layout.n = 3;
-  const i64 dims[3] = {B, H, T};
-  const std::uint64_t strides[3] = {std::uint64_t{1} << 40, std::uint64_t{1} << 32,
-                                    std::uint64_t{1} << 16};
-  for (int j = 0; j < 3; ++j) {
-    layout.dims[j] = dims[j];
-    layout.strides[j] = strides[j];
-  }
+  const tr::cuda::DropoutLayout layout = attention_mask_layout(B, H, T);
   const double ms = median_ms(
       [&] { tr::cuda::dropout_mask_strided(keep, B * H * T, T, layout, 0.1f, 1234, 5, 0); });
   tr::cuda::free_device(keep);

@@ -241,6 +241,30 @@ CallScratch lay_out(const StreamScratch& block, const ScratchSizes& size, const 
   return c;
 }
 
+// The tensors both directions bind (each graph takes those it has: plan.bound_uids).
+std::map<std::int64_t, void*> shared_bindings(const bf16* q, const bf16* k, const bf16* v,
+                                              const float* lse, const std::int32_t* kv_len,
+                                              const CallScratch& scratch, Scalars& scalars) {
+  return {
+      {cudnn::kQ, const_cast<bf16*>(q)},   {cudnn::kK, const_cast<bf16*>(k)},
+      {cudnn::kV, const_cast<bf16*>(v)},   {cudnn::kStats, const_cast<float*>(lse)},
+      {cudnn::kScale, &scalars.scale},     {cudnn::kNegInf, &scalars.neg_inf},
+      {cudnn::kSeqLenQ, scratch.seq_q},    {cudnn::kSeqLenKv, const_cast<std::int32_t*>(kv_len)},
+      {cudnn::kDropoutMask, scratch.mask}, {cudnn::kDropoutScale, &scalars.keep_scale}};
+}
+
+// Runs the entry's plan; false, the plan dropped, where cuDNN fails to run it.
+bool run(PlanEntry& entry, bool backward, const cudnn::SdpaShape& shape,
+         const std::map<std::int64_t, void*>& available, void* workspace) {
+  try {
+    execute(*entry.plan, available, workspace);
+  } catch (const std::exception& e) {
+    drop_failed_plan(entry, backward, shape, e);
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 bool cudnn_attention_available() {
@@ -278,25 +302,9 @@ bool cudnn_attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k
   StreamScratch block(sizes.total());
   const CallScratch scratch = lay_out(block, sizes, shape, keep_mask);
   Scalars scalars(Dh, keep_scale);
-  const std::map<std::int64_t, void*> available = {
-      {cudnn::kQ, const_cast<bf16*>(q)},
-      {cudnn::kK, const_cast<bf16*>(k)},
-      {cudnn::kV, const_cast<bf16*>(v)},
-      {cudnn::kO, out},
-      {cudnn::kStats, lse},
-      {cudnn::kScale, &scalars.scale},
-      {cudnn::kNegInf, &scalars.neg_inf},
-      {cudnn::kSeqLenQ, scratch.seq_q},
-      {cudnn::kSeqLenKv, const_cast<std::int32_t*>(kv_len)},
-      {cudnn::kDropoutMask, scratch.mask},
-      {cudnn::kDropoutScale, &scalars.keep_scale}};
-  try {
-    execute(*entry.plan, available, scratch.workspace);
-  } catch (const std::exception& e) {
-    drop_failed_plan(entry, false, shape, e);
-    return false;
-  }
-  return true;
+  std::map<std::int64_t, void*> available = shared_bindings(q, k, v, lse, kv_len, scratch, scalars);
+  available[cudnn::kO] = out;
+  return run(entry, false, shape, available, scratch.workspace);
 }
 
 bool cudnn_attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* out,
@@ -319,31 +327,15 @@ bool cudnn_attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, co
   StreamScratch block(sizes.total());
   const CallScratch scratch = lay_out(block, sizes, shape, keep_mask);
   Scalars scalars(Dh, keep_scale);
-  const std::map<std::int64_t, void*> available = {
-      {cudnn::kQ, const_cast<bf16*>(q)},
-      {cudnn::kK, const_cast<bf16*>(k)},
-      {cudnn::kV, const_cast<bf16*>(v)},
-      {cudnn::kO, const_cast<bf16*>(out)},
-      {cudnn::kDO, const_cast<bf16*>(dout)},
-      {cudnn::kStats, const_cast<float*>(lse)},
-      {cudnn::kDQ, dq},
-      {cudnn::kDK, dk},
-      {cudnn::kDV, dv},
-      {cudnn::kSoftmaxSum, scratch.softmax_sum},
-      {cudnn::kScale, &scalars.scale},
-      {cudnn::kDropoutScaleInv, &scalars.keep_scale_inv},
-      {cudnn::kNegInf, &scalars.neg_inf},
-      {cudnn::kSeqLenQ, scratch.seq_q},
-      {cudnn::kSeqLenKv, const_cast<std::int32_t*>(kv_len)},
-      {cudnn::kDropoutMask, scratch.mask},
-      {cudnn::kDropoutScale, &scalars.keep_scale}};
-  try {
-    execute(*entry.plan, available, scratch.workspace);
-  } catch (const std::exception& e) {
-    drop_failed_plan(entry, true, shape, e);
-    return false;
-  }
-  return true;
+  std::map<std::int64_t, void*> available = shared_bindings(q, k, v, lse, kv_len, scratch, scalars);
+  available.insert({{cudnn::kO, const_cast<bf16*>(out)},
+                    {cudnn::kDO, const_cast<bf16*>(dout)},
+                    {cudnn::kDQ, dq},
+                    {cudnn::kDK, dk},
+                    {cudnn::kDV, dv},
+                    {cudnn::kSoftmaxSum, scratch.softmax_sum},
+                    {cudnn::kDropoutScaleInv, &scalars.keep_scale_inv}});
+  return run(entry, true, shape, available, scratch.workspace);
 }
 
 #else  // built without cuDNN's headers: the own kernels only

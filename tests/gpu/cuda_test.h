@@ -50,6 +50,14 @@ Tensor device_tensor(const std::vector<T>& values, const Shape& shape) {
   return to_device(host_tensor(values, shape), Device::cuda);
 }
 
+// A device tensor of NaNs in `dtype` (f32 or bf16), so that elements a kernel does not write show.
+inline Tensor poisoned(const Shape& shape, DType dtype) {
+  Tensor f = host_tensor(poison(shape_numel(shape)), shape);
+  Tensor t = Tensor::empty(shape, dtype);
+  t.copy_from(f);
+  return to_device(t, Device::cuda);
+}
+
 template <typename T>
 std::vector<T> to_host_vector(const Tensor& t) {
   Tensor h = to_device(t, Device::cpu);

@@ -26,14 +26,8 @@ namespace {
 using i64 = std::int64_t;
 using Case = testing::AttentionCase;
 using gpu_test::cu;
+using gpu_test::poisoned;
 using gpu_test::values;
-
-Tensor poisoned(const Shape& shape, DType dtype) {
-  Tensor f = gpu_test::host_tensor(gpu_test::poison(shape_numel(shape)), shape);
-  Tensor t = Tensor::empty(shape, dtype);
-  t.copy_from(f);
-  return cu(t);
-}
 
 cuda::bf16* bf(const Tensor& t) {
   return static_cast<cuda::bf16*>(t.raw());

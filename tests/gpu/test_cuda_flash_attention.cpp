@@ -34,15 +34,8 @@ using i64 = std::int64_t;
 using Case = testing::AttentionCase;
 
 using gpu_test::cu;
+using gpu_test::poisoned;
 using gpu_test::values;
-// A device tensor of NaNs, so that unwritten elements show.
-Tensor poisoned(const Shape& shape, DType dtype) {
-  Tensor f = gpu_test::host_tensor(gpu_test::poison(shape_numel(shape)), shape);
-  Tensor t = Tensor::empty(shape, dtype);
-  t.copy_from(f);
-  return cu(t);
-}
-
 // A GPU with less shared memory per block than a data-centre GPU (an RTX 30 or 40 series GPU:
 // 99 KiB) runs heads of 128 on the materialised kernels (dispatch test below): why a case
 // cannot run here, or "" where it can.
