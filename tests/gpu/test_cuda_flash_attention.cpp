@@ -36,6 +36,7 @@ using Case = testing::AttentionCase;
 using gpu_test::cu;
 using gpu_test::poisoned;
 using gpu_test::values;
+
 // A GPU with less shared memory per block than a data-centre GPU (an RTX 30 or 40 series GPU:
 // 99 KiB) runs heads of 128 on the materialised kernels (dispatch test below): why a case
 // cannot run here, or "" where it can.
