@@ -326,6 +326,13 @@ bool cudnn_attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, co
   const ScratchSizes sizes = scratch_sizes(shape, *entry.plan, true);
   StreamScratch block(sizes.total());
   const CallScratch scratch = lay_out(block, sizes, shape, keep_mask);
+  if (shape.padding) {
+    // The dV and dK products stop at each sequence's kv_len (their M override); the rows of
+    // padded keys must still read 0, as the own kernels write them (they reach the K and V
+    // projections' weight gradients).
+    memset_zero(dk, static_cast<std::size_t>(B * Tk * H * Dh) * sizeof(bf16));
+    memset_zero(dv, static_cast<std::size_t>(B * Tk * H * Dh) * sizeof(bf16));
+  }
   Scalars scalars(Dh, keep_scale);
   std::map<std::int64_t, void*> available = shared_bindings(q, k, v, lse, kv_len, scratch, scalars);
   available.insert({{cudnn::kO, const_cast<bf16*>(out)},
