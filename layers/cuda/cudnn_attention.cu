@@ -42,6 +42,19 @@ __global__ void fill_i32(std::int32_t* out, std::int32_t value, i64 n) {
   if (i < n) out[i] = value;
 }
 
+// Rows of a sequence without keys (kv_len[b] == 0): the own kernels' results, whatever cuDNN
+// made of a row whose scores are all -inf: out (or dq) rows 0, lse +inf (lse may be null).
+// One thread per (b, t, h) row of [B, Tq, H*Dh].
+__global__ void clear_keyless_rows(bf16* rows, float* lse, const std::int32_t* kv_len, i64 B, i64 H,
+                                   i64 Tq, i64 Dh) {
+  const i64 r = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (r >= B * Tq * H) return;
+  const i64 b = r / (Tq * H), t = r / H % Tq, h = r % H;
+  if (kv_len[b] != 0) return;
+  for (i64 c = 0; c < Dh; ++c) rows[r * Dh + c] = 0;
+  if (lse) lse[(b * H + h) * Tq + t] = INFINITY;
+}
+
 // The u8 keep mask as bf16 1.0 / 0.0, four elements a thread.
 __global__ void widen_keep_mask(bf16* out, const std::uint8_t* keep, i64 n) {
   const i64 first = 4 * (blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x);
@@ -208,6 +221,14 @@ std::size_t round256(std::size_t bytes) {
   return (bytes + 255) / 256 * 256;
 }
 
+void launch_clear_keyless_rows(bf16* rows, float* lse, const std::int32_t* kv_len,
+                               const cudnn::SdpaShape& s) {
+  const i64 n = s.B * s.Tq * s.H;
+  clear_keyless_rows<<<static_cast<unsigned>((n + 255) / 256), 256, 0, compute_stream()>>>(
+      rows, lse, kv_len, s.B, s.H, s.Tq, s.Dh);
+  TR_CUDA_LAUNCH_CHECK();
+}
+
 struct ScratchSizes {
   std::size_t seq, mask, sum, workspace;
   std::size_t total() const { return seq + mask + sum + workspace; }
@@ -304,7 +325,9 @@ bool cudnn_attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k
   Scalars scalars(Dh, keep_scale);
   std::map<std::int64_t, void*> available = shared_bindings(q, k, v, lse, kv_len, scratch, scalars);
   available[cudnn::kO] = out;
-  return run(entry, false, shape, available, scratch.workspace);
+  if (!run(entry, false, shape, available, scratch.workspace)) return false;
+  if (shape.padding) launch_clear_keyless_rows(out, lse, kv_len, shape);
+  return true;
 }
 
 bool cudnn_attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* out,
@@ -342,7 +365,9 @@ bool cudnn_attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, co
                     {cudnn::kDV, dv},
                     {cudnn::kSoftmaxSum, scratch.softmax_sum},
                     {cudnn::kDropoutScaleInv, &scalars.keep_scale_inv}});
-  return run(entry, true, shape, available, scratch.workspace);
+  if (!run(entry, true, shape, available, scratch.workspace)) return false;
+  if (shape.padding) launch_clear_keyless_rows(dq, nullptr, kv_len, shape);
+  return true;
 }
 
 #else  // built without cuDNN's headers: the own kernels only
