@@ -107,7 +107,7 @@ TEST(CudnnGraphTensors, AreTheCallsOperandsAndScalars) {
 
 TEST(CudnnApi, ReportsItsVersionOrWhyNot) {
   if (api()) {
-    EXPECT_GE(version(), 90000u);
+    EXPECT_GE(version(), 90800u);
     EXPECT_EQ(unavailable_reason(), "");
   } else {
     EXPECT_NE(unavailable_reason(), "");

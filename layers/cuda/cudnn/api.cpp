@@ -67,8 +67,9 @@ Loaded load() {
     return out;  // the library stays loaded: unloading a half-used cuDNN is not worth the risk
   }
   out.version = a.GetVersion();
-  if (out.version < 90000) {
-    out.reason = "cuDNN " + std::to_string(out.version) + " is older than 9.0";
+  // 9.8: device-property descriptors, which the plans are made for (sdpa_graphs.h).
+  if (out.version < 90800) {
+    out.reason = "cuDNN " + std::to_string(out.version) + " is older than 9.8";
     return out;
   }
   out.ok = true;

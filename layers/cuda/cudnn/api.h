@@ -35,7 +35,7 @@ struct Api {
 };
 
 // The loaded library (dlopen of libcudnn.so.9 from the loader's path, then $CUDA_HOME/lib64
-// and /usr/local/cuda/lib64), or nullptr when there is none, it is older than 9.0, or the
+// and /usr/local/cuda/lib64), or nullptr when there is none, it is older than 9.8, or the
 // environment has TR_CUDNN=0. Loaded once, on first call.
 const Api* api();
 // Why api() is nullptr ("" when it is not).
