@@ -4,7 +4,8 @@
     bench/gpu_compare.py [--train-step PATH] [--steps S] [--warmup W] [--rounds R]
                          [--batch B] [--device cuda|cpu] [--profile]
     bench/gpu_compare.py --kernels build/bench/gpu_kernels   (the kernels alone, beside PyTorch's:
-                         F.linear, scaled_dot_product_attention forward + backward, layer_norm)
+                         F.linear, scaled_dot_product_attention forward + backward (its cuDNN
+                         backend beside our "attention cudnn" rows), layer_norm)
 
 (--device cpu --batch 2 --steps 1 --warmup 0 --rounds 1: a check of this script without a GPU.)
 
@@ -100,6 +101,14 @@ def torch_kernel(row):
         def step():
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
             out.backward(g)
+        if "cudnn" in kernel:
+            # Beside ours on cuDNN: PyTorch's cuDNN backend where it has one (else its default).
+            try:
+                from torch.nn.attention import SDPBackend, sdpa_kernel
+                with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
+                    return torch_kernel_ms(step)
+            except (ImportError, RuntimeError):
+                pass
         return torch_kernel_ms(step)
     if kernel == "dropout mask":
         b, h, t = (int(x[1:]) for x in shape.split())

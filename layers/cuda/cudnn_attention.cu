@@ -4,8 +4,11 @@
 // its graphs do not express (a causal offset), the callers run the project's own flash kernels
 // instead. Dropout uses the caller's keep mask (the CPU's, bit for bit), widened to bf16.
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -18,6 +21,7 @@
 #include "layers/op_profile.h"
 #ifdef TR_HAVE_CUDNN
 #include "layers/cuda/cudnn/sdpa_graphs.h"
+#include "layers/cuda/cudnn_attention_kernels.cuh"
 #endif
 
 namespace tr::cuda {
@@ -37,35 +41,31 @@ bool cudnn_attention_enabled() {
 
 namespace {
 
-__global__ void fill_i32(std::int32_t* out, std::int32_t value, i64 n) {
-  const i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
-  if (i < n) out[i] = value;
-}
-
-// Rows of a sequence without keys (kv_len[b] == 0): the own kernels' results, whatever cuDNN
-// made of a row whose scores are all -inf: out (or dq) rows 0, lse +inf (lse may be null).
-// One thread per (b, t, h) row of [B, Tq, H*Dh].
-__global__ void clear_keyless_rows(bf16* rows, float* lse, const std::int32_t* kv_len, i64 B, i64 H,
-                                   i64 Tq, i64 Dh) {
-  const i64 r = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
-  if (r >= B * Tq * H) return;
-  const i64 b = r / (Tq * H), t = r / H % Tq, h = r % H;
-  if (kv_len[b] != 0) return;
-  for (i64 c = 0; c < Dh; ++c) rows[r * Dh + c] = 0;
-  if (lse) lse[(b * H + h) * Tq + t] = INFINITY;
-}
-
-// The u8 keep mask as bf16 1.0 / 0.0, four elements a thread.
-__global__ void widen_keep_mask(bf16* out, const std::uint8_t* keep, i64 n) {
-  const i64 first = 4 * (blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x);
-  for (i64 i = first; i < first + 4 && i < n; ++i) out[i] = keep[i] ? bf16{0x3F80} : bf16{0};
-}
-
-// A plan, or why there is none for its shape.
+// A shape's plan, or why there is none (yet).
 struct PlanEntry {
   std::optional<cudnn::Plan> plan;
   std::string problem;
+  int calls = 0;       // calls seen for this shape
+  bool tried = false;  // a plan was looked for
 };
+
+// Making a plan compiles cuDNN's kernel for the shape (NVRTC, about a second on the host), and
+// every (B, Tq, Tk) is a plan of its own. Fixed shapes (the ViT, the benchmarks) pay that once.
+// Token-batched translation meets many shapes, most of them rarely: so a shape gets its plan at
+// its second call (the first runs on the own kernels), and plans stop being made once their
+// making has taken kPlanBudgetSeconds (TR_CUDNN_PLAN_SECONDS overrides): later new shapes stay
+// on the own kernels. The calls of shapes with plans keep going to cuDNN.
+constexpr int kCallsBeforePlan = 2;
+constexpr double kPlanBudgetSeconds = 60;
+
+struct PlanPolicy {
+  int calls_before_plan = kCallsBeforePlan;
+  double budget_seconds = [] {
+    const char* env = std::getenv("TR_CUDNN_PLAN_SECONDS");
+    return env && *env ? std::atof(env) : kPlanBudgetSeconds;
+  }();
+};
+PlanPolicy g_policy;  // under g_mutex
 
 // What one GPU keeps: its cuDNN handle (on the compute stream), its target and the plans made.
 struct DeviceState {
@@ -80,6 +80,7 @@ std::map<int, DeviceState>& devices() {
   return *states;
 }
 std::string g_last_problem;
+double g_plan_seconds = 0;            // spent making plans, under g_mutex
 std::atomic<bool> g_unusable{false};  // cuDNN's handle could not be made: never tried again
 
 DeviceState& device_state() {
@@ -101,8 +102,9 @@ std::string describe(bool backward, const cudnn::SdpaShape& s, const std::string
          (s.causal ? ", causal" : "") + (s.dropout ? ", dropout" : "") + "]: " + problem;
 }
 
-// The plan entry of `shape` on the current GPU, made on first use (its plan empty when cuDNN
-// has none). Entries stay where they are (std::map), so callers keep the pointer.
+// The plan entry of `shape` on the current GPU, counting this call; its plan made at the
+// kCallsBeforePlan-th call within the budget (empty before, or when cuDNN has none). Entries stay
+// where they are (std::map), so callers keep the reference.
 PlanEntry& entry_for(bool backward, const cudnn::SdpaShape& shape) {
   std::lock_guard<std::mutex> lock(g_mutex);
   static PlanEntry no_plan;  // where cuDNN cannot even be set up on this GPU
@@ -115,10 +117,19 @@ PlanEntry& entry_for(bool backward, const cudnn::SdpaShape& shape) {
     return no_plan;
   }
   DeviceState& state = *found;
-  auto& plans = backward ? state.backward : state.forward;
-  auto it = plans.find(shape);
-  if (it == plans.end()) {
-    PlanEntry entry;
+  PlanEntry& entry = (backward ? state.backward : state.forward)[shape];
+  ++entry.calls;
+  if (!entry.tried && entry.calls >= g_policy.calls_before_plan) {
+    entry.tried = true;
+    if (g_plan_seconds >= g_policy.budget_seconds) {
+      char budget[64];
+      std::snprintf(budget, sizeof budget, "%g s", g_policy.budget_seconds);
+      entry.problem =
+          std::string("the plan budget (") + budget + ", TR_CUDNN_PLAN_SECONDS) is spent";
+      g_last_problem = describe(backward, shape, entry.problem);
+      return entry;
+    }
+    const auto start = std::chrono::steady_clock::now();
     try {
       cudnn::Graph graph = backward ? cudnn::sdpa_backward_graph(shape, state.handle)
                                     : cudnn::sdpa_forward_graph(shape, state.handle);
@@ -130,10 +141,11 @@ PlanEntry& entry_for(bool backward, const cudnn::SdpaShape& shape) {
     } catch (const std::exception& e) {  // cuDNN's own C++ exceptions escape on some graphs
       entry.problem = e.what();
     }
+    g_plan_seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (!entry.problem.empty()) g_last_problem = describe(backward, shape, entry.problem);
-    it = plans.emplace(shape, std::move(entry)).first;
   }
-  return it->second;
+  return entry;
 }
 
 // A plan that fails to run is dropped: its shape goes to the own kernels from then on (a
@@ -211,8 +223,9 @@ struct CallScratch {
 
 // seq_len_q (Tq for every batch entry) in `at`.
 void fill_query_lengths(std::int32_t* at, const cudnn::SdpaShape& s) {
-  fill_i32<<<static_cast<unsigned>((s.B + 255) / 256), 256, 0, compute_stream()>>>(
-      at, static_cast<std::int32_t>(s.Tq), s.B);
+  cudnn_side::
+      fill_i32_kernel<<<cudnn_side::blocks_for(s.B), cudnn_side::kThreads, 0, compute_stream()>>>(
+          at, static_cast<std::int32_t>(s.Tq), s.B);
   TR_CUDA_LAUNCH_CHECK();
 }
 
@@ -224,8 +237,9 @@ std::size_t round256(std::size_t bytes) {
 void launch_clear_keyless_rows(bf16* rows, float* lse, const std::int32_t* kv_len,
                                const cudnn::SdpaShape& s) {
   const i64 n = s.B * s.Tq * s.H;
-  clear_keyless_rows<<<static_cast<unsigned>((n + 255) / 256), 256, 0, compute_stream()>>>(
-      rows, lse, kv_len, s.B, s.H, s.Tq, s.Dh);
+  cudnn_side::clear_keyless_rows_kernel<<<cudnn_side::blocks_for(n), cudnn_side::kThreads, 0,
+                                          compute_stream()>>>(rows, lse, kv_len, s.B, s.H, s.Tq,
+                                                              s.Dh);
   TR_CUDA_LAUNCH_CHECK();
 }
 
@@ -253,8 +267,9 @@ CallScratch lay_out(const StreamScratch& block, const ScratchSizes& size, const 
   if (size.mask) {
     c.mask = reinterpret_cast<bf16*>(at + size.seq);
     const i64 n = s.B * s.H * s.Tq * s.Tk;
-    widen_keep_mask<<<static_cast<unsigned>(((n + 3) / 4 + 255) / 256), 256, 0, compute_stream()>>>(
-        c.mask, keep_mask, n);
+    const i64 threads = (n + cudnn_side::kMaskPerThread - 1) / cudnn_side::kMaskPerThread;
+    cudnn_side::widen_keep_mask_kernel<<<cudnn_side::blocks_for(threads), cudnn_side::kThreads, 0,
+                                         compute_stream()>>>(c.mask, keep_mask, n);
     TR_CUDA_LAUNCH_CHECK();
   }
   if (size.sum) c.softmax_sum = reinterpret_cast<float*>(at + size.seq + size.mask);
@@ -302,6 +317,12 @@ std::string cudnn_attention_status() {
                      std::to_string(v % 100);
   if (device_count() > 0 && compute_capability() < 80) text += " (not used: GPU before sm_80)";
   return text;
+}
+
+void set_cudnn_plan_policy(int calls_before_plan, double budget_seconds) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  g_policy.calls_before_plan = calls_before_plan;
+  g_policy.budget_seconds = budget_seconds;
 }
 
 std::string cudnn_attention_last_problem() {
@@ -378,6 +399,13 @@ bool cudnn_attention_available() {
 std::string cudnn_attention_status() {
   return "not built (no cuDNN 9.11+ headers at build time)";
 }
+void set_cudnn_plan_policy(int calls_before_plan, double budget_seconds) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  g_policy.calls_before_plan = calls_before_plan;
+  g_policy.budget_seconds = budget_seconds;
+}
+
+void set_cudnn_plan_policy(int, double) {}
 std::string cudnn_attention_last_problem() {
   return "";
 }

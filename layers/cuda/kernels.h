@@ -178,6 +178,11 @@ void set_cudnn_attention_enabled(bool on);
 bool cudnn_attention_enabled();
 // The loaded cuDNN's version ("9.19.0") or why there is none, for `trainer info`.
 std::string cudnn_attention_status();
+// Plans are made per shape, each compiling cuDNN's kernel (about a second): a shape gets its
+// plan at its `calls_before_plan`-th call (default 2: shapes met once stay on the own kernels),
+// and no plans are made once making them has taken `budget_seconds` (default 60, or
+// TR_CUDNN_PLAN_SECONDS). Tests and benchmarks set (1, large) to plan every shape at once.
+void set_cudnn_plan_policy(int calls_before_plan, double budget_seconds);
 // The last shape cuDNN declined and why ("" when none has been): for tests and benchmarks.
 std::string cudnn_attention_last_problem();
 bool cudnn_attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,

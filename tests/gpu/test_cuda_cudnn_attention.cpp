@@ -6,7 +6,8 @@
 // length 0, with and without dropout (the caller's keep mask: the CPU's masks). Outputs start as
 // NaN, so an element cuDNN does not write fails. Bounds as the own kernels' test: 1e-2 in the
 // 2-norm. Then what cuDNN must decline (a causal offset, heads not a multiple of 8): the call
-// returns false and writes nothing. Skips where no GPU or no cuDNN.
+// returns false and writes nothing; and the plan policy (a shape planned at its second call,
+// none once the plan budget is spent). Skips where no GPU or no cuDNN.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -49,6 +50,7 @@ class CudnnFixture : public gpu_test::Bf16ProductsTest<::testing::TestWithParam<
     if (IsSkipped()) return;
     if (!cuda::cudnn_attention_available())
       GTEST_SKIP() << "cuDNN not used here: " << cuda::cudnn_attention_status();
+    cuda::set_cudnn_plan_policy(1, 1e9);  // every shape planned at its first call
   }
 };
 
@@ -150,6 +152,31 @@ TEST(CudnnAttentionDeclines, CausalOffsetsAndOddHeads) {
     EXPECT_FALSE(forward(c, d, out, lse));
     for (float x : values(out)) ASSERT_TRUE(std::isnan(x));
   }
+}
+
+// The default plan policy: a shape's first call runs on the own kernels (nothing written here),
+// its second on cuDNN; with the plan budget spent, a new shape stays on the own kernels.
+TEST(CudnnAttentionPlans, AtTheSecondCallWithinTheBudget) {
+  TR_REQUIRE_CUDA();
+  if (!cuda::cudnn_attention_available())
+    GTEST_SKIP() << "cuDNN not used here: " << cuda::cudnn_attention_status();
+  const Case c{3, 2, 48, 48, 64, {}, false, 0, 0.0};  // a shape no other test plans
+  const DeviceInputs d(testing::flash_inputs(c));
+  Tensor out = poisoned(d.q.shape(), DType::bf16), lse = poisoned({c.B, c.H, c.Tq}, DType::f32);
+  cuda::set_cudnn_plan_policy(2, 1e9);
+  EXPECT_FALSE(forward(c, d, out, lse));
+  for (float x : values(out)) ASSERT_TRUE(std::isnan(x));
+  EXPECT_TRUE(forward(c, d, out, lse)) << cuda::cudnn_attention_last_problem();
+  const Case other{3, 2, 40, 40, 64, {}, false, 0, 0.0};
+  const DeviceInputs d2(testing::flash_inputs(other));
+  Tensor out2 = poisoned(d2.q.shape(), DType::bf16),
+         lse2 = poisoned({other.B, other.H, other.Tq}, DType::f32);
+  cuda::set_cudnn_plan_policy(1, 0.0);  // nothing left to spend
+  EXPECT_FALSE(forward(other, d2, out2, lse2));
+  EXPECT_NE(cuda::cudnn_attention_last_problem().find("plan budget"), std::string::npos)
+      << cuda::cudnn_attention_last_problem();
+  EXPECT_TRUE(forward(c, d, out, lse));  // the planned shape keeps its plan
+  cuda::set_cudnn_plan_policy(1, 1e9);
 }
 
 // Switched off, every call goes to the own kernels.

@@ -58,7 +58,9 @@ struct Graph {
 };
 
 // The forward: O and Stats from Q, K, V (+ seq lens). `handle`: the cuDNN handle of the GPU the
-// graph will run on (null for a described target).
+// graph will run on (null for a described target). Not dynamic-shape graphs (whose plans could
+// share compiled kernels across shapes): with that flag cuDNN 9.19 offers the backward no
+// engine, so every shape is a graph and a plan of its own (cudnn_attention.cu bounds the cost).
 Graph sdpa_forward_graph(const SdpaShape& shape, cudnnHandle_t handle = nullptr);
 // The backward: dQ, dK, dV from Q, K, V, O, dO, Stats (+ seq lens); softmax_sum is an f32
 // [B, H, Tq] buffer the caller provides (cuDNN's engines write it, then read it). dQ is written
