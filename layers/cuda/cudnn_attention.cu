@@ -1,6 +1,7 @@
 // bf16 attention through cuDNN's fused flash-attention engines (the graphs of
-// layers/cuda/cudnn/sdpa_graphs.h): one plan per shape and mask combination, built on first use
-// for the current GPU and kept. Where cuDNN is missing, declines a shape, or the call needs what
+// layers/cuda/cudnn/sdpa_graphs.h): one plan per shape and mask combination, made for the
+// current GPU at the shape's second call (within a budget, below) and kept. Where cuDNN is
+// missing, declines a shape, has no plan for it (yet), or the call needs what
 // its graphs do not express (a causal offset), the callers run the project's own flash kernels
 // instead. Dropout uses the caller's keep mask (the CPU's, bit for bit), widened to bf16.
 #include <atomic>
