@@ -69,7 +69,8 @@ void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, Tensor& scratch, con
 // [B, H, Tq] (f32 for bf16 operands) = the log of each score row's softmax denominator; the
 // backward recomputes the probabilities from q, k and lse (so it takes kv_len, causal and
 // q_offset again). CPU: the reference kernels; CUDA: f32 or bf16 operands (one dtype for all),
-// head width <= 128.
+// head width <= 128; bf16 through cuDNN's fused attention where it takes the call
+// (cuda::cudnn_attention_*, layers/cuda/kernels.h), else the own flash kernels.
 void flash_attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k,
                              const Tensor& v, const Tensor& kv_len, const Tensor& keep_mask,
                              double keep_scale, std::int64_t heads, bool causal,
