@@ -1,8 +1,9 @@
-// cuDNN's attention graphs (layers/cuda/cudnn/sdpa_graphs.h) planned for an H100 described by
-// its properties, on a machine without a GPU: cuDNN's heuristics must offer engines for every
-// mask combination and head width the trainer sends it, and an engine's kernel must compile for
-// sm_90. This is what a GPU run would reject first (a graph cuDNN does not recognise as
-// attention), checked in CI. Running the plans is tests/gpu/test_cuda_cudnn_attention.cpp.
+// cuDNN's attention graphs (layers/cuda/cudnn/sdpa_graphs.h) planned for an H100 and an A100
+// described by their properties, on a machine without a GPU: cuDNN's heuristics must offer
+// engines for every mask combination and head width the trainer sends it, and an engine's
+// kernel must compile for sm_90 and sm_80. This is what a GPU run would reject first (a graph
+// cuDNN does not recognise as attention), checked in CI. Running the plans is
+// tests/gpu/test_cuda_cudnn_attention.cpp.
 //
 // cuDNN's compiled engines load the CUDA driver library before compiling; where none is
 // installed, the toolkit's stub (lib64/stubs/libcuda.so, which fails every call) stands in, so
@@ -29,6 +30,35 @@ void PrintTo(const SdpaShape& s, std::ostream* os) {
 
 namespace {
 
+// The GPUs the graphs are planned for, described as cuDNN's device-property JSON takes them:
+// the values cudaDeviceGetAttribute reports on each (cuDNN's heuristics and kernel selection read
+// the architecture, deviceVer, the SM count and the shared memory). The build's default
+// architectures: an H100 SXM (sm_90, 132 SMs, 227 KiB per block) and an A100 SXM (sm_80, 108
+// SMs, 163 KiB per block).
+struct DescribedGpu {
+  const char* name;
+  const char* json;
+};
+constexpr DescribedGpu kGpus[] = {
+    {"H100", R"({"deviceName":"NVIDIA H100 80GB HBM3","deviceVer":900,"cudaDeviceId":0,)"
+             R"("driverVer":13000,"totalGlobalMem":85045477376,"multiProcessorCount":132,)"
+             R"("maxGridSize":[2147483647,65535,65535],"maxBlockSize":[1024,1024,64],)"
+             R"("maxThreadsPerBlock":1024,"maxThreadsPerSM":2048,"maxCtasPerSM":32,)"
+             R"("regsPerBlock":65536,"maxRegistersPerSM":65536,"warpSize":32,)"
+             R"("maxSharedMemoryPerBlock":49152,"maxSharedMemoryPerBlockOptin":232448,)"
+             R"("reservedSharedMemoryPerBlock":1024,"l2CacheSize":52428800,)"
+             R"("smClockRateKHz":1980000,"memClockRateKHz":2619000,"pciDeviceId":0,)"
+             R"("isTccDriver":0,"supportCoopLaunch":1})"},
+    {"A100", R"({"deviceName":"NVIDIA A100-SXM4-80GB","deviceVer":800,"cudaDeviceId":0,)"
+             R"("driverVer":13000,"totalGlobalMem":85089566720,"multiProcessorCount":108,)"
+             R"("maxGridSize":[2147483647,65535,65535],"maxBlockSize":[1024,1024,64],)"
+             R"("maxThreadsPerBlock":1024,"maxThreadsPerSM":2048,"maxCtasPerSM":32,)"
+             R"("regsPerBlock":65536,"maxRegistersPerSM":65536,"warpSize":32,)"
+             R"("maxSharedMemoryPerBlock":49152,"maxSharedMemoryPerBlockOptin":166912,)"
+             R"("reservedSharedMemoryPerBlock":1024,"l2CacheSize":41943040,)"
+             R"("smClockRateKHz":1410000,"memClockRateKHz":1593000,"pciDeviceId":0,)"
+             R"("isTccDriver":0,"supportCoopLaunch":1})"}};
+
 bool driver_library_loadable() {
   if (dlopen("libcuda.so.1", RTLD_NOW | RTLD_GLOBAL)) return true;
   std::string home = std::getenv("CUDA_HOME") ? std::getenv("CUDA_HOME") : "/usr/local/cuda";
@@ -42,14 +72,18 @@ class CudnnGraphs : public ::testing::TestWithParam<SdpaShape> {
     if (!driver_library_loadable()) GTEST_SKIP() << "no CUDA driver library, not even the stub";
   }
 
-  // Heuristics offer at least one engine, and one of them compiles for the target.
+  // On each described GPU, heuristics offer at least one engine, and one of them compiles.
   static void expect_planned(Graph graph, const char* what) {
-    Descriptor target = device_target_from_json(h100_properties_json());
-    std::vector<Descriptor> configs = engine_configs(graph, target);
-    ASSERT_FALSE(configs.empty()) << what << ": cuDNN offers no engine for the graph";
-    std::string why;
-    EXPECT_TRUE(first_plan(graph, configs, target, why, /*compile_only=*/true).has_value())
-        << what << ": no engine configuration compiles: " << why;
+    for (const DescribedGpu& gpu : kGpus) {
+      Descriptor target = device_target_from_json(gpu.json);
+      std::vector<Descriptor> configs = engine_configs(graph, target);
+      EXPECT_FALSE(configs.empty())
+          << what << " on an " << gpu.name << ": cuDNN offers no engine for the graph";
+      if (configs.empty()) continue;
+      std::string why;
+      EXPECT_TRUE(first_plan(graph, configs, target, why, /*compile_only=*/true).has_value())
+          << what << " on an " << gpu.name << ": no engine configuration compiles: " << why;
+    }
   }
 };
 

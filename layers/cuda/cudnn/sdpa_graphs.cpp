@@ -376,20 +376,6 @@ Descriptor device_target_from_json(const std::string& json) {
   return target;
 }
 
-std::string h100_properties_json() {
-  // The values cudaDeviceGetAttribute reports on an H100 80GB HBM3 (SXM5); cuDNN's heuristics
-  // and kernel selection read the architecture (deviceVer), SM count and shared memory.
-  return R"({"deviceName":"NVIDIA H100 80GB HBM3","deviceVer":900,"cudaDeviceId":0,)"
-         R"("driverVer":13000,"totalGlobalMem":85045477376,"multiProcessorCount":132,)"
-         R"("maxGridSize":[2147483647,65535,65535],"maxBlockSize":[1024,1024,64],)"
-         R"("maxThreadsPerBlock":1024,"maxThreadsPerSM":2048,"maxCtasPerSM":32,)"
-         R"("regsPerBlock":65536,"maxRegistersPerSM":65536,"warpSize":32,)"
-         R"("maxSharedMemoryPerBlock":49152,"maxSharedMemoryPerBlockOptin":232448,)"
-         R"("reservedSharedMemoryPerBlock":1024,"l2CacheSize":52428800,)"
-         R"("smClockRateKHz":1980000,"memClockRateKHz":2619000,"pciDeviceId":0,)"
-         R"("isTccDriver":0,"supportCoopLaunch":1})";
-}
-
 std::vector<Descriptor> engine_configs(const Graph& graph, const Descriptor& target) {
   Descriptor heuristics(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
   const cudnnBackendHeurMode_t mode = CUDNN_HEUR_MODE_A;

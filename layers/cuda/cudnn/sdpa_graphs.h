@@ -75,9 +75,6 @@ std::int64_t sdpa_backward_buffer_bytes(const SdpaShape& shape);
 // but not loaded).
 Descriptor device_target(int device, cudnnHandle_t handle);
 Descriptor device_target_from_json(const std::string& json);
-// The properties of an H100 SXM (132 SMs, 227 KiB shared memory per block), as
-// device_target_from_json takes them.
-std::string h100_properties_json();
 
 // The engine configurations cuDNN's heuristics (mode A) offer for a graph on a target, best
 // first; empty when no engine supports the graph there.
