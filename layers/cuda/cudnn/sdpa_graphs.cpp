@@ -3,6 +3,7 @@
 #include <array>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <tuple>
 
 namespace tr::cudnn {
@@ -26,8 +27,9 @@ class Builder {
   const Descriptor& tensor(std::int64_t uid, const Dims& dims, const Dims& strides,
                            cudnnDataType_t type) {
     const bool is_virtual = uid == 0;
+    if (is_virtual) uid = next_virtual_++;
     Descriptor& t = graph_.parts.emplace_back(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
-    t.set_int64(CUDNN_ATTR_TENSOR_UNIQUE_ID, is_virtual ? next_virtual_++ : uid)
+    t.set_int64(CUDNN_ATTR_TENSOR_UNIQUE_ID, uid)
         .set_type(CUDNN_ATTR_TENSOR_DATA_TYPE, type)
         .set_int64(CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, 16)
         .set_int64s(CUDNN_ATTR_TENSOR_DIMENSIONS, dims.data(), 4)
@@ -36,7 +38,7 @@ class Builder {
       t.set_bool(CUDNN_ATTR_TENSOR_IS_VIRTUAL, true);
     else
       graph_.bound_uids.push_back(uid);
-    return t.finalize("tensor descriptor");
+    return remember(t.finalize("tensor descriptor"), {uid, dims, strides, type, is_virtual, false});
   }
   const Descriptor& virtual_tensor(const Dims& dims, const Dims& strides, cudnnDataType_t type) {
     return tensor(0, dims, strides, type);
@@ -52,7 +54,8 @@ class Builder {
         .set_int64s(CUDNN_ATTR_TENSOR_STRIDES, ones.data(), 4)
         .set_bool(CUDNN_ATTR_TENSOR_IS_BY_VALUE, true);
     graph_.bound_uids.push_back(uid);
-    return t.finalize("scalar descriptor");
+    return remember(t.finalize("scalar descriptor"),
+                    {uid, ones, ones, CUDNN_DATA_FLOAT, false, /*by_value=*/true});
   }
 
   // y = mode(x, b, t); b and t may be null. `axis` for GEN_INDEX only.
@@ -73,7 +76,8 @@ class Builder {
     op.set_desc(CUDNN_ATTR_OPERATION_POINTWISE_YDESC, y)
         .set(CUDNN_ATTR_OPERATION_POINTWISE_ALPHA1, CUDNN_TYPE_FLOAT, 1, &one)
         .set(CUDNN_ATTR_OPERATION_POINTWISE_ALPHA2, CUDNN_TYPE_FLOAT, 1, &one);
-    add(op.finalize("pointwise operation"));
+    add(op.finalize("pointwise operation"),
+        {OpRecord::Kind::pointwise, mode, axis, {uid(&x), uid(b), uid(t)}, uid(&y)});
   }
 
   // c = a b (batched over the first two axes); the overrides bound the rows (m), columns (n)
@@ -93,7 +97,8 @@ class Builder {
     if (m) op.set_desc(CUDNN_ATTR_OPERATION_MATMUL_GEMM_M_OVERRIDE_DESC, *m);
     if (n) op.set_desc(CUDNN_ATTR_OPERATION_MATMUL_GEMM_N_OVERRIDE_DESC, *n);
     if (k) op.set_desc(CUDNN_ATTR_OPERATION_MATMUL_GEMM_K_OVERRIDE_DESC, *k);
-    add(op.finalize("matmul operation"));
+    add(op.finalize("matmul operation"),
+        {OpRecord::Kind::matmul, 0, -1, {uid(&a), uid(&b)}, uid(&c), uid(m), uid(n), uid(k)});
   }
 
   // y = reduce(x) over the axes where y has extent 1.
@@ -107,7 +112,8 @@ class Builder {
     op.set_desc(CUDNN_ATTR_OPERATION_REDUCTION_XDESC, x)
         .set_desc(CUDNN_ATTR_OPERATION_REDUCTION_YDESC, y)
         .set_desc(CUDNN_ATTR_OPERATION_REDUCTION_DESC, r);
-    add(op.finalize("reduction operation"));
+    add(op.finalize("reduction operation"),
+        {OpRecord::Kind::reduction, reduce, -1, {uid(&x)}, uid(&y)});
   }
 
   // y = x seen through y's dimensions and strides (the transposes of P and dS).
@@ -115,7 +121,7 @@ class Builder {
     Descriptor& op = graph_.parts.emplace_back(CUDNN_BACKEND_OPERATION_RESHAPE_DESCRIPTOR);
     op.set_desc(CUDNN_ATTR_OPERATION_RESHAPE_XDESC, x)
         .set_desc(CUDNN_ATTR_OPERATION_RESHAPE_YDESC, y);
-    add(op.finalize("reshape operation"));
+    add(op.finalize("reshape operation"), {OpRecord::Kind::reshape, 0, -1, {uid(&x)}, uid(&y)});
   }
 
   void finish(const char* what) {
@@ -129,11 +135,21 @@ class Builder {
   }
 
  private:
-  void add(const Descriptor& op) { ops_.push_back(&op); }
+  void add(const Descriptor& op, OpRecord record) {
+    ops_.push_back(&op);
+    graph_.ops.push_back(std::move(record));
+  }
+  const Descriptor& remember(const Descriptor& t, const TensorRecord& record) {
+    uids_[&t] = record.uid;
+    graph_.tensors.push_back(record);
+    return t;
+  }
+  std::int64_t uid(const Descriptor* t) const { return t ? uids_.at(t) : 0; }
 
   Graph& graph_;
   cudnnHandle_t handle_;
   std::vector<const Descriptor*> ops_;
+  std::map<const Descriptor*, std::int64_t> uids_;
   std::int64_t next_virtual_ = 1000;  // above every Uid
 };
 

@@ -9,6 +9,7 @@
 // log of each row's softmax denominator over the scaled, masked scores (as the flash kernels).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <optional>
@@ -50,11 +51,33 @@ enum Uid : std::int64_t {
   kDropoutScale,     // by value: 1 / keep probability
 };
 
+// What a graph computes, recorded op by op as it is built: the tensors (dims and strides as
+// cuDNN is told them) and the operations in the order made (each after its inputs). Nothing
+// reads it at run time; tests/cudnn/test_cudnn_graph_semantics.cpp evaluates it in fp64 on the
+// CPU against the flash kernels' CPU twin, which checks the graphs' mathematics (transposes as
+// strides, masks, softmax statistics, dropout scaling, the backward's formulas) without cuDNN.
+struct TensorRecord {
+  std::int64_t uid = 0;
+  std::array<std::int64_t, 4> dims{}, strides{};
+  cudnnDataType_t type = CUDNN_DATA_FLOAT;
+  bool is_virtual = false, by_value = false;
+};
+struct OpRecord {
+  enum class Kind { matmul, pointwise, reduction, reshape } kind;
+  int mode = 0;                  // cudnnPointwiseMode_t or cudnnReduceTensorOp_t
+  std::int64_t axis = -1;        // GEN_INDEX
+  std::vector<std::int64_t> in;  // pointwise: x, b, t (0 where absent); matmul: a, b; x
+  std::int64_t out = 0;
+  std::int64_t m = 0, n = 0, k = 0;  // matmul overrides' uids (0: none)
+};
+
 // An operation graph and every descriptor it references (kept alive with it).
 struct Graph {
   std::deque<Descriptor> parts;
   Descriptor graph;
   std::vector<std::int64_t> bound_uids;  // the tensors a variant pack must bind, in order made
+  std::vector<TensorRecord> tensors;
+  std::vector<OpRecord> ops;
 };
 
 // The forward: O and Stats from Q, K, V (+ seq lens). `handle`: the cuDNN handle of the GPU the

@@ -1,0 +1,173 @@
+// What cuDNN's attention graphs compute (layers/cuda/cudnn/sdpa_graphs.cpp), evaluated in fp64 on
+// the CPU from their records (tests/cudnn/graph_reference.h), against the flash kernels' CPU
+// twin (layers/cpu/kernels.h, fp64) on the same projections: the forward's output and
+// statistics (the lse the own backward reads), and the backward's three gradients, for every
+// combination of padding, causal mask and dropout, cross-attention and a head width of 16.
+// This checks the graphs' mathematics without cuDNN or a GPU: K^T and V^T as strides of the
+// [B, T, H*Dh] projections, the masks' comparisons, Stats = max + log sum exp, P * mask * scale,
+// the row sums divided by the dropout scale, dS's scaling, and the padded keys' rows of dK and
+// dV. cuDNN still has to run them as written (tests/gpu/test_cuda_cudnn_attention.cpp).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <ostream>
+#include <random>
+#include <vector>
+
+#include "cudnn/graph_reference.h"
+#include "layers/cpu/kernels.h"
+#include "layers/cuda/cudnn/sdpa_graphs.h"
+
+namespace tr::cudnn {
+
+void PrintTo(const SdpaShape& s, std::ostream* os) {
+  *os << "B" << s.B << " H" << s.H << " Tq" << s.Tq << " Tk" << s.Tk << " Dh" << s.Dh
+      << (s.padding ? " padded" : "") << (s.causal ? " causal" : "")
+      << (s.dropout ? " dropout" : "");
+}
+
+namespace {
+
+using V = std::vector<double>;
+
+V random_values(std::int64_t n, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> dist(-2.0, 2.0);
+  V v(static_cast<std::size_t>(n));
+  for (double& x : v) x = dist(rng);
+  return v;
+}
+
+double max_error_to_largest(const V& got, const V& want) {
+  double err = 0, largest = 0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    err = std::max(err, std::abs(got[i] - want[i]));
+    largest = std::max(largest, std::abs(want[i]));
+  }
+  return err / std::max(largest, 1e-300);
+}
+
+struct Problem {
+  SdpaShape s;
+  V q, k, v, dout;
+  std::vector<std::int32_t> kv_len;  // empty without padding
+  std::vector<std::uint8_t> keep;    // empty without dropout
+  double keep_scale = 1.0;
+
+  explicit Problem(const SdpaShape& shape) : s(shape) {
+    const std::int64_t d = s.H * s.Dh;
+    q = random_values(s.B * s.Tq * d, 1);
+    k = random_values(s.B * s.Tk * d, 2);
+    v = random_values(s.B * s.Tk * d, 3);
+    dout = random_values(s.B * s.Tq * d, 4);
+    if (s.padding)
+      for (std::int64_t b = 0; b < s.B; ++b)  // every sequence keeps a key
+        kv_len.push_back(static_cast<std::int32_t>(std::max<std::int64_t>(1, s.Tk - 3 * b)));
+    if (s.dropout) {
+      std::mt19937 rng(5);
+      std::bernoulli_distribution kept(0.8);
+      keep.resize(static_cast<std::size_t>(s.B * s.H * s.Tq * s.Tk));
+      for (auto& x : keep) x = kept(rng);
+      keep_scale = 1.0 / 0.8;
+    }
+  }
+  const std::int32_t* lens() const { return kv_len.empty() ? nullptr : kv_len.data(); }
+  const std::uint8_t* mask() const { return keep.empty() ? nullptr : keep.data(); }
+
+  // The bindings both graphs share.
+  void bind_common(reference::Evaluator& e, V& q_, V& k_, V& v_, V& seq_q, V& seq_kv,
+                   V& mask_values) const {
+    e.bind(kQ, &q_);
+    e.bind(kK, &k_);
+    e.bind(kV, &v_);
+    e.bind_scalar(kScale, 1.0 / std::sqrt(static_cast<double>(s.Dh)));
+    if (s.padding || s.causal) e.bind_scalar(kNegInf, -INFINITY);
+    if (s.padding) {
+      seq_q.assign(static_cast<std::size_t>(s.B), static_cast<double>(s.Tq));
+      seq_kv.assign(kv_len.begin(), kv_len.end());
+      e.bind(kSeqLenQ, &seq_q);
+      e.bind(kSeqLenKv, &seq_kv);
+    }
+    if (s.dropout) {
+      mask_values.assign(keep.begin(), keep.end());
+      e.bind(kDropoutMask, &mask_values);
+      e.bind_scalar(kDropoutScale, keep_scale);
+    }
+  }
+};
+
+class CudnnGraphSemantics : public ::testing::TestWithParam<SdpaShape> {
+ protected:
+  void SetUp() override {
+    if (!api()) GTEST_SKIP() << "cuDNN not loadable: " << unavailable_reason();
+  }
+};
+
+TEST_P(CudnnGraphSemantics, ForwardEqualsTheCpuTwin) {
+  const Problem p(GetParam());
+  const SdpaShape& s = p.s;
+  V out(p.q.size()), lse(static_cast<std::size_t>(s.B * s.H * s.Tq));
+  cpu::flash_attention_forward<double>(out.data(), lse.data(), p.q.data(), p.k.data(), p.v.data(),
+                                       p.lens(), p.mask(), p.keep_scale, s.B, s.H, s.Tq, s.Tk, s.Dh,
+                                       s.causal, 0);
+
+  const Graph graph = sdpa_forward_graph(s);
+  reference::Evaluator e(graph);
+  V q = p.q, k = p.k, v = p.v, seq_q, seq_kv, mask;
+  V o(out.size(), NAN), stats(lse.size(), NAN);
+  p.bind_common(e, q, k, v, seq_q, seq_kv, mask);
+  e.bind(kO, &o);
+  e.bind(kStats, &stats);
+  e.run();
+  EXPECT_LE(max_error_to_largest(o, out), 1e-12);
+  EXPECT_LE(max_error_to_largest(stats, lse), 1e-12);
+}
+
+TEST_P(CudnnGraphSemantics, BackwardEqualsTheCpuTwin) {
+  const Problem p(GetParam());
+  const SdpaShape& s = p.s;
+  V out(p.q.size()), lse(static_cast<std::size_t>(s.B * s.H * s.Tq));
+  cpu::flash_attention_forward<double>(out.data(), lse.data(), p.q.data(), p.k.data(), p.v.data(),
+                                       p.lens(), p.mask(), p.keep_scale, s.B, s.H, s.Tq, s.Tk, s.Dh,
+                                       s.causal, 0);
+  V dq(p.q.size()), dk(p.k.size()), dv(p.v.size());
+  cpu::flash_attention_backward<double>(dq.data(), dk.data(), dv.data(), p.dout.data(), out.data(),
+                                        lse.data(), p.q.data(), p.k.data(), p.v.data(), p.lens(),
+                                        p.mask(), p.keep_scale, s.B, s.H, s.Tq, s.Tk, s.Dh,
+                                        s.causal, 0);
+
+  const Graph graph = sdpa_backward_graph(s);
+  reference::Evaluator e(graph);
+  V q = p.q, k = p.k, v = p.v, seq_q, seq_kv, mask, d_o = p.dout, o = out, stats = lse;
+  V gq(dq.size(), NAN), gk(dk.size(), NAN), gv(dv.size(), NAN),
+      row_sums(static_cast<std::size_t>(s.B * s.H * s.Tq), NAN);
+  p.bind_common(e, q, k, v, seq_q, seq_kv, mask);
+  e.bind(kO, &o);
+  e.bind(kDO, &d_o);
+  e.bind(kStats, &stats);
+  e.bind(kDQ, &gq);
+  e.bind(kDK, &gk);
+  e.bind(kDV, &gv);
+  e.bind(kSoftmaxSum, &row_sums);
+  e.bind_scalar(kDropoutScaleInv, 1.0 / p.keep_scale);
+  e.run();
+  EXPECT_LE(max_error_to_largest(gq, dq), 1e-12);
+  EXPECT_LE(max_error_to_largest(gk, dk), 1e-12);
+  EXPECT_LE(max_error_to_largest(gv, dv), 1e-12);
+}
+
+std::vector<SdpaShape> shapes() {
+  std::vector<SdpaShape> out;
+  for (int bits = 0; bits < 8; ++bits)  // every combination of padding, causal and dropout
+    out.push_back({2, 2, 7, 7, 8, (bits & 1) != 0, (bits & 2) != 0, (bits & 4) != 0});
+  out.push_back({2, 3, 5, 9, 16, true, false, true});  // cross-attention, wider heads
+  out.push_back({1, 2, 9, 4, 8, false, true, false});  // more queries than keys, causal
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, CudnnGraphSemantics, ::testing::ValuesIn(shapes()));
+
+}  // namespace
+}  // namespace tr::cudnn
