@@ -76,6 +76,15 @@ struct Problem {
   const std::int32_t* lens() const { return kv_len.empty() ? nullptr : kv_len.data(); }
   const std::uint8_t* mask() const { return keep.empty() ? nullptr : keep.data(); }
 
+  // The CPU twin's forward: out and lse.
+  void cpu_forward(V& out, V& lse) const {
+    out.assign(q.size(), 0.0);
+    lse.assign(static_cast<std::size_t>(s.B * s.H * s.Tq), 0.0);
+    cpu::flash_attention_forward<double>(out.data(), lse.data(), q.data(), k.data(), v.data(),
+                                         lens(), mask(), keep_scale, s.B, s.H, s.Tq, s.Tk, s.Dh,
+                                         s.causal, 0);
+  }
+
   // The bindings both graphs share.
   void bind_common(reference::Evaluator& e, V& q_, V& k_, V& v_, V& seq_q, V& seq_kv,
                    V& mask_values) const {
@@ -108,10 +117,8 @@ class CudnnGraphSemantics : public ::testing::TestWithParam<SdpaShape> {
 TEST_P(CudnnGraphSemantics, ForwardEqualsTheCpuTwin) {
   const Problem p(GetParam());
   const SdpaShape& s = p.s;
-  V out(p.q.size()), lse(static_cast<std::size_t>(s.B * s.H * s.Tq));
-  cpu::flash_attention_forward<double>(out.data(), lse.data(), p.q.data(), p.k.data(), p.v.data(),
-                                       p.lens(), p.mask(), p.keep_scale, s.B, s.H, s.Tq, s.Tk, s.Dh,
-                                       s.causal, 0);
+  V out, lse;
+  p.cpu_forward(out, lse);
 
   const Graph graph = sdpa_forward_graph(s);
   reference::Evaluator e(graph);
@@ -128,10 +135,8 @@ TEST_P(CudnnGraphSemantics, ForwardEqualsTheCpuTwin) {
 TEST_P(CudnnGraphSemantics, BackwardEqualsTheCpuTwin) {
   const Problem p(GetParam());
   const SdpaShape& s = p.s;
-  V out(p.q.size()), lse(static_cast<std::size_t>(s.B * s.H * s.Tq));
-  cpu::flash_attention_forward<double>(out.data(), lse.data(), p.q.data(), p.k.data(), p.v.data(),
-                                       p.lens(), p.mask(), p.keep_scale, s.B, s.H, s.Tq, s.Tk, s.Dh,
-                                       s.causal, 0);
+  V out, lse;
+  p.cpu_forward(out, lse);
   V dq(p.q.size()), dk(p.k.size()), dv(p.v.size());
   cpu::flash_attention_backward<double>(dq.data(), dk.data(), dv.data(), p.dout.data(), out.data(),
                                         lse.data(), p.q.data(), p.k.data(), p.v.data(), p.lens(),
