@@ -34,9 +34,6 @@ std::atomic<bool> g_enabled{true};
 void set_cudnn_attention_enabled(bool on) {
   g_enabled = on;
 }
-bool cudnn_attention_enabled() {
-  return g_enabled;
-}
 
 #ifdef TR_HAVE_CUDNN
 
@@ -45,6 +42,7 @@ namespace {
 // A shape's plan, or why there is none (yet).
 struct PlanEntry {
   std::optional<cudnn::Plan> plan;
+  cudnnHandle_t handle = nullptr;  // of the GPU the plan was made for
   std::string problem;
   int calls = 0;       // calls seen for this shape
   bool tried = false;  // a plan was looked for
@@ -97,10 +95,7 @@ DeviceState& device_state() {
 }
 
 std::string describe(bool backward, const cudnn::SdpaShape& s, const std::string& problem) {
-  return std::string(backward ? "backward" : "forward") + " [B " + std::to_string(s.B) + ", H " +
-         std::to_string(s.H) + ", Tq " + std::to_string(s.Tq) + ", Tk " + std::to_string(s.Tk) +
-         ", Dh " + std::to_string(s.Dh) + (s.padding ? ", padded" : "") +
-         (s.causal ? ", causal" : "") + (s.dropout ? ", dropout" : "") + "]: " + problem;
+  return std::string(backward ? "backward " : "forward ") + cudnn::to_string(s) + ": " + problem;
 }
 
 // The plan entry of `shape` on the current GPU, counting this call; its plan made at the
@@ -137,6 +132,7 @@ PlanEntry& entry_for(bool backward, const cudnn::SdpaShape& shape) {
       std::vector<cudnn::Descriptor> configs = cudnn::engine_configs(graph, state.target);
       std::string why;
       entry.plan = cudnn::first_plan(graph, configs, state.target, why, false, state.handle);
+      entry.handle = state.handle;
       if (!entry.plan)
         entry.problem = configs.empty() ? "no engine for the graph" : "no plan: " + why;
     } catch (const std::exception& e) {  // cuDNN's own C++ exceptions escape on some graphs
@@ -159,10 +155,6 @@ void drop_failed_plan(PlanEntry& entry, bool backward, const cudnn::SdpaShape& s
   g_last_problem = describe(backward, shape, entry.problem);
 }
 
-bool aligned16(const void* p) {
-  return reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
-}
-
 // Whether a call can go to cuDNN at all (before any plan is looked for).
 bool eligible(i64 Dh, bool causal, i64 q_offset, std::initializer_list<const void*> operands) {
   if (!g_enabled || g_unusable || !cudnn_attention_available()) return false;
@@ -177,8 +169,8 @@ bool eligible(i64 Dh, bool causal, i64 q_offset, std::initializer_list<const voi
 
 // Runs a plan on the compute stream, binding each tensor its graph has (plan.bound_uids) to
 // the pointer `available` gives it; the scalars are host values.
-void execute(const cudnn::Plan& plan, const std::map<std::int64_t, void*>& available,
-             void* workspace) {
+void execute(cudnnHandle_t handle, const cudnn::Plan& plan,
+             const std::map<std::int64_t, void*>& available, void* workspace) {
   std::vector<std::int64_t> uids;
   std::vector<void*> pointers;
   for (std::int64_t uid : plan.bound_uids) {
@@ -195,11 +187,6 @@ void execute(const cudnn::Plan& plan, const std::map<std::int64_t, void*>& avail
            static_cast<std::int64_t>(pointers.size()), pointers.data())
       .set(CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace)
       .finalize("variant pack");
-  cudnnHandle_t handle;
-  {
-    std::lock_guard<std::mutex> lock(g_mutex);
-    handle = device_state().handle;
-  }
   cudnn::check(cudnn::api()->BackendExecute(handle, plan.plan.raw(), pack.raw()),
                "cudnnBackendExecute (attention)");
 }
@@ -294,7 +281,7 @@ std::map<std::int64_t, void*> shared_bindings(const bf16* q, const bf16* k, cons
 bool run(PlanEntry& entry, bool backward, const cudnn::SdpaShape& shape,
          const std::map<std::int64_t, void*>& available, void* workspace) {
   try {
-    execute(*entry.plan, available, workspace);
+    execute(entry.handle, *entry.plan, available, workspace);
   } catch (const std::exception& e) {
     drop_failed_plan(entry, backward, shape, e);
     return false;

@@ -30,10 +30,6 @@ struct FlashStorage<bf16> {
 template <typename E>
 using flash_storage_t = typename FlashStorage<E>::type;
 
-bool aligned16(const void* ptr) {
-  return reinterpret_cast<std::uintptr_t>(ptr) % 16 == 0;
-}
-
 // The problem of a call, after the checks the kernels rely on. Rows load as 16-byte vectors
 // where the head width is a multiple of 16 bytes and every pointer is 16-byte aligned.
 template <typename E>

@@ -175,7 +175,6 @@ bool cudnn_attention_available();
 // Process-wide switch (default on): off sends every call to the own kernels, for tests and
 // benchmarks that measure those. TR_CUDNN=0 in the environment keeps cuDNN unloaded altogether.
 void set_cudnn_attention_enabled(bool on);
-bool cudnn_attention_enabled();
 // The loaded cuDNN's version ("9.19.0") or why there is none, for `trainer info`.
 std::string cudnn_attention_status();
 // Plans are made per shape, each compiling cuDNN's kernel (about a second): a shape gets its

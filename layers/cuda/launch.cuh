@@ -11,6 +11,11 @@
 
 namespace tr::cuda {
 
+// Whether `ptr` is 16-byte aligned (the vector loads of the flash kernels, cuDNN's tensors).
+inline bool aligned16(const void* ptr) {
+  return reinterpret_cast<std::uintptr_t>(ptr) % 16 == 0;
+}
+
 // One stream per process for now (see runtime.h).
 inline cudaStream_t compute_stream() {
   return 0;

@@ -23,9 +23,7 @@
 namespace tr::cudnn {
 
 void PrintTo(const SdpaShape& s, std::ostream* os) {
-  *os << "B" << s.B << " H" << s.H << " Tq" << s.Tq << " Tk" << s.Tk << " Dh" << s.Dh
-      << (s.padding ? " padded" : "") << (s.causal ? " causal" : "")
-      << (s.dropout ? " dropout" : "");
+  *os << to_string(s);
 }
 
 namespace {

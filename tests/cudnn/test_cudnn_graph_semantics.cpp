@@ -16,6 +16,7 @@
 #include <random>
 #include <vector>
 
+#include "common/error_measures.h"
 #include "cudnn/graph_reference.h"
 #include "layers/cpu/kernels.h"
 #include "layers/cuda/cudnn/sdpa_graphs.h"
@@ -23,13 +24,12 @@
 namespace tr::cudnn {
 
 void PrintTo(const SdpaShape& s, std::ostream* os) {
-  *os << "B" << s.B << " H" << s.H << " Tq" << s.Tq << " Tk" << s.Tk << " Dh" << s.Dh
-      << (s.padding ? " padded" : "") << (s.causal ? " causal" : "")
-      << (s.dropout ? " dropout" : "");
+  *os << to_string(s);
 }
 
 namespace {
 
+using testing::max_error_to_largest;
 using V = std::vector<double>;
 
 V random_values(std::int64_t n, std::uint32_t seed) {
@@ -38,15 +38,6 @@ V random_values(std::int64_t n, std::uint32_t seed) {
   V v(static_cast<std::size_t>(n));
   for (double& x : v) x = dist(rng);
   return v;
-}
-
-double max_error_to_largest(const V& got, const V& want) {
-  double err = 0, largest = 0;
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    err = std::max(err, std::abs(got[i] - want[i]));
-    largest = std::max(largest, std::abs(want[i]));
-  }
-  return err / std::max(largest, 1e-300);
 }
 
 struct Problem {

@@ -13,6 +13,13 @@ bool SdpaShape::operator<(const SdpaShape& o) const {
          std::tie(o.B, o.H, o.Tq, o.Tk, o.Dh, o.padding, o.causal, o.dropout);
 }
 
+std::string to_string(const SdpaShape& s) {
+  return "[B " + std::to_string(s.B) + ", H " + std::to_string(s.H) + ", Tq " +
+         std::to_string(s.Tq) + ", Tk " + std::to_string(s.Tk) + ", Dh " + std::to_string(s.Dh) +
+         (s.padding ? ", padded" : "") + (s.causal ? ", causal" : "") +
+         (s.dropout ? ", dropout" : "") + "]";
+}
+
 namespace {
 
 using Dims = std::array<std::int64_t, 4>;

@@ -29,6 +29,8 @@ struct SdpaShape {
   bool dropout = false;
   bool operator<(const SdpaShape& o) const;
 };
+// "[B 32, H 16, Tq 256, Tk 256, Dh 64, padded, causal, dropout]": for messages and test names.
+std::string to_string(const SdpaShape& s);
 
 // The variant pack's keys: the tensors a caller binds.
 enum Uid : std::int64_t {
