@@ -104,6 +104,12 @@ void gemm_case(i64 M, i64 N, i64 K, bool bf16) {
   print("gemm", shape, bf16 ? "bf16" : "fp32", ms, "tflops", 2.0 * M * N * K / (ms * 1e9));
 }
 
+// An attention case's shape column: "B128 H12 T197 Dh64".
+std::string attention_shape(i64 B, i64 H, i64 T, i64 Dh) {
+  return format("B%lld H%lld T%lld Dh%lld", (long long)B, (long long)H, (long long)T,
+                (long long)Dh);
+}
+
 void attention_case(i64 B, i64 H, i64 T, i64 Dh, bool bf16) {
   const i64 n = B * T * H * Dh, scores = B * H * T * T;
   DeviceFloats q(n, 4), k(n, 5), v(n, 6), dout(n, 7), out(n, 8), dq(n, 9), dk(n, 10), dv(n, 11),
@@ -116,8 +122,7 @@ void attention_case(i64 B, i64 H, i64 T, i64 Dh, bool bf16) {
                                  nullptr, 1.0f, B, H, T, T, Dh);
   });
   tr::cuda::set_bf16_matmuls(false);
-  const std::string shape =
-      format("B%lld H%lld T%lld Dh%lld", (long long)B, (long long)H, (long long)T, (long long)Dh);
+  const std::string shape = attention_shape(B, H, T, Dh);
   print("attention fwd+bwd", shape, bf16 ? "bf16" : "fp32", ms, "tflops",
         12.0 * B * H * T * T * Dh / (ms * 1e9));
 }
@@ -149,8 +154,7 @@ void flash_attention_case(i64 B, i64 H, i64 T, i64 Dh, const char* precision) {
     tr::cuda::flash_attention_backward(dq.p, dk.p, dv.p, dout.p, out.p, lse.p, q.p, k.p, v.p,
                                        nullptr, nullptr, 1.0f, B, H, T, T, Dh, false, 0);
   });
-  const std::string shape =
-      format("B%lld H%lld T%lld Dh%lld", (long long)B, (long long)H, (long long)T, (long long)Dh);
+  const std::string shape = attention_shape(B, H, T, Dh);
   // The same 12 B H T^2 Dh as the materialised kernels (the backward's recomputed scores are
   // not counted, as for PyTorch's fused attention beside it).
   print("attention flash", shape, precision, ms, "tflops", 12.0 * B * H * T * T * Dh / (ms * 1e9));
@@ -204,8 +208,7 @@ void cudnn_attention_case(i64 B, i64 H, i64 T, i64 Dh, bool dropout) {
                                                         k.p, v.p, nullptr, mask, keep_scale, B, H,
                                                         T, T, Dh, false, 0);
   });
-  const std::string shape =
-      format("B%lld H%lld T%lld Dh%lld", (long long)B, (long long)H, (long long)T, (long long)Dh);
+  const std::string shape = attention_shape(B, H, T, Dh);
   const char* name = dropout ? "attention cudnn dropout" : "attention cudnn";
   if (!taken) {
     std::fprintf(stderr, "gpu_kernels: %s %s not run: %s\n", name, shape.c_str(),
@@ -230,8 +233,7 @@ void flash_dropout_case(i64 B, i64 H, i64 T, i64 Dh) {
     tr::cuda::flash_attention_backward(dq.p, dk.p, dv.p, dout.p, out.p, lse.p, q.p, k.p, v.p,
                                        nullptr, keep.p, keep_scale, B, H, T, T, Dh, false, 0);
   });
-  const std::string shape =
-      format("B%lld H%lld T%lld Dh%lld", (long long)B, (long long)H, (long long)T, (long long)Dh);
+  const std::string shape = attention_shape(B, H, T, Dh);
   print("attention flash dropout", shape, "bf16", ms, "tflops",
         12.0 * B * H * T * T * Dh / (ms * 1e9));
 }
