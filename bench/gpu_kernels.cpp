@@ -3,11 +3,11 @@
 // runs --warmup times, then --reps times one by one, and the median counts. Inputs are random
 // (never zeros: they run faster than real data). One JSON line per case:
 //   {"kernel", "shape", "precision", "ms", "tflops" | "gbps"}
-// GEMM: y = x w^T as a linear layer runs it (2MNK FLOPs), fp32 and under bf16 products (the
-// operands' rounding included, as training pays it); attention: forward + backward, 12 B H T^2 Dh
-// FLOPs (the six products), "attention" materialises the probabilities (the path with
-// TR_FLASH_ATTENTION=0), "attention flash" is the flash kernels (the training path; fp32 on the
-// CUDA cores, bf16 on the tensor cores), "attention cudnn" cuDNN's fused engines (bf16; the
+// GEMM: y = x w^T as a linear layer runs it (2MNK FLOPs), fp32, and bf16 with operands and
+// output stored in bf16 (the bf16 activations' products; fp32 accumulation); attention: forward +
+// backward, 12 B H T^2 Dh FLOPs (the six products), "attention" materialises the probabilities (the
+// path with TR_FLASH_ATTENTION=0), "attention flash" is the flash kernels (the training path; fp32
+// on the CUDA cores, bf16 on the tensor cores), "attention cudnn" cuDNN's fused engines (bf16; the
 // training path where cuDNN is present), "... dropout": with dropout 0.1 on the probabilities
 // (the encoder-decoder's training attention; PyTorch's row uses dropout_p 0.1); LayerNorm:
 // forward (x read, y written) and backward (dout and x read, din written) in GB/s, fp32;
@@ -94,12 +94,34 @@ void print(const char* kernel, const std::string& shape, const char* precision, 
   std::fflush(stdout);
 }
 
+// n bf16 values on the device, converted from DeviceFloats(n, seed).
+struct DeviceBf16 {
+  tr::cuda::bf16* p = nullptr;
+  DeviceBf16(i64 n, std::uint32_t seed) {
+    p = static_cast<tr::cuda::bf16*>(
+        tr::cuda::malloc_device(static_cast<std::size_t>(n) * sizeof(tr::cuda::bf16)));
+    DeviceFloats f(n, seed);
+    tr::cuda::f32_to_bf16(p, f.p, n);
+    tr::cuda::synchronize();
+  }
+  ~DeviceBf16() { tr::cuda::free_device(p); }
+  DeviceBf16(const DeviceBf16&) = delete;
+  DeviceBf16& operator=(const DeviceBf16&) = delete;
+};
+
+// bf16: operands and output stored in bf16 (gemm_bf16, fp32 accumulation), as the bf16
+// activations of train.precision: bf16 and PyTorch's bf16 F.linear.
 void gemm_case(i64 M, i64 N, i64 K, bool bf16) {
-  DeviceFloats x(M * K, 1), w(N * K, 2), y(M * N, 3);
-  tr::cuda::set_bf16_matmuls(bf16);
-  const double ms =
-      median_ms([&] { tr::cuda::gemm(false, true, M, N, K, 1.0f, x.p, K, w.p, K, 0.0f, y.p, N); });
-  tr::cuda::set_bf16_matmuls(false);
+  double ms = 0;
+  if (bf16) {
+    DeviceBf16 x(M * K, 1), w(N * K, 2), y(M * N, 3);
+    ms = median_ms(
+        [&] { tr::cuda::gemm_bf16(false, true, M, N, K, 1.0f, x.p, K, w.p, K, 0.0f, y.p, N); });
+  } else {
+    DeviceFloats x(M * K, 1), w(N * K, 2), y(M * N, 3);
+    ms = median_ms(
+        [&] { tr::cuda::gemm(false, true, M, N, K, 1.0f, x.p, K, w.p, K, 0.0f, y.p, N); });
+  }
   const std::string shape = std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K);
   print("gemm", shape, bf16 ? "bf16" : "fp32", ms, "tflops", 2.0 * M * N * K / (ms * 1e9));
 }
@@ -126,21 +148,6 @@ void attention_case(i64 B, i64 H, i64 T, i64 Dh, bool bf16) {
   print("attention fwd+bwd", shape, bf16 ? "bf16" : "fp32", ms, "tflops",
         12.0 * B * H * T * T * Dh / (ms * 1e9));
 }
-
-// n bf16 values on the device, converted from DeviceFloats(n, seed).
-struct DeviceBf16 {
-  tr::cuda::bf16* p = nullptr;
-  DeviceBf16(i64 n, std::uint32_t seed) {
-    p = static_cast<tr::cuda::bf16*>(
-        tr::cuda::malloc_device(static_cast<std::size_t>(n) * sizeof(tr::cuda::bf16)));
-    DeviceFloats f(n, seed);
-    tr::cuda::f32_to_bf16(p, f.p, n);
-    tr::cuda::synchronize();
-  }
-  ~DeviceBf16() { tr::cuda::free_device(p); }
-  DeviceBf16(const DeviceBf16&) = delete;
-  DeviceBf16& operator=(const DeviceBf16&) = delete;
-};
 
 // The flash kernels on projections of one storage type: DeviceFloats (fp32) or DeviceBf16.
 template <typename Values>

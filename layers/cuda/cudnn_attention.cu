@@ -66,10 +66,9 @@ struct PlanPolicy {
 };
 PlanPolicy g_policy;  // under g_mutex
 
-// What one GPU keeps: its cuDNN handle (on the compute stream), its target and the plans made.
+// What one GPU keeps: its cuDNN handle (on the compute stream) and the plans made.
 struct DeviceState {
   cudnnHandle_t handle = nullptr;
-  cudnn::Descriptor target;
   std::map<cudnn::SdpaShape, PlanEntry> forward, backward;
 };
 
@@ -89,7 +88,6 @@ DeviceState& device_state() {
     const cudnn::Api* api = cudnn::api();
     cudnn::check(api->Create(&state.handle), "cudnnCreate");
     cudnn::check(api->SetStream(state.handle, compute_stream()), "cudnnSetStream");
-    state.target = cudnn::device_target(device, state.handle);
   }
   return state;
 }
@@ -129,9 +127,11 @@ PlanEntry& entry_for(bool backward, const cudnn::SdpaShape& shape) {
     try {
       cudnn::Graph graph = backward ? cudnn::sdpa_backward_graph(shape, state.handle)
                                     : cudnn::sdpa_forward_graph(shape, state.handle);
-      std::vector<cudnn::Descriptor> configs = cudnn::engine_configs(graph, state.target);
+      // No device target: the graph's and the plan's handle name this GPU.
+      const cudnn::Descriptor this_gpu;
+      std::vector<cudnn::Descriptor> configs = cudnn::engine_configs(graph, this_gpu);
       std::string why;
-      entry.plan = cudnn::first_plan(graph, configs, state.target, why, false, state.handle);
+      entry.plan = cudnn::first_plan(graph, configs, this_gpu, why, false, state.handle);
       entry.handle = state.handle;
       if (!entry.plan)
         entry.problem = configs.empty() ? "no engine for the graph" : "no plan: " + why;
@@ -387,12 +387,6 @@ bool cudnn_attention_available() {
 std::string cudnn_attention_status() {
   return "not built (no cuDNN 9.11+ headers at build time)";
 }
-void set_cudnn_plan_policy(int calls_before_plan, double budget_seconds) {
-  std::lock_guard<std::mutex> lock(g_mutex);
-  g_policy.calls_before_plan = calls_before_plan;
-  g_policy.budget_seconds = budget_seconds;
-}
-
 void set_cudnn_plan_policy(int, double) {}
 std::string cudnn_attention_last_problem() {
   return "";

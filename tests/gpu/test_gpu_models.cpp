@@ -131,15 +131,22 @@ class GpuModels : public ::testing::Test {
     const ParameterList& ph = host->parameters();
     const ParameterList& pd = device->parameters();
     ASSERT_EQ(ph.size(), pd.size());
-    // A tensor whose gradient is zero in exact arithmetic (the key projection's bias: softmax
-    // ignores a constant added to a row of scores) holds rounding noise on both sides; its
-    // error is measured against the model's largest gradient, 1e-2 of it at least.
+    // The key projection's bias has a gradient of zero in exact arithmetic (softmax ignores a
+    // constant added to a row of scores): both sides hold rounding noise only, which under
+    // bf16 (P rounded before dP) is as large as the bias's own entries. It must stay noise,
+    // under 1e-2 of the model's largest gradient; other tensors' errors are measured against
+    // that too where their own entries are smaller.
     double largest = 0;
     for (const Parameter* p : ph) largest = std::max(largest, max_abs(p->grad));
     double worst = 0;
     std::string worst_name;
     for (std::size_t i = 0; i < ph.size(); ++i) {
       ASSERT_EQ(pd[i]->grad.device(), Device::cuda) << pd[i]->name;
+      if (ph[i]->name.ends_with("k_proj.bias")) {
+        EXPECT_LE(max_abs(pd[i]->grad), 1e-2 * largest) << pd[i]->name << " (cuda)";
+        EXPECT_LE(max_abs(ph[i]->grad), 1e-2 * largest) << ph[i]->name << " (cpu)";
+        continue;
+      }
       const double e = error_to_max(pd[i]->grad, ph[i]->grad, 1e-2 * largest);
       EXPECT_LE(e, tol.gradient) << ph[i]->name << " " << shape_string(ph[i]->grad.shape())
                                  << ": cuda " << head(pd[i]->grad) << " cpu " << head(ph[i]->grad);

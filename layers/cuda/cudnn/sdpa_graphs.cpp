@@ -382,15 +382,6 @@ std::int64_t sdpa_backward_buffer_bytes(const SdpaShape& s) {
   return s.B * s.H * s.Tq * static_cast<std::int64_t>(sizeof(float));
 }
 
-Descriptor device_target(int device, cudnnHandle_t handle) {
-  Descriptor target(CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR);
-  const std::int32_t id = device;
-  target.set(CUDNN_ATTR_DEVICEPROP_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle)
-      .set(CUDNN_ATTR_DEVICEPROP_DEVICE_ID, CUDNN_TYPE_INT32, 1, &id);
-  target.finalize("device properties");
-  return target;
-}
-
 Descriptor device_target_from_json(const std::string& json) {
   Descriptor target(CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR);
   target.set(CUDNN_ATTR_DEVICEPROP_JSON_REPRESENTATION, CUDNN_TYPE_CHAR,
@@ -403,9 +394,9 @@ std::vector<Descriptor> engine_configs(const Graph& graph, const Descriptor& tar
   Descriptor heuristics(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
   const cudnnBackendHeurMode_t mode = CUDNN_HEUR_MODE_A;
   heuristics.set_desc(CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, graph.graph)
-      .set(CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode)
-      .set_desc(CUDNN_ATTR_ENGINEHEUR_DEVICEPROP, target)
-      .finalize("engine heuristics");
+      .set(CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode);
+  if (target) heuristics.set_desc(CUDNN_ATTR_ENGINEHEUR_DEVICEPROP, target);
+  heuristics.finalize("engine heuristics");
   std::int64_t available = 0;
   check(api()->BackendGetAttribute(heuristics.raw(), CUDNN_ATTR_ENGINEHEUR_RESULTS,
                                    CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &available, nullptr),
@@ -428,8 +419,8 @@ std::optional<Plan> first_plan(const Graph& graph, std::vector<Descriptor>& conf
                                cudnnHandle_t handle) {
   for (std::size_t i = 0; i < configs.size(); ++i) {
     Plan made{Descriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR), 0, graph.bound_uids};
-    made.plan.set_desc(CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, configs[i])
-        .set_desc(CUDNN_ATTR_EXECUTION_PLAN_DEVICEPROP, target);
+    made.plan.set_desc(CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, configs[i]);
+    if (target) made.plan.set_desc(CUDNN_ATTR_EXECUTION_PLAN_DEVICEPROP, target);
     // The handle too where there is one: the classic way plans meet the device they run on.
     if (handle) made.plan.set(CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
     const cudnnStatus_t status = made.plan.try_finalize();

@@ -95,14 +95,14 @@ Graph sdpa_backward_graph(const SdpaShape& shape, cudnnHandle_t handle = nullptr
 // Bytes of softmax_sum (the backward's own buffer, besides the plan's workspace).
 std::int64_t sdpa_backward_buffer_bytes(const SdpaShape& shape);
 
-// The GPU a plan is made for: a device of this machine, or one described by cuDNN's device
-// property JSON (plans for a GPU this machine does not have; the engines' kernels are compiled
-// but not loaded).
-Descriptor device_target(int device, cudnnHandle_t handle);
+// A GPU described by cuDNN's device property JSON: plans for a GPU this machine does not have
+// (the engines' kernels are compiled but not loaded). A device of this machine needs no target:
+// an empty Descriptor makes the heuristics and plans follow the graph's and plan's handle (the
+// classic way; a DEVICEPROP made from a live handle refuses its device id on an H200).
 Descriptor device_target_from_json(const std::string& json);
 
-// The engine configurations cuDNN's heuristics (mode A) offer for a graph on a target, best
-// first; empty when no engine supports the graph there.
+// The engine configurations cuDNN's heuristics (mode A) offer for a graph on a target (empty:
+// the graph's handle's GPU), best first; empty when no engine supports the graph there.
 std::vector<Descriptor> engine_configs(const Graph& graph, const Descriptor& target);
 
 struct Plan {
