@@ -106,29 +106,58 @@ __global__ void dropout_mask_kernel(std::uint8_t* keep, i64 n, std::uint32_t thr
 __host__ __device__ inline i64 dropout_blocks_per_row(i64 K) {
   return (K + 3) / 4 + 1;
 }
+// The leading indices of `row` (last fastest) as the row's first counter, in the integer type
+// U: 32-bit where the mask's row count fits (a 64-bit division costs the GPU tens of
+// instructions; there are up to four per row here).
+template <typename U>
+__device__ std::uint64_t dropout_row_first(U row, const DropoutLayout& layout,
+                                           std::uint64_t offset) {
+  std::uint64_t first = offset;
+  for (int j = layout.n - 1; j >= 0; --j) {
+    const U dim = static_cast<U>(layout.dims[j]);
+    first += static_cast<std::uint64_t>(row % dim) * layout.strides[j];
+    row /= dim;
+  }
+  return first;
+}
 // One thread per (row, Philox block of the row): the row's counters are consecutive, so each
 // block gives up to four of its elements, as the CPU reuses a block for four consecutive words
-// (one block per element would be four times the Philox work).
+// (one block per element would be four times the Philox work). Where the four land in the row
+// at a 4-byte aligned address they are stored as one word.
 __global__ void dropout_mask_strided_kernel(std::uint8_t* keep, i64 rows, i64 K,
                                             DropoutLayout layout, std::uint32_t threshold,
                                             std::uint64_t seed, std::uint64_t stream,
                                             std::uint64_t offset) {
   const i64 per_row = dropout_blocks_per_row(K);
+  const bool narrow = rows * per_row <= 0xFFFFFFFFll;  // every index below fits 32 bits
   TR_GRID_STRIDE(t, rows * per_row) {
-    const i64 row = t / per_row;
-    i64 rest = row;
-    std::uint64_t first = offset;              // the counter of the row's element k = 0
-    for (int j = layout.n - 1; j >= 0; --j) {  // row index -> leading indices, last fastest
-      first += static_cast<std::uint64_t>(rest % layout.dims[j]) * layout.strides[j];
-      rest /= layout.dims[j];
+    i64 row, in_row;
+    std::uint64_t first;  // the counter of the row's element k = 0
+    if (narrow) {
+      const auto t32 = static_cast<std::uint32_t>(t), per32 = static_cast<std::uint32_t>(per_row);
+      row = t32 / per32;
+      in_row = t32 - static_cast<std::uint32_t>(row) * per32;
+      first = dropout_row_first(static_cast<std::uint32_t>(row), layout, offset);
+    } else {
+      row = t / per_row;
+      in_row = t % per_row;
+      first = dropout_row_first(static_cast<std::uint64_t>(row), layout, offset);
     }
-    const std::uint64_t block = (first >> 2) + static_cast<std::uint64_t>(t % per_row);
+    const std::uint64_t block = (first >> 2) + static_cast<std::uint64_t>(in_row);
     if (block * 4 >= first + static_cast<std::uint64_t>(K)) continue;  // past the row's end
     const cpu::Philox4 r = cpu::philox_block(seed, stream, block);
     std::uint8_t* out = keep + row * K;
+    const std::uint64_t k0 = block * 4 - first;  // wraps below 0 for a row's partial first block
+    if (block * 4 >= first && k0 + 4 <= static_cast<std::uint64_t>(K) &&
+        reinterpret_cast<std::uintptr_t>(out + k0) % 4 == 0) {
+      std::uint32_t word = 0;  // little-endian: lane 0 is the lowest byte, at out[k0]
+      for (int lane = 0; lane < 4; ++lane)
+        word |= static_cast<std::uint32_t>(cpu::dropout_keeps(r.v[lane], threshold)) << (8 * lane);
+      *reinterpret_cast<std::uint32_t*>(out + k0) = word;
+      continue;
+    }
     for (int lane = 0; lane < 4; ++lane) {
-      const std::uint64_t k =
-          block * 4 + static_cast<std::uint64_t>(lane) - first;  // wraps below 0
+      const std::uint64_t k = k0 + static_cast<std::uint64_t>(lane);
       if (k < static_cast<std::uint64_t>(K)) out[k] = cpu::dropout_keeps(r.v[lane], threshold);
     }
   }

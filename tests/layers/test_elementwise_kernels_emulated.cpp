@@ -126,10 +126,11 @@ TEST(EmulatedElementwiseKernels, DropoutMasks) {
     }
   // The strided layout of ops::dropout_mask: [2, 3, K] with a stride per leading dimension.
   // The kernel takes a row's Philox blocks four words at a time: rows that start inside a
-  // block (offset 5 or 3), on a block's first word (offset 4 or 0), rows shorter than a block.
+  // block (offset 5 or 3), on a block's first word (offset 4 or 0), rows shorter than a block;
+  // rows of whole aligned blocks (offset 0, K 64: stored a word at a time).
   const std::vector<std::uint64_t> strides{1000, 100};
   for (const auto& [offset, K] :
-       {std::pair<std::uint64_t, i64>{5, 37}, {4, 37}, {0, 1}, {3, 2}, {7, 64}, {1, 4}}) {
+       {std::pair<std::uint64_t, i64>{5, 37}, {4, 37}, {0, 1}, {3, 2}, {7, 64}, {1, 4}, {0, 64}}) {
     const Shape shape{2, 3, K};
     Tensor keep;
     ops::dropout_mask(keep, shape, p, seed, stream, offset, strides);
