@@ -66,9 +66,26 @@ struct PlanPolicy {
 };
 PlanPolicy g_policy;  // under g_mutex
 
-// What one GPU keeps: its cuDNN handle (on the compute stream) and the plans made.
+// The ways of naming the GPU a plan is for, in the order tried: none (the graph's and plan's
+// handle: the classic way, which cudnn_frontend and PyTorch take), a device-property
+// descriptor from the handle, one from the device id. cuDNN's rules for these descriptors have
+// changed between releases, and a GPU run is rare: the first way that gives a plan is kept.
+enum class TargetWay { handle, properties_from_handle, properties_from_id, count };
+
+const char* to_string(TargetWay way) {
+  switch (way) {
+    case TargetWay::handle: return "the handle";
+    case TargetWay::properties_from_handle: return "device properties from the handle";
+    default: return "device properties from the device id";
+  }
+}
+
+// What one GPU keeps: its cuDNN handle (on the compute stream), the way of naming it that
+// gave a plan (once one has), and the plans made.
 struct DeviceState {
   cudnnHandle_t handle = nullptr;
+  int device = 0;
+  std::optional<TargetWay> way;
   std::map<cudnn::SdpaShape, PlanEntry> forward, backward;
 };
 
@@ -88,12 +105,56 @@ DeviceState& device_state() {
     const cudnn::Api* api = cudnn::api();
     cudnn::check(api->Create(&state.handle), "cudnnCreate");
     cudnn::check(api->SetStream(state.handle, compute_stream()), "cudnnSetStream");
+    state.device = device;
   }
   return state;
 }
 
 std::string describe(bool backward, const cudnn::SdpaShape& s, const std::string& problem) {
   return std::string(backward ? "backward " : "forward ") + cudnn::to_string(s) + ": " + problem;
+}
+
+// A plan for `shape` on the state's GPU named the given way, or why there is none.
+std::optional<cudnn::Plan> plan_named(TargetWay way, const DeviceState& state, bool backward,
+                                      const cudnn::SdpaShape& shape, std::string& problem) {
+  try {
+    cudnn::Graph graph = backward ? cudnn::sdpa_backward_graph(shape, state.handle)
+                                  : cudnn::sdpa_forward_graph(shape, state.handle);
+    const cudnn::Descriptor target = way == TargetWay::handle ? cudnn::Descriptor()
+                                     : way == TargetWay::properties_from_handle
+                                         ? cudnn::device_target_from_handle(state.handle)
+                                         : cudnn::device_target_from_id(state.device);
+    std::vector<cudnn::Descriptor> configs = cudnn::engine_configs(graph, target);
+    std::string why;
+    std::optional<cudnn::Plan> plan =
+        cudnn::first_plan(graph, configs, target, why, false, state.handle);
+    if (!plan) problem = configs.empty() ? "no engine for the graph" : "no plan: " + why;
+    return plan;
+  } catch (const std::exception& e) {  // cuDNN's own C++ exceptions escape on some graphs
+    problem = e.what();
+    return std::nullopt;
+  }
+}
+
+// Fills the entry's plan: named the way that worked before on this GPU, or else each way in
+// turn until one gives a plan (then kept for the GPU); the problems of all ways tried otherwise.
+void make_plan(PlanEntry& entry, DeviceState& state, bool backward, const cudnn::SdpaShape& shape) {
+  entry.handle = state.handle;
+  const int first = state.way ? static_cast<int>(*state.way) : 0;
+  const int last = state.way ? first + 1 : static_cast<int>(TargetWay::count);
+  for (int w = first; w < last; ++w) {
+    const auto way = static_cast<TargetWay>(w);
+    std::string problem;
+    entry.plan = plan_named(way, state, backward, shape, problem);
+    if (entry.plan) {
+      state.way = way;
+      entry.problem.clear();
+      return;
+    }
+    entry.problem +=
+        (entry.problem.empty() ? "" : "; ") +
+        (state.way ? problem : std::string("named by ") + to_string(way) + ": " + problem);
+  }
 }
 
 // The plan entry of `shape` on the current GPU, counting this call; its plan made at the
@@ -124,20 +185,7 @@ PlanEntry& entry_for(bool backward, const cudnn::SdpaShape& shape) {
       return entry;
     }
     const auto start = std::chrono::steady_clock::now();
-    try {
-      cudnn::Graph graph = backward ? cudnn::sdpa_backward_graph(shape, state.handle)
-                                    : cudnn::sdpa_forward_graph(shape, state.handle);
-      // No device target: the graph's and the plan's handle name this GPU.
-      const cudnn::Descriptor this_gpu;
-      std::vector<cudnn::Descriptor> configs = cudnn::engine_configs(graph, this_gpu);
-      std::string why;
-      entry.plan = cudnn::first_plan(graph, configs, this_gpu, why, false, state.handle);
-      entry.handle = state.handle;
-      if (!entry.plan)
-        entry.problem = configs.empty() ? "no engine for the graph" : "no plan: " + why;
-    } catch (const std::exception& e) {  // cuDNN's own C++ exceptions escape on some graphs
-      entry.problem = e.what();
-    }
+    make_plan(entry, state, backward, shape);
     g_plan_seconds +=
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (!entry.problem.empty()) g_last_problem = describe(backward, shape, entry.problem);
@@ -304,6 +352,10 @@ std::string cudnn_attention_status() {
   std::string text = std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." +
                      std::to_string(v % 100);
   if (device_count() > 0 && compute_capability() < 80) text += " (not used: GPU before sm_80)";
+  std::lock_guard<std::mutex> lock(g_mutex);  // which way of naming the GPU gave plans
+  const auto it = device_count() > 0 ? devices().find(current_device()) : devices().end();
+  if (it != devices().end() && it->second.way)
+    text += std::string(" (plans named by ") + to_string(*it->second.way) + ")";
   return text;
 }
 

@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -167,6 +168,7 @@ TEST(CudnnAttentionPlans, AtTheSecondCallWithinTheBudget) {
   EXPECT_FALSE(forward(c, d, out, lse));
   for (float x : values(out)) ASSERT_TRUE(std::isnan(x));
   EXPECT_TRUE(forward(c, d, out, lse)) << cuda::cudnn_attention_last_problem();
+  std::printf("cuDNN: %s\n", cuda::cudnn_attention_status().c_str());  // how plans name the GPU
   const Case other{3, 2, 40, 40, 64, {}, false, 0, 0.0};
   const DeviceInputs d2(testing::flash_inputs(other));
   Tensor out2 = poisoned(d2.q.shape(), DType::bf16),

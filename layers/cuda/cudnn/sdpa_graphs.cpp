@@ -382,6 +382,21 @@ std::int64_t sdpa_backward_buffer_bytes(const SdpaShape& s) {
   return s.B * s.H * s.Tq * static_cast<std::int64_t>(sizeof(float));
 }
 
+Descriptor device_target_from_handle(cudnnHandle_t handle) {
+  Descriptor target(CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR);
+  target.set(CUDNN_ATTR_DEVICEPROP_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
+  target.finalize("device properties (handle)");
+  return target;
+}
+
+Descriptor device_target_from_id(int device) {
+  Descriptor target(CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR);
+  const std::int32_t id = device;
+  target.set(CUDNN_ATTR_DEVICEPROP_DEVICE_ID, CUDNN_TYPE_INT32, 1, &id);
+  target.finalize("device properties (device id)");
+  return target;
+}
+
 Descriptor device_target_from_json(const std::string& json) {
   Descriptor target(CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR);
   target.set(CUDNN_ATTR_DEVICEPROP_JSON_REPRESENTATION, CUDNN_TYPE_CHAR,

@@ -96,10 +96,14 @@ Graph sdpa_backward_graph(const SdpaShape& shape, cudnnHandle_t handle = nullptr
 std::int64_t sdpa_backward_buffer_bytes(const SdpaShape& shape);
 
 // A GPU described by cuDNN's device property JSON: plans for a GPU this machine does not have
-// (the engines' kernels are compiled but not loaded). A device of this machine needs no target:
-// an empty Descriptor makes the heuristics and plans follow the graph's and plan's handle (the
-// classic way; a DEVICEPROP made from a live handle refuses its device id on an H200).
+// (the engines' kernels are compiled but not loaded).
 Descriptor device_target_from_json(const std::string& json);
+// A device of this machine needs no target: an empty Descriptor makes the heuristics and plans
+// follow the graph's and plan's handle (the classic way). Where a cuDNN wants one, these name
+// the GPU by its handle or by its device id alone (on an H200, cuDNN 9 refused a descriptor
+// given both: the handle sets the device, and a device id after it is a bad parameter).
+Descriptor device_target_from_handle(cudnnHandle_t handle);
+Descriptor device_target_from_id(int device);
 
 // The engine configurations cuDNN's heuristics (mode A) offer for a graph on a target (empty:
 // the graph's handle's GPU), best first; empty when no engine supports the graph there.
