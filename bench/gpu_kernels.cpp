@@ -14,7 +14,7 @@
 // dropout mask: the attention probabilities' keep mask, in GB/s of mask bytes.
 // bench/gpu_compare.py --kernels puts PyTorch's same operations beside them.
 //
-//   gpu_kernels [--reps 20] [--warmup 3]
+//   gpu_kernels [--reps 20] [--warmup 3] [--only TEXT]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -276,12 +276,21 @@ void layernorm_case(i64 rows, i64 cols) {
   print("layernorm backward", shape, "fp32", bwd, "gbps", 3 * bytes / (bwd * 1e6));
 }
 
+// --only TEXT: the cases whose "kernel precision" label contains TEXT (e.g. "attention flash
+// bf16" for a profiler's run; precision "any" where a group has either).
+std::string g_only;
+bool wanted(const std::string& kernel, const char* precision = "any") {
+  return g_only.empty() || (kernel + " " + precision).find(g_only) != std::string::npos ||
+         (std::strcmp(precision, "any") == 0 && kernel.find(g_only) != std::string::npos);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::strcmp(argv[i], "--reps") == 0) g_reps = std::max(1, std::atoi(argv[i + 1]));
     if (std::strcmp(argv[i], "--warmup") == 0) g_warmup = std::max(0, std::atoi(argv[i + 1]));
+    if (std::strcmp(argv[i], "--only") == 0) g_only = argv[i + 1];
   }
   if (tr::cuda::device_count() == 0) {
     std::fprintf(stderr, "gpu_kernels: no CUDA device (%s)\n",
@@ -291,29 +300,39 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "gpu_kernels on %s\n", tr::cuda::device_name().c_str());
   tr::cuda::set_cudnn_plan_policy(1, 1e9);  // cuDNN's plans at the first call, in the warm-up
   for (bool bf16 : {false, true}) {
-    gemm_case(25216, 768, 768, bf16);    // ViT-B/16 q, k, v, o projections (batch 128)
-    gemm_case(25216, 3072, 768, bf16);   // ViT-B/16 fc1
-    gemm_case(25216, 768, 3072, bf16);   // ViT-B/16 fc2
-    gemm_case(8192, 32000, 1024, bf16);  // encoder-decoder output projection (32 x 256)
-    gemm_case(8192, 8192, 8192, bf16);   // square: the library's ceiling
-    attention_case(128, 12, 197, 64, bf16);
-    attention_case(32, 16, 256, 64, bf16);
+    if (wanted("gemm", bf16 ? "bf16" : "fp32")) {
+      gemm_case(25216, 768, 768, bf16);    // ViT-B/16 q, k, v, o projections (batch 128)
+      gemm_case(25216, 3072, 768, bf16);   // ViT-B/16 fc1
+      gemm_case(25216, 768, 3072, bf16);   // ViT-B/16 fc2
+      gemm_case(8192, 32000, 1024, bf16);  // encoder-decoder output projection (32 x 256)
+      gemm_case(8192, 8192, 8192, bf16);   // square: the library's ceiling
+    }
+    if (wanted("attention fwd+bwd", bf16 ? "bf16" : "fp32")) {
+      attention_case(128, 12, 197, 64, bf16);
+      attention_case(32, 16, 256, 64, bf16);
+    }
   }
   for (const char* precision : {"fp32", "bf16"}) {
     const bool bf16 = std::strcmp(precision, "bf16") == 0;
     for (const auto& [B, H, T] : {std::tuple{128, 12, 197}, std::tuple{32, 16, 256}}) {
+      if (!wanted("attention flash", precision)) break;
       if (bf16)
         flash_attention_case<DeviceBf16>(B, H, T, 64, precision);
       else
         flash_attention_case<DeviceFloats>(B, H, T, 64, precision);
     }
   }
-  for (const auto& [B, H, T] : {std::tuple{128, 12, 197}, std::tuple{32, 16, 256}})
-    cudnn_attention_case(B, H, T, 64, false);
-  flash_dropout_case(32, 16, 256, 64);  // the encoder-decoder's training attention
-  cudnn_attention_case(32, 16, 256, 64, true);
-  layernorm_case(25216, 768);
-  layernorm_case(8192, 1024);
-  dropout_mask_case(32, 16, 256);  // the encoder-decoder's attention (dropout 0.1)
+  if (wanted("attention cudnn", "bf16"))
+    for (const auto& [B, H, T] : {std::tuple{128, 12, 197}, std::tuple{32, 16, 256}})
+      cudnn_attention_case(B, H, T, 64, false);
+  if (wanted("attention flash dropout", "bf16"))
+    flash_dropout_case(32, 16, 256, 64);  // the encoder-decoder's training attention
+  if (wanted("attention cudnn dropout", "bf16")) cudnn_attention_case(32, 16, 256, 64, true);
+  if (wanted("layernorm", "fp32")) {
+    layernorm_case(25216, 768);
+    layernorm_case(8192, 1024);
+  }
+  if (wanted("dropout mask", "u8"))
+    dropout_mask_case(32, 16, 256);  // the encoder-decoder's (p 0.1)
   return 0;
 }
