@@ -144,13 +144,27 @@ __device__ void store_fragments(bfloat* base, FragC* acc, float* scratch, int ro
   store_rows<DHP>(base, scratch, rows_valid, scale, p, lane);
 }
 
+// The dropout keep mask's tile [64 queries from i0][64 keys from j0] in shared memory (0 outside
+// the mask), loaded with consecutive lanes on consecutive keys. The kernels then read it in
+// their own orders (a lane pair per query row, or per key in dk/dv) from shared memory instead
+// of scattered byte loads from global memory (one row per lane pair: up to 16 rows per load).
+constexpr int kKeepStride = kTile + 4;  // bytes per row: a column's reads spread over the banks
+constexpr int kKeepBytes = kTile * kKeepStride;
+__device__ void load_keep_tile(std::uint8_t* tile, int i0, int j0, int bh, const Problem& p) {
+  for (int idx = threadIdx.x; idx < kTile * kTile; idx += blockDim.x) {
+    const int ii = idx / kTile, jj = idx % kTile, i = i0 + ii, j = j0 + jj;
+    tile[ii * kKeepStride + jj] =
+        i < p.Tq && j < p.Tk ? p.keep[(static_cast<i64>(bh) * p.Tq + i) * p.Tk + j] : 0;
+  }
+}
+
 // ---- forward ----------------------------------------------------------------------------------
 
 template <int DHP>
 constexpr std::size_t forward_smem() {
   using S = Strides<DHP>;
   return sizeof(bfloat) * (3 * S::tile_elems + kWarps * S::probs_elems) +
-         sizeof(float) * kWarps * S::scratch_elems;
+         sizeof(float) * kWarps * S::scratch_elems + kKeepBytes;
 }
 
 template <int DHP>
@@ -166,6 +180,7 @@ __global__ void __launch_bounds__(kFlashThreads)
   bfloat* vs = ks + S::tile_elems;
   float* scratch_all = reinterpret_cast<float*>(vs + S::tile_elems);
   bfloat* probs_all = reinterpret_cast<bfloat*>(scratch_all + kWarps * S::scratch_elems);
+  std::uint8_t* keep_s = reinterpret_cast<std::uint8_t*>(probs_all + kWarps * S::probs_elems);
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const auto [bh, ld, q_base, k_base, kv] = block_head(p);
@@ -178,8 +193,7 @@ __global__ void __launch_bounds__(kFlashThreads)
   const int r = lane >> 1, c0 = (lane & 1) * kHalf;
   const int i = i0 + warp * 16 + r;  // this lane pair's query
   const int limit = i < p.Tq ? visible_keys(kv, i, p) : 0;
-  const std::uint8_t* keep_row =
-      p.keep && i < p.Tq ? p.keep + (static_cast<i64>(bh) * p.Tq + i) * p.Tk : nullptr;
+  const std::uint8_t* keep_row = keep_s + (warp * 16 + r) * kKeepStride;  // with dropout
 
   constexpr int kOutCols = DHP / 2;  // output columns per lane: half of the row
   float o[kOutCols];
@@ -195,6 +209,7 @@ __global__ void __launch_bounds__(kFlashThreads)
     __syncthreads();  // the previous tiles are read
     load_tile<DHP>(ks, kb + static_cast<i64>(j0) * ld, p.Tk - j0, p);
     load_tile<DHP>(vs, vb + static_cast<i64>(j0) * ld, p.Tk - j0, p);
+    if (p.keep) load_keep_tile(keep_s, i0, j0, bh, p);
     __syncthreads();
     scores_tile<DHP>(scratch, q_rows, ks);
     __syncwarp();
@@ -218,7 +233,7 @@ __global__ void __launch_bounds__(kFlashThreads)
       const int col = c0 + rotated(c, kHalf, lane), j = j0 + col;
       float pv = s[c] == -INFINITY ? 0.0f : exp2f(s[c] - m_new);
       tile_sum += pv;
-      if (keep_row && j < limit) pv *= keep_row[j] ? p.keep_scale : 0.0f;
+      if (p.keep && j < limit) pv *= keep_row[col] ? p.keep_scale : 0.0f;
       probs[r * S::probs + col] = __float2bfloat16_rn(pv);
     }
     tile_sum += __shfl_xor_sync(0xffffffffu, tile_sum, 1);
@@ -263,7 +278,7 @@ template <int DHP>
 constexpr std::size_t backward_smem() {
   using S = Strides<DHP>;
   return sizeof(bfloat) * (4 * S::tile_elems + 2 * kWarps * S::probs_elems) +
-         sizeof(float) * (2 * kWarps * S::scratch_elems + 2 * kTile);
+         sizeof(float) * (2 * kWarps * S::scratch_elems + 2 * kTile) + kKeepBytes;
 }
 
 // dk, dv for 64 keys of one (batch, head), streaming the query tiles that see them:
@@ -287,6 +302,7 @@ __global__ void __launch_bounds__(kFlashThreads)
   bfloat* probs_all = reinterpret_cast<bfloat*>(scratch_all + 2 * kWarps * S::scratch_elems);
   float* lse_s = reinterpret_cast<float*>(probs_all + 2 * kWarps * S::probs_elems);
   float* rowdot_s = lse_s + kTile;
+  std::uint8_t* keep_s = reinterpret_cast<std::uint8_t*>(rowdot_s + kTile);
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const auto [bh, ld, q_base, k_base, kv] = block_head(p);
@@ -317,6 +333,7 @@ __global__ void __launch_bounds__(kFlashThreads)
     load_tile<DHP>(qs, p.q + q_base + static_cast<i64>(i0) * ld, p.Tq - i0, p);
     load_tile<DHP>(dos, dout + q_base + static_cast<i64>(i0) * ld, p.Tq - i0, p);
     load_row_stats(lse_s, rowdot_s, lse, rowdot, bh, i0, p);
+    if (p.keep) load_keep_tile(keep_s, i0, j0, bh, p);
     __syncthreads();
     scores_tile<DHP>(s_t, k_rows, qs);
     scores_tile<DHP>(dp_t, v_rows, dos);
@@ -328,8 +345,7 @@ __global__ void __launch_bounds__(kFlashThreads)
       const float pv =
           visible ? exp2f(s_t[r * S::scratch + col] * p.scale_log2 - lse_s[col] * kLog2e) : 0.0f;
       float keep = 1.0f;
-      if (p.keep && visible)
-        keep = p.keep[(static_cast<i64>(bh) * p.Tq + i) * p.Tk + j] ? p.keep_scale : 0.0f;
+      if (p.keep && visible) keep = keep_s[col * kKeepStride + warp * 16 + r] ? p.keep_scale : 0.0f;
       pd_t[r * S::probs + col] = __float2bfloat16_rn(pv * keep);
       ds_t[r * S::probs + col] =
           __float2bfloat16_rn(pv * (dp_t[r * S::scratch + col] * keep - rowdot_s[col]));
@@ -364,6 +380,9 @@ __global__ void __launch_bounds__(kFlashThreads)
   bfloat* vs = ks + S::tile_elems;
   float* scratch_all = reinterpret_cast<float*>(vs + S::tile_elems);
   bfloat* probs_all = reinterpret_cast<bfloat*>(scratch_all + 2 * kWarps * S::scratch_elems);
+  // After the space dk/dv keeps for its row statistics: both kernels have backward_smem.
+  std::uint8_t* keep_s = reinterpret_cast<std::uint8_t*>(probs_all + 2 * kWarps * S::probs_elems) +
+                         2 * kTile * sizeof(float);
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const auto [bh, ld, q_base, k_base, kv] = block_head(p);
@@ -379,8 +398,7 @@ __global__ void __launch_bounds__(kFlashThreads)
   const int limit = row ? visible_keys(kv, i, p) : 0;
   const float lse2 = row ? lse[static_cast<i64>(bh) * p.Tq + i] * kLog2e : INFINITY;
   const float dot = row ? rowdot[static_cast<i64>(bh) * p.Tq + i] : 0.0f;
-  const std::uint8_t* keep_row =
-      p.keep && row ? p.keep + (static_cast<i64>(bh) * p.Tq + i) * p.Tk : nullptr;
+  const std::uint8_t* keep_row = keep_s + (warp * 16 + r) * kKeepStride;  // with dropout
 
   FragC dq_acc[DHP / 16];
   TR_UNROLL
@@ -396,6 +414,7 @@ __global__ void __launch_bounds__(kFlashThreads)
     __syncthreads();
     load_tile<DHP>(ks, p.k + k_base + static_cast<i64>(j0) * ld, p.Tk - j0, p);
     load_tile<DHP>(vs, p.v + k_base + static_cast<i64>(j0) * ld, p.Tk - j0, p);
+    if (p.keep) load_keep_tile(keep_s, i0, j0, bh, p);
     __syncthreads();
     scores_tile<DHP>(s, q_rows, ks);
     scores_tile<DHP>(dp, dout_rows, vs);
@@ -405,7 +424,7 @@ __global__ void __launch_bounds__(kFlashThreads)
       const int col = c0 + rotated(c, kHalf, lane), j = j0 + col;
       const bool visible = j < limit;
       const float pv = visible ? exp2f(s[r * S::scratch + col] * p.scale_log2 - lse2) : 0.0f;
-      const float keep = keep_row && visible ? (keep_row[j] ? p.keep_scale : 0.0f) : 1.0f;
+      const float keep = p.keep && visible ? (keep_row[col] ? p.keep_scale : 0.0f) : 1.0f;
       ds[r * S::probs + col] = __float2bfloat16_rn(pv * (dp[r * S::scratch + col] * keep - dot));
     }
     __syncwarp();
