@@ -7,7 +7,8 @@
 // output stored in bf16 (the bf16 activations' products; fp32 accumulation); attention: forward +
 // backward, 12 B H T^2 Dh FLOPs (the six products), "attention" materialises the probabilities (the
 // path with TR_FLASH_ATTENTION=0), "attention flash" is the flash kernels (the training path; fp32
-// on the CUDA cores, bf16 on the tensor cores), "attention cudnn" cuDNN's fused engines (bf16; the
+// on the CUDA cores, bf16 on the tensor cores through mma.sync; "attention flash wmma": the
+// WMMA ones), "attention cudnn" cuDNN's fused engines (bf16; the
 // training path where cuDNN is present), "... dropout": with dropout 0.1 on the probabilities
 // (the encoder-decoder's training attention; PyTorch's row uses dropout_p 0.1); LayerNorm:
 // forward (x read, y written) and backward (dout and x read, din written) in GB/s, fp32;
@@ -151,7 +152,8 @@ void attention_case(i64 B, i64 H, i64 T, i64 Dh, bool bf16) {
 
 // The flash kernels on projections of one storage type: DeviceFloats (fp32) or DeviceBf16.
 template <typename Values>
-void flash_attention_case(i64 B, i64 H, i64 T, i64 Dh, const char* precision) {
+void flash_attention_case(i64 B, i64 H, i64 T, i64 Dh, const char* precision,
+                          const char* name = "attention flash") {
   const i64 n = B * T * H * Dh;
   Values q(n, 4), k(n, 5), v(n, 6), dout(n, 7), out(n, 8), dq(n, 9), dk(n, 10), dv(n, 11);
   DeviceFloats lse(B * H * T, 12);
@@ -164,7 +166,7 @@ void flash_attention_case(i64 B, i64 H, i64 T, i64 Dh, const char* precision) {
   const std::string shape = attention_shape(B, H, T, Dh);
   // The same 12 B H T^2 Dh as the materialised kernels (the backward's recomputed scores are
   // not counted, as for PyTorch's fused attention beside it).
-  print("attention flash", shape, precision, ms, "tflops", 12.0 * B * H * T * T * Dh / (ms * 1e9));
+  print(name, shape, precision, ms, "tflops", 12.0 * B * H * T * T * Dh / (ms * 1e9));
 }
 
 // The attention probabilities' mask layout of layers/dropout.h for [B, H, T, T]: rows at fixed
@@ -321,6 +323,12 @@ int main(int argc, char** argv) {
       else
         flash_attention_case<DeviceFloats>(B, H, T, 64, precision);
     }
+  }
+  if (wanted("attention flash wmma", "bf16")) {  // the bf16 kernels before mma.sync's
+    tr::cuda::set_flash_wmma_kernels(true);
+    for (const auto& [B, H, T] : {std::tuple{128, 12, 197}, std::tuple{32, 16, 256}})
+      flash_attention_case<DeviceBf16>(B, H, T, 64, "bf16", "attention flash wmma");
+    tr::cuda::set_flash_wmma_kernels(false);
   }
   if (wanted("attention cudnn", "bf16"))
     for (const auto& [B, H, T] : {std::tuple{128, 12, 197}, std::tuple{32, 16, 256}})

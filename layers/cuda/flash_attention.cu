@@ -1,13 +1,18 @@
-// Flash attention on CUDA: the launches of layers/cuda/flash_attention_kernels.cuh (bf16,
-// tensor cores) and flash_attention_f32_kernels.cuh (fp32); the algorithm and work split are
-// described there.
+// Flash attention on CUDA: the launches of layers/cuda/flash_attention_mma_kernels.cuh (bf16,
+// tensor cores, scores in registers: the default), flash_attention_kernels.cuh (bf16, WMMA,
+// scores staged in shared memory: TR_FLASH_KERNELS=wmma) and flash_attention_f32_kernels.cuh
+// (fp32); the algorithms and work split are described there.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <initializer_list>
 
 #include "layers/cuda/flash_attention_f32_kernels.cuh"
 #include "layers/cuda/flash_attention_kernels.cuh"
+#include "layers/cuda/flash_attention_mma_kernels.cuh"
 #include "layers/cuda/kernels.h"
 #include "layers/cuda/launch.cuh"
 #include "layers/cuda/runtime.h"
@@ -65,17 +70,64 @@ void allow_smem(Kernel kernel, std::size_t bytes) {
                                      static_cast<int>(bytes)));
 }
 
+// The bf16 kernels that run: the mma.sync ones, or the WMMA ones (TR_FLASH_KERNELS=wmma, or
+// set_flash_wmma_kernels; kept to compare on a GPU, and as a fallback).
+std::atomic<bool> g_wmma_kernels{[] {
+  const char* env = std::getenv("TR_FLASH_KERNELS");
+  return env != nullptr && std::strcmp(env, "wmma") == 0;
+}()};
+bool wmma_kernels() {
+  return g_wmma_kernels;
+}
+
 // The launches of one precision's kernels for one padded head width.
 template <typename S, int DHP>
 struct Launch;
 
+// bf16, mma.sync: scores in registers.
 template <int DHP>
-struct Launch<bfloat, DHP> {
+struct LaunchMma {
   static constexpr std::size_t largest_smem() {
-    return std::max(forward_smem<DHP>(), backward_smem<DHP>());
+    return std::max(mma_forward_smem<DHP>(), mma_backward_smem<DHP>());
   }
   static_assert(largest_smem() <= kLargestSmemOptIn, "flash attention: shared memory");
   static void forward(bfloat* out, float* lse, const ProblemOf<bfloat>& p) {
+    constexpr std::size_t smem = mma_forward_smem<DHP>();
+    static const bool once = (allow_smem(flash_mma_forward_kernel<DHP>, smem), true);
+    (void)once;
+    const Grid g = query_grid(p);
+    flash_mma_forward_kernel<DHP>
+        <<<dim3(g.x, g.y), kFlashThreads, smem, compute_stream()>>>(out, lse, p);
+    TR_CUDA_LAUNCH_CHECK();
+  }
+  static void backward(bfloat* dq, bfloat* dk, bfloat* dv, const bfloat* dout, const float* lse,
+                       const float* rowdot, const ProblemOf<bfloat>& p) {
+    constexpr std::size_t smem = mma_backward_smem<DHP>();
+    static const bool once = (allow_smem(flash_mma_dkdv_kernel<DHP>, smem),
+                              allow_smem(flash_mma_dq_kernel<DHP>, smem), true);
+    (void)once;
+    if (p.Tk > 0) {
+      const Grid g = key_grid(p);
+      flash_mma_dkdv_kernel<DHP>
+          <<<dim3(g.x, g.y), kFlashThreads, smem, compute_stream()>>>(dk, dv, dout, lse, rowdot, p);
+      TR_CUDA_LAUNCH_CHECK();
+    }
+    const Grid g = query_grid(p);
+    flash_mma_dq_kernel<DHP>
+        <<<dim3(g.x, g.y), kFlashThreads, smem, compute_stream()>>>(dq, dout, lse, rowdot, p);
+    TR_CUDA_LAUNCH_CHECK();
+  }
+};
+
+// bf16: the mma.sync kernels, or the WMMA ones (TR_FLASH_KERNELS=wmma).
+template <int DHP>
+struct Launch<bfloat, DHP> {
+  static constexpr std::size_t largest_smem() {
+    return std::max({forward_smem<DHP>(), backward_smem<DHP>(), LaunchMma<DHP>::largest_smem()});
+  }
+  static_assert(largest_smem() <= kLargestSmemOptIn, "flash attention: shared memory");
+  static void forward(bfloat* out, float* lse, const ProblemOf<bfloat>& p) {
+    if (!wmma_kernels()) return LaunchMma<DHP>::forward(out, lse, p);
     constexpr std::size_t smem = forward_smem<DHP>();
     static const bool once = (allow_smem(flash_forward_kernel<DHP>, smem), true);
     (void)once;
@@ -86,6 +138,7 @@ struct Launch<bfloat, DHP> {
   }
   static void backward(bfloat* dq, bfloat* dk, bfloat* dv, const bfloat* dout, const float* lse,
                        const float* rowdot, const ProblemOf<bfloat>& p) {
+    if (!wmma_kernels()) return LaunchMma<DHP>::backward(dq, dk, dv, dout, lse, rowdot, p);
     constexpr std::size_t smem = backward_smem<DHP>();
     static const bool once =
         (allow_smem(flash_dkdv_kernel<DHP>, smem), allow_smem(flash_dq_kernel<DHP>, smem), true);
@@ -204,6 +257,10 @@ std::size_t largest_smem(i64 Dh) {
 }
 
 }  // namespace
+
+void set_flash_wmma_kernels(bool on) {
+  g_wmma_kernels = on;
+}
 
 bool flash_attention_supported(bool bf16, i64 Dh) {
   if (Dh <= 0 || Dh > kFlashMaxHeadDim) return false;

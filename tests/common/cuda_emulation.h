@@ -117,6 +117,11 @@ struct Block {
   Barrier all;
   std::vector<Barrier> warps;
   std::vector<double> exchange;  // one slot per thread, for shuffles
+  // One slot per thread for mma.sync's operand fragments (layers/cuda/mma.cuh).
+  struct MmaFragments {
+    std::uint32_t a[4], b[2];
+  };
+  std::vector<MmaFragments> mma;
 };
 
 inline bool fast_switch_usable() {
@@ -239,6 +244,42 @@ T shuffle_xor(T value, int lane_mask) {
   return other;
 }
 
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 across the warp: every lane puts its A
+// and B fragments in the warp's slots, then computes its own four elements of D = A B + C from
+// all of them (PTX ISA's fragment layout: g = lane / 4, t = lane % 4; A row g and g + 8,
+// columns 2t, 2t + 1 and the same + 8; B columns g, rows 2t, 2t + 1 and the same + 8; C rows g
+// and g + 8, columns 2t, 2t + 1). The products are exact in fp32 (bf16 x bf16), summed in k
+// order: the tensor cores' order of the additions may differ, by fp32 rounding.
+inline float bf16_half(std::uint32_t pair, int high) {
+  return cpu::bf16_bits_to_f32(static_cast<std::uint16_t>(high ? pair >> 16 : pair & 0xFFFFu));
+}
+inline void mma_m16n8k16(float c[4], const std::uint32_t a[4], const std::uint32_t b[2]) {
+  Block::MmaFragments* slots = t_current->mma.data() + warp() * 32;
+  Block::MmaFragments& mine = slots[lane()];
+  std::copy(a, a + 4, mine.a);
+  std::copy(b, b + 2, mine.b);
+  sync_warp();
+  // A[r][k] and B[k][n] from the lanes holding them.
+  const auto A = [&](int r, int k) {
+    const Block::MmaFragments& f = slots[(r % 8) * 4 + (k % 8) / 2];
+    return bf16_half(f.a[(r / 8) + 2 * (k / 8)], k % 2);
+  };
+  const auto B = [&](int k, int n) {
+    const Block::MmaFragments& f = slots[n * 4 + (k % 8) / 2];
+    return bf16_half(f.b[k / 8], k % 2);
+  };
+  const int g = static_cast<int>(lane()) / 4, t = static_cast<int>(lane()) % 4;
+  float d[4];
+  for (int e = 0; e < 4; ++e) {
+    const int r = g + 8 * (e / 2), n = 2 * t + e % 2;
+    float sum = c[e];
+    for (int k = 0; k < 16; ++k) sum += A(r, k) * B(k, n);
+    d[e] = sum;
+  }
+  sync_warp();  // every lane has read the slots before a next mma writes them
+  std::copy(d, d + 4, c);
+}
+
 // A fiber's life: the kernel, then the barriers stop counting it.
 inline void run_fiber() {
   Scheduler& s = t_scheduler;
@@ -328,6 +369,7 @@ void launch(Dim3 grid, Dim3 block, std::size_t smem_bytes, Kernel kernel, Args..
           state.warps.back().expected = std::min(32u, threads - w * 32);
         }
         state.exchange.assign(threads, 0.0);
+        state.mma.assign(threads, Block::MmaFragments{});
         t_current = &state;
         t_block = {bx, by, bz};
         t_block_dim = block;

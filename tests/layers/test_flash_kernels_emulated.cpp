@@ -17,6 +17,8 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #include "common/error_measures.h"
@@ -24,6 +26,7 @@
 #include "layers/cpu/bf16.h"
 #include "layers/cuda/flash_attention_f32_kernels.cuh"
 #include "layers/cuda/flash_attention_kernels.cuh"
+#include "layers/cuda/flash_attention_mma_kernels.cuh"
 #include "layers/ops.h"
 
 namespace tr {
@@ -58,38 +61,58 @@ const cuda::bf16* bits(const Tensor& t) {
   return reinterpret_cast<const cuda::bf16*>(t.data<BFloat16>());
 }
 
+// The bf16 kernels of one family: the WMMA ones (flash_attention_kernels.cuh) or the mma.sync
+// ones (flash_attention_mma_kernels.cuh), launched as flash_attention.cu launches them.
+enum class Family { wmma, mma };
+
 template <int DHP>
-void forward(flash::bfloat* out, float* lse, const flash::Problem& p) {
+void forward(Family f, flash::bfloat* out, float* lse, const flash::Problem& p) {
   const flash::Grid g = flash::query_grid(p);
-  emu::launch({g.x, g.y, 1}, {flash::kFlashThreads, 1, 1}, flash::forward_smem<DHP>(),
-              flash::flash_forward_kernel<DHP>, out, lse, p);
+  if (f == Family::mma)
+    emu::launch({g.x, g.y, 1}, {flash::kFlashThreads, 1, 1}, flash::mma_forward_smem<DHP>(),
+                flash::flash_mma_forward_kernel<DHP>, out, lse, p);
+  else
+    emu::launch({g.x, g.y, 1}, {flash::kFlashThreads, 1, 1}, flash::forward_smem<DHP>(),
+                flash::flash_forward_kernel<DHP>, out, lse, p);
 }
 
 template <int DHP>
-void backward(flash::bfloat* dq, flash::bfloat* dk, flash::bfloat* dv, const flash::bfloat* dout,
-              const flash::bfloat* out, const float* lse, const flash::Problem& p) {
+void backward(Family f, flash::bfloat* dq, flash::bfloat* dk, flash::bfloat* dv,
+              const flash::bfloat* dout, const flash::bfloat* out, const float* lse,
+              const flash::Problem& p) {
   std::vector<float> rowdot(static_cast<std::size_t>(p.B * p.H * p.Tq), NAN);
   emu::launch({3, 1, 1}, {256, 1, 1}, 0, flash::row_dot_kernel<flash::bfloat>, rowdot.data(), dout,
               out, p);
-  const std::size_t smem = flash::backward_smem<DHP>();
+  const float* r = rowdot.data();
+  const bool mma = f == Family::mma;
+  const std::size_t smem = mma ? flash::mma_backward_smem<DHP>() : flash::backward_smem<DHP>();
+  const emu::Dim3 threads{flash::kFlashThreads, 1, 1};
   if (p.Tk > 0) {
     const flash::Grid g = flash::key_grid(p);
-    emu::launch({g.x, g.y, 1}, {flash::kFlashThreads, 1, 1}, smem, flash::flash_dkdv_kernel<DHP>,
-                dk, dv, dout, lse, static_cast<const float*>(rowdot.data()), p);
+    if (mma)
+      emu::launch({g.x, g.y, 1}, threads, smem, flash::flash_mma_dkdv_kernel<DHP>, dk, dv, dout,
+                  lse, r, p);
+    else
+      emu::launch({g.x, g.y, 1}, threads, smem, flash::flash_dkdv_kernel<DHP>, dk, dv, dout, lse, r,
+                  p);
   }
   const flash::Grid g = flash::query_grid(p);
-  emu::launch({g.x, g.y, 1}, {flash::kFlashThreads, 1, 1}, smem, flash::flash_dq_kernel<DHP>, dq,
-              dout, lse, static_cast<const float*>(rowdot.data()), p);
+  if (mma)
+    emu::launch({g.x, g.y, 1}, threads, smem, flash::flash_mma_dq_kernel<DHP>, dq, dout, lse, r, p);
+  else
+    emu::launch({g.x, g.y, 1}, threads, smem, flash::flash_dq_kernel<DHP>, dq, dout, lse, r, p);
 }
 
-class EmulatedFlashKernels : public ::testing::TestWithParam<Case> {
+class EmulatedFlashKernels : public ::testing::TestWithParam<std::tuple<Case, Family>> {
  protected:
   void SetUp() override { cpu::set_bf16_products(true); }
   void TearDown() override { cpu::set_bf16_products(false); }
 };
 
 TEST_P(EmulatedFlashKernels, EqualTheCpuTwin) {
-  const testing::AttentionCase& c = GetParam().c;
+  const testing::AttentionCase& c = std::get<0>(GetParam()).c;
+  const bool vec = std::get<0>(GetParam()).vec;
+  const Family family = std::get<1>(GetParam());
   const testing::FlashInputs in = testing::flash_inputs(c);
   const Tensor &q = in.q, &k = in.k, &v = in.v, &dout = in.dout, &lens = in.kv_len, &keep = in.keep;
   const double keep_scale = in.keep_scale;
@@ -99,7 +122,7 @@ TEST_P(EmulatedFlashKernels, EqualTheCpuTwin) {
   const flash::Problem p = flash::make_problem(
       bits(q), bits(k), bits(v), lens.defined() ? lens.data<std::int32_t>() : nullptr,
       keep.defined() ? keep.data<std::uint8_t>() : nullptr, static_cast<float>(keep_scale), c.B,
-      c.H, c.Tq, c.Tk, c.Dh, c.causal, c.q_offset, GetParam().vec);
+      c.H, c.Tq, c.Tk, c.Dh, c.causal, c.q_offset, vec);
   const flash::bfloat nan = __ushort_as_bfloat16(0xFFFF);
   std::vector<flash::bfloat> k_out(out.numel(), nan), k_dq(q.numel(), nan), k_dk(k.numel(), nan),
       k_dv(v.numel(), nan);
@@ -108,24 +131,24 @@ TEST_P(EmulatedFlashKernels, EqualTheCpuTwin) {
   const auto* out_bits = reinterpret_cast<const flash::bfloat*>(out.data<BFloat16>());
   switch (flash::padded_head_dim(c.Dh)) {
     case 16:
-      forward<16>(k_out.data(), k_lse.data(), p);
-      backward<16>(k_dq.data(), k_dk.data(), k_dv.data(), dout_bits, out_bits, lse.data<float>(),
-                   p);
+      forward<16>(family, k_out.data(), k_lse.data(), p);
+      backward<16>(family, k_dq.data(), k_dk.data(), k_dv.data(), dout_bits, out_bits,
+                   lse.data<float>(), p);
       break;
     case 32:
-      forward<32>(k_out.data(), k_lse.data(), p);
-      backward<32>(k_dq.data(), k_dk.data(), k_dv.data(), dout_bits, out_bits, lse.data<float>(),
-                   p);
+      forward<32>(family, k_out.data(), k_lse.data(), p);
+      backward<32>(family, k_dq.data(), k_dk.data(), k_dv.data(), dout_bits, out_bits,
+                   lse.data<float>(), p);
       break;
     case 64:
-      forward<64>(k_out.data(), k_lse.data(), p);
-      backward<64>(k_dq.data(), k_dk.data(), k_dv.data(), dout_bits, out_bits, lse.data<float>(),
-                   p);
+      forward<64>(family, k_out.data(), k_lse.data(), p);
+      backward<64>(family, k_dq.data(), k_dk.data(), k_dv.data(), dout_bits, out_bits,
+                   lse.data<float>(), p);
       break;
     default:
-      forward<128>(k_out.data(), k_lse.data(), p);
-      backward<128>(k_dq.data(), k_dk.data(), k_dv.data(), dout_bits, out_bits, lse.data<float>(),
-                    p);
+      forward<128>(family, k_out.data(), k_lse.data(), p);
+      backward<128>(family, k_dq.data(), k_dk.data(), k_dv.data(), dout_bits, out_bits,
+                    lse.data<float>(), p);
   }
   EXPECT_LE(norm_rel_error(widen(k_out), widen(out)), 1e-2);
   testing::expect_lse_near(k_lse, widen(lse));
@@ -213,7 +236,12 @@ const auto kCases =
                       Case{{1, 2, 67, 67, 16, {67}, true, 0, 0.2}, false},       // causal+dropout
                       Case{{2, 1, 70, 90, 16, {90, 50}, false, 0, 0.1}, true});  // padded+dropout
 
-INSTANTIATE_TEST_SUITE_P(Shapes, EmulatedFlashKernels, kCases);
+INSTANTIATE_TEST_SUITE_P(Shapes, EmulatedFlashKernels,
+                         ::testing::Combine(kCases, ::testing::Values(Family::wmma, Family::mma)),
+                         [](const auto& info) {
+                           return std::to_string(info.index) +
+                                  (std::get<1>(info.param) == Family::mma ? "_mma" : "_wmma");
+                         });
 INSTANTIATE_TEST_SUITE_P(Shapes, EmulatedFlashF32Kernels, kCases);
 
 }  // namespace
