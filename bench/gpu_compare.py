@@ -19,7 +19,8 @@ d_ff 3072, 1000 classes, batch 128) and the encoder-decoder of d 1024, 16 heads,
   - with --materialised also ours with TR_FLASH_ATTENTION=0 ("ours fp32 mat", "ours bf16 mat":
     attention through the materialised kernels instead of flash attention);
   - with --own-attention also ours bf16 with TR_CUDNN=0 ("ours bf16 own": the own flash kernels
-    where the default takes cuDNN's fused attention).
+    where the default takes cuDNN's fused attention), and the same with TR_FLASH_KERNELS=mma
+    ("ours bf16 mma": the own kernels with the scores in registers).
 
 MFU = model FLOPs per second / the GPU's dense peak for the precision (the trainer's data-sheet
 table, trainer/device_peak.h, as train_step reports it; "n/a" for a GPU not in it). FLOPs: bench/flops.py, 3 x the forward's matrix-multiply FLOPs; for our ViT
@@ -169,7 +170,8 @@ def main():
     ap.add_argument("--materialised", action="store_true",
                     help="also ours with TR_FLASH_ATTENTION=0 (materialised attention)")
     ap.add_argument("--own-attention", action="store_true",
-                    help="also ours bf16 with TR_CUDNN=0 (the own flash kernels, not cuDNN's)")
+                    help="also ours bf16 with TR_CUDNN=0 (the own flash kernels, not cuDNN's), "
+                    "WMMA and mma.sync")
     ap.add_argument("--kernels", default="",
                     help="path of bench/gpu_kernels: the kernels alone beside PyTorch's, then exit")
     args = ap.parse_args()
@@ -212,10 +214,11 @@ def main():
                     args.train_step, model, args.steps, args.warmup, args.batch, args.device,
                     precision)
         if args.own_attention:
-            contenders["ours bf16 own"] = ours_cmd(args.train_step, model, args.steps, args.warmup,
-                                                   args.batch, args.device, "bf16")
+            for name in ("ours bf16 own", "ours bf16 mma"):
+                contenders[name] = ours_cmd(args.train_step, model, args.steps, args.warmup,
+                                            args.batch, args.device, "bf16")
         if args.device != "cuda":
-            for name in ("ours bf16", "ours bf16 mat", "ours bf16 own"):
+            for name in ("ours bf16", "ours bf16 mat", "ours bf16 own", "ours bf16 mma"):
                 contenders.pop(name, None)
         best = {}
         for _ in range(args.rounds):
@@ -227,8 +230,10 @@ def main():
                         env["LD_LIBRARY_PATH"] = args.ours_library_path
                     if name.endswith(" mat"):
                         env["TR_FLASH_ATTENTION"] = "0"
-                    if name.endswith(" own"):
+                    if name.endswith(" own") or name.endswith(" mma"):
                         env["TR_CUDNN"] = "0"
+                    if name.endswith(" mma"):
+                        env["TR_FLASH_KERNELS"] = "mma"
                 try:
                     r = run_json(cmd, args.timeout, env)
                 except subprocess.TimeoutExpired:

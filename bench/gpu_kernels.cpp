@@ -7,8 +7,8 @@
 // output stored in bf16 (the bf16 activations' products; fp32 accumulation); attention: forward +
 // backward, 12 B H T^2 Dh FLOPs (the six products), "attention" materialises the probabilities (the
 // path with TR_FLASH_ATTENTION=0), "attention flash" is the flash kernels (the training path; fp32
-// on the CUDA cores, bf16 on the tensor cores through mma.sync; "attention flash wmma": the
-// WMMA ones), "attention cudnn" cuDNN's fused engines (bf16; the
+// on the CUDA cores, bf16 on the tensor cores through WMMA; "attention flash mma": the mma.sync
+// ones), "attention cudnn" cuDNN's fused engines (bf16; the
 // training path where cuDNN is present), "... dropout": with dropout 0.1 on the probabilities
 // (the encoder-decoder's training attention; PyTorch's row uses dropout_p 0.1); LayerNorm:
 // forward (x read, y written) and backward (dout and x read, din written) in GB/s, fp32;
@@ -324,11 +324,11 @@ int main(int argc, char** argv) {
         flash_attention_case<DeviceFloats>(B, H, T, 64, precision);
     }
   }
-  if (wanted("attention flash wmma", "bf16")) {  // the bf16 kernels before mma.sync's
-    tr::cuda::set_flash_wmma_kernels(true);
+  if (wanted("attention flash mma", "bf16")) {  // the scores in registers (opt-in so far)
+    tr::cuda::set_flash_mma_kernels(true);
     for (const auto& [B, H, T] : {std::tuple{128, 12, 197}, std::tuple{32, 16, 256}})
-      flash_attention_case<DeviceBf16>(B, H, T, 64, "bf16", "attention flash wmma");
-    tr::cuda::set_flash_wmma_kernels(false);
+      flash_attention_case<DeviceBf16>(B, H, T, 64, "bf16", "attention flash mma");
+    tr::cuda::set_flash_mma_kernels(false);
   }
   if (wanted("attention cudnn", "bf16"))
     for (const auto& [B, H, T] : {std::tuple{128, 12, 197}, std::tuple{32, 16, 256}})

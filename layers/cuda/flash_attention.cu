@@ -1,7 +1,7 @@
-// Flash attention on CUDA: the launches of layers/cuda/flash_attention_mma_kernels.cuh (bf16,
-// tensor cores, scores in registers: the default), flash_attention_kernels.cuh (bf16, WMMA,
-// scores staged in shared memory: TR_FLASH_KERNELS=wmma) and flash_attention_f32_kernels.cuh
-// (fp32); the algorithms and work split are described there.
+// Flash attention on CUDA: the launches of layers/cuda/flash_attention_kernels.cuh (bf16, WMMA,
+// scores staged in shared memory: the default), flash_attention_mma_kernels.cuh (bf16,
+// mma.sync, scores in registers: TR_FLASH_KERNELS=mma until they have run on a GPU) and
+// flash_attention_f32_kernels.cuh (fp32); the algorithms and work split are described there.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -70,14 +70,14 @@ void allow_smem(Kernel kernel, std::size_t bytes) {
                                      static_cast<int>(bytes)));
 }
 
-// The bf16 kernels that run: the mma.sync ones, or the WMMA ones (TR_FLASH_KERNELS=wmma, or
-// set_flash_wmma_kernels; kept to compare on a GPU, and as a fallback).
-std::atomic<bool> g_wmma_kernels{[] {
+// The bf16 kernels that run: the WMMA ones, checked on an H200, or the mma.sync ones
+// (TR_FLASH_KERNELS=mma, set_flash_mma_kernels), checked under the emulation only so far.
+std::atomic<bool> g_mma_kernels{[] {
   const char* env = std::getenv("TR_FLASH_KERNELS");
-  return env != nullptr && std::strcmp(env, "wmma") == 0;
+  return env != nullptr && std::strcmp(env, "mma") == 0;
 }()};
 bool wmma_kernels() {
-  return g_wmma_kernels;
+  return !g_mma_kernels;
 }
 
 // The launches of one precision's kernels for one padded head width.
@@ -119,7 +119,7 @@ struct LaunchMma {
   }
 };
 
-// bf16: the mma.sync kernels, or the WMMA ones (TR_FLASH_KERNELS=wmma).
+// bf16: the WMMA kernels, or the mma.sync ones (TR_FLASH_KERNELS=mma).
 template <int DHP>
 struct Launch<bfloat, DHP> {
   static constexpr std::size_t largest_smem() {
@@ -258,8 +258,8 @@ std::size_t largest_smem(i64 Dh) {
 
 }  // namespace
 
-void set_flash_wmma_kernels(bool on) {
-  g_wmma_kernels = on;
+void set_flash_mma_kernels(bool on) {
+  g_mma_kernels = on;
 }
 
 bool flash_attention_supported(bool bf16, i64 Dh) {
