@@ -84,37 +84,55 @@ bool wmma_kernels() {
 template <typename S, int DHP>
 struct Launch;
 
-// bf16, mma.sync: scores in registers.
+// A bf16 family's kernels and their shared memory: WMMA (scores staged in shared memory) and
+// mma.sync (scores in registers).
 template <int DHP>
-struct LaunchMma {
+struct WmmaFamily {
+  static constexpr std::size_t forward_bytes = forward_smem<DHP>();
+  static constexpr std::size_t backward_bytes = backward_smem<DHP>();
+  static auto forward() { return flash_forward_kernel<DHP>; }
+  static auto dkdv() { return flash_dkdv_kernel<DHP>; }
+  static auto dq() { return flash_dq_kernel<DHP>; }
+};
+template <int DHP>
+struct MmaFamily {
+  static constexpr std::size_t forward_bytes = mma_forward_smem<DHP>();
+  static constexpr std::size_t backward_bytes = mma_backward_smem<DHP>();
+  static auto forward() { return flash_mma_forward_kernel<DHP>; }
+  static auto dkdv() { return flash_mma_dkdv_kernel<DHP>; }
+  static auto dq() { return flash_mma_dq_kernel<DHP>; }
+};
+
+// One bf16 family's launches (the kernels' signatures are the same in both).
+template <typename Family>
+struct LaunchBf16 {
   static constexpr std::size_t largest_smem() {
-    return std::max(mma_forward_smem<DHP>(), mma_backward_smem<DHP>());
+    return std::max(Family::forward_bytes, Family::backward_bytes);
   }
   static_assert(largest_smem() <= kLargestSmemOptIn, "flash attention: shared memory");
   static void forward(bfloat* out, float* lse, const ProblemOf<bfloat>& p) {
-    constexpr std::size_t smem = mma_forward_smem<DHP>();
-    static const bool once = (allow_smem(flash_mma_forward_kernel<DHP>, smem), true);
+    constexpr std::size_t smem = Family::forward_bytes;
+    static const bool once = (allow_smem(Family::forward(), smem), true);
     (void)once;
     const Grid g = query_grid(p);
-    flash_mma_forward_kernel<DHP>
-        <<<dim3(g.x, g.y), kFlashThreads, smem, compute_stream()>>>(out, lse, p);
+    Family::forward()<<<dim3(g.x, g.y), kFlashThreads, smem, compute_stream()>>>(out, lse, p);
     TR_CUDA_LAUNCH_CHECK();
   }
   static void backward(bfloat* dq, bfloat* dk, bfloat* dv, const bfloat* dout, const float* lse,
                        const float* rowdot, const ProblemOf<bfloat>& p) {
-    constexpr std::size_t smem = mma_backward_smem<DHP>();
-    static const bool once = (allow_smem(flash_mma_dkdv_kernel<DHP>, smem),
-                              allow_smem(flash_mma_dq_kernel<DHP>, smem), true);
+    constexpr std::size_t smem = Family::backward_bytes;
+    static const bool once =
+        (allow_smem(Family::dkdv(), smem), allow_smem(Family::dq(), smem), true);
     (void)once;
     if (p.Tk > 0) {
       const Grid g = key_grid(p);
-      flash_mma_dkdv_kernel<DHP>
-          <<<dim3(g.x, g.y), kFlashThreads, smem, compute_stream()>>>(dk, dv, dout, lse, rowdot, p);
+      Family::dkdv()<<<dim3(g.x, g.y), kFlashThreads, smem, compute_stream()>>>(dk, dv, dout, lse,
+                                                                                rowdot, p);
       TR_CUDA_LAUNCH_CHECK();
     }
     const Grid g = query_grid(p);
-    flash_mma_dq_kernel<DHP>
-        <<<dim3(g.x, g.y), kFlashThreads, smem, compute_stream()>>>(dq, dout, lse, rowdot, p);
+    Family::dq()<<<dim3(g.x, g.y), kFlashThreads, smem, compute_stream()>>>(dq, dout, lse, rowdot,
+                                                                            p);
     TR_CUDA_LAUNCH_CHECK();
   }
 };
@@ -122,37 +140,18 @@ struct LaunchMma {
 // bf16: the WMMA kernels, or the mma.sync ones (TR_FLASH_KERNELS=mma).
 template <int DHP>
 struct Launch<bfloat, DHP> {
+  using Wmma = LaunchBf16<WmmaFamily<DHP>>;
+  using Mma = LaunchBf16<MmaFamily<DHP>>;
   static constexpr std::size_t largest_smem() {
-    return std::max({forward_smem<DHP>(), backward_smem<DHP>(), LaunchMma<DHP>::largest_smem()});
+    return std::max(Wmma::largest_smem(), Mma::largest_smem());
   }
-  static_assert(largest_smem() <= kLargestSmemOptIn, "flash attention: shared memory");
   static void forward(bfloat* out, float* lse, const ProblemOf<bfloat>& p) {
-    if (!wmma_kernels()) return LaunchMma<DHP>::forward(out, lse, p);
-    constexpr std::size_t smem = forward_smem<DHP>();
-    static const bool once = (allow_smem(flash_forward_kernel<DHP>, smem), true);
-    (void)once;
-    const Grid g = query_grid(p);
-    flash_forward_kernel<DHP>
-        <<<dim3(g.x, g.y), kFlashThreads, smem, compute_stream()>>>(out, lse, p);
-    TR_CUDA_LAUNCH_CHECK();
+    wmma_kernels() ? Wmma::forward(out, lse, p) : Mma::forward(out, lse, p);
   }
   static void backward(bfloat* dq, bfloat* dk, bfloat* dv, const bfloat* dout, const float* lse,
                        const float* rowdot, const ProblemOf<bfloat>& p) {
-    if (!wmma_kernels()) return LaunchMma<DHP>::backward(dq, dk, dv, dout, lse, rowdot, p);
-    constexpr std::size_t smem = backward_smem<DHP>();
-    static const bool once =
-        (allow_smem(flash_dkdv_kernel<DHP>, smem), allow_smem(flash_dq_kernel<DHP>, smem), true);
-    (void)once;
-    if (p.Tk > 0) {
-      const Grid g = key_grid(p);
-      flash_dkdv_kernel<DHP>
-          <<<dim3(g.x, g.y), kFlashThreads, smem, compute_stream()>>>(dk, dv, dout, lse, rowdot, p);
-      TR_CUDA_LAUNCH_CHECK();
-    }
-    const Grid g = query_grid(p);
-    flash_dq_kernel<DHP>
-        <<<dim3(g.x, g.y), kFlashThreads, smem, compute_stream()>>>(dq, dout, lse, rowdot, p);
-    TR_CUDA_LAUNCH_CHECK();
+    wmma_kernels() ? Wmma::backward(dq, dk, dv, dout, lse, rowdot, p)
+                   : Mma::backward(dq, dk, dv, dout, lse, rowdot, p);
   }
 };
 

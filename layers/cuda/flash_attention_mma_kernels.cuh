@@ -44,6 +44,20 @@ template <int DHP>
 constexpr std::size_t mma_backward_smem() {
   return sizeof(bfloat) * 4 * MmaTile<DHP>::elems + sizeof(float) * 2 * kTile + kKeepBytes;
 }
+// Where those lie in a block's dynamic shared memory.
+template <int DHP>
+struct MmaBackwardSmem {
+  bfloat* tile[4];
+  float *lse, *rowdot;  // of the query tile (dk/dv)
+  std::uint8_t* keep;
+  __device__ explicit MmaBackwardSmem(unsigned char* smem) {
+    bfloat* tiles = reinterpret_cast<bfloat*>(smem);
+    for (int i = 0; i < 4; ++i) tile[i] = tiles + i * MmaTile<DHP>::elems;
+    lse = reinterpret_cast<float*>(tiles + 4 * MmaTile<DHP>::elems);
+    rowdot = lse + kTile;
+    keep = reinterpret_cast<std::uint8_t*>(rowdot + kTile);
+  }
+};
 
 // acc[n] = rows[16 rows from row0] other^T for the 8 blocks of 8 rows of `other` (scores of a
 // warp's rows against a streamed tile, or the transposed ones of dk/dv).
@@ -232,13 +246,10 @@ __global__ void __launch_bounds__(kFlashThreads)
 #else
   using T = MmaTile<DHP>;
   TR_DYNAMIC_SMEM(smem);
-  bfloat* ks = reinterpret_cast<bfloat*>(smem);
-  bfloat* vs = ks + T::elems;
-  bfloat* qs = vs + T::elems;
-  bfloat* dos = qs + T::elems;
-  float* lse_s = reinterpret_cast<float*>(dos + T::elems);
-  float* rowdot_s = lse_s + kTile;
-  std::uint8_t* keep_s = reinterpret_cast<std::uint8_t*>(rowdot_s + kTile);
+  const MmaBackwardSmem<DHP> shared(smem);
+  bfloat *ks = shared.tile[0], *vs = shared.tile[1], *qs = shared.tile[2], *dos = shared.tile[3];
+  float *lse_s = shared.lse, *rowdot_s = shared.rowdot;
+  std::uint8_t* keep_s = shared.keep;
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const auto [bh, ld, q_base, k_base, kv] = block_head(p);
@@ -300,12 +311,9 @@ __global__ void __launch_bounds__(kFlashThreads)
 #else
   using T = MmaTile<DHP>;
   TR_DYNAMIC_SMEM(smem);
-  bfloat* qs = reinterpret_cast<bfloat*>(smem);
-  bfloat* dos = qs + T::elems;
-  bfloat* ks = dos + T::elems;
-  bfloat* vs = ks + T::elems;
-  // Where the dk/dv kernel keeps its row statistics and keep tile (both use mma_backward_smem).
-  std::uint8_t* keep_s = reinterpret_cast<std::uint8_t*>(vs + T::elems) + 2 * kTile * sizeof(float);
+  const MmaBackwardSmem<DHP> shared(smem);  // the row statistics' space unused here
+  bfloat *qs = shared.tile[0], *dos = shared.tile[1], *ks = shared.tile[2], *vs = shared.tile[3];
+  std::uint8_t* keep_s = shared.keep;
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const auto [bh, ld, q_base, k_base, kv] = block_head(p);
