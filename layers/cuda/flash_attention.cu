@@ -142,8 +142,10 @@ template <int DHP>
 struct Launch<bfloat, DHP> {
   using Wmma = LaunchBf16<WmmaFamily<DHP>>;
   using Mma = LaunchBf16<MmaFamily<DHP>>;
-  static constexpr std::size_t largest_smem() {
-    return std::max(Wmma::largest_smem(), Mma::largest_smem());
+  // The selected family's: the mma.sync kernels' fit heads of 128 within 99 KiB, the WMMA
+  // ones' do not.
+  static std::size_t largest_smem() {
+    return wmma_kernels() ? Wmma::largest_smem() : Mma::largest_smem();
   }
   static void forward(bfloat* out, float* lse, const ProblemOf<bfloat>& p) {
     wmma_kernels() ? Wmma::forward(out, lse, p) : Mma::forward(out, lse, p);
