@@ -128,6 +128,17 @@ std::string cudnn_status() {
 #endif
 }
 
+std::string own_bf16_attention_kernels() {
+#ifdef TR_HAVE_CUDA
+  return cuda::flash_mma_kernels()
+             ? "mma.sync, scores in registers (TR_FLASH_KERNELS=mma; not yet checked on a GPU)"
+             : "WMMA (TR_FLASH_KERNELS=mma: mma.sync, scores in registers, not yet checked on a "
+               "GPU)";
+#else
+  return "";
+#endif
+}
+
 std::string current_cuda_device_name() {
 #ifdef TR_HAVE_CUDA
   return cuda::device_name();

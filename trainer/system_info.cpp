@@ -49,7 +49,10 @@ std::string system_info() {
 #else
   out += ", MPI not built\n";
 #endif
-  if (cuda_built()) out += "cuDNN (bf16 attention): " + cudnn_status() + "\n";
+  if (cuda_built()) {
+    out += "cuDNN (bf16 attention): " + cudnn_status() + "\n";
+    out += "own bf16 attention kernels: " + own_bf16_attention_kernels() + "\n";
+  }
   out += "CPU: " + std::to_string(omp_get_max_threads()) + " OpenMP threads\n";
   const int gpus = cuda_device_count();
   if (gpus == 0) return out + "GPUs: none usable (" + cuda_unavailable_reason() + ")\n";

@@ -263,6 +263,10 @@ void set_flash_mma_kernels(bool on) {
   g_mma_kernels = on;
 }
 
+bool flash_mma_kernels() {
+  return g_mma_kernels;
+}
+
 bool flash_attention_supported(bool bf16, i64 Dh) {
   if (Dh <= 0 || Dh > kFlashMaxHeadDim) return false;
   if (bf16 && compute_capability() < 80) return false;

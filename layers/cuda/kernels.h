@@ -142,6 +142,7 @@ void attention_backward(bf16* dq, bf16* dk, bf16* dv, float* scratch, const bf16
 // reproducible. Heads of at most kFlashMaxHeadDim columns.
 constexpr i64 kFlashMaxHeadDim = 128;
 void set_flash_mma_kernels(bool on);
+bool flash_mma_kernels();
 // Whether the current GPU runs the flash kernels of a precision and head width: bf16 needs
 // compute capability 8.0, and the widest kernel's shared memory must fit one block there (the
 // fp32 dk/dv kernel of heads of 128 takes 153 KiB, more than an RTX 30 or 40 series GPU's

@@ -1,8 +1,9 @@
 // `trainer info` reports the build and this machine: the CUDA backend (and its architectures),
-// NCCL, MPI, cuDNN (CUDA builds), the OpenMP threads, and either why no GPU is usable or each GPU
-// with what this build can train on it. Exit 0 either way.
+// NCCL, MPI, cuDNN and the own bf16 attention kernels (CUDA builds), the OpenMP threads, and either
+// why no GPU is usable or each GPU with what this build can train on it. Exit 0 either way.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <string>
 
 #include "e2e/cli_runner.h"
@@ -24,8 +25,14 @@ TEST(InfoCli, ReportsTheBuildAndTheGpus) {
     EXPECT_NE(r.output.find("cuDNN (bf16 attention): " + cudnn_status() + "\n"), std::string::npos)
         << r.output;
     EXPECT_NE(cudnn_status(), "");
+    EXPECT_NE(r.output.find("own bf16 attention kernels: " + own_bf16_attention_kernels() + "\n"),
+              std::string::npos)
+        << r.output;
+    if (std::getenv("TR_FLASH_KERNELS") == nullptr)  // the default
+      EXPECT_EQ(own_bf16_attention_kernels().rfind("WMMA", 0), 0u);
   } else {
     EXPECT_EQ(r.output.find("cuDNN"), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("attention kernels"), std::string::npos) << r.output;
   }
   if (cuda_device_count() == 0) {
     EXPECT_NE(r.output.find("GPUs: none usable (" + cuda_unavailable_reason() + ")"),
