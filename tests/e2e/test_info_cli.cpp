@@ -28,8 +28,9 @@ TEST(InfoCli, ReportsTheBuildAndTheGpus) {
     EXPECT_NE(r.output.find("own bf16 attention kernels: " + own_bf16_attention_kernels() + "\n"),
               std::string::npos)
         << r.output;
-    if (std::getenv("TR_FLASH_KERNELS") == nullptr)  // the default
+    if (std::getenv("TR_FLASH_KERNELS") == nullptr) {  // the default
       EXPECT_EQ(own_bf16_attention_kernels().rfind("WMMA", 0), 0u);
+    }
   } else {
     EXPECT_EQ(r.output.find("cuDNN"), std::string::npos) << r.output;
     EXPECT_EQ(r.output.find("attention kernels"), std::string::npos) << r.output;
