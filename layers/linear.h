@@ -24,7 +24,7 @@ class Linear {
   Linear(const std::string& name, std::int64_t in, std::int64_t out, bool bias, DType dtype,
          TpSplit split = TpSplit::none, TensorParallel* tp = nullptr);
   void collect_parameters(ParameterList& out);
-  // x [..., in] -> [..., out]; keeps a reference to x for backward.
+  // x [..., in] -> [..., out] (a new tensor each call); keeps a reference to x for backward.
   Tensor forward(const Tensor& x);
   // Inference (no state kept): y = the forward of x, the row-parallel sum included; y is f32
   // for an f32 or bf16 x (decoding keeps fp32 activations).
@@ -34,8 +34,8 @@ class Linear {
   void set_block_activation_output(bool on) { block_activation_output_ = on; }
   // Accumulates dW, db; returns dx (overwritten each call).
   Tensor backward(const Tensor& dy);
-  // Drops the kept input, output and input-gradient buffers (back to the pool).
-  void release_activations() { x_ = y_ = dx_ = Tensor(); }
+  // Drops the kept input and input-gradient buffers (back to the pool).
+  void release_activations() { x_ = dx_ = Tensor(); }
   // Accumulates dW, db and adds dx into `dx_sum` (shaped like x), for inputs that
   // feed several projections.
   void backward_accumulate(Tensor& dx_sum, const Tensor& dy);
@@ -50,7 +50,7 @@ class Linear {
   bool has_bias_;
   bool block_activation_output_ = false;
   TensorParallel* row_tp_ = nullptr;  // set for a row-parallel layer over more than one rank
-  Tensor x_, y_, dx_;
+  Tensor x_, dx_;
 };
 
 }  // namespace tr
