@@ -150,18 +150,20 @@ void attention_case(i64 B, i64 H, i64 T, i64 Dh, bool bf16) {
         12.0 * B * H * T * T * Dh / (ms * 1e9));
 }
 
-// The flash kernels on projections of one storage type: DeviceFloats (fp32) or DeviceBf16.
+// The flash kernels on projections of one storage type: DeviceFloats (fp32) or DeviceBf16;
+// with `keep` (and its keep_scale), dropout on the probabilities through that keep mask.
 template <typename Values>
 void flash_attention_case(i64 B, i64 H, i64 T, i64 Dh, const char* precision,
-                          const char* name = "attention flash") {
+                          const char* name = "attention flash", const std::uint8_t* keep = nullptr,
+                          float keep_scale = 1.0f) {
   const i64 n = B * T * H * Dh;
   Values q(n, 4), k(n, 5), v(n, 6), dout(n, 7), out(n, 8), dq(n, 9), dk(n, 10), dv(n, 11);
   DeviceFloats lse(B * H * T, 12);
   const double ms = median_ms([&] {
-    tr::cuda::flash_attention_forward(out.p, lse.p, q.p, k.p, v.p, nullptr, nullptr, 1.0f, B, H, T,
-                                      T, Dh, false, 0);
+    tr::cuda::flash_attention_forward(out.p, lse.p, q.p, k.p, v.p, nullptr, keep, keep_scale, B, H,
+                                      T, T, Dh, false, 0);
     tr::cuda::flash_attention_backward(dq.p, dk.p, dv.p, dout.p, out.p, lse.p, q.p, k.p, v.p,
-                                       nullptr, nullptr, 1.0f, B, H, T, T, Dh, false, 0);
+                                       nullptr, keep, keep_scale, B, H, T, T, Dh, false, 0);
   });
   const std::string shape = attention_shape(B, H, T, Dh);
   // The same 12 B H T^2 Dh as the materialised kernels (the backward's recomputed scores are
@@ -231,20 +233,9 @@ void cudnn_attention_case(i64 B, i64 H, i64 T, i64 Dh, bool dropout) {
 
 // The own bf16 flash kernels with dropout 0.1 (the encoder-decoder's training attention).
 void flash_dropout_case(i64 B, i64 H, i64 T, i64 Dh) {
-  const i64 n = B * T * H * Dh;
-  DeviceBf16 q(n, 4), k(n, 5), v(n, 6), dout(n, 7), out(n, 8), dq(n, 9), dk(n, 10), dv(n, 11);
-  DeviceFloats lse(B * H * T, 12);
-  DeviceKeepMask keep(B, H, T);
-  const float keep_scale = 1.0f / 0.9f;
-  const double ms = median_ms([&] {
-    tr::cuda::flash_attention_forward(out.p, lse.p, q.p, k.p, v.p, nullptr, keep.p, keep_scale, B,
-                                      H, T, T, Dh, false, 0);
-    tr::cuda::flash_attention_backward(dq.p, dk.p, dv.p, dout.p, out.p, lse.p, q.p, k.p, v.p,
-                                       nullptr, keep.p, keep_scale, B, H, T, T, Dh, false, 0);
-  });
-  const std::string shape = attention_shape(B, H, T, Dh);
-  print("attention flash dropout", shape, "bf16", ms, "tflops",
-        12.0 * B * H * T * T * Dh / (ms * 1e9));
+  const DeviceKeepMask keep(B, H, T);
+  flash_attention_case<DeviceBf16>(B, H, T, Dh, "bf16", "attention flash dropout", keep.p,
+                                   1.0f / 0.9f);
 }
 
 // The attention probabilities' dropout mask [B, H, T, T] (bytes), drawn in the layout of
@@ -279,11 +270,10 @@ void layernorm_case(i64 rows, i64 cols) {
 }
 
 // --only TEXT: the cases whose "kernel precision" label contains TEXT (e.g. "attention flash
-// bf16" for a profiler's run; precision "any" where a group has either).
+// mma" for a profiler's run).
 std::string g_only;
-bool wanted(const std::string& kernel, const char* precision = "any") {
-  return g_only.empty() || (kernel + " " + precision).find(g_only) != std::string::npos ||
-         (std::strcmp(precision, "any") == 0 && kernel.find(g_only) != std::string::npos);
+bool wanted(const std::string& kernel, const char* precision) {
+  return g_only.empty() || (kernel + " " + precision).find(g_only) != std::string::npos;
 }
 
 }  // namespace
