@@ -94,6 +94,11 @@ inline ProblemOf<float> make_problem(const float* q, const float* k, const float
                       vec);
 }
 
+// What the bf16 kernels of both families share (flash_attention_kernels.cuh: WMMA;
+// flash_attention_mma_kernels.cuh: mma.sync): their problem and their block of 4 warps.
+using Problem = ProblemOf<bfloat>;
+constexpr int kFlashThreads = 4 * 32;
+
 // Launch grids: x = (batch, head) pairs, y = 64-row tiles of the block's own side (queries for
 // the forward and dq, keys for dk/dv).
 struct Grid {
@@ -159,6 +164,20 @@ __device__ void load_row_stats(float* lse_s, float* rowdot_s, const float* lse, 
     const bool row = i0 + t < p.Tq;
     lse_s[t] = row ? lse[static_cast<i64>(bh) * p.Tq + i0 + t] : INFINITY;
     rowdot_s[t] = row ? rowdot[static_cast<i64>(bh) * p.Tq + i0 + t] : 0.0f;
+  }
+}
+
+// The dropout keep mask's tile [64 queries from i0][64 keys from j0] in shared memory (0 outside
+// the mask), loaded with consecutive lanes on consecutive keys. The kernels then read it in
+// their own orders (a lane pair per query row, or per key in dk/dv) from shared memory instead
+// of scattered byte loads from global memory (one row per lane pair: up to 16 rows per load).
+constexpr int kKeepStride = kTile + 4;  // bytes per row: a column's reads spread over the banks
+constexpr int kKeepBytes = kTile * kKeepStride;
+__device__ void load_keep_tile(std::uint8_t* tile, int i0, int j0, int bh, const Problem& p) {
+  for (int idx = threadIdx.x; idx < kTile * kTile; idx += blockDim.x) {
+    const int ii = idx / kTile, jj = idx % kTile, i = i0 + ii, j = j0 + jj;
+    tile[ii * kKeepStride + jj] =
+        i < p.Tq && j < p.Tk ? p.keep[(static_cast<i64>(bh) * p.Tq + i) * p.Tk + j] : 0;
   }
 }
 

@@ -30,10 +30,7 @@ namespace {
 
 using namespace nvcuda;
 
-using Problem = ProblemOf<bfloat>;
-
-constexpr int kWarps = 4;  // each owns 16 of the block's rows
-constexpr int kFlashThreads = kWarps * 32;
+constexpr int kWarps = kFlashThreads / 32;  // each owns 16 of the block's rows
 constexpr int kSkew = 8;          // bf16 padding per shared row: keeps WMMA's 32-byte alignment,
                                   // spreads the rows over the banks
 constexpr int kHalf = kTile / 2;  // columns of a score row per lane
@@ -142,20 +139,6 @@ __device__ void store_fragments(bfloat* base, FragC* acc, float* scratch, int ro
     wmma::store_matrix_sync(scratch + n * 16, acc[n], Strides<DHP>::scratch, wmma::mem_row_major);
   __syncwarp();
   store_rows<DHP>(base, scratch, rows_valid, scale, p, lane);
-}
-
-// The dropout keep mask's tile [64 queries from i0][64 keys from j0] in shared memory (0 outside
-// the mask), loaded with consecutive lanes on consecutive keys. The kernels then read it in
-// their own orders (a lane pair per query row, or per key in dk/dv) from shared memory instead
-// of scattered byte loads from global memory (one row per lane pair: up to 16 rows per load).
-constexpr int kKeepStride = kTile + 4;  // bytes per row: a column's reads spread over the banks
-constexpr int kKeepBytes = kTile * kKeepStride;
-__device__ void load_keep_tile(std::uint8_t* tile, int i0, int j0, int bh, const Problem& p) {
-  for (int idx = threadIdx.x; idx < kTile * kTile; idx += blockDim.x) {
-    const int ii = idx / kTile, jj = idx % kTile, i = i0 + ii, j = j0 + jj;
-    tile[ii * kKeepStride + jj] =
-        i < p.Tq && j < p.Tk ? p.keep[(static_cast<i64>(bh) * p.Tq + i) * p.Tk + j] : 0;
-  }
 }
 
 // ---- forward ----------------------------------------------------------------------------------

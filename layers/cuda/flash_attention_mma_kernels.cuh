@@ -19,7 +19,6 @@
 #pragma once
 
 #include "layers/cuda/flash_attention_common.cuh"
-#include "layers/cuda/flash_attention_kernels.cuh"  // Problem, kFlashThreads, the keep tile
 #include "layers/cuda/mma.cuh"
 
 namespace tr::cuda::flash {
