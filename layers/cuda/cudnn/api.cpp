@@ -67,7 +67,8 @@ Loaded load() {
     return out;  // the library stays loaded: unloading a half-used cuDNN is not worth the risk
   }
   out.version = a.GetVersion();
-  // 9.8: device-property descriptors, which the plans are made for (sdpa_graphs.h).
+  // 9.8: device-property descriptors (sdpa_graphs.h): the described GPUs CI plans for, and the
+  // fallback ways of naming a live GPU when its handle alone gives no plan.
   if (out.version < 90800) {
     out.reason = "cuDNN " + std::to_string(out.version) + " is older than 9.8";
     return out;
