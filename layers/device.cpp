@@ -103,7 +103,7 @@ std::string cuda_architectures() {
 CudaDeviceInfo cuda_device_info(int index) {
 #ifdef TR_HAVE_CUDA
   const cuda::DeviceInfo d = cuda::device_info(index);
-  return {d.name, d.capability, d.memory};
+  return {d.name, d.capability, d.memory, d.uuid};
 #else
   (void)index;
   throw InternalError("cuda_device_info in a build without the CUDA backend");

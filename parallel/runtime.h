@@ -42,7 +42,8 @@ class ParallelRuntime {
   void select_device();
   // For training on CUDA, after setup_grid: select_device(), then builds the TP and DP groups'
   // device communicators: NCCL for groups of several ranks (UserError where NCCL was not
-  // built), the single-process one for a group of one. Collective over the world.
+  // built, or where two ranks of a group would share a GPU), the single-process one for a
+  // group of one. Collective over the world.
   void setup_device_groups();
   Communicator& tp_device() { return *tp_device_; }
   Communicator& dp_device() { return *dp_device_; }

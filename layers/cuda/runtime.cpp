@@ -93,7 +93,15 @@ void reset_scratch_peak() {
 DeviceInfo device_info(int device) {
   cudaDeviceProp prop{};
   TR_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
-  return {prop.name, prop.major * 10 + prop.minor, prop.totalGlobalMem};
+  std::string uuid = "GPU-";
+  for (int i = 0; i < 16; ++i) {
+    static const char kHex[] = "0123456789abcdef";
+    const auto byte = static_cast<unsigned char>(prop.uuid.bytes[i]);
+    if (i == 4 || i == 6 || i == 8 || i == 10) uuid += '-';
+    uuid += kHex[byte >> 4];
+    uuid += kHex[byte & 15];
+  }
+  return {prop.name, prop.major * 10 + prop.minor, prop.totalGlobalMem, uuid};
 }
 
 void set_device(int device) {

@@ -21,11 +21,13 @@ int compute_capability();
 // The most dynamic shared memory one block of the current device may opt into (H100 227 KiB,
 // A100 163 KiB, RTX 30 and 40 series 99 KiB).
 std::size_t max_shared_memory_per_block();
-// A device's name, compute capability (major * 10 + minor) and memory in bytes.
+// A device's name, compute capability (major * 10 + minor), memory in bytes and UUID (as
+// nvidia-smi writes it: "GPU-" and 32 hex digits in groups of 8-4-4-4-12).
 struct DeviceInfo {
   std::string name;
   int capability = 0;
   std::size_t memory = 0;
+  std::string uuid;
 };
 DeviceInfo device_info(int device);
 // "" when the current device can run this build's kernels, else the runtime's reason (no
