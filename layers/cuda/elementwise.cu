@@ -96,7 +96,7 @@ void dropout_mask_strided(std::uint8_t* keep, i64 rows, i64 K, const DropoutLayo
                           std::uint64_t seed, std::uint64_t stream, std::uint64_t offset) {
   TR_CHECK(layout.n >= 0 && layout.n <= 4, "dropout_mask_strided: at most 4 leading dimensions");
   if (K <= 0) return;
-  TR_LAUNCH(dropout_mask_strided_kernel, rows * dropout_blocks_per_row(K), keep, rows, K, layout,
+  TR_LAUNCH(dropout_mask_strided_kernel, dropout_strided_threads(rows, K), keep, rows, K, layout,
             cpu::dropout_keep_threshold(p), seed, stream, offset);
 }
 void dropout_apply(float* out, const float* in, const std::uint8_t* keep, float scale, i64 n) {

@@ -106,6 +106,16 @@ __global__ void dropout_mask_kernel(std::uint8_t* keep, i64 n, std::uint32_t thr
 __host__ __device__ inline i64 dropout_blocks_per_row(i64 K) {
   return (K + 3) / 4 + 1;
 }
+// Consecutive Philox blocks of one row per thread: the row's counter is decoded once for all of
+// them (the divisions of that decoding cost as much as a Philox block).
+constexpr int kDropoutBlocksPerThread = 4;
+__host__ __device__ inline i64 dropout_chunks_per_row(i64 K) {
+  return (dropout_blocks_per_row(K) + kDropoutBlocksPerThread - 1) / kDropoutBlocksPerThread;
+}
+// The threads dropout_mask_strided_kernel takes for `rows` rows of K.
+__host__ __device__ inline i64 dropout_strided_threads(i64 rows, i64 K) {
+  return rows * dropout_chunks_per_row(K);
+}
 // The leading indices of `row` (last fastest) as the row's first counter, in the integer type
 // U: 32-bit where the mask's row count fits (a 64-bit division costs the GPU tens of
 // instructions; there are up to four per row here).
@@ -120,45 +130,67 @@ __device__ std::uint64_t dropout_row_first(U row, const DropoutLayout& layout,
   }
   return first;
 }
-// One thread per (row, Philox block of the row): the row's counters are consecutive, so each
-// block gives up to four of its elements, as the CPU reuses a block for four consecutive words
-// (one block per element would be four times the Philox work). Where the four land in the row
-// at a 4-byte aligned address they are stored as one word.
+// The keep bytes of a block's four words as one little-endian word (lane 0 the lowest byte).
+__device__ inline std::uint32_t dropout_keep_word(const cpu::Philox4& r, std::uint32_t threshold) {
+  std::uint32_t word = 0;
+  for (int lane = 0; lane < 4; ++lane)
+    word |= static_cast<std::uint32_t>(cpu::dropout_keeps(r.v[lane], threshold)) << (8 * lane);
+  return word;
+}
+static_assert(kDropoutBlocksPerThread == 4, "the 16-byte store holds four blocks' words");
+// One thread per (row, run of kDropoutBlocksPerThread Philox blocks of the row): the row's
+// counters are consecutive, so each block gives up to four of its elements, as the CPU reuses a
+// block for four consecutive words (one block per element would be four times the Philox work).
+// Where the four land in the row at a 4-byte aligned address they are stored as one word.
 __global__ void dropout_mask_strided_kernel(std::uint8_t* keep, i64 rows, i64 K,
                                             DropoutLayout layout, std::uint32_t threshold,
                                             std::uint64_t seed, std::uint64_t stream,
                                             std::uint64_t offset) {
-  const i64 per_row = dropout_blocks_per_row(K);
-  const bool narrow = rows * per_row <= 0xFFFFFFFFll;  // every index below fits 32 bits
-  TR_GRID_STRIDE(t, rows * per_row) {
-    i64 row, in_row;
+  const i64 per_row = dropout_blocks_per_row(K), chunks = dropout_chunks_per_row(K);
+  const bool narrow = rows * chunks <= 0xFFFFFFFFll;  // every index below fits 32 bits
+  TR_GRID_STRIDE(t, rows * chunks) {
+    i64 row, chunk;
     std::uint64_t first;  // the counter of the row's element k = 0
     if (narrow) {
-      const auto t32 = static_cast<std::uint32_t>(t), per32 = static_cast<std::uint32_t>(per_row);
+      const auto t32 = static_cast<std::uint32_t>(t), per32 = static_cast<std::uint32_t>(chunks);
       row = t32 / per32;
-      in_row = t32 - static_cast<std::uint32_t>(row) * per32;
+      chunk = t32 - static_cast<std::uint32_t>(row) * per32;
       first = dropout_row_first(static_cast<std::uint32_t>(row), layout, offset);
     } else {
-      row = t / per_row;
-      in_row = t % per_row;
+      row = t / chunks;
+      chunk = t % chunks;
       first = dropout_row_first(static_cast<std::uint64_t>(row), layout, offset);
     }
-    const std::uint64_t block = (first >> 2) + static_cast<std::uint64_t>(in_row);
-    if (block * 4 >= first + static_cast<std::uint64_t>(K)) continue;  // past the row's end
-    const cpu::Philox4 r = cpu::philox_block(seed, stream, block);
     std::uint8_t* out = keep + row * K;
-    const std::uint64_t k0 = block * 4 - first;  // wraps below 0 for a row's partial first block
-    if (block * 4 >= first && k0 + 4 <= static_cast<std::uint64_t>(K) &&
-        reinterpret_cast<std::uintptr_t>(out + k0) % 4 == 0) {
-      std::uint32_t word = 0;  // little-endian: lane 0 is the lowest byte, at out[k0]
-      for (int lane = 0; lane < 4; ++lane)
-        word |= static_cast<std::uint32_t>(cpu::dropout_keeps(r.v[lane], threshold)) << (8 * lane);
-      *reinterpret_cast<std::uint32_t*>(out + k0) = word;
+    // The common case: the run lies whole inside the row at a 16-byte aligned address (K a
+    // multiple of 16 and the row's counters starting at a block's first word): one store.
+    const std::uint64_t b0 =
+        (first >> 2) + static_cast<std::uint64_t>(chunk) * kDropoutBlocksPerThread;
+    const std::uint64_t run0 = b0 * 4 - first;  // wraps below 0 for a row's partial first block
+    if (b0 * 4 >= first && run0 + 4 * kDropoutBlocksPerThread <= static_cast<std::uint64_t>(K) &&
+        reinterpret_cast<std::uintptr_t>(out + run0) % 16 == 0) {
+      std::uint32_t w[kDropoutBlocksPerThread];
+      for (int j = 0; j < kDropoutBlocksPerThread; ++j)
+        w[j] = dropout_keep_word(cpu::philox_block(seed, stream, b0 + j), threshold);
+      *reinterpret_cast<uint4*>(out + run0) = make_uint4(w[0], w[1], w[2], w[3]);
       continue;
     }
-    for (int lane = 0; lane < 4; ++lane) {
-      const std::uint64_t k = k0 + static_cast<std::uint64_t>(lane);
-      if (k < static_cast<std::uint64_t>(K)) out[k] = cpu::dropout_keeps(r.v[lane], threshold);
+    for (int j = 0; j < kDropoutBlocksPerThread; ++j) {
+      const i64 in_row = chunk * kDropoutBlocksPerThread + j;
+      const std::uint64_t block = (first >> 2) + static_cast<std::uint64_t>(in_row);
+      if (in_row >= per_row || block * 4 >= first + static_cast<std::uint64_t>(K))
+        break;  // past the row's end
+      const cpu::Philox4 r = cpu::philox_block(seed, stream, block);
+      const std::uint64_t k0 = block * 4 - first;  // wraps below 0 for a row's partial first block
+      if (block * 4 >= first && k0 + 4 <= static_cast<std::uint64_t>(K) &&
+          reinterpret_cast<std::uintptr_t>(out + k0) % 4 == 0) {
+        *reinterpret_cast<std::uint32_t*>(out + k0) = dropout_keep_word(r, threshold);
+        continue;
+      }
+      for (int lane = 0; lane < 4; ++lane) {
+        const std::uint64_t k = k0 + static_cast<std::uint64_t>(lane);
+        if (k < static_cast<std::uint64_t>(K)) out[k] = cpu::dropout_keeps(r.v[lane], threshold);
+      }
     }
   }
 }

@@ -125,12 +125,22 @@ TEST(EmulatedElementwiseKernels, DropoutMasks) {
       EXPECT_EQ(got, ref) << "offset " << offset << " n " << n;
     }
   // The strided layout of ops::dropout_mask: [2, 3, K] with a stride per leading dimension.
-  // The kernel takes a row's Philox blocks four words at a time: rows that start inside a
-  // block (offset 5 or 3), on a block's first word (offset 4 or 0), rows shorter than a block;
-  // rows of whole aligned blocks (offset 0, K 64: stored a word at a time).
+  // The kernel takes a row's Philox blocks four at a time, four words each: rows that start inside
+  // a block (offset 5 or 3), on a block's first word (offset 4 or 0), rows shorter than a block;
+  // rows of whole aligned blocks (offset 0, K 64 or 48: four blocks, 16 bytes, at a time; K 200
+  // ends with a run of two blocks, K 197 inside a block, offset 8 with unaligned rows).
   const std::vector<std::uint64_t> strides{1000, 100};
-  for (const auto& [offset, K] :
-       {std::pair<std::uint64_t, i64>{5, 37}, {4, 37}, {0, 1}, {3, 2}, {7, 64}, {1, 4}, {0, 64}}) {
+  for (const auto& [offset, K] : {std::pair<std::uint64_t, i64>{5, 37},
+                                  {4, 37},
+                                  {0, 1},
+                                  {3, 2},
+                                  {7, 64},
+                                  {1, 4},
+                                  {0, 64},
+                                  {0, 48},
+                                  {0, 200},
+                                  {8, 197},
+                                  {2, 197}}) {
     const Shape shape{2, 3, K};
     Tensor keep;
     ops::dropout_mask(keep, shape, p, seed, stream, offset, strides);
@@ -142,7 +152,7 @@ TEST(EmulatedElementwiseKernels, DropoutMasks) {
     }
     const i64 rows = 6;
     Mask got(rows * K, 0xAB);
-    launch_n(rows * ew::dropout_blocks_per_row(K), ew::dropout_mask_strided_kernel, got.data(),
+    launch_n(ew::dropout_strided_threads(rows, K), ew::dropout_mask_strided_kernel, got.data(),
              rows, K, layout, cpu::dropout_keep_threshold(p), seed, stream, offset);
     EXPECT_EQ(got, Mask(keep.data<std::uint8_t>(), keep.data<std::uint8_t>() + keep.numel()))
         << "offset " << offset << " K " << K;
