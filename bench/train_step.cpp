@@ -4,7 +4,7 @@
 //
 //   train_step vit|encdec [shape options of bench_common.h] [--steps 10] [--warmup 2]
 //              [--recompute none|selective|full] [--device cpu|cuda] [--precision fp32|bf16]
-//              [--profile]
+//              [--profile] [--flash]
 //   (defaults: the reference shapes of the CPU-speed benchmark, no recomputation, CPU, fp32;
 //   bf16: as train.precision: bf16: the matrix products take bf16 operands, and on the CPU
 //   the blocks' activations are bf16)
@@ -12,9 +12,11 @@
 // `trainer train` with train.device: cuda runs them; the clock stops after a device sync.
 //
 // Prints images/s (ViT) or target tokens/s (encoder-decoder), then one JSON line for bench/run:
-// {"model", "throughput", "unit", "steps", "seconds", "peak_rss_mb", "peak_tensor_mb", "device",
-//  "peak_tflops_fp32", "peak_tflops_bf16"} (peak_tensor_mb: the trainer's peak_memory_mb, the
-// buffer pool's peak on the device plus, on a GPU, the ops' scratch; device: "cpu" or the GPU's
+// {"model", "throughput", "unit", "steps", "seconds", "peak_rss_mb", "peak_tensor_mb",
+//  "peak_requested_mb", "device", "peak_tflops_fp32", "peak_tflops_bf16"} (peak_tensor_mb: the
+// trainer's peak_memory_mb, the buffer pool's peak on the device plus, on a GPU, the ops'
+// scratch; peak_requested_mb: the pool's peak of what the tensors asked for, without the
+// blocks' rounding to size classes and without the scratch; device: "cpu" or the GPU's
 // name, whose data-sheet peaks follow, 0 where trainer/device_peak.h does not know it). Under
 // callgrind, pass
 // `--toggle-collect=tr_bench_timed_steps` so that only the timed steps are counted.
@@ -30,6 +32,7 @@
 #include "bench/bench_common.h"
 #include "layers/device.h"
 #include "layers/op_profile.h"
+#include "layers/ops.h"
 #include "models/model.h"
 #include "trainer/device_peak.h"
 #include "trainer/device_residency.h"
@@ -126,6 +129,9 @@ int main(int argc, char** argv) {
     }
   }
   tr::set_training_precision(matmul, device);
+  // --flash on the CPU: the flash attention path a GPU takes (no probabilities kept), so that
+  // the CPU's memory figures show what a GPU step holds.
+  if (has_flag(argc, argv, "--flash")) tr::ops::set_flash_attention_on_cpu(true);
   Batch host_batch, device_batch;
   const tr::ModelConfig c = reference_model(argc, argv, 1, host_batch);
   const std::int64_t B = host_batch.size();
@@ -163,11 +169,13 @@ int main(int argc, char** argv) {
   std::printf(
       "{\"model\": \"%s\", \"throughput\": %.3f, \"unit\": \"%s\", \"steps\": %lld, "
       "\"seconds\": %.4f, \"loss\": %.6f, \"tokens_per_step\": %lld, \"peak_rss_mb\": %.1f, "
-      "\"peak_tensor_mb\": %.1f, \"device\": \"%s\", \"peak_tflops_fp32\": %.1f, "
-      "\"peak_tflops_bf16\": %.1f}\n",
+      "\"peak_tensor_mb\": %.1f, \"peak_requested_mb\": %.1f, \"device\": \"%s\", "
+      "\"peak_tflops_fp32\": %.1f, \"peak_tflops_bf16\": %.1f}\n",
       argv[1], static_cast<double>(targets) * steps / s, vit ? "images/s" : "target tokens/s",
       (long long)steps, s, loss, (long long)targets, usage.ru_maxrss / 1024.0,
       static_cast<double>(tr::peak_memory_bytes(device)) / (1024.0 * 1024.0),
+      static_cast<double>(tr::BufferPool::instance(device).peak_requested_bytes()) /
+          (1024.0 * 1024.0),
       gpu.empty() ? "cpu" : gpu.c_str(), tr::dense_peak_tflops(gpu, "fp32"),
       tr::dense_peak_tflops(gpu, "bf16"));
   return 0;

@@ -61,7 +61,8 @@ std::string shape_string(const Shape& shape);
 // A block of device memory, handed back to its pool when the last tensor using it goes away.
 struct Buffer {
   void* data = nullptr;
-  std::size_t bytes = 0;
+  std::size_t bytes = 0;      // the block's size (its size class, or a larger cached block)
+  std::size_t requested = 0;  // what the tensor asked for
   Device device = Device::cpu;
   ~Buffer();
 };
@@ -75,16 +76,20 @@ class BufferPool {
  public:
   static BufferPool& instance(Device device);
   std::shared_ptr<Buffer> acquire(std::size_t bytes);
-  void release(void* data, std::size_t bytes);
+  void release(void* data, std::size_t bytes, std::size_t requested);
   // The counters below are read under the pool's lock: the data loader's prefetch thread
   // allocates batches while the training thread reads them for its metrics.
   // Number of allocations that went to the system since start; a warm step leaves it unchanged.
   std::int64_t system_allocations() const;
   std::size_t cached_bytes() const;
-  // Bytes held by live tensors (size classes, so a little above their sizes), and the most
-  // ever held at once since start: the training metrics' peak memory.
+  // Bytes held by live tensors (their blocks: size classes, so a little above their sizes),
+  // and the most ever held at once since start: the training metrics' peak memory.
   std::size_t in_use_bytes() const;
   std::size_t peak_in_use_bytes() const;
+  // The same for the bytes the live tensors asked for (the blocks' sizes less the rounding to
+  // size classes and the larger cached blocks taken): what the blocks' sizes cost is the
+  // difference.
+  std::size_t peak_requested_bytes() const;
   void reset_peak();
   void trim();  // frees every cached block
   ~BufferPool();
@@ -103,6 +108,8 @@ class BufferPool {
   std::size_t cached_bytes_ = 0;
   std::size_t in_use_bytes_ = 0;
   std::size_t peak_in_use_bytes_ = 0;
+  std::size_t requested_in_use_bytes_ = 0;
+  std::size_t peak_requested_bytes_ = 0;
 };
 
 class Tensor {
