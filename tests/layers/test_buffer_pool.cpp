@@ -1,5 +1,6 @@
-// The buffer pool behind every tensor: released blocks are taken again by requests of their
-// size class or up to half as large again (ragged batches), not by much smaller ones; a miss
+// The buffer pool behind every tensor: blocks of sixteenth-octave size classes; released blocks
+// are taken again by requests of their size class or up to half as large again (ragged
+// batches), not by much smaller ones; a miss
 // while more than 256 MiB is cached frees the blocks that sat unused through 4096 requests
 // and keeps the recently released ones; memory that cannot be had is an OutOfMemory.
 #include <gtest/gtest.h>
@@ -37,6 +38,33 @@ TEST(BufferPool, NearbySizesReuseAReleasedBlock) {
   }
   EXPECT_EQ(pool.system_allocations(), before + 1);
   pool.trim();
+}
+
+// Size classes are sixteenths of an octave: a fresh block holds under 6.25% more than its
+// tensor asked for. The pool counts both, and both peaks.
+TEST(BufferPool, BlocksHoldLittleMoreThanAskedAndBothAreCounted) {
+  BufferPool& pool = BufferPool::instance(Device::cpu);
+  pool.trim();
+  pool.reset_peak();
+  const std::size_t held_before = pool.in_use_bytes();
+  const std::size_t asked_before = pool.peak_requested_bytes();
+  // Growing sizes, the cache emptied between them: each gets a fresh block of its own class.
+  for (const std::int64_t bytes :
+       {4 * kMiB + 1, 5 * kMiB + 12345, 7 * kMiB + 999, 100 * kMiB + 1}) {
+    {
+      Tensor t = bytes_tensor(bytes);
+      const std::size_t block = t.capacity();
+      EXPECT_GE(block, static_cast<std::size_t>(bytes));
+      EXPECT_LT(static_cast<double>(block), 1.0625 * static_cast<double>(bytes)) << bytes;
+      EXPECT_EQ(pool.in_use_bytes(), held_before + block);
+      EXPECT_EQ(pool.peak_requested_bytes(), asked_before + static_cast<std::size_t>(bytes));
+      EXPECT_GE(pool.peak_in_use_bytes(), held_before + block);
+    }
+    pool.trim();
+  }
+  EXPECT_EQ(pool.in_use_bytes(), held_before);
+  pool.reset_peak();
+  EXPECT_EQ(pool.peak_requested_bytes(), asked_before);
 }
 
 TEST(BufferPool, AMissOverTheCacheLimitFreesOnlyStaleBlocks) {
