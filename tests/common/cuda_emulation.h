@@ -122,6 +122,8 @@ struct Block {
     std::uint32_t a[4], b[2];
   };
   std::vector<MmaFragments> mma;
+  // One slot per thread for the row address it gives ldmatrix (layers/cuda/mma.cuh).
+  std::vector<const void*> rows;
 };
 
 inline bool fast_switch_usable() {
@@ -280,6 +282,34 @@ inline void mma_m16n8k16(float c[4], const std::uint32_t a[4], const std::uint32
   std::copy(d, d + 4, c);
 }
 
+// ldmatrix.sync.aligned.m8n8.x{count}[.trans].shared.b16 across the warp: lane 8i + r gives the
+// address of row r of 8 x 8 matrix i (8 consecutive b16, 16-byte aligned, or the hardware
+// faults: checked here); lane l receives in r[i] matrix i's row l / 4, elements 2(l % 4) and
+// 2(l % 4) + 1 (the lower in the low half), or with .trans its column l / 4, rows 2(l % 4) and
+// 2(l % 4) + 1. Lanes past 8 count give addresses the instruction ignores.
+inline void ldmatrix(std::uint32_t* r, int count, bool trans, const void* row) {
+  const void** slots = t_current->rows.data() + warp() * 32;
+  slots[lane()] = row;
+  sync_warp();
+  const int g = static_cast<int>(lane()) / 4, t = static_cast<int>(lane()) % 4;
+  const auto element = [&](int matrix, int i, int j) {  // row i, column j of a matrix
+    const void* at = slots[8 * matrix + i];
+    if (reinterpret_cast<std::uintptr_t>(at) % 16 != 0) {
+      std::fprintf(stderr, "cuda emulation: ldmatrix row address %p is not 16-byte aligned\n", at);
+      std::abort();
+    }
+    std::uint16_t v;
+    std::memcpy(&v, static_cast<const unsigned char*>(at) + 2 * j, sizeof v);
+    return static_cast<std::uint32_t>(v);
+  };
+  std::uint32_t out[4];
+  for (int i = 0; i < count; ++i)
+    out[i] = trans ? element(i, 2 * t, g) | element(i, 2 * t + 1, g) << 16
+                   : element(i, g, 2 * t) | element(i, g, 2 * t + 1) << 16;
+  sync_warp();  // every lane has read the addresses before a next ldmatrix writes them
+  std::copy(out, out + count, r);
+}
+
 // A fiber's life: the kernel, then the barriers stop counting it.
 inline void run_fiber() {
   Scheduler& s = t_scheduler;
@@ -370,6 +400,7 @@ void launch(Dim3 grid, Dim3 block, std::size_t smem_bytes, Kernel kernel, Args..
         }
         state.exchange.assign(threads, 0.0);
         state.mma.assign(threads, Block::MmaFragments{});
+        state.rows.assign(threads, nullptr);
         t_current = &state;
         t_block = {bx, by, bz};
         t_block_dim = block;
