@@ -29,11 +29,18 @@ inline unsigned grid_for(std::int64_t n) {
 // Anonymous: each translation unit (the CUDA build's, an emulated test's) has its own copy.
 namespace {
 
+// Sum over a warp, the same butterfly for every call (deterministic); every lane gets it.
+template <typename T>
+__device__ T warp_sum(T value) {
+  for (int o = 16; o > 0; o >>= 1) value += __shfl_xor_sync(0xffffffffu, value, o);
+  return value;
+}
+
 // Sum over the block, the same tree for every launch of a given block size (deterministic);
 // every thread gets the result. `shared` holds blockDim.x / 32 values.
 template <typename T>
 __device__ T block_sum(T value, T* shared) {
-  for (int o = 16; o > 0; o >>= 1) value += __shfl_xor_sync(0xffffffffu, value, o);
+  value = warp_sum(value);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   __syncthreads();  // shared may still be read by a previous call
   if (lane == 0) shared[warp] = value;

@@ -17,8 +17,8 @@ template <typename Out>
 void layernorm_forward_as(Out* out, float* mean, float* rstd, const float* in, const float* weight,
                           const float* bias, i64 rows, i64 cols, float eps) {
   if (rows <= 0) return;
-  layernorm_forward_kernel<Out><<<row_grid(rows), kRowThreads, 0, compute_stream()>>>(
-      out, mean, rstd, in, weight, bias, cols, eps);
+  layernorm_forward_kernel<Out><<<layernorm_grid(rows), kRowThreads, 0, compute_stream()>>>(
+      out, mean, rstd, in, weight, bias, rows, cols, eps);
   TR_CUDA_LAUNCH_CHECK();
 }
 template <typename DOut>
@@ -26,8 +26,8 @@ void layernorm_backward_as(float* din, float* dweight, float* dbias, const DOut*
                            const float* in, const float* weight, const float* mean,
                            const float* rstd, i64 rows, i64 cols, const float* residual) {
   if (rows <= 0) return;
-  layernorm_din_kernel<DOut><<<row_grid(rows), kRowThreads, 0, compute_stream()>>>(
-      din, dout, in, weight, mean, rstd, residual, cols);
+  layernorm_din_kernel<DOut><<<layernorm_grid(rows), kRowThreads, 0, compute_stream()>>>(
+      din, dout, in, weight, mean, rstd, residual, rows, cols);
   TR_CUDA_LAUNCH_CHECK();
   column_sums_accumulate<2>({dweight, dbias}, LayerNormParamTerms<DOut>{dout, in, mean, rstd, cols},
                             rows, cols);

@@ -1,6 +1,9 @@
-// Row kernels: LayerNorm, softmax and cross entropy. One thread block per row, statistics from
-// block reductions in a fixed tree (deterministic); LayerNorm's parameter gradients are summed
-// per column by column_sums_kernels.cuh (LayerNormParamTerms, fixed order, no atomics).
+// Row kernels: LayerNorm, softmax and cross entropy. LayerNorm: one warp per row (rows of
+// transformer widths, 768 or 1024 values: a warp's shuffles give its sums without shared memory
+// or block barriers, and the row stays in L1 across the passes); the others one thread block
+// per row (vocabulary-wide rows). Statistics from reductions in a fixed order (deterministic);
+// LayerNorm's parameter gradients are summed per column by column_sums_kernels.cuh
+// (LayerNormParamTerms, fixed order, no atomics).
 //
 // The device code and the launch geometry, in a header that also compiles for the host under
 // tests/common/cuda_emulation.h (tests/layers/test_rows_kernels_emulated.cpp runs these
@@ -19,61 +22,74 @@ namespace {  // each translation unit (the CUDA build's, an emulated test's) has
 
 constexpr int kRowThreads = 256;
 
-// Launch geometry of the row kernels: one block of kRowThreads per row. The cross entropy's
-// backward is a grid-stride loop (grid_for(N * V) blocks of kThreads).
+// Launch geometry of the row kernels: one block of kRowThreads per row, but LayerNorm's
+// kLayerNormRows rows a block (layernorm_grid). The cross entropy's backward is a grid-stride
+// loop (grid_for(N * V) blocks of kThreads).
 inline unsigned row_grid(i64 rows) {
   return static_cast<unsigned>(rows);
+}
+constexpr int kLayerNormRows = kRowThreads / 32;
+inline unsigned layernorm_grid(i64 rows) {
+  return static_cast<unsigned>((rows + kLayerNormRows - 1) / kLayerNormRows);
+}
+// The row of the calling warp (-1 past the last), and the lane within it.
+__device__ inline i64 layernorm_row(i64 rows) {
+  const i64 r = static_cast<i64>(blockIdx.x) * kLayerNormRows + threadIdx.x / 32;
+  return r < rows ? r : -1;
 }
 
 // Statistics accumulated in double: the fp32 sums' rounding would otherwise be the largest
 // difference to the CPU kernel for rows with |mean| >> std (double costs nothing here, the
 // kernel is bound by memory).
 // Out: float, or bf16 (a pre-LN sublayer norm under bf16 activations).
+// layernorm_grid(rows) blocks of kRowThreads.
 template <typename Out>
 __global__ void layernorm_forward_kernel(Out* out, float* mean, float* rstd, const float* in,
-                                         const float* weight, const float* bias, i64 cols,
+                                         const float* weight, const float* bias, i64 rows, i64 cols,
                                          float eps) {
-  __shared__ double shared[kRowThreads / 32];
-  const i64 r = blockIdx.x;
+  const i64 r = layernorm_row(rows);
+  if (r < 0) return;  // a whole warp: no barrier follows
+  const int lane = threadIdx.x % 32;
   const float* x = in + r * cols;
   Out* y = out + r * cols;
   double s = 0;
-  for (i64 c = threadIdx.x; c < cols; c += blockDim.x) s += x[c];
-  const double mu = block_sum(s, shared) / static_cast<double>(cols);
+  for (i64 c = lane; c < cols; c += 32) s += x[c];
+  const double mu = warp_sum(s) / static_cast<double>(cols);
   // Two passes: the one-pass E[x^2] - mu^2 cancels badly when |mu| >> sigma.
   double sq = 0;
-  for (i64 c = threadIdx.x; c < cols; c += blockDim.x) sq += (x[c] - mu) * (x[c] - mu);
-  const double rs_d = 1.0 / sqrt(block_sum(sq, shared) / static_cast<double>(cols) + eps);
+  for (i64 c = lane; c < cols; c += 32) sq += (x[c] - mu) * (x[c] - mu);
+  const double rs_d = 1.0 / sqrt(warp_sum(sq) / static_cast<double>(cols) + eps);
   // As the CPU: the saved statistics are rounded to float, and the output uses those.
   const float m = static_cast<float>(mu), rs = static_cast<float>(rs_d);
-  if (threadIdx.x == 0) {
+  if (lane == 0) {
     mean[r] = m;
     rstd[r] = rs;
   }
-  for (i64 c = threadIdx.x; c < cols; c += blockDim.x)
-    store(y, c, (x[c] - m) * rs * weight[c] + bias[c]);
+  for (i64 c = lane; c < cols; c += 32) store(y, c, (x[c] - m) * rs * weight[c] + bias[c]);
 }
 
 // din = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) (+ residual), dxhat = dout w.
 // DOut: float, or bf16 (the gradient of a bf16 norm output).
+// layernorm_grid(rows) blocks of kRowThreads.
 template <typename DOut>
 __global__ void layernorm_din_kernel(float* din, const DOut* dout, const float* in,
                                      const float* weight, const float* mean, const float* rstd,
-                                     const float* residual, i64 cols) {
-  __shared__ float shared[kRowThreads / 32];
-  const i64 r = blockIdx.x;
+                                     const float* residual, i64 rows, i64 cols) {
+  const i64 r = layernorm_row(rows);
+  if (r < 0) return;  // a whole warp: no barrier follows
+  const int lane = threadIdx.x % 32;
   const float* x = in + r * cols;
   const DOut* g = dout + r * cols;
   const float m = mean[r], s = rstd[r];
   float a = 0, b = 0;
-  for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
+  for (i64 c = lane; c < cols; c += 32) {
     const float dxhat = load(g, c) * weight[c];
     a += dxhat;
     b += dxhat * (x[c] - m) * s;
   }
-  const float mean_dxhat = block_sum(a, shared) / static_cast<float>(cols);
-  const float mean_dxhat_xhat = block_sum(b, shared) / static_cast<float>(cols);
-  for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
+  const float mean_dxhat = warp_sum(a) / static_cast<float>(cols);
+  const float mean_dxhat_xhat = warp_sum(b) / static_cast<float>(cols);
+  for (i64 c = lane; c < cols; c += 32) {
     const float xhat = (x[c] - m) * s;
     float d = s * (load(g, c) * weight[c] - mean_dxhat - xhat * mean_dxhat_xhat);
     if (residual) d += residual[r * cols + c];

@@ -36,16 +36,16 @@ constexpr double kTol = 1e-5;
 template <typename Out>
 void layernorm_forward(Out* out, float* mean, float* rstd, const float* in, const float* weight,
                        const float* bias, i64 rows, i64 cols, float eps) {
-  emu::launch(rw::row_grid(rows), rw::kRowThreads, 0, rw::layernorm_forward_kernel<Out>, out, mean,
-              rstd, in, weight, bias, cols, eps);
+  emu::launch(rw::layernorm_grid(rows), rw::kRowThreads, 0, rw::layernorm_forward_kernel<Out>, out,
+              mean, rstd, in, weight, bias, rows, cols, eps);
 }
 
 template <typename DOut>
 void layernorm_backward(float* din, float* dweight, float* dbias, const DOut* dout, const float* in,
                         const float* weight, const float* mean, const float* rstd, i64 rows,
                         i64 cols, const float* residual) {
-  emu::launch(rw::row_grid(rows), rw::kRowThreads, 0, rw::layernorm_din_kernel<DOut>, din, dout, in,
-              weight, mean, rstd, residual, cols);
+  emu::launch(rw::layernorm_grid(rows), rw::kRowThreads, 0, rw::layernorm_din_kernel<DOut>, din,
+              dout, in, weight, mean, rstd, residual, rows, cols);
   column_sums_accumulate<2>({dweight, dbias},
                             rw::LayerNormParamTerms<DOut>{dout, in, mean, rstd, cols}, rows, cols);
 }
@@ -140,7 +140,8 @@ TEST_P(EmulatedLayerNorm, Bf16EqualsTheCpuOp) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, EmulatedLayerNorm,
                          ::testing::Values(Shape2{300, 70},  // two row chunks, a ragged tile
-                                           Shape2{7, 300},   // rows wider than the block
+                                           Shape2{7, 300},   // rows wider than the block; fewer
+                                                             // rows than a block's warps
                                            Shape2{5, 7},     // narrower than a warp
                                            Shape2{3, 256}, Shape2{1, 1}));
 
