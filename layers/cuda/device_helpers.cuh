@@ -22,6 +22,19 @@ inline unsigned grid_for(std::int64_t n) {
   return static_cast<unsigned>(std::clamp<std::int64_t>(blocks, 1, 65535));
 }
 
+// Row loops, for kernels over the rows of a [rows, cols] layout whose rows need decoding (a
+// token's id, a position's index): blocks over the rows, each block's threads over a row's
+// columns, so that a row is decoded once per block instead of once per element (a 64-bit
+// division costs a GPU tens of instructions; in a grid-stride loop over every element that
+// arithmetic, not the memory traffic, bounded such kernels). rows_grid(rows) blocks of kThreads.
+inline unsigned rows_grid(std::int64_t rows) {
+  return static_cast<unsigned>(std::clamp<std::int64_t>(rows, 1, 65535));
+}
+#define TR_ROWS_STRIDE(r, rows) \
+  for (std::int64_t r = blockIdx.x; r < (rows); r += static_cast<std::int64_t>(gridDim.x))
+#define TR_ROW_COLUMNS(c, cols) \
+  for (std::int64_t c = threadIdx.x; c < (cols); c += static_cast<std::int64_t>(blockDim.x))
+
 #define TR_GRID_STRIDE(i, n)                                                                       \
   for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < (n); \
        i += static_cast<std::int64_t>(blockDim.x) * gridDim.x)

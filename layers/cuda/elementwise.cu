@@ -128,7 +128,10 @@ void sgd_update(float* param, const float* grad, float* momentum_buf, i64 n, flo
 
 void embedding_forward(float* out, const std::int32_t* ids, const float* table, i64 N, i64 d,
                        float scale) {
-  TR_LAUNCH(embedding_forward_kernel, N * d, out, ids, table, N, d, scale);
+  if (N * d <= 0) return;
+  embedding_forward_kernel<<<rows_grid(N), kThreads, 0, compute_stream()>>>(out, ids, table, N, d,
+                                                                            scale);
+  TR_CUDA_LAUNCH_CHECK();
 }
 void embedding_backward_accumulate(float* dtable, const std::int32_t* ids, const float* dout, i64 N,
                                    i64 d, float scale) {

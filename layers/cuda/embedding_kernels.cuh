@@ -20,19 +20,24 @@ namespace tr::cuda::embed {
 namespace {  // each translation unit (the CUDA build's, an emulated test's) has its own copy
 
 // Launch geometry: the gradient takes kEmbeddingGradBlocks blocks of kThreads (ids staged in
-// chunks of kThreads); the lookups are grid-stride loops over N * d (grid_for).
+// chunks of kThreads); the lookups a block per token (rows_grid(N)).
 constexpr int kEmbeddingGradBlocks = 512;
 
+// The lookups: a block per token (rows_grid(N)), its id read once.
 __global__ void embedding_forward_kernel(float* out, const std::int32_t* ids, const float* table,
                                          i64 N, i64 d, float scale) {
-  TR_GRID_STRIDE(i, N * d) out[i] = table[static_cast<i64>(ids[i / d]) * d + i % d] * scale;
+  TR_ROWS_STRIDE(n, N) {
+    const float* row = table + static_cast<i64>(ids[n]) * d;
+    TR_ROW_COLUMNS(c, d) out[n * d + c] = row[c] * scale;
+  }
 }
 __global__ void embedding_forward_shard_kernel(float* out, const std::int32_t* ids,
                                                const float* table, i64 N, i64 d, i64 first,
                                                i64 V_local, float scale) {
-  TR_GRID_STRIDE(i, N * d) {
-    const i64 row = static_cast<i64>(ids[i / d]) - first;
-    out[i] = (row < 0 || row >= V_local) ? 0.0f : table[row * d + i % d] * scale;
+  TR_ROWS_STRIDE(n, N) {
+    const i64 r = static_cast<i64>(ids[n]) - first;
+    const float* row = r < 0 || r >= V_local ? nullptr : table + r * d;
+    TR_ROW_COLUMNS(c, d) out[n * d + c] = row ? row[c] * scale : 0.0f;
   }
 }
 

@@ -1,7 +1,8 @@
 // The device code of layers/cuda/model_kernels.h (the data movements of the modules' host
-// loops: patches, position rows, the ViT's CLS token and token assembly): one thread per output
-// element, grid-stride loops of grid_for(n) blocks of kThreads; sums walk the batch in order,
-// as the host loops they replace.
+// loops: patches, position rows, the ViT's CLS token and token assembly): a block per output
+// row where rows need decoding (rows_grid, TR_ROWS_STRIDE), else one thread per output element
+// in grid-stride loops of grid_for(n) blocks of kThreads; sums walk the batch in order, as the
+// host loops they replace.
 //
 // In a header that also compiles for the host under tests/common/cuda_emulation.h
 // (tests/layers/test_model_kernels_emulated.cpp runs these kernels on the CPU); the launches
@@ -16,22 +17,31 @@
 namespace tr::cuda::model {
 namespace {  // each translation unit (the CUDA build's, an emulated test's) has its own copy
 
+// A block per patch (rows_grid(B * gh * gw)), its threads over the patch's C x P x P values in
+// 32-bit arithmetic.
 __global__ void images_to_patches_kernel(float* patches, const float* images, i64 B, i64 C, i64 H,
                                          i64 W, i64 P) {
   const i64 gh = H / P, gw = W / P, len = C * P * P;
-  TR_GRID_STRIDE(i, B * gh * gw * len) {
-    const i64 e = i % len, patch = i / len;
+  const auto P32 = static_cast<std::uint32_t>(P), PP = P32 * P32;
+  TR_ROWS_STRIDE(patch, B * gh * gw) {
     const i64 px = patch % gw, py = (patch / gw) % gh, b = patch / (gw * gh);
-    const i64 col = e % P, r = (e / P) % P, c = e / (P * P);
-    patches[i] = images[((b * C + c) * H + py * P + r) * W + px * P + col];
+    const float* corner = images + b * C * H * W + py * P * W + px * P;
+    float* out = patches + patch * len;
+    for (auto e = static_cast<std::uint32_t>(threadIdx.x); e < static_cast<std::uint32_t>(len);
+         e += blockDim.x) {
+      const std::uint32_t c = e / PP, in_channel = e - c * PP, r = in_channel / P32,
+                          col = in_channel - r * P32;
+      out[e] = corner[(static_cast<i64>(c) * H + r) * W + col];
+    }
   }
 }
 
+// A block per row of x ([B * Tn, d]; rows_grid(B * Tn)).
 __global__ void add_position_rows_kernel(float* x, const float* table, i64 B, i64 Tn, i64 d,
                                          i64 offset) {
-  TR_GRID_STRIDE(i, B * Tn * d) {
-    const i64 t = (i / d) % Tn;
-    x[i] += table[(t + offset) * d + i % d];
+  TR_ROWS_STRIDE(r, B * Tn) {
+    const float* position = table + (r % Tn + offset) * d;
+    TR_ROW_COLUMNS(c, d) x[r * d + c] += position[c];
   }
 }
 
@@ -43,12 +53,13 @@ __global__ void sum_position_rows_kernel(float* dtable, const float* dy, i64 B, 
   }
 }
 
+// A block per token row (rows_grid(B * (N + 1))).
 __global__ void assemble_tokens_kernel(float* tokens, const float* patches, const float* cls,
                                        const float* pos, i64 B, i64 N, i64 d) {
-  TR_GRID_STRIDE(i, B * (N + 1) * d) {
-    const i64 c = i % d, t = (i / d) % (N + 1), b = i / ((N + 1) * d);
-    const float src = t == 0 ? cls[c] : patches[(b * N + t - 1) * d + c];
-    tokens[i] = src + pos[t * d + c];
+  TR_ROWS_STRIDE(r, B * (N + 1)) {
+    const i64 t = r % (N + 1), b = r / (N + 1);
+    const float* src = t == 0 ? cls : patches + (b * N + t - 1) * d;
+    TR_ROW_COLUMNS(c, d) tokens[r * d + c] = src[c] + pos[t * d + c];
   }
 }
 
@@ -73,14 +84,16 @@ __global__ void split_token_grads_kernel(float* dpatches, float* dcls, float* dp
   }
 }
 
+// A block per sequence (rows_grid(B)).
 __global__ void take_first_rows_kernel(float* out, const float* x, i64 B, i64 rows, i64 d) {
-  TR_GRID_STRIDE(i, B * d) out[i] = x[(i / d) * rows * d + i % d];
+  TR_ROWS_STRIDE(b, B) TR_ROW_COLUMNS(c, d) out[b * d + c] = x[b * rows * d + c];
 }
 
+// A block per row of dx ([B * rows, d]; rows_grid(B * rows)).
 __global__ void put_first_rows_kernel(float* dx, const float* dcls, i64 B, i64 rows, i64 d) {
-  TR_GRID_STRIDE(i, B * rows * d) {
-    const i64 r = (i / d) % rows, b = i / (rows * d);
-    dx[i] = r == 0 ? dcls[b * d + i % d] : 0.0f;
+  TR_ROWS_STRIDE(r, B * rows) {
+    const float* first = r % rows == 0 ? dcls + (r / rows) * d : nullptr;
+    TR_ROW_COLUMNS(c, d) dx[r * d + c] = first ? first[c] : 0.0f;
   }
 }
 

@@ -96,8 +96,8 @@ void cross_entropy_backward(float* dlogits, const float* logits, const float* lo
                             std::int32_t ignore_index, float scale) {
   const float smooth = eps / static_cast<float>(V), hit = 1.0f - eps;
   if (N * V <= 0) return;
-  cross_entropy_backward_kernel<<<grid_for(N * V), kThreads, 0, compute_stream()>>>(
-      dlogits, logits, logsumexp, targets, N, V, smooth, hit, ignore_index, scale);
+  cross_entropy_backward_kernel<<<row_grid(N), kRowThreads, 0, compute_stream()>>>(
+      dlogits, logits, logsumexp, targets, V, smooth, hit, ignore_index, scale);
   TR_CUDA_LAUNCH_CHECK();
 }
 

@@ -15,7 +15,7 @@ using namespace vocab;
 void embedding_forward_shard(float* out, const std::int32_t* ids, const float* table, i64 N, i64 d,
                              i64 first, i64 V_local, float scale) {
   if (N * d <= 0) return;
-  embedding_forward_shard_kernel<<<grid_for(N * d), kThreads, 0, compute_stream()>>>(
+  embedding_forward_shard_kernel<<<rows_grid(N), kThreads, 0, compute_stream()>>>(
       out, ids, table, N, d, first, V_local, scale);
   TR_CUDA_LAUNCH_CHECK();
 }
@@ -47,8 +47,8 @@ void ce_shard_backward(float* dlogits, const float* logits, const double* logsum
   if (N * V_local <= 0) return;
   const double smooth = static_cast<double>(eps) / static_cast<double>(V);
   const double hit = 1.0 - static_cast<double>(eps);
-  ce_shard_backward_kernel<<<grid_for(N * V_local), kThreads, 0, compute_stream()>>>(
-      dlogits, logits, logsumexp, targets, N, V_local, valid, first, smooth, hit, ignore_index,
+  ce_shard_backward_kernel<<<row_grid(N), kRowThreads, 0, compute_stream()>>>(
+      dlogits, logits, logsumexp, targets, V_local, valid, first, smooth, hit, ignore_index,
       static_cast<double>(scale));
   TR_CUDA_LAUNCH_CHECK();
 }

@@ -1,6 +1,6 @@
 // The local passes of the vocabulary-parallel cross entropy (as layers/cpu/shard_kernels.cpp):
-// one block per row, row statistics in double from block reductions in a fixed tree; the
-// gradient as a grid-stride loop.
+// one block per row, row statistics in double from block reductions in a fixed tree, and the
+// gradient a block per row too.
 //
 // The device code and the launch geometry, in a header that also compiles for the host under
 // tests/common/cuda_emulation.h (tests/layers/test_embedding_kernels_emulated.cpp runs these
@@ -18,8 +18,7 @@ namespace {  // each translation unit (the CUDA build's, an emulated test's) has
 
 constexpr int kRowThreads = 256;
 
-// Launch geometry: the max and sums passes take one block of kRowThreads per row; the
-// backward is a grid-stride loop over N * V_local (grid_for).
+// Launch geometry: every pass takes one block of kRowThreads per row.
 inline unsigned row_grid(i64 rows) {
   return static_cast<unsigned>(rows);
 }
@@ -58,22 +57,27 @@ __global__ void ce_shard_sums_kernel(double* sums, const float* logits, const st
   }
 }
 
+// One block of kRowThreads per row (row_grid(N)), as the single-device gradient
+// (rows_kernels.cuh): no index division per element. dlogits may be logits.
 __global__ void ce_shard_backward_kernel(float* dlogits, const float* logits,
                                          const double* logsumexp, const std::int32_t* targets,
-                                         i64 N, i64 V_local, i64 valid, i64 first, double smooth,
+                                         i64 V_local, i64 valid, i64 first, double smooth,
                                          double hit, std::int32_t ignore_index, double scale) {
-  TR_GRID_STRIDE(i, N * V_local) {
-    const i64 n = i / V_local, v = i % V_local;
-    if (targets[n] == ignore_index || v >= valid) {
-      dlogits[i] = 0.0f;
-    } else {
-      // As the CPU: the float gradient, then the target's term subtracted from it.
-      float g =
-          static_cast<float>(scale * (exp(static_cast<double>(logits[i]) - logsumexp[n]) - smooth));
-      if (static_cast<i64>(targets[n]) - first == v)
-        g = static_cast<float>(static_cast<double>(g) - scale * hit);
-      dlogits[i] = g;
+  const i64 n = blockIdx.x;
+  const std::int32_t t = targets[n];
+  const float* x = logits + n * V_local;
+  float* d = dlogits + n * V_local;
+  const double lse = logsumexp[n];
+  for (i64 v = threadIdx.x; v < V_local; v += blockDim.x) {
+    if (t == ignore_index || v >= valid) {
+      d[v] = 0.0f;
+      continue;
     }
+    // As the CPU: the float gradient, then the target's term subtracted from it.
+    float g = static_cast<float>(scale * (exp(static_cast<double>(x[v]) - lse) - smooth));
+    if (static_cast<i64>(t) - first == v)
+      g = static_cast<float>(static_cast<double>(g) - scale * hit);
+    d[v] = g;
   }
 }
 

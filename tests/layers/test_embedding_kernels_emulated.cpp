@@ -63,8 +63,8 @@ TEST(EmulatedEmbeddingKernels, WholeTable) {
     cpu::embedding_backward_accumulate<float>(dtable.data(), ids.data(), dout.data(), t.N, t.d,
                                               1.5f);
     F kout = poison(t.N * t.d), kdtable = dtable0;
-    emu::launch(cuda::grid_for(t.N * t.d), cuda::kThreads, 0, em::embedding_forward_kernel,
-                kout.data(), ids.data(), table.data(), t.N, t.d, 1.5f);
+    emu::launch(cuda::rows_grid(t.N), cuda::kThreads, 0, em::embedding_forward_kernel, kout.data(),
+                ids.data(), table.data(), t.N, t.d, 1.5f);
     // elementwise.cu: the whole table is a shard from 0 with no upper bound.
     rows_backward(kdtable.data(), ids, dout, t.N, t.d, 0, std::numeric_limits<i64>::max(), 1.5f);
     EXPECT_LE(max_rel_error(kout, out), kTol) << t.N << " ids, width " << t.d;
@@ -85,7 +85,7 @@ TEST(EmulatedEmbeddingKernels, VocabularyShard) {
     cpu::embedding_backward_shard_accumulate<float>(dtable.data(), ids.data(), dout.data(), t.N,
                                                     t.d, first, V_local, 0.5f);
     F kout = poison(t.N * t.d), kdtable = dtable0;
-    emu::launch(cuda::grid_for(t.N * t.d), cuda::kThreads, 0, em::embedding_forward_shard_kernel,
+    emu::launch(cuda::rows_grid(t.N), cuda::kThreads, 0, em::embedding_forward_shard_kernel,
                 kout.data(), ids.data(), table.data(), t.N, t.d, first, V_local, 0.5f);
     rows_backward(kdtable.data(), ids, dout, t.N, t.d, first, V_local, 0.5f);
     EXPECT_LE(max_rel_error(kout, out), kTol) << t.N << " ids, width " << t.d;
@@ -134,9 +134,9 @@ TEST(EmulatedEmbeddingKernels, CrossEntropyShardPasses) {
     const double smooth = static_cast<double>(0.1f) / static_cast<double>(s.V),
                  hit = 1.0 - static_cast<double>(0.1f);
     F kdlogits = logits;
-    emu::launch(cuda::grid_for(n), cuda::kThreads, 0, vo::ce_shard_backward_kernel, kdlogits.data(),
+    emu::launch(vo::row_grid(N), vo::kRowThreads, 0, vo::ce_shard_backward_kernel, kdlogits.data(),
                 static_cast<const float*>(kdlogits.data()), static_cast<const double*>(lse.data()),
-                targets.data(), N, s.V_local, s.valid, s.first, smooth, hit, ignore,
+                targets.data(), s.V_local, s.valid, s.first, smooth, hit, ignore,
                 static_cast<double>(0.25f));
     const auto label = ::testing::Message() << N << " x " << s.V_local << ", valid " << s.valid;
     if (s.valid > 0) {

@@ -26,10 +26,14 @@ namespace mk = cuda::model;
 
 constexpr double kTol = 1e-5;
 
-// model_kernels.cu's launches: grid-stride loops over n elements.
+// model_kernels.cu's launches: grid-stride loops over n elements, or a block per row.
 template <typename Kernel, typename... Args>
 void launch_n(i64 n, Kernel kernel, Args... args) {
   if (n > 0) emu::launch(cuda::grid_for(n), cuda::kThreads, 0, kernel, args...);
+}
+template <typename Kernel, typename... Args>
+void launch_rows(i64 rows, Kernel kernel, Args... args) {
+  if (rows > 0) emu::launch(cuda::rows_grid(rows), cuda::kThreads, 0, kernel, args...);
 }
 
 TEST(EmulatedModelKernels, ImagesToPatches) {
@@ -46,7 +50,7 @@ TEST(EmulatedModelKernels, ImagesToPatches) {
               want[((b * gh + py) * gw + px) * len + (c * P + r) * P + col] =
                   images[((b * C + c) * H + py * P + r) * W + px * P + col];
   F got = poison(want.size());
-  launch_n(B * C * H * W, mk::images_to_patches_kernel, got.data(), images.data(), B, C, H, W, P);
+  launch_rows(B * gh * gw, mk::images_to_patches_kernel, got.data(), images.data(), B, C, H, W, P);
   EXPECT_LE(max_rel_error(got, want), kTol);
 }
 
@@ -59,7 +63,7 @@ TEST(EmulatedModelKernels, PositionRows) {
     for (i64 t = 0; t < Tn; ++t)
       for (i64 c = 0; c < d; ++c) want[(b * Tn + t) * d + c] += table[(t + offset) * d + c];
   F got = x0;
-  launch_n(B * Tn * d, mk::add_position_rows_kernel, got.data(), table.data(), B, Tn, d, offset);
+  launch_rows(B * Tn, mk::add_position_rows_kernel, got.data(), table.data(), B, Tn, d, offset);
   EXPECT_LE(max_rel_error(got, want), kTol) << "add_position_rows";
 
   F dwant = dtable0;
@@ -82,8 +86,8 @@ TEST(EmulatedModelKernels, VitTokens) {
         want[(b * T + t) * d + c] =
             (t == 0 ? cls[c] : patches[(b * N + t - 1) * d + c]) + pos[t * d + c];
   F got = poison(B * T * d);
-  launch_n(B * T * d, mk::assemble_tokens_kernel, got.data(), patches.data(), cls.data(),
-           pos.data(), B, N, d);
+  launch_rows(B * T, mk::assemble_tokens_kernel, got.data(), patches.data(), cls.data(), pos.data(),
+              B, N, d);
   EXPECT_LE(max_rel_error(got, want), kTol) << "vit_assemble_tokens";
 
   F dpatches(B * N * d), dcls = dcls0, dpos = dpos0;
@@ -115,8 +119,8 @@ TEST(EmulatedModelKernels, FirstRows) {
       dwant[b * rows * d + c] = dfirst[b * d + c];
     }
   F got = poison(B * d), dgot = poison(B * rows * d);
-  launch_n(B * d, mk::take_first_rows_kernel, got.data(), x.data(), B, rows, d);
-  launch_n(B * rows * d, mk::put_first_rows_kernel, dgot.data(), dfirst.data(), B, rows, d);
+  launch_rows(B, mk::take_first_rows_kernel, got.data(), x.data(), B, rows, d);
+  launch_rows(B * rows, mk::put_first_rows_kernel, dgot.data(), dfirst.data(), B, rows, d);
   EXPECT_LE(max_rel_error(got, want), kTol) << "take_first_rows";
   EXPECT_LE(max_rel_error(dgot, dwant), kTol) << "put_first_rows";
 }

@@ -186,9 +186,9 @@ TEST(EmulatedRowKernels, CrossEntropyForwardBackward) {
                   kloss.data(), klse.data(), logits.data(), targets.data(), V, eps, ignore);
       // cross_entropy_backward's constants, as rows.cu forms them.
       const float smooth = eps / static_cast<float>(V), hit = 1.0f - eps;
-      emu::launch(cuda::grid_for(N * V), cuda::kThreads, 0, rw::cross_entropy_backward_kernel,
+      emu::launch(rw::row_grid(N), rw::kRowThreads, 0, rw::cross_entropy_backward_kernel,
                   kdl.data(), logits.data(), static_cast<const float*>(lse.data()), targets.data(),
-                  N, V, smooth, hit, ignore, 0.25f);
+                  V, smooth, hit, ignore, 0.25f);
       EXPECT_LE(max_rel_error(kloss, loss), kTol) << N << " x " << V << " eps " << eps;
       EXPECT_LE(max_rel_error(klse, lse), kTol) << N << " x " << V << " eps " << eps;
       EXPECT_LE(max_rel_error(kdl, dl), kTol) << N << " x " << V << " eps " << eps;
