@@ -32,11 +32,19 @@ void f32_to_bf16(bf16* out, const float* in, i64 n) {
 void bf16_to_f32(float* out, const bf16* in, i64 n) {
   TR_LAUNCH(bf16_to_f32_kernel, n, out, reinterpret_cast<const __nv_bfloat16*>(in), n);
 }
+// A block per row (the kernels' comment): launched as TR_LAUNCH does, with rows_grid.
+#define TR_LAUNCH_ROWS(kernel, rows, cols, ...)                              \
+  do {                                                                       \
+    if ((rows) * (cols) <= 0) return;                                        \
+    kernel<<<rows_grid(rows), kThreads, 0, compute_stream()>>>(__VA_ARGS__); \
+    TR_CUDA_LAUNCH_CHECK();                                                  \
+  } while (0)
+
 void bias_add(float* out, const float* in, const float* bias, i64 rows, i64 cols) {
-  TR_LAUNCH(bias_add_kernel, rows * cols, out, in, bias, rows, cols);
+  TR_LAUNCH_ROWS(bias_add_kernel, rows, cols, out, in, bias, rows, cols);
 }
 void bias_fill(float* out, const float* bias, i64 rows, i64 cols) {
-  TR_LAUNCH(bias_fill_kernel, rows * cols, out, bias, rows, cols);
+  TR_LAUNCH_ROWS(bias_fill_kernel, rows, cols, out, bias, rows, cols);
 }
 void bias_backward_accumulate(float* dbias, const float* dout, i64 rows, i64 cols) {
   column_sums_accumulate<1>({dbias}, BiasTerms<float>{dout, cols}, rows, cols);
@@ -128,10 +136,7 @@ void sgd_update(float* param, const float* grad, float* momentum_buf, i64 n, flo
 
 void embedding_forward(float* out, const std::int32_t* ids, const float* table, i64 N, i64 d,
                        float scale) {
-  if (N * d <= 0) return;
-  embedding_forward_kernel<<<rows_grid(N), kThreads, 0, compute_stream()>>>(out, ids, table, N, d,
-                                                                            scale);
-  TR_CUDA_LAUNCH_CHECK();
+  TR_LAUNCH_ROWS(embedding_forward_kernel, N, d, out, ids, table, N, d, scale);
 }
 void embedding_backward_accumulate(float* dtable, const std::int32_t* ids, const float* dout, i64 N,
                                    i64 d, float scale) {

@@ -33,12 +33,13 @@ __device__ float normal_cdf(float x) {
   return 0.5f * (1.0f + erff(x * kInvSqrt2));
 }
 
+// A block per row (rows_grid(rows)).
 __global__ void bias_add_kernel(float* out, const float* in, const float* bias, i64 rows,
                                 i64 cols) {
-  TR_GRID_STRIDE(i, rows * cols) out[i] = in[i] + bias[i % cols];
+  TR_ROWS_STRIDE(r, rows) TR_ROW_COLUMNS(c, cols) out[r * cols + c] = in[r * cols + c] + bias[c];
 }
 __global__ void bias_fill_kernel(float* out, const float* bias, i64 rows, i64 cols) {
-  TR_GRID_STRIDE(i, rows * cols) out[i] = bias[i % cols];
+  TR_ROWS_STRIDE(r, rows) TR_ROW_COLUMNS(c, cols) out[r * cols + c] = bias[c];
 }
 // A bias gradient's term of one element (column_sums_kernels.cuh sums them per column).
 template <typename DOut>
