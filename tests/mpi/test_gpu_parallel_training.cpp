@@ -20,10 +20,10 @@ namespace tr {
 namespace {
 
 namespace fs = std::filesystem;
-using testing::final_parameters;
+using testing::Differences;
+using testing::differences;
 using testing::g_runtime;
 using testing::golden_args;
-using testing::metric;
 using testing::train;
 
 // Why this job cannot run the layouts on GPUs ("" when it can), the same on every rank.
@@ -92,22 +92,6 @@ const fs::path& single_gpu_run(const std::string& name, const Variant& v,
   }
   g_runtime->world().barrier();
   return runs.emplace(key, dir).first->second;
-}
-
-struct Differences {
-  double loss = 0, norm = 0, params = 0;
-};
-
-Differences differences(const fs::path& a, const fs::path& b, const std::string& label,
-                        double tolerance) {
-  Differences d;
-  d.loss = testing::max_relative_difference(metric(a, "loss"), metric(b, "loss"), 8,
-                                            label + " loss", tolerance);
-  d.norm = testing::max_relative_difference(metric(a, "grad_norm"), metric(b, "grad_norm"), 8,
-                                            label + " grad_norm", tolerance);
-  d.params =
-      testing::max_parameter_distance(final_parameters(a), final_parameters(b), label, tolerance);
-  return d;
 }
 
 // Trains the layout on every rank's GPU; rank 0 returns its differences from the single GPU.

@@ -24,6 +24,8 @@ namespace tr {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::Differences;
+using testing::differences;
 using testing::final_parameters;
 using testing::g_runtime;
 using testing::golden_args;
@@ -117,23 +119,6 @@ constexpr Variant kVariants[] = {{"plain", "0", "0", "0"},
                                  {"zero", "0", "1", "0"},
                                  {"zero_accumulation", "1", "1", "0"},
                                  {"dropout_zero_accumulation", "1", "1", "0.1"}};
-
-// The largest differences between two runs' losses, gradient norms and final parameters.
-struct Differences {
-  double loss = 0, norm = 0, params = 0;
-};
-
-Differences differences(const fs::path& a, const fs::path& b, const std::string& label,
-                        double tolerance) {
-  Differences d;
-  d.loss = testing::max_relative_difference(metric(a, "loss"), metric(b, "loss"), 8,
-                                            label + " loss", tolerance);
-  d.norm = testing::max_relative_difference(metric(a, "grad_norm"), metric(b, "grad_norm"), 8,
-                                            label + " grad_norm", tolerance);
-  d.params =
-      testing::max_parameter_distance(final_parameters(a), final_parameters(b), label, tolerance);
-  return d;
-}
 
 Model with_precision(Model m, const Variant& v, const std::string& precision) {
   m.overrides.push_back("model.dropout=" + std::string(v.dropout));

@@ -132,4 +132,21 @@ inline double max_relative_difference(const std::vector<double>& a, const std::v
   return worst;
 }
 
+// The largest differences between two runs' losses and gradient norms (8 steps each) and
+// final parameters, each checked against `tolerance` (INFINITY: measured only).
+struct Differences {
+  double loss = 0, norm = 0, params = 0;
+};
+
+inline Differences differences(const fs::path& a, const fs::path& b, const std::string& label,
+                               double tolerance) {
+  Differences d;
+  d.loss =
+      max_relative_difference(metric(a, "loss"), metric(b, "loss"), 8, label + " loss", tolerance);
+  d.norm = max_relative_difference(metric(a, "grad_norm"), metric(b, "grad_norm"), 8,
+                                   label + " grad_norm", tolerance);
+  d.params = max_parameter_distance(final_parameters(a), final_parameters(b), label, tolerance);
+  return d;
+}
+
 }  // namespace tr::testing
