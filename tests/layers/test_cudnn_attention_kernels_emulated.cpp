@@ -33,6 +33,7 @@ TEST(CudnnSideKernels, FillQueryLengths) {
 TEST(CudnnSideKernels, WidenKeepMask) {
   std::mt19937 rng(3);
   std::bernoulli_distribution kept(0.9);
+  // Lengths with and without a ragged last thread; the vector path where the buffers allow it.
   for (i64 n : {1, 3, 4, 5, 1023, 1024, 1025, 4097}) {
     std::vector<std::uint8_t> keep(static_cast<std::size_t>(n));
     for (auto& k : keep) k = kept(rng);
@@ -45,6 +46,17 @@ TEST(CudnnSideKernels, WidenKeepMask) {
       ASSERT_EQ(widened[static_cast<std::size_t>(i)],
                 keep[static_cast<std::size_t>(i)] ? 1.0f : 0.0f)
           << "n " << n << ", element " << i;
+    // Both buffers off their alignment by one element: the element-wise path throughout.
+    if (n < 2) continue;
+    Bits shifted = poison_bf16(n);
+    const i64 m = n - 1, shifted_threads = (m + side::kMaskPerThread - 1) / side::kMaskPerThread;
+    emu::launch(side::blocks_for(shifted_threads), side::kThreads, 0, side::widen_keep_mask_kernel,
+                reinterpret_cast<cuda::bf16*>(shifted.data() + 1), keep.data() + 1, m);
+    const F shifted_widened = widen(shifted);
+    for (i64 i = 1; i < n; ++i)
+      ASSERT_EQ(shifted_widened[static_cast<std::size_t>(i)],
+                keep[static_cast<std::size_t>(i)] ? 1.0f : 0.0f)
+          << "shifted, n " << n << ", element " << i;
   }
 }
 
