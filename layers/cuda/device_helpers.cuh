@@ -26,8 +26,9 @@ inline unsigned grid_for(std::int64_t n) {
 // token's id, a position's index): blocks over the rows, each block's threads over a row's
 // columns, so that a row is decoded once per block instead of once per element (a 64-bit
 // division costs a GPU tens of instructions; in a grid-stride loop over every element that
-// arithmetic, not the memory traffic, bounded such kernels). rows_grid(rows) blocks of kThreads.
-inline unsigned rows_grid(std::int64_t rows) {
+// arithmetic, not the memory traffic, bounded such kernels). grid_for_rows(rows) blocks of
+// kThreads.
+inline unsigned grid_for_rows(std::int64_t rows) {
   return static_cast<unsigned>(std::clamp<std::int64_t>(rows, 1, 65535));
 }
 #define TR_ROWS_STRIDE(r, rows) \

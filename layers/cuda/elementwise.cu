@@ -32,12 +32,12 @@ void f32_to_bf16(bf16* out, const float* in, i64 n) {
 void bf16_to_f32(float* out, const bf16* in, i64 n) {
   TR_LAUNCH(bf16_to_f32_kernel, n, out, reinterpret_cast<const __nv_bfloat16*>(in), n);
 }
-// A block per row (the kernels' comment): launched as TR_LAUNCH does, with rows_grid.
-#define TR_LAUNCH_ROWS(kernel, rows, cols, ...)                              \
-  do {                                                                       \
-    if ((rows) * (cols) <= 0) return;                                        \
-    kernel<<<rows_grid(rows), kThreads, 0, compute_stream()>>>(__VA_ARGS__); \
-    TR_CUDA_LAUNCH_CHECK();                                                  \
+// A block per row (the kernels' comment): launched as TR_LAUNCH does, with grid_for_rows.
+#define TR_LAUNCH_ROWS(kernel, rows, cols, ...)                                  \
+  do {                                                                           \
+    if ((rows) * (cols) <= 0) return;                                            \
+    kernel<<<grid_for_rows(rows), kThreads, 0, compute_stream()>>>(__VA_ARGS__); \
+    TR_CUDA_LAUNCH_CHECK();                                                      \
   } while (0)
 
 void bias_add(float* out, const float* in, const float* bias, i64 rows, i64 cols) {

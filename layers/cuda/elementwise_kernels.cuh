@@ -34,7 +34,7 @@ __device__ float normal_cdf(float x) {
   return 0.5f * (1.0f + erff(x * kInvSqrt2));
 }
 
-// A block per row (rows_grid(rows)).
+// A block per row (grid_for_rows(rows)).
 __global__ void bias_add_kernel(float* out, const float* in, const float* bias, i64 rows,
                                 i64 cols) {
   TR_ROWS_STRIDE(r, rows) TR_ROW_COLUMNS(c, cols) out[r * cols + c] = in[r * cols + c] + bias[c];
@@ -62,7 +62,6 @@ __global__ void add_accumulate_kernel(float* out, const float* a, i64 n) {
 __global__ void scale_kernel(float* out, const float* in, float alpha, i64 n) {
   TR_GRID_STRIDE(i, n) out[i] = alpha * in[i];
 }
-// T: float, or bf16 (the feed-forward hidden layer under bf16 activations).
 __device__ __forceinline__ float gelu(float x) {
   return x * normal_cdf(x);
 }
@@ -76,6 +75,7 @@ __device__ __forceinline__ i64 bf16_vector_groups(i64 n, const void* a, const vo
   const bool aligned = vector_aligned(a) && vector_aligned(b) && (!c || vector_aligned(c));
   return aligned ? n / kBf16PerVector : 0;
 }
+// T: float, or bf16 (the feed-forward hidden layer under bf16 activations).
 template <typename T>
 __global__ void gelu_forward_kernel(T* out, const T* in, i64 n) {
   i64 done = 0;

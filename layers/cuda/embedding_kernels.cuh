@@ -20,10 +20,10 @@ namespace tr::cuda::embed {
 namespace {  // each translation unit (the CUDA build's, an emulated test's) has its own copy
 
 // Launch geometry: the gradient takes kEmbeddingGradBlocks blocks of kThreads (ids staged in
-// chunks of kThreads); the lookups a block per token (rows_grid(N)).
+// chunks of kThreads); the lookups a block per token (grid_for_rows(N)).
 constexpr int kEmbeddingGradBlocks = 512;
 
-// The lookups: a block per token (rows_grid(N)), its id read once.
+// The lookups read each token's id once.
 __global__ void embedding_forward_kernel(float* out, const std::int32_t* ids, const float* table,
                                          i64 N, i64 d, float scale) {
   TR_ROWS_STRIDE(n, N) {

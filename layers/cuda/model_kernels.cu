@@ -12,15 +12,15 @@ using namespace model;
 void images_to_patches(float* patches, const float* images, i64 B, i64 C, i64 H, i64 W, i64 P) {
   const i64 patches_count = B * (H / P) * (W / P);
   if (patches_count == 0 || C == 0) return;
-  images_to_patches_kernel<<<rows_grid(patches_count), kThreads, 0, compute_stream()>>>(
+  images_to_patches_kernel<<<grid_for_rows(patches_count), kThreads, 0, compute_stream()>>>(
       patches, images, B, C, H, W, P);
   TR_CUDA_LAUNCH_CHECK();
 }
 
 void add_position_rows(float* x, const float* table, i64 B, i64 Tn, i64 d, i64 offset) {
   if (B * Tn * d == 0) return;
-  add_position_rows_kernel<<<rows_grid(B * Tn), kThreads, 0, compute_stream()>>>(x, table, B, Tn, d,
-                                                                                 offset);
+  add_position_rows_kernel<<<grid_for_rows(B * Tn), kThreads, 0, compute_stream()>>>(x, table, B,
+                                                                                     Tn, d, offset);
   TR_CUDA_LAUNCH_CHECK();
 }
 
@@ -34,7 +34,7 @@ void sum_position_rows_accumulate(float* dtable, const float* dy, i64 B, i64 Tn,
 void vit_assemble_tokens(float* tokens, const float* patches, const float* cls, const float* pos,
                          i64 B, i64 N, i64 d) {
   if (B * (N + 1) * d == 0) return;
-  assemble_tokens_kernel<<<rows_grid(B * (N + 1)), kThreads, 0, compute_stream()>>>(
+  assemble_tokens_kernel<<<grid_for_rows(B * (N + 1)), kThreads, 0, compute_stream()>>>(
       tokens, patches, cls, pos, B, N, d);
   TR_CUDA_LAUNCH_CHECK();
 }
@@ -50,14 +50,14 @@ void vit_split_token_grads(float* dpatches, float* dcls, float* dpos, const floa
 
 void take_first_rows(float* out, const float* x, i64 B, i64 rows, i64 d) {
   if (B * d == 0) return;
-  take_first_rows_kernel<<<rows_grid(B), kThreads, 0, compute_stream()>>>(out, x, B, rows, d);
+  take_first_rows_kernel<<<grid_for_rows(B), kThreads, 0, compute_stream()>>>(out, x, B, rows, d);
   TR_CUDA_LAUNCH_CHECK();
 }
 
 void put_first_rows(float* dx, const float* dcls, i64 B, i64 rows, i64 d) {
   if (B * rows * d == 0) return;
-  put_first_rows_kernel<<<rows_grid(B * rows), kThreads, 0, compute_stream()>>>(dx, dcls, B, rows,
-                                                                                d);
+  put_first_rows_kernel<<<grid_for_rows(B * rows), kThreads, 0, compute_stream()>>>(dx, dcls, B,
+                                                                                    rows, d);
   TR_CUDA_LAUNCH_CHECK();
 }
 

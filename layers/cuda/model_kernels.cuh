@@ -1,6 +1,6 @@
 // The device code of layers/cuda/model_kernels.h (the data movements of the modules' host
 // loops: patches, position rows, the ViT's CLS token and token assembly): a block per output
-// row where rows need decoding (rows_grid, TR_ROWS_STRIDE), else one thread per output element
+// row where rows need decoding (grid_for_rows, TR_ROWS_STRIDE), else one thread per output element
 // in grid-stride loops of grid_for(n) blocks of kThreads; sums walk the batch in order, as the
 // host loops they replace.
 //
@@ -17,7 +17,7 @@
 namespace tr::cuda::model {
 namespace {  // each translation unit (the CUDA build's, an emulated test's) has its own copy
 
-// A block per patch (rows_grid(B * gh * gw)), its threads over the patch's C x P x P values in
+// A block per patch (grid_for_rows(B * gh * gw)), its threads over the patch's C x P x P values in
 // 32-bit arithmetic.
 __global__ void images_to_patches_kernel(float* patches, const float* images, i64 B, i64 C, i64 H,
                                          i64 W, i64 P) {
@@ -36,7 +36,7 @@ __global__ void images_to_patches_kernel(float* patches, const float* images, i6
   }
 }
 
-// A block per row of x ([B * Tn, d]; rows_grid(B * Tn)).
+// A block per row of x ([B * Tn, d]; grid_for_rows(B * Tn)).
 __global__ void add_position_rows_kernel(float* x, const float* table, i64 B, i64 Tn, i64 d,
                                          i64 offset) {
   TR_ROWS_STRIDE(r, B * Tn) {
@@ -53,7 +53,7 @@ __global__ void sum_position_rows_kernel(float* dtable, const float* dy, i64 B, 
   }
 }
 
-// A block per token row (rows_grid(B * (N + 1))).
+// A block per token row (grid_for_rows(B * (N + 1))).
 __global__ void assemble_tokens_kernel(float* tokens, const float* patches, const float* cls,
                                        const float* pos, i64 B, i64 N, i64 d) {
   TR_ROWS_STRIDE(r, B * (N + 1)) {
@@ -84,12 +84,12 @@ __global__ void split_token_grads_kernel(float* dpatches, float* dcls, float* dp
   }
 }
 
-// A block per sequence (rows_grid(B)).
+// A block per sequence (grid_for_rows(B)).
 __global__ void take_first_rows_kernel(float* out, const float* x, i64 B, i64 rows, i64 d) {
   TR_ROWS_STRIDE(b, B) TR_ROW_COLUMNS(c, d) out[b * d + c] = x[b * rows * d + c];
 }
 
-// A block per row of dx ([B * rows, d]; rows_grid(B * rows)).
+// A block per row of dx ([B * rows, d]; grid_for_rows(B * rows)).
 __global__ void put_first_rows_kernel(float* dx, const float* dcls, i64 B, i64 rows, i64 d) {
   TR_ROWS_STRIDE(r, B * rows) {
     const float* first = r % rows == 0 ? dcls + (r / rows) * d : nullptr;

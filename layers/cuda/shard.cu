@@ -15,7 +15,7 @@ using namespace vocab;
 void embedding_forward_shard(float* out, const std::int32_t* ids, const float* table, i64 N, i64 d,
                              i64 first, i64 V_local, float scale) {
   if (N * d <= 0) return;
-  embedding_forward_shard_kernel<<<rows_grid(N), kThreads, 0, compute_stream()>>>(
+  embedding_forward_shard_kernel<<<grid_for_rows(N), kThreads, 0, compute_stream()>>>(
       out, ids, table, N, d, first, V_local, scale);
   TR_CUDA_LAUNCH_CHECK();
 }

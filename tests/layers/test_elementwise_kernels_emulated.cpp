@@ -57,12 +57,12 @@ TEST(EmulatedElementwiseKernels, BiasAndSums) {
           db0 = random_floats(cols, 4);
   F ref(n), got = poison(n);
   cpu::bias_add<float>(ref.data(), x.data(), bias.data(), rows, cols);
-  emu::launch(cuda::rows_grid(rows), cuda::kThreads, 0, ew::bias_add_kernel, got.data(), x.data(),
-              bias.data(), rows, cols);
+  emu::launch(cuda::grid_for_rows(rows), cuda::kThreads, 0, ew::bias_add_kernel, got.data(),
+              x.data(), bias.data(), rows, cols);
   EXPECT_LE(max_rel_error(got, ref), kTol) << "bias_add";
   cpu::bias_fill<float>(ref.data(), bias.data(), rows, cols);
   got = poison(n);
-  emu::launch(cuda::rows_grid(rows), cuda::kThreads, 0, ew::bias_fill_kernel, got.data(),
+  emu::launch(cuda::grid_for_rows(rows), cuda::kThreads, 0, ew::bias_fill_kernel, got.data(),
               bias.data(), rows, cols);
   EXPECT_LE(max_rel_error(got, ref), kTol) << "bias_fill";
   F db = db0, kdb = db0;

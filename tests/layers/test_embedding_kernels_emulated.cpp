@@ -63,8 +63,8 @@ TEST(EmulatedEmbeddingKernels, WholeTable) {
     cpu::embedding_backward_accumulate<float>(dtable.data(), ids.data(), dout.data(), t.N, t.d,
                                               1.5f);
     F kout = poison(t.N * t.d), kdtable = dtable0;
-    emu::launch(cuda::rows_grid(t.N), cuda::kThreads, 0, em::embedding_forward_kernel, kout.data(),
-                ids.data(), table.data(), t.N, t.d, 1.5f);
+    emu::launch(cuda::grid_for_rows(t.N), cuda::kThreads, 0, em::embedding_forward_kernel,
+                kout.data(), ids.data(), table.data(), t.N, t.d, 1.5f);
     // elementwise.cu: the whole table is a shard from 0 with no upper bound.
     rows_backward(kdtable.data(), ids, dout, t.N, t.d, 0, std::numeric_limits<i64>::max(), 1.5f);
     EXPECT_LE(max_rel_error(kout, out), kTol) << t.N << " ids, width " << t.d;
@@ -85,7 +85,7 @@ TEST(EmulatedEmbeddingKernels, VocabularyShard) {
     cpu::embedding_backward_shard_accumulate<float>(dtable.data(), ids.data(), dout.data(), t.N,
                                                     t.d, first, V_local, 0.5f);
     F kout = poison(t.N * t.d), kdtable = dtable0;
-    emu::launch(cuda::rows_grid(t.N), cuda::kThreads, 0, em::embedding_forward_shard_kernel,
+    emu::launch(cuda::grid_for_rows(t.N), cuda::kThreads, 0, em::embedding_forward_shard_kernel,
                 kout.data(), ids.data(), table.data(), t.N, t.d, first, V_local, 0.5f);
     rows_backward(kdtable.data(), ids, dout, t.N, t.d, first, V_local, 0.5f);
     EXPECT_LE(max_rel_error(kout, out), kTol) << t.N << " ids, width " << t.d;

@@ -33,7 +33,7 @@ void launch_n(i64 n, Kernel kernel, Args... args) {
 }
 template <typename Kernel, typename... Args>
 void launch_rows(i64 rows, Kernel kernel, Args... args) {
-  if (rows > 0) emu::launch(cuda::rows_grid(rows), cuda::kThreads, 0, kernel, args...);
+  if (rows > 0) emu::launch(cuda::grid_for_rows(rows), cuda::kThreads, 0, kernel, args...);
 }
 
 TEST(EmulatedModelKernels, ImagesToPatches) {
