@@ -25,14 +25,23 @@ void FeedForward::collect_parameters(ParameterList& out) {
 }
 
 Tensor FeedForward::forward(const Tensor& x) {
-  h_ = fc1.forward(x);
-  ops::activation_forward(a_, h_, act_);
+  if (act_ == ops::Activation::relu) {
+    // fc1's product and the ReLU in one pass, and no pre-activation kept: backward's mask
+    // [h > 0] is [relu(h) > 0].
+    a_ = fc1.forward_relu(x);
+  } else {
+    h_ = fc1.forward(x);
+    ops::activation_forward(a_, h_, act_);
+  }
   return fc2.forward(a_);
 }
 
 Tensor FeedForward::backward(const Tensor& dy) {
   Tensor da = fc2.backward(dy);
-  ops::activation_backward(dh_, da, h_, act_, a_);
+  if (act_ == ops::Activation::relu)
+    ops::activation_backward(dh_, da, a_, act_);
+  else
+    ops::activation_backward(dh_, da, h_, act_, a_);
   Tensor dx = fc1.backward(dh_);
   tp_all_reduce(tp_, dx);  // f: each rank's hidden units give a part of the input gradient
   return dx;

@@ -34,7 +34,7 @@ class FeedForward {
  private:
   ops::Activation act_;
   TensorParallel* tp_;  // null without tensor parallelism
-  Tensor h_, a_, dh_;
+  Tensor h_, a_, dh_;   // fc1's output (GELU only: ReLU's backward reads a_), act(h_), d h_
 };
 
 }  // namespace tr

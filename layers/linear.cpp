@@ -40,11 +40,16 @@ void Linear::apply(Tensor& y, const Tensor& x) const {
   apply_as(y, x, wide_dtype(x.dtype()));
 }
 
-void Linear::apply_as(Tensor& y, const Tensor& x, DType y_dtype) const {
+void Linear::apply_as(Tensor& y, const Tensor& x, DType y_dtype, bool relu) const {
   if (!row_tp_) {
-    ops::linear_forward(y, x, weight.value, has_bias_ ? bias.value : Tensor(), y_dtype);
+    const Tensor& b = has_bias_ ? bias.value : Tensor();
+    if (relu)
+      ops::linear_relu_forward(y, x, weight.value, b, y_dtype);
+    else
+      ops::linear_forward(y, x, weight.value, b, y_dtype);
     return;
   }
+  TR_CHECK(!relu, "Linear: ReLU fused into a row-parallel layer");
   // Row-parallel: the partial products are summed over the group before the bias is added,
   // so the (replicated) bias counts once.
   ops::linear_forward(y, x, weight.value, Tensor(), y_dtype);
@@ -60,10 +65,20 @@ Tensor Linear::forward(const Tensor& x) {
   // staying allocated to the end of the step (2 [N, d] per layer: 0.93 GB of ViT-B/16's bf16
   // step at batch 128).
   Tensor y;
-  apply_as(y, x,
-           block_activation_output_ && !row_tp_ ? block_activation_dtype(x.dtype())
-                                                : wide_dtype(x.dtype()));
+  apply_as(y, x, forward_dtype(x));
   return y;
+}
+
+Tensor Linear::forward_relu(const Tensor& x) {
+  x_ = x;
+  Tensor y;
+  apply_as(y, x, forward_dtype(x), /*relu=*/true);
+  return y;
+}
+
+DType Linear::forward_dtype(const Tensor& x) const {
+  return block_activation_output_ && !row_tp_ ? block_activation_dtype(x.dtype())
+                                              : wide_dtype(x.dtype());
 }
 
 Tensor Linear::backward(const Tensor& dy) {

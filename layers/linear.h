@@ -26,6 +26,10 @@ class Linear {
   void collect_parameters(ParameterList& out);
   // x [..., in] -> [..., out] (a new tensor each call); keeps a reference to x for backward.
   Tensor forward(const Tensor& x);
+  // relu(forward(x)), the ReLU in the product's pass where the device can
+  // (ops::linear_relu_forward). Not for a row-parallel layer: its output is whole only after the
+  // group's sum and the bias.
+  Tensor forward_relu(const Tensor& x);
   // Inference (no state kept): y = the forward of x, the row-parallel sum included; y is f32
   // for an f32 or bf16 x (decoding keeps fp32 activations).
   void apply(Tensor& y, const Tensor& x) const;
@@ -45,7 +49,8 @@ class Linear {
   std::int64_t local_out() const { return weight.value.dim(0); }
 
  private:
-  void apply_as(Tensor& y, const Tensor& x, DType y_dtype) const;
+  void apply_as(Tensor& y, const Tensor& x, DType y_dtype, bool relu = false) const;
+  DType forward_dtype(const Tensor& x) const;
 
   bool has_bias_;
   bool block_activation_output_ = false;

@@ -109,6 +109,13 @@ Shape with_last(const Shape& s, std::int64_t last) {
   return r;
 }
 
+// Shapes y as linear_forward's output of x.
+void shape_linear_output(Tensor& y, const Tensor& x, const Tensor& weight, DType y_dtype) {
+  TR_CHECK(x.dim(-1) == weight.dim(1), "linear: input " + shape_string(x.shape()) + " vs weight " +
+                                           shape_string(weight.shape()));
+  ensure_shape(y, with_last(x.shape(), weight.dim(0)), y_dtype, x.device());
+}
+
 }  // namespace
 
 void linear_forward(Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias) {
@@ -118,9 +125,7 @@ void linear_forward(Tensor& y, const Tensor& x, const Tensor& weight, const Tens
 void linear_forward(Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias,
                     DType y_dtype) {
   const std::int64_t in = weight.dim(1), out = weight.dim(0), N = rows_of(x);
-  TR_CHECK(x.dim(-1) == in, "linear: input " + shape_string(x.shape()) + " vs weight " +
-                                shape_string(weight.shape()));
-  ensure_shape(y, with_last(x.shape(), out), y_dtype, x.device());
+  shape_linear_output(y, x, weight, y_dtype);
   // cuBLASLt's bias epilogue adds the bias in the GEMM's own pass.
   TR_CUDA_OP(x, TR_OPERANDS(&weight, &bias, &y),
              cuda::linear_forward_mixed(output(&y), operand(x), dev(weight), dev(bias), N, in, out))
@@ -136,6 +141,17 @@ void linear_forward(Tensor& y, const Tensor& x, const Tensor& weight, const Tens
                  bias.defined() ? T(1) : T(0), yw.data<T>(), out);
   });
   w.finish();
+}
+
+void linear_relu_forward(Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                         DType y_dtype) {
+  const std::int64_t in = weight.dim(1), out = weight.dim(0), N = rows_of(x);
+  shape_linear_output(y, x, weight, y_dtype);
+  TR_CUDA_OP(x, TR_OPERANDS(&weight, &bias, &y),
+             cuda::linear_forward_mixed(output(&y), operand(x), dev(weight), dev(bias), N, in, out,
+                                        /*relu=*/true))
+  linear_forward(y, x, weight, bias, y_dtype);
+  activation_forward(y, y, Activation::relu);
 }
 
 void linear_backward(Tensor* dx, Tensor& dweight, Tensor* dbias, const Tensor& dy, const Tensor& x,

@@ -26,6 +26,11 @@ void linear_forward(Tensor& y, const Tensor& x, const Tensor& weight, const Tens
 // The same with y of dtype y_dtype (f32 or bf16 for an f32/bf16 x).
 void linear_forward(Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias,
                     DType y_dtype);
+// y = relu(x W^T (+ b)), y of dtype y_dtype: a feed-forward layer's first product with its
+// activation. On CUDA in the GEMM's own pass (cuBLASLt's RELU_BIAS epilogue); on the CPU the
+// ReLU follows in place. Exact either way: ReLU commutes with rounding to bf16.
+void linear_relu_forward(Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                         DType y_dtype);
 // dx = dy W (skipped when dx is null), dweight += dy^T x, dbias += colsum(dy) (when defined).
 void linear_backward(Tensor* dx, Tensor& dweight, Tensor* dbias, const Tensor& dy, const Tensor& x,
                      const Tensor& weight);

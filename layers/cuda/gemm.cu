@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -104,19 +105,20 @@ bool g_bf16_operands = false;  // set_bf16_matmuls
 // call (PyTorch's cuBLAS path caches it the same way); that time shows wherever the host has
 // waited for the device (the loss read, the gradient norm) and refills an empty queue.
 // Everything the heuristic sees is in the key: types, transposes, sizes, leading dimensions,
-// batching, the epilogue and the operands' alignments.
+// batching, the epilogue and the operands' alignments. No algorithm (nullopt) is cached too.
 using AlgoKey = std::array<i64, 18>;
+using MaybeAlgo = std::optional<cublasLtMatmulAlgo_t>;
 
 class AlgoCache {
  public:
   // The cached algorithm of `key`, or the heuristic's first choice (then cached).
-  cublasLtMatmulAlgo_t get(const AlgoKey& key, const std::function<cublasLtMatmulAlgo_t()>& query) {
+  MaybeAlgo get(const AlgoKey& key, const std::function<MaybeAlgo()>& query) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       const auto it = algos_.find(key);
       if (it != algos_.end()) return it->second;
     }
-    const cublasLtMatmulAlgo_t algo = query();
+    const MaybeAlgo algo = query();
     std::lock_guard<std::mutex> lock(mutex_);
     algos_.emplace(key, algo);
     return algo;
@@ -124,7 +126,7 @@ class AlgoCache {
 
  private:
   std::mutex mutex_;
-  std::map<AlgoKey, cublasLtMatmulAlgo_t> algos_;
+  std::map<AlgoKey, MaybeAlgo> algos_;
 };
 
 AlgoCache& algo_cache() {
@@ -149,13 +151,29 @@ struct Batching {
   i64 count = 1, a = 0, b = 0, c = 0;
 };
 
-// Row-major C[M,N] = alpha op(A) op(B) + beta C (+ bias[N] when given), elements of `type`;
-// `batch.count` such products at once.
-// `in_type` is the type of A and B, `type` that of C.
-// `bias` has the elements of C's type (cuBLASLt's rule outside fp8 and integer kernels).
+// What cuBLASLt does to a product in its own pass before storing it: add bias[N] (elements of
+// C's type: cuBLASLt's rule outside fp8 and integer kernels), then take max(., 0) when `relu`.
+struct Epilogue {
+  const void* bias = nullptr;
+  bool relu = false;
+  cublasLtEpilogue_t code() const {
+    if (relu) return bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;
+    return bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+  }
+};
+
+void relu_in_place(cudaDataType type, void* C, i64 n) {
+  if (type == CUDA_R_16BF)
+    relu_forward(static_cast<bf16*>(C), static_cast<const bf16*>(C), n);
+  else
+    relu_forward(static_cast<float*>(C), static_cast<const float*>(C), n);
+}
+
+// Row-major C[M,N] = alpha op(A) op(B) + beta C, then the epilogue, elements of `type`;
+// `batch.count` such products at once. `in_type` is the type of A and B, `type` that of C.
 void lt_matmul(cudaDataType in_type, cudaDataType type, bool trans_a, bool trans_b, i64 M, i64 N,
                i64 K, float alpha, const void* A, i64 lda, const void* B, i64 ldb, float beta,
-               void* C, i64 ldc, const void* bias, const Batching& batch = {}) {
+               void* C, i64 ldc, const Epilogue& epilogue, const Batching& batch = {}) {
   if (batch.count <= 0) return;
   if (M == 0 || N == 0) return;
   TR_CHECK(K > 0, "gemm with K = 0");
@@ -163,12 +181,13 @@ void lt_matmul(cudaDataType in_type, cudaDataType type, bool trans_a, bool trans
   const cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;   // B^T
   const cublasOperation_t op_second = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;  // A^T
   MatmulDesc desc(op_first, op_second);
-  if (bias) {
-    const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
-    TR_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.desc, CUBLASLT_MATMUL_DESC_EPILOGUE,
-                                                   &epilogue, sizeof epilogue));
+  const cublasLtEpilogue_t code = epilogue.code();
+  if (code != CUBLASLT_EPILOGUE_DEFAULT)
+    TR_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &code,
+                                                   sizeof code));
+  if (epilogue.bias) {
     TR_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                                   &bias, sizeof bias));
+                                                   &epilogue.bias, sizeof epilogue.bias));
     const cudaDataType bias_type = type;
     TR_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
                                                    &bias_type, sizeof bias_type));
@@ -183,33 +202,47 @@ void lt_matmul(cudaDataType in_type, cudaDataType type, bool trans_a, bool trans
   const std::uint32_t align_first = alignment(B, batched ? batch.b * in_bytes : 0),
                       align_second = alignment(A, batched ? batch.a * in_bytes : 0),
                       align_out = alignment(C, batched ? batch.c * out_bytes : 0);
-  const AlgoKey key = {
-      in_type, type,        trans_a,      trans_b,  bias != nullptr, M,       N,
-      K,       lda,         ldb,          ldc,      batch.count,     batch.a, batch.b,
-      batch.c, align_first, align_second, align_out};
-  const cublasLtMatmulAlgo_t algo = algo_cache().get(key, [&] {
+  const AlgoKey key = {in_type, type,    trans_a, trans_b,     code,         M,
+                       N,       K,       lda,     ldb,         ldc,          batch.count,
+                       batch.a, batch.b, batch.c, align_first, align_second, align_out};
+  const MaybeAlgo algo = algo_cache().get(key, [&]() -> MaybeAlgo {
     Preference pref(align_first, align_second, align_out);
     cublasLtMatmulHeuristicResult_t heuristic{};
     int found = 0;
-    TR_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(state.handle, desc.desc, first.layout,
-                                                   second.layout, out.layout, out.layout, pref.pref,
-                                                   1, &heuristic, &found));
-    TR_CHECK(found > 0, "cuBLASLt has no algorithm for this GEMM");
+    // A heuristic with no algorithm for the descriptor answers NOT_SUPPORTED or found = 0.
+    const cublasStatus_t status =
+        cublasLtMatmulAlgoGetHeuristic(state.handle, desc.desc, first.layout, second.layout,
+                                       out.layout, out.layout, pref.pref, 1, &heuristic, &found);
+    if (status == CUBLAS_STATUS_NOT_SUPPORTED)
+      found = 0;
+    else
+      TR_CUBLAS_CHECK(status);
+    if (found == 0) return std::nullopt;
     return heuristic.algo;
   });
+  if (!algo) {
+    // ReLU is the one epilogue with a plain fallback: the product with the bias alone, then
+    // the ReLU kernel over C (a linear layer's output: one dense matrix).
+    TR_CHECK(epilogue.relu, "cuBLASLt has no algorithm for this GEMM");
+    TR_CHECK(batch.count == 1 && ldc == N, "gemm: ReLU fallback on a strided output");
+    lt_matmul(in_type, type, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+              Epilogue{epilogue.bias, false}, batch);
+    relu_in_place(type, C, M * N);
+    return;
+  }
   TR_CUBLAS_CHECK(cublasLtMatmul(state.handle, desc.desc, &alpha, B, first.layout, A, second.layout,
-                                 &beta, C, out.layout, C, out.layout, &algo, state.workspace,
+                                 &beta, C, out.layout, C, out.layout, &*algo, state.workspace,
                                  Lt::kWorkspaceBytes, compute_stream()));
 }
 
 // An fp32 product: as is, or under set_bf16_matmuls(true) with A and B rounded to bf16 first
 // (copies in stream-ordered scratch; tensor cores, fp32 accumulation and an fp32 C).
 void f32_matmul(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float alpha, const float* A,
-                i64 lda, const float* B, i64 ldb, float beta, float* C, i64 ldc, const float* bias,
-                const Batching& batch = {}) {
+                i64 lda, const float* B, i64 ldb, float beta, float* C, i64 ldc,
+                const Epilogue& epilogue, const Batching& batch = {}) {
   if (!g_bf16_operands || M == 0 || N == 0 || batch.count <= 0) {
     lt_matmul(CUDA_R_32F, CUDA_R_32F, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
-              ldc, bias, batch);
+              ldc, epilogue, batch);
     return;
   }
   const i64 na = span(trans_a ? K : M, trans_a ? M : K, lda, batch.count, batch.a);
@@ -220,7 +253,7 @@ void f32_matmul(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float alpha, co
   f32_to_bf16(a16, A, na);
   f32_to_bf16(b16, B, nb);
   lt_matmul(CUDA_R_16BF, CUDA_R_32F, trans_a, trans_b, M, N, K, alpha, a16, lda, b16, ldb, beta, C,
-            ldc, bias, batch);
+            ldc, epilogue, batch);
 }
 
 // An operand of a linear layer's products as cuBLASLt will read it: bf16 elements, used in place
@@ -238,10 +271,10 @@ void require_bf16_products(const char* what) {
 }  // namespace
 
 void linear_forward_mixed(Output y, Operand x, const float* w, const float* bias, i64 N, i64 in,
-                          i64 out) {
+                          i64 out, bool relu) {
   if (!x.bf16 && !y.bf16) {
     f32_matmul(false, true, N, out, in, 1.0f, static_cast<const float*>(x.data), in, w, in, 0.0f,
-               static_cast<float*>(y.data), out, bias);
+               static_cast<float*>(y.data), out, Epilogue{bias, relu});
     return;
   }
   require_bf16_products("linear forward");
@@ -259,7 +292,7 @@ void linear_forward_mixed(Output y, Operand x, const float* w, const float* bias
     b = base + nx + nw;
   }
   lt_matmul(CUDA_R_16BF, y.bf16 ? CUDA_R_16BF : CUDA_R_32F, false, true, N, out, in, 1.0f, x16, in,
-            w16, in, 0.0f, y.data, out, b);
+            w16, in, 0.0f, y.data, out, Epilogue{b, relu});
 }
 
 void linear_backward_mixed(Output dx, float beta_dx, float* dweight, Operand dy, Operand x,
@@ -281,10 +314,10 @@ void linear_backward_mixed(Output dx, float beta_dx, float* dweight, Operand dy,
   if (dx.data) {
     const bf16* w16 = as_bf16(Operand{w, false}, out * in, base + ndy + nx);
     lt_matmul(CUDA_R_16BF, dx.bf16 ? CUDA_R_16BF : CUDA_R_32F, false, false, N, in, out, 1.0f, dy16,
-              out, w16, in, beta_dx, dx.data, in, nullptr);
+              out, w16, in, beta_dx, dx.data, in, {});
   }
   lt_matmul(CUDA_R_16BF, CUDA_R_32F, true, false, out, in, N, 1.0f, dy16, out, x16, in, 1.0f,
-            dweight, in, nullptr);
+            dweight, in, {});
 }
 
 void set_bf16_matmuls(bool on) {
@@ -296,13 +329,13 @@ bool bf16_matmuls() {
 
 void gemm(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float alpha, const float* A, i64 lda,
           const float* B, i64 ldb, float beta, float* C, i64 ldc) {
-  f32_matmul(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nullptr);
+  f32_matmul(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, {});
 }
 
 void gemm_strided_batched(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float alpha,
                           const float* A, i64 lda, i64 stride_a, const float* B, i64 ldb,
                           i64 stride_b, float beta, float* C, i64 ldc, i64 stride_c, i64 batch) {
-  f32_matmul(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nullptr,
+  f32_matmul(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, {},
              Batching{batch, stride_a, stride_b, stride_c});
 }
 
@@ -311,7 +344,7 @@ void gemm_strided_batched_bf16_in(bool trans_a, bool trans_b, i64 M, i64 N, i64 
                                   i64 stride_b, float beta, float* C, i64 ldc, i64 stride_c,
                                   i64 batch) {
   lt_matmul(CUDA_R_16BF, CUDA_R_32F, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
-            nullptr, Batching{batch, stride_a, stride_b, stride_c});
+            {}, Batching{batch, stride_a, stride_b, stride_c});
 }
 
 void linear_backward_products(float* dx, float beta_dx, float* dweight, const float* dy,
@@ -333,21 +366,21 @@ void linear_backward_products(float* dx, float beta_dx, float* dweight, const fl
   if (dx) {
     f32_to_bf16(w16, w, out * in);
     lt_matmul(CUDA_R_16BF, CUDA_R_32F, false, false, N, in, out, 1.0f, dy16, out, w16, in, beta_dx,
-              dx, in, nullptr);
+              dx, in, {});
   }
   lt_matmul(CUDA_R_16BF, CUDA_R_32F, true, false, out, in, N, 1.0f, dy16, out, x16, in, 1.0f,
-            dweight, in, nullptr);
+            dweight, in, {});
 }
 
 void gemm_bias(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, const float* A, i64 lda,
                const float* B, i64 ldb, const float* bias, float* C, i64 ldc) {
-  f32_matmul(trans_a, trans_b, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, bias);
+  f32_matmul(trans_a, trans_b, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, Epilogue{bias});
 }
 
 void gemm_bf16(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, float alpha, const bf16* A, i64 lda,
                const bf16* B, i64 ldb, float beta, bf16* C, i64 ldc) {
   lt_matmul(CUDA_R_16BF, CUDA_R_16BF, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
-            ldc, nullptr);
+            ldc, {});
 }
 
 }  // namespace tr::cuda

@@ -56,15 +56,17 @@ struct Output {
   void* data = nullptr;  // null: not computed (linear_backward_mixed's dx)
   bool bf16 = false;
 };
-// y[N, out] = x[N, in] w^T (+ bias[out]).
+// y[N, out] = x[N, in] w^T (+ bias[out]), then max(y, 0) when `relu` (cuBLASLt's RELU_BIAS
+// epilogue, in the GEMM's pass; where cuBLASLt offers no algorithm with it, relu_forward after).
 void linear_forward_mixed(Output y, Operand x, const float* w, const float* bias, i64 N, i64 in,
-                          i64 out);
+                          i64 out, bool relu = false);
 // dx = dy w (+ beta_dx dx), dweight += dy^T x.
 void linear_backward_mixed(Output dx, float beta_dx, float* dweight, Operand dy, Operand x,
                            const float* w, i64 N, i64 in, i64 out);
 // C = op(A) op(B) + bias[N] broadcast over rows (cuBLASLt BIAS epilogue: one pass over C).
 // cuBLASLt's GELU epilogue computes the tanh approximation, not the exact erf GELU of the
-// models here, so GELU stays a separate kernel (gelu_forward).
+// models here, so GELU stays a separate kernel (gelu_forward); ReLU, exact, is fused
+// (linear_forward_mixed).
 void gemm_bias(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, const float* A, i64 lda,
                const float* B, i64 ldb, const float* bias, float* C, i64 ldc);
 // bf16 inputs and output, fp32 accumulation (and fp32 alpha, beta).

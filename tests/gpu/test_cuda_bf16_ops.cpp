@@ -96,6 +96,22 @@ TEST_F(CudaBf16Ops, LinearWithBf16OperandsAndOutputs) {
       }
 }
 
+// The feed-forward's first layer in bf16: product, bias and ReLU in the GEMM's pass against the
+// CPU's product then ReLU, for each operand and output type.
+TEST_F(CudaBf16Ops, LinearWithReluEqualsLinearThenRelu) {
+  const Tensor w = rnd({24, 16}, 2, DType::f32), b = rnd({24}, 3, DType::f32);
+  for (DType x_dtype : {DType::f32, DType::bf16})
+    for (DType y_dtype : {DType::f32, DType::bf16}) {
+      SCOPED_TRACE(std::string("x ") + dtype_name(x_dtype) + " y " + dtype_name(y_dtype));
+      const Tensor x = rnd({3, 5, 16}, 1, x_dtype);
+      Tensor y, cy;
+      ops::linear_relu_forward(y, x, w, b, y_dtype);
+      ops::linear_relu_forward(cy, cu(x), cu(w), cu(b), y_dtype);
+      EXPECT_EQ(cy.dtype(), y_dtype);
+      EXPECT_LE(err(cy, y), kTol);
+    }
+}
+
 TEST_F(CudaBf16Ops, LayerNormActivationsAndSums) {
   const Tensor x = rnd({4, 7, 32}, 10, DType::f32, -3, 3), g = rnd({32}, 11, DType::f32),
                b = rnd({32}, 12, DType::f32);

@@ -64,6 +64,26 @@ TEST_F(CudaOps, Linear) {
   }
 }
 
+// The ReLU epilogue (or its fallback) against the CPU's product and ReLU, with and without a
+// bias; inputs centred so that about half the outputs are clipped.
+TEST_F(CudaOps, LinearWithReluEqualsLinearThenRelu) {
+  const Tensor x = rnd({3, 5, 16}, 1), w = rnd({24, 16}, 2), b = rnd({24}, 3);
+  for (bool with_bias : {false, true}) {
+    const Tensor bias = with_bias ? b : Tensor();
+    Tensor y, cy;
+    ops::linear_relu_forward(y, x, w, bias, DType::f32);
+    ops::linear_relu_forward(cy, cu(x), cu(w), cu(bias), DType::f32);
+    EXPECT_LE(err(cy, y), kTol) << "bias " << with_bias;
+    const std::vector<float> out = host(cy);
+    i64 zeros = 0;
+    for (float v : out) {
+      ASSERT_GE(v, 0.0f);
+      zeros += v == 0.0f;
+    }
+    EXPECT_GT(zeros, static_cast<i64>(out.size()) / 4) << "too few clipped outputs to test ReLU";
+  }
+}
+
 TEST_F(CudaOps, LayerNormAndActivations) {
   const Tensor x = rnd({4, 7, 32}, 10, -3, 3), w = rnd({32}, 11), b = rnd({32}, 12),
                dy = rnd({4, 7, 32}, 13), res = rnd({4, 7, 32}, 14);
