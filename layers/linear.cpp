@@ -40,6 +40,10 @@ void Linear::apply(Tensor& y, const Tensor& x) const {
   apply_as(y, x, wide_dtype(x.dtype()));
 }
 
+void Linear::apply_relu(Tensor& y, const Tensor& x) const {
+  apply_as(y, x, wide_dtype(x.dtype()), /*relu=*/true);
+}
+
 void Linear::apply_as(Tensor& y, const Tensor& x, DType y_dtype, bool relu) const {
   if (!row_tp_) {
     const Tensor& b = has_bias_ ? bias.value : Tensor();

@@ -33,6 +33,8 @@ class Linear {
   // Inference (no state kept): y = the forward of x, the row-parallel sum included; y is f32
   // for an f32 or bf16 x (decoding keeps fp32 activations).
   void apply(Tensor& y, const Tensor& x) const;
+  // y = relu(apply(x)), fused as forward_relu (not for a row-parallel layer).
+  void apply_relu(Tensor& y, const Tensor& x) const;
   // Marks the output as a block activation (layers/precision.h): forward then returns bf16
   // under bf16 activations, unless the layer is row-parallel.
   void set_block_activation_output(bool on) { block_activation_output_ = on; }

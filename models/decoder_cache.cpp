@@ -166,9 +166,14 @@ const Tensor& DecoderCache::step(const std::vector<std::int32_t>& tokens) {
     residual(x_, layer.cross_block(),
              [&](const Tensor& h) { return cross_attention(layer.cross_attn(), c, h); });
     residual(x_, layer.ffn_block(), [&](const Tensor& h) {
-      linear(ffn_h_, h, layer.ffn().fc1);
-      ops::activation_forward(ffn_a_, ffn_h_, layer.ffn().activation());
-      linear(f_, ffn_a_, layer.ffn().fc2);
+      const FeedForward& ffn = layer.ffn();
+      if (ffn.activation() == ops::Activation::relu) {
+        ffn.fc1.apply_relu(ffn_a_, h);  // as FeedForward::forward: one pass
+      } else {
+        linear(ffn_h_, h, ffn.fc1);
+        ops::activation_forward(ffn_a_, ffn_h_, ffn.activation());
+      }
+      linear(f_, ffn_a_, ffn.fc2);
       return f_;
     });
   }

@@ -15,12 +15,13 @@ struct Variant {
   std::string norm, positional;
   bool shared;
   DType dtype;
+  std::string activation;
 };
 
 std::string variant_name(const testing::TestParamInfo<Variant>& info) {
   const Variant& v = info.param;
   return v.norm + "_" + v.positional + (v.shared ? "_shared" : "_separate") +
-         (v.dtype == DType::f64 ? "_f64" : "_f32");
+         (v.dtype == DType::f64 ? "_f64" : "_f32") + "_" + v.activation;
 }
 
 ModelConfig small_config(const Variant& v) {
@@ -33,7 +34,7 @@ ModelConfig small_config(const Variant& v) {
   c.norm = v.norm;
   c.positional = v.positional;
   c.share_embeddings = v.shared;
-  c.activation = "gelu";
+  c.activation = v.activation;
   c.vocab_size = 13;
   c.max_len = 24;
   return c;
@@ -154,7 +155,9 @@ std::vector<Variant> all_variants() {
     for (const char* positional : {"sinusoidal", "learned"})
       for (bool shared : {true, false})
         for (DType dtype : {DType::f32, DType::f64})
-          out.push_back({norm, positional, shared, dtype});
+          // Both activations without doubling the variants: ReLU (fused into fc1's product)
+          // with shared embeddings, as the translation configs have them.
+          out.push_back({norm, positional, shared, dtype, shared ? "relu" : "gelu"});
   return out;
 }
 
