@@ -37,12 +37,14 @@ Tensor FeedForward::forward(const Tensor& x) {
 }
 
 Tensor FeedForward::backward(const Tensor& dy) {
-  Tensor da = fc2.backward(dy);
+  // The activation's gradient overwrites fc2's input gradient (elementwise, each element read
+  // before it is written): no third [tokens, d_ff] buffer.
+  Tensor dh = fc2.backward(dy);
   if (act_ == ops::Activation::relu)
-    ops::activation_backward(dh_, da, a_, act_);
+    ops::activation_backward(dh, dh, a_, act_);
   else
-    ops::activation_backward(dh_, da, h_, act_, a_);
-  Tensor dx = fc1.backward(dh_);
+    ops::activation_backward(dh, dh, h_, act_, a_);
+  Tensor dx = fc1.backward(dh);
   tp_all_reduce(tp_, dx);  // f: each rank's hidden units give a part of the input gradient
   return dx;
 }

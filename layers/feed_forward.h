@@ -25,7 +25,7 @@ class FeedForward {
   void release_activations() {
     fc1.release_activations();
     fc2.release_activations();
-    h_ = a_ = dh_ = Tensor();
+    h_ = a_ = Tensor();
   }
 
   Linear fc1, fc2;
@@ -34,7 +34,7 @@ class FeedForward {
  private:
   ops::Activation act_;
   TensorParallel* tp_;  // null without tensor parallelism
-  Tensor h_, a_, dh_;   // fc1's output (GELU only: ReLU's backward reads a_), act(h_), d h_
+  Tensor h_, a_;  // fc1's output (GELU only: ReLU's backward reads a_) and act(h_)
 };
 
 }  // namespace tr
