@@ -25,9 +25,13 @@
 // Defines name_avx2 and name_base, two compilations of the TR_INLINE function `name`, e.g.
 //   TR_ISA_VARIANTS(gelu_rows, (float* y, const float* x, i64 n), (y, x, n))
 // and TR_ISA_PICK(gelu_rows) is the pointer to the variant this CPU runs.
-#define TR_ISA_VARIANTS(name, params, args)              \
-  TR_TARGET_AVX2 void name##_avx2 params { name args; }  \
-  void name##_base params { name args; }
+#define TR_ISA_VARIANTS(name, params, args) \
+  TR_TARGET_AVX2 void name##_avx2 params {  \
+    name args;                              \
+  }                                         \
+  void name##_base params {                 \
+    name args;                              \
+  }
 #define TR_ISA_PICK(name) (::tr::cpu::cpu_has_avx2_fma() ? &name##_avx2 : &name##_base)
 
 namespace tr::cpu {
@@ -81,7 +85,9 @@ TR_INLINE typename Vec<T>::type load_partial(const T* p, i64 n, T fill) {
 TR_INLINE float hsum(Vec<float>::type v) {
   return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
 }
-TR_INLINE double hsum(Vec<double>::type v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+TR_INLINE double hsum(Vec<double>::type v) {
+  return (v[0] + v[1]) + (v[2] + v[3]);
+}
 template <typename T>
 TR_INLINE T hmax(typename Vec<T>::type v) {
   T m = v[0];
@@ -189,8 +195,8 @@ TR_INLINE void gemm_rows(T* C, i64 ldc, const T* A, i64 a_row, i64 a_col, const 
   for (; m + R <= M; m += R)
     gemm_tile<T, R, NV>(C + m * ldc, ldc, A + m * a_row, a_row, a_col, B, ldb, K, alpha, R, cols);
   if (m < M)
-    gemm_tail<T, NV, R - 1>(C + m * ldc, ldc, A + m * a_row, a_row, a_col, B, ldb, M - m, K,
-                            alpha, cols);
+    gemm_tail<T, NV, R - 1>(C + m * ldc, ldc, A + m * a_row, a_row, a_col, B, ldb, M - m, K, alpha,
+                            cols);
 }
 
 template <typename T>

@@ -1,6 +1,6 @@
-// Branch-free float exp and normal CDF that the compiler vectorises (std::exp / std::erf on float are
-// scalar libm calls). Used by the fp32 kernels only; the fp64 kernels keep std::exp / std::erf, so the
-// fp64 gradient checks see the exact functions.
+// Branch-free float exp and normal CDF that the compiler vectorises (std::exp / std::erf on float
+// are scalar libm calls). Used by the fp32 kernels only; the fp64 kernels keep std::exp / std::erf,
+// so the fp64 gradient checks see the exact functions.
 //
 // Accuracy (measured against the double functions over their whole float domain):
 //   exp_f: <= 2 ulp for x in [-87.3, 88.7]; exactly 0 below -87.34 (so exp(-inf) == 0, as masked
