@@ -103,7 +103,7 @@ std::string cuda_architectures() {
 CudaDeviceInfo cuda_device_info(int index) {
 #ifdef TR_HAVE_CUDA
   const cuda::DeviceInfo d = cuda::device_info(index);
-  return {d.name, d.capability, d.memory, d.uuid};
+  return {d.name, d.capability, d.memory, d.uuid, d.pci_bus_id};
 #else
   (void)index;
   throw InternalError("cuda_device_info in a build without the CUDA backend");

@@ -25,13 +25,15 @@ std::string current_cuda_device_name();
 
 // The CUDA architectures this build carries kernels for ("80,90"; "" without the backend).
 std::string cuda_architectures();
-// GPU `index`: name, compute capability (major * 10 + minor), memory and UUID ("GPU-" and 32
-// hex digits, as nvidia-smi names it). InternalError without the backend.
+// GPU `index`: name, compute capability (major * 10 + minor), memory, UUID ("GPU-" and 32
+// hex digits, as nvidia-smi names it) and PCI address ("domain:bus:device", hex).
+// InternalError without the backend.
 struct CudaDeviceInfo {
   std::string name;
   int compute_capability = 0;
   std::size_t memory_bytes = 0;
   std::string uuid;
+  std::string pci_bus_id;
 };
 CudaDeviceInfo cuda_device_info(int index);
 // The widest attention heads (16, 32, 64 or 128 columns) the current GPU runs on the flash

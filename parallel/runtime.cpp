@@ -93,11 +93,13 @@ void ParallelRuntime::setup_device_groups() {
   select_device();
   tp_device_.reset();
   dp_device_.reset();
-  // Two ranks of a group on one GPU would fail inside NCCL's init: every group says so first,
-  // before any NCCL communicator exists (parallel/gpu_placement.h).
-  const GpuPlacement mine{world_rank_, host_name(), cuda_device_info(current_cuda_device()).uuid};
-  for (Communicator* host : {tp_comm_.get(), dp_comm_.get()})
-    if (host->size() > 1) require_distinct_gpus(*host, mine);
+  // Two ranks of a group on one GPU would fail inside NCCL's init: the world checks every
+  // group first, before any NCCL communicator exists (parallel/gpu_placement.h).
+  if (world_comm_->size() > 1) {
+    const CudaDeviceInfo gpu = cuda_device_info(current_cuda_device());
+    require_distinct_gpus(*world_comm_, {world_rank_, grid_.dp_rank, grid_.tp_rank, host_name(),
+                                         gpu.uuid, gpu.pci_bus_id});
+  }
   const auto device_group = [](Communicator& host) {
     // A group of one needs no NCCL (tests/gpu/test_gpu_nccl.cpp checks NCCL in a world of one).
     if (host.size() == 1) return make_single_process_communicator(host.name());

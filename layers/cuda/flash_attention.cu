@@ -47,6 +47,9 @@ ProblemOf<flash_storage_t<E>> checked_problem(const E* q, const E* k, const E* v
   TR_CHECK(Dh > 0 && Dh <= kFlashMaxHeadDim, "flash attention: head width above 128");
   TR_CHECK(B * H < (i64{1} << 31) && Tq < (i64{1} << 30) && Tk < (i64{1} << 30),
            "flash attention: sizes beyond 32-bit indices");
+  // The grids put 64-row tiles on y, which CUDA caps at 65535 blocks.
+  TR_CHECK((std::max(Tq, Tk) + kTile - 1) / kTile <= 65535,
+           "flash attention: sequences above 65535 tiles of 64 rows");
   constexpr i64 per_vector = 16 / sizeof(E);
   bool vec = Dh % per_vector == 0 && aligned16(q) && aligned16(k) && aligned16(v);
   for (const void* o : others) vec = vec && aligned16(o);
@@ -63,7 +66,9 @@ void require_bf16_tensor_cores() {
 // instantiation's need against their own limit (flash_attention_supported).
 constexpr std::size_t kLargestSmemOptIn = 227 * 1024;
 
-// Kernels above 48 KiB of dynamic shared memory must say so once per instantiation.
+// Kernels above 48 KiB of dynamic shared memory must say so. Said before every launch: the
+// attribute belongs to the current device's context (a process may select another GPU), and
+// the call costs a microsecond of host time.
 template <typename Kernel>
 void allow_smem(Kernel kernel, std::size_t bytes) {
   TR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -112,8 +117,7 @@ struct LaunchBf16 {
   static_assert(largest_smem() <= kLargestSmemOptIn, "flash attention: shared memory");
   static void forward(bfloat* out, float* lse, const ProblemOf<bfloat>& p) {
     constexpr std::size_t smem = Family::forward_bytes;
-    static const bool once = (allow_smem(Family::forward(), smem), true);
-    (void)once;
+    allow_smem(Family::forward(), smem);
     const Grid g = query_grid(p);
     Family::forward()<<<dim3(g.x, g.y), kFlashThreads, smem, compute_stream()>>>(out, lse, p);
     TR_CUDA_LAUNCH_CHECK();
@@ -121,9 +125,8 @@ struct LaunchBf16 {
   static void backward(bfloat* dq, bfloat* dk, bfloat* dv, const bfloat* dout, const float* lse,
                        const float* rowdot, const ProblemOf<bfloat>& p) {
     constexpr std::size_t smem = Family::backward_bytes;
-    static const bool once =
-        (allow_smem(Family::dkdv(), smem), allow_smem(Family::dq(), smem), true);
-    (void)once;
+    allow_smem(Family::dkdv(), smem);
+    allow_smem(Family::dq(), smem);
     if (p.Tk > 0) {
       const Grid g = key_grid(p);
       Family::dkdv()<<<dim3(g.x, g.y), kFlashThreads, smem, compute_stream()>>>(dk, dv, dout, lse,
@@ -165,8 +168,7 @@ struct Launch<float, DHP> {
   static_assert(largest_smem() <= kLargestSmemOptIn, "flash attention: shared memory");
   static void forward(float* out, float* lse, const ProblemOf<float>& p) {
     constexpr std::size_t smem = f32_forward_smem<DHP>();
-    static const bool once = (allow_smem(flash_forward_f32_kernel<DHP>, smem), true);
-    (void)once;
+    allow_smem(flash_forward_f32_kernel<DHP>, smem);
     const Grid g = query_grid(p);
     flash_forward_f32_kernel<DHP>
         <<<dim3(g.x, g.y), kF32Threads, smem, compute_stream()>>>(out, lse, p);
@@ -175,9 +177,8 @@ struct Launch<float, DHP> {
   static void backward(float* dq, float* dk, float* dv, const float* dout, const float* lse,
                        const float* rowdot, const ProblemOf<float>& p) {
     constexpr std::size_t dkdv_smem = f32_dkdv_smem<DHP>(), dq_smem = f32_dq_smem<DHP>();
-    static const bool once = (allow_smem(flash_dkdv_f32_kernel<DHP>, dkdv_smem),
-                              allow_smem(flash_dq_f32_kernel<DHP>, dq_smem), true);
-    (void)once;
+    allow_smem(flash_dkdv_f32_kernel<DHP>, dkdv_smem);
+    allow_smem(flash_dq_f32_kernel<DHP>, dq_smem);
     if (p.Tk > 0) {
       const Grid g = key_grid(p);
       flash_dkdv_f32_kernel<DHP><<<dim3(g.x, g.y), kF32Threads, dkdv_smem, compute_stream()>>>(

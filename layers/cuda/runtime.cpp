@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <new>
@@ -101,7 +102,10 @@ DeviceInfo device_info(int device) {
     uuid += kHex[byte >> 4];
     uuid += kHex[byte & 15];
   }
-  return {prop.name, prop.major * 10 + prop.minor, prop.totalGlobalMem, uuid};
+  char pci[32];
+  std::snprintf(pci, sizeof pci, "%04x:%02x:%02x", static_cast<unsigned>(prop.pciDomainID),
+                static_cast<unsigned>(prop.pciBusID), static_cast<unsigned>(prop.pciDeviceID));
+  return {prop.name, prop.major * 10 + prop.minor, prop.totalGlobalMem, uuid, pci};
 }
 
 void set_device(int device) {

@@ -21,13 +21,15 @@ int compute_capability();
 // The most dynamic shared memory one block of the current device may opt into (H100 227 KiB,
 // A100 163 KiB, RTX 30 and 40 series 99 KiB).
 std::size_t max_shared_memory_per_block();
-// A device's name, compute capability (major * 10 + minor), memory in bytes and UUID (as
-// nvidia-smi writes it: "GPU-" and 32 hex digits in groups of 8-4-4-4-12).
+// A device's name, compute capability (major * 10 + minor), memory in bytes, UUID (as
+// nvidia-smi writes it: "GPU-" and 32 hex digits in groups of 8-4-4-4-12) and PCI address
+// ("domain:bus:device" in hex, the key NCCL tells GPUs apart by).
 struct DeviceInfo {
   std::string name;
   int capability = 0;
   std::size_t memory = 0;
   std::string uuid;
+  std::string pci_bus_id;
 };
 DeviceInfo device_info(int device);
 // "" when the current device can run this build's kernels, else the runtime's reason (no
