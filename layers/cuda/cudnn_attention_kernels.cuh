@@ -27,9 +27,9 @@ __global__ void fill_i32_kernel(std::int32_t* out, std::int32_t value, i64 n) {
 }
 
 // The u8 keep mask as bf16 1.0 / 0.0 (cuDNN's mask type), kMaskPerThread elements a thread:
-// blocks_for((n + kMaskPerThread - 1) / kMaskPerThread) blocks. Four whole, aligned elements
-// (every thread's but a ragged last one's: the scratch blocks are 256-byte aligned) move as one
-// 4-byte load and one 8-byte store, the bf16 ones' bits 0x3F80.
+// blocks_for((n + kMaskPerThread - 1) / kMaskPerThread) blocks. Four whole elements at aligned
+// addresses (each thread tests its own: the keep mask is the caller's buffer) move as one 4-byte
+// load and one 8-byte store, the bf16 ones' bits 0x3F80; the others one by one.
 static_assert(kMaskPerThread == 4, "one 4-byte load, one 8-byte store");
 __global__ void widen_keep_mask_kernel(bf16* out, const std::uint8_t* keep, i64 n) {
   const i64 first = kMaskPerThread * (blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x);

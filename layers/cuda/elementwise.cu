@@ -68,7 +68,7 @@ void gelu_forward(float* out, const float* in, i64 n) {
   TR_LAUNCH(gelu_forward_kernel<float>, n, out, in, n);
 }
 void gelu_forward(bf16* out, const bf16* in, i64 n) {
-  TR_LAUNCH(gelu_forward_kernel<bf16>, n, out, in, n);
+  TR_LAUNCH(gelu_forward_kernel<bf16>, bf16_vector_threads(n, out, in), out, in, n);
 }
 // The forward output is not needed here: erff costs about as much as the division the CPU
 // uses to avoid it.
@@ -76,7 +76,7 @@ void gelu_backward(float* din, const float* dout, const float* in, i64 n, const 
   TR_LAUNCH(gelu_backward_kernel<float>, n, din, dout, in, n);
 }
 void gelu_backward(bf16* din, const bf16* dout, const bf16* in, i64 n) {
-  TR_LAUNCH(gelu_backward_kernel<bf16>, n, din, dout, in, n);
+  TR_LAUNCH(gelu_backward_kernel<bf16>, bf16_vector_threads(n, din, dout, in), din, dout, in, n);
 }
 void relu_forward(float* out, const float* in, i64 n) {
   TR_LAUNCH(relu_forward_kernel<float>, n, out, in, n);

@@ -70,10 +70,17 @@ __device__ __forceinline__ float gelu_derivative(float x) {
 }
 // The elements of bf16 streams that move eight at a time: whole groups of eight where every
 // pointer is 16-byte aligned (the pool's blocks are), else none; the rest one by one.
-__device__ __forceinline__ i64 bf16_vector_groups(i64 n, const void* a, const void* b,
-                                                  const void* c = nullptr) {
+__host__ __device__ __forceinline__ i64 bf16_vector_groups(i64 n, const void* a, const void* b,
+                                                           const void* c = nullptr) {
   const bool aligned = vector_aligned(a) && vector_aligned(b) && (!c || vector_aligned(c));
   return aligned ? n / kBf16PerVector : 0;
+}
+// The threads such a kernel has work for: a group of eight each, then an element each of the
+// tail (one pass after the other), so a launch sized by it leaves no thread idle.
+inline i64 bf16_vector_threads(i64 n, const void* a, const void* b, const void* c = nullptr) {
+  const i64 groups = bf16_vector_groups(n, a, b, c);
+  const i64 tail = n - groups * kBf16PerVector;
+  return groups > tail ? groups : tail;
 }
 // T: float, or bf16 (the feed-forward hidden layer under bf16 activations).
 template <typename T>
@@ -158,7 +165,11 @@ template <typename U>
 __device__ std::uint64_t dropout_row_first(U row, const DropoutLayout& layout,
                                            std::uint64_t offset) {
   std::uint64_t first = offset;
-  for (int j = layout.n - 1; j >= 0; --j) {
+  // Unrolled over the four slots with a test: indexing the parameter's arrays by a run-time j
+  // would copy them to local memory.
+#pragma unroll
+  for (int j = 3; j >= 0; --j) {
+    if (j >= layout.n) continue;
     const U dim = static_cast<U>(layout.dims[j]);
     first += static_cast<std::uint64_t>(row % dim) * layout.strides[j];
     row /= dim;

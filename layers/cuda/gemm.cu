@@ -105,8 +105,9 @@ bool g_bf16_operands = false;  // set_bf16_matmuls
 // call (PyTorch's cuBLAS path caches it the same way); that time shows wherever the host has
 // waited for the device (the loss read, the gradient norm) and refills an empty queue.
 // Everything the heuristic sees is in the key: types, transposes, sizes, leading dimensions,
-// batching, the epilogue and the operands' alignments. No algorithm (nullopt) is cached too.
-using AlgoKey = std::array<i64, 18>;
+// batching, the epilogue and the alignments of the operands and the bias. No algorithm (nullopt) is
+// cached too.
+using AlgoKey = std::array<i64, 19>;
 using MaybeAlgo = std::optional<cublasLtMatmulAlgo_t>;
 
 class AlgoCache {
@@ -202,9 +203,11 @@ void lt_matmul(cudaDataType in_type, cudaDataType type, bool trans_a, bool trans
   const std::uint32_t align_first = alignment(B, batched ? batch.b * in_bytes : 0),
                       align_second = alignment(A, batched ? batch.a * in_bytes : 0),
                       align_out = alignment(C, batched ? batch.c * out_bytes : 0);
-  const AlgoKey key = {in_type, type,    trans_a, trans_b,     code,         M,
-                       N,       K,       lda,     ldb,         ldc,          batch.count,
-                       batch.a, batch.b, batch.c, align_first, align_second, align_out};
+  // The heuristic reads the bias pointer's value for its alignment (cublasLt.h, BIAS_POINTER).
+  const std::uint32_t align_bias = epilogue.bias ? alignment(epilogue.bias, 0) : 0;
+  const AlgoKey key = {in_type, type,        trans_a,      trans_b,   code,        M,       N,
+                       K,       lda,         ldb,          ldc,       batch.count, batch.a, batch.b,
+                       batch.c, align_first, align_second, align_out, align_bias};
   const MaybeAlgo algo = algo_cache().get(key, [&]() -> MaybeAlgo {
     Preference pref(align_first, align_second, align_out);
     cublasLtMatmulHeuristicResult_t heuristic{};

@@ -31,7 +31,7 @@ __device__ __forceinline__ void store(bf16* p, std::int64_t i, float v) {
 // Eight bf16 elements from i, 16-byte aligned, as one 16-byte load or store: a bf16 stream moved
 // two bytes a thread takes a load instruction per 64 bytes of a warp, this one per 512.
 constexpr int kBf16PerVector = 8;
-__device__ __forceinline__ bool vector_aligned(const void* p) {
+__host__ __device__ __forceinline__ bool vector_aligned(const void* p) {
   return reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
 }
 __device__ __forceinline__ void load8(const bf16* p, std::int64_t i, float v[kBf16PerVector]) {

@@ -239,6 +239,16 @@ TEST(EmulatedElementwiseKernels, SumOfSquares) {
 
 // ---- bf16 storage: against the CPU ops on bf16 tensors ----------------------------------------
 
+TEST(EmulatedElementwiseKernels, Bf16VectorThreadsCoverGroupsThenTail) {
+  alignas(16) static bf16 buffer[16];
+  const bf16 *aligned = buffer, *unaligned = buffer + 1;
+  EXPECT_EQ(ew::bf16_vector_threads(1073, aligned, aligned), 134);  // 134 groups, 1 left
+  EXPECT_EQ(ew::bf16_vector_threads(20, aligned, aligned), 4);      // 2 groups, 4 left
+  EXPECT_EQ(ew::bf16_vector_threads(1073, aligned, unaligned), 1073);
+  EXPECT_EQ(ew::bf16_vector_threads(1073, aligned, aligned, unaligned), 1073);
+  EXPECT_EQ(ew::bf16_vector_threads(0, aligned, aligned), 0);
+}
+
 TEST(EmulatedElementwiseKernels, Bf16Variants) {
   const Bf16Products bf16_products;
   const i64 rows = 37, cols = 29, n = rows * cols;
@@ -253,8 +263,11 @@ TEST(EmulatedElementwiseKernels, Bf16Variants) {
     ASSERT_EQ(dx.dtype(), DType::bf16);
     Bits ky = poison_bf16(n), kdx = poison_bf16(n);
     if (gelu) {
-      launch_n(n, ew::gelu_forward_kernel<bf16>, ky.data(), x.data(), n);
-      launch_n(n, ew::gelu_backward_kernel<bf16>, kdx.data(), dy.data(), x.data(), n);
+      // Launched as elementwise.cu does: a thread per group of eight (and per tail element).
+      launch_n(ew::bf16_vector_threads(n, ky.data(), x.data()), ew::gelu_forward_kernel<bf16>,
+               ky.data(), x.data(), n);
+      launch_n(ew::bf16_vector_threads(n, kdx.data(), dy.data(), x.data()),
+               ew::gelu_backward_kernel<bf16>, kdx.data(), dy.data(), x.data(), n);
     } else {
       launch_n(n, ew::relu_forward_kernel<bf16>, ky.data(), x.data(), n);
       launch_n(n, ew::relu_backward_kernel<bf16>, kdx.data(), dy.data(), x.data(), n);
