@@ -114,6 +114,7 @@ struct Fiber {
 // What the threads of the block being run share.
 struct Block {
   std::vector<unsigned char> smem;
+  std::size_t dynamic_bytes = 0;  // the dynamic shared memory the launch asked for
   Barrier all;
   std::vector<Barrier> warps;
   std::vector<double> exchange;  // one slot per thread, for shuffles
@@ -236,11 +237,30 @@ inline void sync_block() {
 inline void sync_warp() {
   wait(t_current->warps[warp()]);
 }
+
+// A warp collective over the full mask (shuffles, __syncwarp(), mma.sync.aligned, ldmatrix) with
+// lanes of the warp already returned is undefined on a GPU (it may hang or read garbage); the
+// emulation, whose warp barriers stop counting returned lanes, would go on: it aborts instead.
+// Checked once the collective's first warp barrier has passed: every lane not returned by then
+// is at it, so the count does not depend on the order the fibers ran in.
+inline void require_whole_warp(const char* what) {
+  const unsigned threads = t_block_dim.x * t_block_dim.y * t_block_dim.z;
+  const unsigned lanes = std::min(32u, threads - warp() * 32);
+  if (t_current->warps[warp()].expected == lanes) return;
+  std::fprintf(stderr,
+               "cuda emulation: %s in warp %u of block (%u, %u, %u) after %u of its %u lanes "
+               "returned\n",
+               what, warp(), t_block.x, t_block.y, t_block.z,
+               lanes - t_current->warps[warp()].expected, lanes);
+  std::abort();
+}
+
 template <typename T>
 T shuffle_xor(T value, int lane_mask) {
   double* slots = t_current->exchange.data() + warp() * 32;
   slots[lane()] = static_cast<double>(value);
   sync_warp();
+  require_whole_warp("a shuffle");
   const T other = static_cast<T>(slots[lane() ^ static_cast<unsigned>(lane_mask)]);
   sync_warp();  // every lane has read before a next shuffle writes
   return other;
@@ -261,6 +281,7 @@ inline void mma_m16n8k16(float c[4], const std::uint32_t a[4], const std::uint32
   std::copy(a, a + 4, mine.a);
   std::copy(b, b + 2, mine.b);
   sync_warp();
+  require_whole_warp("mma.sync");
   // A[r][k] and B[k][n] from the lanes holding them.
   const auto A = [&](int r, int k) {
     const Block::MmaFragments& f = slots[(r % 8) * 4 + (k % 8) / 2];
@@ -291,11 +312,20 @@ inline void ldmatrix(std::uint32_t* r, int count, bool trans, const void* row) {
   const void** slots = t_current->rows.data() + warp() * 32;
   slots[lane()] = row;
   sync_warp();
+  require_whole_warp("ldmatrix");
   const int g = static_cast<int>(lane()) / 4, t = static_cast<int>(lane()) % 4;
   const auto element = [&](int matrix, int i, int j) {  // row i, column j of a matrix
     const void* at = slots[8 * matrix + i];
     if (reinterpret_cast<std::uintptr_t>(at) % 16 != 0) {
       std::fprintf(stderr, "cuda emulation: ldmatrix row address %p is not 16-byte aligned\n", at);
+      std::abort();
+    }
+    // ldmatrix reads shared memory only (the kernels here have dynamic shared memory alone).
+    const unsigned char* base = dynamic_smem();
+    const auto* first = static_cast<const unsigned char*>(at);
+    if (first < base || first + 16 > base + t_current->dynamic_bytes) {
+      std::fprintf(stderr, "cuda emulation: ldmatrix row address %p is outside shared memory\n",
+                   at);
       std::abort();
     }
     std::uint16_t v;
@@ -392,6 +422,7 @@ void launch(Dim3 grid, Dim3 block, std::size_t smem_bytes, Kernel kernel, Args..
       for (unsigned bx = 0; bx < grid.x; ++bx, ++block_number) {
         Block state;
         state.smem.assign(smem_bytes + 128, 0xFF);
+        state.dynamic_bytes = smem_bytes;
         fence_dynamic_smem(state.smem, smem_bytes);
         state.all.expected = threads;
         for (unsigned w = 0; w * 32 < threads; ++w) {
@@ -458,11 +489,20 @@ using dim3 = ::tr::emu::Dim3;
 static inline void __syncthreads() {
   ::tr::emu::sync_block();
 }
-static inline void __syncwarp(unsigned = 0xffffffffu) {
+// The kernels here synchronise and shuffle whole warps: a narrower mask is not emulated.
+static inline void require_full_mask(unsigned mask) {
+  if (mask == 0xffffffffu) return;
+  std::fprintf(stderr, "cuda emulation: warp mask %#x: only full warps are emulated\n", mask);
+  std::abort();
+}
+static inline void __syncwarp(unsigned mask = 0xffffffffu) {
+  require_full_mask(mask);
   ::tr::emu::sync_warp();
+  ::tr::emu::require_whole_warp("__syncwarp");
 }
 template <typename T>
-static T __shfl_xor_sync(unsigned, T value, int lane_mask) {
+static T __shfl_xor_sync(unsigned mask, T value, int lane_mask) {
+  require_full_mask(mask);
   return ::tr::emu::shuffle_xor(value, lane_mask);
 }
 [[noreturn]] static inline void __trap() {

@@ -35,8 +35,23 @@ double at(const std::vector<bfloat>& t, int r, int c) {
   return __bfloat162float(t[r * kLd + c]);
 }
 
+// ldmatrix reads shared memory only: each kernel first copies its tiles there (as the flash
+// kernels do), `elements` bf16 values of each, one after another.
+constexpr int kTileElements = 16 * kLd;
+constexpr std::size_t kSmemBytes = 3 * kTileElements * sizeof(bfloat);
+__device__ const bfloat* stage(unsigned char* smem, int slot, const bfloat* tile, int elements) {
+  bfloat* at = reinterpret_cast<bfloat*>(smem) + slot * kTileElements;
+  for (int i = threadIdx.x; i < elements; i += 32) at[i] = tile[i];
+  __syncwarp();
+  return at;
+}
+
 // D[16 x 8] = A[16 x 16] B, with B read as stored [n][k] (transposed) or [k][n].
-__global__ void product_kernel(float* d, const bfloat* a, const bfloat* b, bool transposed) {
+__global__ void product_kernel(float* d, const bfloat* a_tile, const bfloat* b_tile,
+                               bool transposed) {
+  TR_DYNAMIC_SMEM(smem);
+  const bfloat* a = stage(smem, 0, a_tile, 16 * kLd);
+  const bfloat* b = stage(smem, 1, b_tile, (transposed ? 8 : 16) * kLd);
   const int lane = threadIdx.x;
   std::uint32_t fa[4], fb[2];
   cuda::mma::load_a<kLd>(fa, a, 0, 0, lane);
@@ -52,7 +67,12 @@ __global__ void product_kernel(float* d, const bfloat* a, const bfloat* b, bool 
 
 // E[16 x 8] = bf16(A[16 x 16] B1[16 x 16]) B2[16 x 8]: the first product in two 8-column
 // blocks, whose accumulators become the second's A fragment in the lanes (c_to_a).
-__global__ void chained_kernel(float* e, const bfloat* a, const bfloat* b1, const bfloat* b2) {
+__global__ void chained_kernel(float* e, const bfloat* a_tile, const bfloat* b1_tile,
+                               const bfloat* b2_tile) {
+  TR_DYNAMIC_SMEM(smem);
+  const bfloat* a = stage(smem, 0, a_tile, 16 * kLd);
+  const bfloat* b1 = stage(smem, 1, b1_tile, 16 * kLd);
+  const bfloat* b2 = stage(smem, 2, b2_tile, 16 * kLd);
   const int lane = threadIdx.x;
   std::uint32_t fa[4];
   cuda::mma::load_a<kLd>(fa, a, 0, 0, lane);
@@ -87,7 +107,7 @@ TEST(EmulatedMma, ProductOfEachOperandLayout) {
     // B [16 x 8] stored [n][k] (8 rows of 16) or [k][n] (16 rows of 8).
     const std::vector<bfloat> b = transposed ? random_tile(8, 16, 2) : random_tile(16, 8, 2);
     std::vector<float> d(16 * 8, NAN);
-    emu::launch(1, 32, 0, product_kernel, d.data(), a.data(), b.data(), transposed);
+    emu::launch(1, 32, kSmemBytes, product_kernel, d.data(), a.data(), b.data(), transposed);
     std::vector<double> want(16 * 8, 0.0);
     for (int r = 0; r < 16; ++r)
       for (int n = 0; n < 8; ++n)
@@ -101,7 +121,7 @@ TEST(EmulatedMma, AccumulatorsBecomeTheNextProductsOperand) {
   const std::vector<bfloat> a = random_tile(16, 16, 3), b1 = random_tile(16, 16, 4),
                             b2 = random_tile(16, 8, 5);
   std::vector<float> e(16 * 8, NAN);
-  emu::launch(1, 32, 0, chained_kernel, e.data(), a.data(), b1.data(), b2.data());
+  emu::launch(1, 32, kSmemBytes, chained_kernel, e.data(), a.data(), b1.data(), b2.data());
   std::vector<double> want(16 * 8, 0.0);
   for (int r = 0; r < 16; ++r) {
     double row[16] = {};
@@ -115,6 +135,38 @@ TEST(EmulatedMma, AccumulatorsBecomeTheNextProductsOperand) {
       for (int c = 0; c < 16; ++c) want[r * 8 + n] += row[c] * at(b2, c, n);
   }
   EXPECT_LE(max_error_to_largest(e, want), 1e-6);
+}
+
+// The hardware's rules the emulation enforces, so that a kernel breaking them fails here as it
+// would (or worse, silently) on a GPU.
+__global__ void ldmatrix_from_global_kernel(const bfloat* tile) {
+  std::uint32_t fa[4];
+  cuda::mma::load_a<kLd>(fa, tile, 0, 0, threadIdx.x);
+}
+__global__ void shuffle_after_return_kernel(float* out) {
+  if (threadIdx.x >= 16) return;
+  out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.0f, 1);
+}
+__global__ void mma_after_return_kernel(float* out) {
+  if (threadIdx.x % 2 == 1) return;
+  std::uint32_t a[4] = {}, b[2] = {};
+  float c[4] = {};
+  cuda::mma::m16n8k16(c, a, b);
+  out[threadIdx.x] = c[0];
+}
+
+TEST(EmulatedWarpRules, LdmatrixOutsideSharedMemoryAborts) {
+  const std::vector<bfloat> a = random_tile(16, 16, 1);
+  EXPECT_DEATH(emu::launch(1, 32, 0, ldmatrix_from_global_kernel, a.data()),
+               "ldmatrix row address .* is outside shared memory");
+}
+
+TEST(EmulatedWarpRules, CollectivesAfterLanesReturnedAbort) {
+  std::vector<float> out(32);
+  EXPECT_DEATH(emu::launch(1, 32, 0, shuffle_after_return_kernel, out.data()),
+               "a shuffle in warp 0 of block \\(0, 0, 0\\) after 16 of its 32 lanes returned");
+  EXPECT_DEATH(emu::launch(1, 32, 0, mma_after_return_kernel, out.data()),
+               "mma.sync in warp 0 .* after 16 of its 32 lanes returned");
 }
 
 }  // namespace
