@@ -78,6 +78,7 @@ struct Dim3 {
 struct Barrier {
   unsigned expected = 0, arrived = 0;
   std::uint64_t generation = 0;
+  unsigned completed_with = 0;  // the threads the last completion counted (expected by then)
 };
 
 // Switching between fibers. On x86-64 (GCC, Clang) a stack switch of a few instructions saves
@@ -215,6 +216,7 @@ inline void yield() {
 }
 
 inline void complete(Barrier& b) {
+  b.completed_with = b.expected;
   b.arrived = 0;
   ++b.generation;
 }
@@ -241,17 +243,18 @@ inline void sync_warp() {
 // A warp collective over the full mask (shuffles, __syncwarp(), mma.sync.aligned, ldmatrix) with
 // lanes of the warp already returned is undefined on a GPU (it may hang or read garbage); the
 // emulation, whose warp barriers stop counting returned lanes, would go on: it aborts instead.
-// Checked once the collective's first warp barrier has passed: every lane not returned by then
-// is at it, so the count does not depend on the order the fibers ran in.
+// Checked against the count of the collective's first warp barrier when it completed: every lane
+// not returned by then was at it, whatever order the fibers ran in (a lane that runs on and
+// returns before the others resume does not change it: the next completion needs them all).
 inline void require_whole_warp(const char* what) {
   const unsigned threads = t_block_dim.x * t_block_dim.y * t_block_dim.z;
   const unsigned lanes = std::min(32u, threads - warp() * 32);
-  if (t_current->warps[warp()].expected == lanes) return;
+  const unsigned counted = t_current->warps[warp()].completed_with;
+  if (counted == lanes) return;
   std::fprintf(stderr,
                "cuda emulation: %s in warp %u of block (%u, %u, %u) after %u of its %u lanes "
                "returned\n",
-               what, warp(), t_block.x, t_block.y, t_block.z,
-               lanes - t_current->warps[warp()].expected, lanes);
+               what, warp(), t_block.x, t_block.y, t_block.z, lanes - counted, lanes);
   std::abort();
 }
 
