@@ -58,15 +58,21 @@ struct MmaBackwardSmem {
   }
 };
 
-// acc[n] = rows[16 rows from row0] other^T for the 8 blocks of 8 rows of `other` (scores of a
-// warp's rows against a streamed tile, or the transposed ones of dk/dv).
+// The A fragments of a warp's 16 rows from row0 (all DHP columns).
 template <int DHP>
-__device__ __forceinline__ void scores(float acc[][4], const bfloat* rows, int row0,
-                                       const bfloat* other, int lane) {
-  using T = MmaTile<DHP>;
-  std::uint32_t a[T::kb][4];
+__device__ __forceinline__ void load_row_fragments(std::uint32_t a[][4], const bfloat* rows,
+                                                   int row0, int lane) {
   TR_UNROLL
-  for (int kk = 0; kk < T::kb; ++kk) mma::load_a<T::ld>(a[kk], rows, row0, 16 * kk, lane);
+  for (int kk = 0; kk < MmaTile<DHP>::kb; ++kk)
+    mma::load_a<MmaTile<DHP>::ld>(a[kk], rows, row0, 16 * kk, lane);
+}
+
+// acc[n] = rows other^T for the 8 blocks of 8 rows of `other`, the rows given as their A
+// fragments (load_row_fragments).
+template <int DHP>
+__device__ __forceinline__ void scores_of_fragments(float acc[][4], const std::uint32_t a[][4],
+                                                    const bfloat* other, int lane) {
+  using T = MmaTile<DHP>;
   TR_UNROLL
   for (int n = 0; n < T::sb; ++n) {
     acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
@@ -77,6 +83,16 @@ __device__ __forceinline__ void scores(float acc[][4], const bfloat* rows, int r
       mma::m16n8k16(acc[n], a[kk], b);
     }
   }
+}
+
+// acc[n] = rows[16 rows from row0] other^T (scores of a warp's rows against a streamed tile, or
+// the transposed ones of dk/dv), the rows' fragments loaded for this product alone.
+template <int DHP>
+__device__ __forceinline__ void scores(float acc[][4], const bfloat* rows, int row0,
+                                       const bfloat* other, int lane) {
+  std::uint32_t a[MmaTile<DHP>::kb][4];
+  load_row_fragments<DHP>(a, rows, row0, lane);
+  scores_of_fragments<DHP>(acc, a, other, lane);
 }
 
 // out[n] += P tile [16 x 64] (the score-shaped accumulators p, rounded to bf16) times the
@@ -110,11 +126,18 @@ __device__ __forceinline__ void store_accumulator_rows(bfloat* base, const float
     const int r = g + 8 * h;
     if (r >= rows_valid) continue;
     bfloat* row = base + static_cast<i64>(r) * p.ld();
+    // The lane's two adjacent columns as one 4-byte store where the row allows (c is even).
+    const bool pairs = reinterpret_cast<std::uintptr_t>(row) % 4 == 0;
     TR_UNROLL
     for (int n = 0; n < MmaTile<DHP>::nb; ++n) {
       const int c = 8 * n + 2 * t;
-      if (c < p.Dh) row[c] = __float2bfloat16_rn(acc[n][2 * h] * scale[h]);
-      if (c + 1 < p.Dh) row[c + 1] = __float2bfloat16_rn(acc[n][2 * h + 1] * scale[h]);
+      const float lo = acc[n][2 * h] * scale[h], hi = acc[n][2 * h + 1] * scale[h];
+      if (pairs && c + 1 < p.Dh) {
+        *reinterpret_cast<std::uint32_t*>(row + c) = mma::pack(lo, hi);
+        continue;
+      }
+      if (c < p.Dh) row[c] = __float2bfloat16_rn(lo);
+      if (c + 1 < p.Dh) row[c + 1] = __float2bfloat16_rn(hi);
     }
   }
 }
@@ -162,15 +185,19 @@ __global__ void __launch_bounds__(kFlashThreads)
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 
   load_head_tile<DHP, T::ld>(qs, p.q + q_base + static_cast<i64>(i0) * ld, p.Tq - i0, p);
+  __syncthreads();
+  // The warp's query rows stay in registers for every key tile (loaded once, not per tile).
+  std::uint32_t q_frag[T::kb][4];
+  load_row_fragments<DHP>(q_frag, qs, r0, lane);
   for (int j0 = 0; j0 < kv_end; j0 += kTile) {
-    __syncthreads();  // the previous tiles are read (and the query tile is written)
+    __syncthreads();  // the previous tiles are read
     load_head_tile<DHP, T::ld>(ks, p.k + k_base + static_cast<i64>(j0) * ld, p.Tk - j0, p);
     load_head_tile<DHP, T::ld>(vs, p.v + k_base + static_cast<i64>(j0) * ld, p.Tk - j0, p);
     if (p.keep) load_keep_tile(keep_s, i0, j0, bh, p);
     __syncthreads();
 
     float s[T::sb][4];
-    scores<DHP>(s, qs, r0, ks, lane);
+    scores_of_fragments<DHP>(s, q_frag, ks, lane);
     float tile_max[2] = {-INFINITY, -INFINITY};
     TR_UNROLL
     for (int n = 0; n < T::sb; ++n) {

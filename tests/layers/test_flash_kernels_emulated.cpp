@@ -234,7 +234,8 @@ const auto kCases =
                       Case{{1, 1, 40, 100, 64, {}, true, 60, 0.2}, true},        // query offset
                       Case{{1, 1, 33, 20, 128, {}, false, 0, 0.0}, true},        // widest heads
                       Case{{1, 2, 67, 67, 16, {67}, true, 0, 0.2}, false},       // causal+dropout
-                      Case{{2, 1, 70, 90, 16, {90, 50}, false, 0, 0.1}, true});  // padded+dropout
+                      Case{{2, 1, 70, 90, 16, {90, 50}, false, 0, 0.1}, true},   // padded+dropout
+                      Case{{1, 3, 20, 24, 5, {}, true, 0, 0.0}, false});  // odd heads: 2-byte rows
 
 INSTANTIATE_TEST_SUITE_P(Shapes, EmulatedFlashKernels,
                          ::testing::Combine(kCases, ::testing::Values(Family::wmma, Family::mma)),
