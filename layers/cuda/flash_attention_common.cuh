@@ -173,11 +173,27 @@ __device__ void load_row_stats(float* lse_s, float* rowdot_s, const float* lse, 
 // of scattered byte loads from global memory (one row per lane pair: up to 16 rows per load).
 constexpr int kKeepStride = kTile + 4;  // bytes per row: a column's reads spread over the banks
 constexpr int kKeepBytes = kTile * kKeepStride;
+// Four keys a thread: one 4-byte load and store where the mask's rows keep 4-byte alignment
+// (Tk a multiple of 4, an aligned mask and tile), else byte by byte.
+static_assert(kKeepStride % 4 == 0 && kTile % 4 == 0, "keep tile rows of whole words");
 __device__ void load_keep_tile(std::uint8_t* tile, int i0, int j0, int bh, const Problem& p) {
-  for (int idx = threadIdx.x; idx < kTile * kTile; idx += blockDim.x) {
-    const int ii = idx / kTile, jj = idx % kTile, i = i0 + ii, j = j0 + jj;
-    tile[ii * kKeepStride + jj] =
-        i < p.Tq && j < p.Tk ? p.keep[(static_cast<i64>(bh) * p.Tq + i) * p.Tk + j] : 0;
+  const bool tile_words = reinterpret_cast<std::uintptr_t>(tile) % 4 == 0;
+  const bool words =
+      tile_words && p.Tk % 4 == 0 && reinterpret_cast<std::uintptr_t>(p.keep) % 4 == 0;
+  constexpr int kWordsPerRow = kTile / 4;
+  for (int idx = threadIdx.x; idx < kTile * kWordsPerRow; idx += blockDim.x) {
+    const int ii = idx / kWordsPerRow, jj = (idx % kWordsPerRow) * 4, i = i0 + ii, j = j0 + jj;
+    std::uint8_t* out = tile + ii * kKeepStride + jj;
+    const bool row = i < p.Tq && j < p.Tk;
+    if (words || (!row && tile_words)) {  // j and Tk multiples of 4: a word inside the row
+      *reinterpret_cast<std::uint32_t*>(out) =
+          row ? *reinterpret_cast<const std::uint32_t*>(
+                    p.keep + (static_cast<i64>(bh) * p.Tq + i) * p.Tk + j)
+              : 0u;
+      continue;
+    }
+    for (int e = 0; e < 4; ++e)
+      out[e] = row && j + e < p.Tk ? p.keep[(static_cast<i64>(bh) * p.Tq + i) * p.Tk + j + e] : 0;
   }
 }
 
