@@ -136,14 +136,17 @@ std::optional<cudnn::Plan> plan_named(TargetWay way, const DeviceState& state, b
   }
 }
 
-// Fills the entry's plan: named the way that worked before on this GPU, or else each way in
-// turn until one gives a plan (then kept for the GPU); the problems of all ways tried otherwise.
+// Fills the entry's plan: named first the way that worked before on this GPU, then each other
+// way in turn, until one gives a plan (then kept for the GPU's next shapes); the problems of all
+// ways tried otherwise. A shape that the kept way cannot plan still gets the others' chance.
 void make_plan(PlanEntry& entry, DeviceState& state, bool backward, const cudnn::SdpaShape& shape) {
   entry.handle = state.handle;
-  const int first = state.way ? static_cast<int>(*state.way) : 0;
-  const int last = state.way ? first + 1 : static_cast<int>(TargetWay::count);
-  for (int w = first; w < last; ++w) {
-    const auto way = static_cast<TargetWay>(w);
+  std::vector<TargetWay> order;
+  if (state.way) order.push_back(*state.way);
+  for (int w = 0; w < static_cast<int>(TargetWay::count); ++w)
+    if (!state.way || static_cast<TargetWay>(w) != *state.way)
+      order.push_back(static_cast<TargetWay>(w));
+  for (const TargetWay way : order) {
     std::string problem;
     entry.plan = plan_named(way, state, backward, shape, problem);
     if (entry.plan) {
@@ -151,9 +154,8 @@ void make_plan(PlanEntry& entry, DeviceState& state, bool backward, const cudnn:
       entry.problem.clear();
       return;
     }
-    entry.problem +=
-        (entry.problem.empty() ? "" : "; ") +
-        (state.way ? problem : std::string("named by ") + to_string(way) + ": " + problem);
+    entry.problem += (entry.problem.empty() ? "" : "; ") + std::string("named by ") +
+                     to_string(way) + ": " + problem;
   }
 }
 
