@@ -66,15 +66,14 @@ std::string shared_gpu(const GpuPlacement& a, const GpuPlacement& b) {
   return "";
 }
 
-// The first problem among the groups `group_of` makes of `all` (in the order of their numbers).
-template <typename GroupOf>
-std::string first_group_problem(const std::vector<GpuPlacement>& all, GroupOf group_of,
+// The first problem among the groups that `group_of` (GpuPlacement::tp_group or dp_group) makes
+// of `all`, in the order of their numbers.
+std::string first_group_problem(const std::vector<GpuPlacement>& all, int GpuPlacement::*group_of,
                                 const std::string& group) {
   std::map<int, std::vector<GpuPlacement>> groups;
-  for (const GpuPlacement& p : all) groups[group_of(p)].push_back(p);
-  for (const auto& [number, members] : groups) {
-    (void)number;
-    const std::string problem = shared_gpu_problem(members, group);
+  for (const GpuPlacement& p : all) groups[p.*group_of].push_back(p);
+  for (const auto& entry : groups) {
+    const std::string problem = shared_gpu_problem(entry.second, group);
     if (!problem.empty()) return problem;
   }
   return "";
@@ -104,11 +103,8 @@ void require_distinct_gpus(Communicator& world, const GpuPlacement& mine) {
   std::vector<GpuPlacement> all;
   for (int r = 0; r < world.size(); ++r)
     all.push_back(decode(gathered.data() + kRecordBytes * static_cast<std::size_t>(r)));
-  std::string problem = first_group_problem(
-      all, [](const GpuPlacement& p) { return p.tp_group; }, "tp");
-  if (problem.empty())
-    problem = first_group_problem(
-        all, [](const GpuPlacement& p) { return p.dp_group; }, "dp");
+  std::string problem = first_group_problem(all, &GpuPlacement::tp_group, "tp");
+  if (problem.empty()) problem = first_group_problem(all, &GpuPlacement::dp_group, "dp");
   if (!problem.empty()) throw UserError(problem);
 }
 

@@ -184,16 +184,15 @@ __device__ void load_keep_tile(std::uint8_t* tile, int i0, int j0, int bh, const
   for (int idx = threadIdx.x; idx < kTile * kWordsPerRow; idx += blockDim.x) {
     const int ii = idx / kWordsPerRow, jj = (idx % kWordsPerRow) * 4, i = i0 + ii, j = j0 + jj;
     std::uint8_t* out = tile + ii * kKeepStride + jj;
-    const bool row = i < p.Tq && j < p.Tk;
-    if (words || (!row && tile_words)) {  // j and Tk multiples of 4: a word inside the row
+    // The mask's row from key j, or none (a query or key past the mask's end: zeros).
+    const std::uint8_t* in =
+        i < p.Tq && j < p.Tk ? p.keep + (static_cast<i64>(bh) * p.Tq + i) * p.Tk + j : nullptr;
+    if (words || (!in && tile_words)) {  // j and Tk multiples of 4: a word inside the row
       *reinterpret_cast<std::uint32_t*>(out) =
-          row ? *reinterpret_cast<const std::uint32_t*>(
-                    p.keep + (static_cast<i64>(bh) * p.Tq + i) * p.Tk + j)
-              : 0u;
+          in ? *reinterpret_cast<const std::uint32_t*>(in) : 0u;
       continue;
     }
-    for (int e = 0; e < 4; ++e)
-      out[e] = row && j + e < p.Tk ? p.keep[(static_cast<i64>(bh) * p.Tq + i) * p.Tk + j + e] : 0;
+    for (int e = 0; e < 4; ++e) out[e] = in && j + e < p.Tk ? in[e] : 0;
   }
 }
 
