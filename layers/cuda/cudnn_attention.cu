@@ -243,18 +243,17 @@ void execute(cudnnHandle_t handle, const cudnn::Plan& plan,
 
 // The host scalars both directions' graphs may bind, alive for the call.
 struct Scalars {
-  float scale, keep_scale, keep_scale_inv, neg_inf = -INFINITY;
-  Scalars(i64 Dh, float keep)
-      : scale(1.0f / std::sqrt(static_cast<float>(Dh))),
-        keep_scale(keep),
-        keep_scale_inv(1.0f / keep) {}
+  float scale, keep_scale, one = 1.0f, neg_inf = -INFINITY;
+  Scalars(i64 Dh, float keep) : scale(1.0f / std::sqrt(static_cast<float>(Dh))), keep_scale(keep) {}
 };
 
-// The call's scratch: seq_len_q, the bf16 keep mask, the backward's row sums and cuDNN's
-// workspace, laid out in one stream-ordered block at 256-byte offsets.
+// The call's scratch: seq_len_q, the bf16 keep mask, the dropout backward's scaled output, the
+// backward's row sums and cuDNN's workspace, laid out in one stream-ordered block at 256-byte
+// offsets.
 struct CallScratch {
   std::int32_t* seq_q = nullptr;
   bf16* mask = nullptr;
+  bf16* kept_out = nullptr;
   float* softmax_sum = nullptr;
   void* workspace = nullptr;
 };
@@ -282,13 +281,14 @@ void launch_clear_keyless_rows(bf16* rows, float* lse, const std::int32_t* kv_le
 }
 
 struct ScratchSizes {
-  std::size_t seq, mask, sum, workspace;
-  std::size_t total() const { return seq + mask + sum + workspace; }
+  std::size_t seq, mask, kept_out, sum, workspace;
+  std::size_t total() const { return seq + mask + kept_out + sum + workspace; }
 };
 
 ScratchSizes scratch_sizes(const cudnn::SdpaShape& s, const cudnn::Plan& plan, bool backward) {
   return {s.padding ? round256(s.B * sizeof(std::int32_t)) : 0,
           s.dropout ? round256(s.B * s.H * s.Tq * s.Tk * sizeof(bf16)) : 0,
+          backward && s.dropout ? round256(s.B * s.Tq * s.H * s.Dh * sizeof(bf16)) : 0,
           backward ? round256(cudnn::sdpa_backward_buffer_bytes(s)) : 0,
           static_cast<std::size_t>(plan.workspace_bytes)};
 }
@@ -310,8 +310,11 @@ CallScratch lay_out(const StreamScratch& block, const ScratchSizes& size, const 
                                          compute_stream()>>>(c.mask, keep_mask, n);
     TR_CUDA_LAUNCH_CHECK();
   }
-  if (size.sum) c.softmax_sum = reinterpret_cast<float*>(at + size.seq + size.mask);
-  c.workspace = at + size.seq + size.mask + size.sum;
+  at += size.seq + size.mask;
+  if (size.kept_out) c.kept_out = reinterpret_cast<bf16*>(at);
+  at += size.kept_out;
+  if (size.sum) c.softmax_sum = reinterpret_cast<float*>(at);
+  c.workspace = at + size.sum;
   return c;
 }
 
@@ -419,15 +422,29 @@ bool cudnn_attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, co
     memset_zero(dk, static_cast<std::size_t>(B * Tk * H * Dh) * sizeof(bf16));
     memset_zero(dv, static_cast<std::size_t>(B * Tk * H * Dh) * sizeof(bf16));
   }
+  // With dropout the gradient's row sums must be rowsum(dO * O) / keep_scale (see
+  // sdpa_backward_graph), but cuDNN 9.14's engine on an H200 reads rowsum(dO * O) whatever the
+  // graph multiplies it by: measured, the dQ and dK it gave equal exactly those of the sums
+  // without the factor. It is given O / keep_scale instead, and a factor of 1, so that either
+  // reading gives the right sums (the bf16 rounding of the scaled O is far inside the bounds).
+  const bf16* rows_out = out;
+  if (shape.dropout) {
+    const i64 n = B * Tq * H * Dh;
+    cudnn_side::
+        scale_bf16_kernel<<<cudnn_side::blocks_for(n), cudnn_side::kThreads, 0, compute_stream()>>>(
+            scratch.kept_out, out, 1.0f / keep_scale, n);
+    TR_CUDA_LAUNCH_CHECK();
+    rows_out = scratch.kept_out;
+  }
   Scalars scalars(Dh, keep_scale);
   std::map<std::int64_t, void*> available = shared_bindings(q, k, v, lse, kv_len, scratch, scalars);
-  available.insert({{cudnn::kO, const_cast<bf16*>(out)},
+  available.insert({{cudnn::kO, const_cast<bf16*>(rows_out)},
                     {cudnn::kDO, const_cast<bf16*>(dout)},
                     {cudnn::kDQ, dq},
                     {cudnn::kDK, dk},
                     {cudnn::kDV, dv},
                     {cudnn::kSoftmaxSum, scratch.softmax_sum},
-                    {cudnn::kDropoutScaleInv, &scalars.keep_scale_inv}});
+                    {cudnn::kDropoutScaleInv, &scalars.one}});
   if (!run(entry, true, shape, available, scratch.workspace)) return false;
   if (shape.padding) launch_clear_keyless_rows(dq, nullptr, kv_len, shape);
   return true;

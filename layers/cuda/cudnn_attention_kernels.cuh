@@ -1,5 +1,6 @@
 // The small kernels around cuDNN's attention (cudnn_attention.cu): seq_len_q, the keep mask
-// widened to bf16, and the rows of sequences without keys. Device code and launch geometry in a
+// widened to bf16, the output scaled for the dropout backward, and the rows of sequences
+// without keys. Device code and launch geometry in a
 // header that also compiles for the host under tests/common/cuda_emulation.h
 // (tests/layers/test_cudnn_attention_kernels_emulated.cpp).
 #pragma once
@@ -9,6 +10,7 @@
 
 #include "layers/cuda/device_helpers.cuh"
 #include "layers/cuda/kernels.h"
+#include "layers/cuda/storage.cuh"
 
 namespace tr::cuda::cudnn_side {
 namespace {  // each translation unit (the CUDA build's, an emulated test's) has its own copy
@@ -44,6 +46,12 @@ __global__ void widen_keep_mask_kernel(bf16* out, const std::uint8_t* keep, i64 
   }
   for (i64 i = first; i < first + kMaskPerThread && i < n; ++i)
     out[i] = keep[i] ? bf16{0x3F80} : bf16{0};
+}
+
+// out[i] = factor * in[i], rounded to bf16. blocks_for(n) blocks.
+__global__ void scale_bf16_kernel(bf16* out, const bf16* in, float factor, i64 n) {
+  const i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (i < n) store(out, i, factor * load(in, i));
 }
 
 // Rows of a sequence without keys (kv_len[b] == 0): the own kernels' results, whatever cuDNN

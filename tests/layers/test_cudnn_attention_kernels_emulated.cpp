@@ -1,7 +1,8 @@
 // The small kernels around cuDNN's attention (layers/cuda/cudnn_attention_kernels.cuh), compiled
 // for the host and run under tests/common/cuda_emulation.h with cudnn_attention.cu's launch
 // geometry: seq_len_q filled, the u8 keep mask widened to bf16 1.0 / 0.0 (lengths that are not
-// multiples of a thread's four elements or of a block), and the rows of sequences without keys
+// multiples of a thread's four elements or of a block), the output scaled for the dropout
+// backward, and the rows of sequences without keys
 // set to the own kernels' results (0 rows, lse +inf) with every other row left as it was.
 #include "common/cuda_emulation.h"
 // (the emulation first: the kernel headers compile against it)
@@ -57,6 +58,22 @@ TEST(CudnnSideKernels, WidenKeepMask) {
       ASSERT_EQ(shifted_widened[static_cast<std::size_t>(i)],
                 keep[static_cast<std::size_t>(i)] ? 1.0f : 0.0f)
           << "shifted, n " << n << ", element " << i;
+  }
+}
+
+// The dropout backward's output scaled by the keep probability: each element the bf16 nearest
+// to its product in fp32, the last block ragged.
+TEST(CudnnSideKernels, ScaleBf16) {
+  for (i64 n : {1, 255, 256, 1000}) {
+    const Bits in = to_bf16(random_floats(n, 4));
+    Bits out = poison_bf16(n);
+    emu::launch(side::blocks_for(n), side::kThreads, 0, side::scale_bf16_kernel, out.data(),
+                in.data(), 0.9f, n);
+    const F widened = widen(in);
+    for (i64 i = 0; i < n; ++i) {
+      const std::size_t e = static_cast<std::size_t>(i);
+      ASSERT_EQ(out[e], cpu::f32_to_bf16_bits(0.9f * widened[e])) << "n " << n << ", element " << i;
+    }
   }
 }
 

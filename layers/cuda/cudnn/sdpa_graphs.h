@@ -47,7 +47,8 @@ enum Uid : std::int64_t {
   kDQ,
   kDK,
   kDV,
-  kDropoutScaleInv,  // by value: 1 / kDropoutScale (1.0f without dropout): scales softmax_sum
+  kDropoutScaleInv,  // by value: scales softmax_sum (1 / kDropoutScale; the runtime binds 1
+                     // and O / kDropoutScale: cuDNN's engine does not read this factor)
   kSoftmaxSum,       // backward: f32 [B, H, Tq, 1] = rowsum(dO * O), a real tensor of the graph
   kDropoutMask,      // bf16 [B, H, Tq, Tk]
   kDropoutScale,     // by value: 1 / keep probability
