@@ -18,9 +18,10 @@ d_ff 3072, 1000 classes, batch 128) and the encoder-decoder of d 1024, 16 heads,
   - PyTorch eager fp32 (no TF32) and bf16 autocast (bench/torch_gpu_reference.py);
   - with --materialised also ours with TR_FLASH_ATTENTION=0 ("ours fp32 mat", "ours bf16 mat":
     attention through the materialised kernels instead of flash attention);
-  - with --own-attention also ours bf16 with TR_CUDNN=0 ("ours bf16 own": the own flash kernels
-    where the default takes cuDNN's fused attention), and the same with TR_FLASH_KERNELS=mma
-    ("ours bf16 mma": the own kernels with the scores in registers).
+  - with --own-attention also ours bf16 with TR_CUDNN=0 ("ours bf16 own": the own flash kernels,
+    mma.sync with the scores in registers, where the default takes cuDNN's fused attention), and
+    the same with TR_FLASH_KERNELS=wmma ("ours bf16 wmma": the own WMMA kernels, the scores
+    staged in shared memory).
 
 MFU = model FLOPs per second / the GPU's dense peak for the precision (the trainer's data-sheet
 table, trainer/device_peak.h, as train_step reports it; "n/a" for a GPU not in it). FLOPs: bench/flops.py, 3 x the forward's matrix-multiply FLOPs; for our ViT
@@ -170,8 +171,8 @@ def main():
     ap.add_argument("--materialised", action="store_true",
                     help="also ours with TR_FLASH_ATTENTION=0 (materialised attention)")
     ap.add_argument("--own-attention", action="store_true",
-                    help="also ours bf16 with TR_CUDNN=0 (the own flash kernels, not cuDNN's), "
-                    "WMMA and mma.sync")
+                    help="also ours bf16 with TR_CUDNN=0 (the own flash kernels, not cuDNN's): "
+                    "mma.sync (the default) and WMMA (TR_FLASH_KERNELS=wmma)")
     ap.add_argument("--kernels", default="",
                     help="path of bench/gpu_kernels: the kernels alone beside PyTorch's, then exit")
     args = ap.parse_args()
@@ -214,11 +215,11 @@ def main():
                     args.train_step, model, args.steps, args.warmup, args.batch, args.device,
                     precision)
         if args.own_attention:
-            for name in ("ours bf16 own", "ours bf16 mma"):
+            for name in ("ours bf16 own", "ours bf16 wmma"):
                 contenders[name] = ours_cmd(args.train_step, model, args.steps, args.warmup,
                                             args.batch, args.device, "bf16")
         if args.device != "cuda":
-            for name in ("ours bf16", "ours bf16 mat", "ours bf16 own", "ours bf16 mma"):
+            for name in ("ours bf16", "ours bf16 mat", "ours bf16 own", "ours bf16 wmma"):
                 contenders.pop(name, None)
         best = {}
         for _ in range(args.rounds):
@@ -230,10 +231,12 @@ def main():
                         env["LD_LIBRARY_PATH"] = args.ours_library_path
                     if name.endswith(" mat"):
                         env["TR_FLASH_ATTENTION"] = "0"
-                    if name.endswith(" own") or name.endswith(" mma"):
+                    if name.endswith(" own") or name.endswith(" wmma"):
                         env["TR_CUDNN"] = "0"
-                    if name.endswith(" mma"):
-                        env["TR_FLASH_KERNELS"] = "mma"
+                    if name.endswith(" own"):
+                        env.pop("TR_FLASH_KERNELS", None)  # the default: mma.sync
+                    if name.endswith(" wmma"):
+                        env["TR_FLASH_KERNELS"] = "wmma"
                 try:
                     r = run_json(cmd, args.timeout, env)
                 except subprocess.TimeoutExpired:
@@ -251,11 +254,11 @@ def main():
 
     print(f"GPU: {gpu or 'unknown (PyTorch did not run)'}   peaks (dense TFLOP/s): "
           f"{peaks if peaks else 'n/a'}   best of {args.rounds} rounds x {args.steps} steps")
-    print(f"{'model':7} {'impl':13} {'throughput':>11} {'unit':16} {'vs torch fp32':>13} "
+    print(f"{'model':7} {'impl':14} {'throughput':>11} {'unit':16} {'vs torch fp32':>13} "
           f"{'vs torch bf16':>13} {'TFLOP/s':>8} {'MFU':>6} {'peak MB':>8}")
     for row in rows:
         if "error" in row:
-            print(f"{row['model']:7} {row['impl']:13} failed: {' '.join(row['error'])}")
+            print(f"{row['model']:7} {row['impl']:14} failed: {' '.join(row['error'])}")
             continue
         ref = {k: next((x for x in rows if x["model"] == row["model"] and x["impl"] == k
                         and "throughput" in x), None) for k in ("torch fp32", "torch bf16")}
@@ -270,7 +273,7 @@ def main():
         ratios = [f"{row['throughput'] / ref[k]['throughput']:12.2f}x" if ref[k] else f"{'-':>13}"
                   for k in ("torch fp32", "torch bf16")]
         peak_mb = row.get("peak_tensor_mb", row.get("peak_gpu_mb", 0.0))
-        print(f"{row['model']:7} {row['impl']:13} {row['throughput']:11.1f} {row['unit']:16} "
+        print(f"{row['model']:7} {row['impl']:14} {row['throughput']:11.1f} {row['unit']:16} "
               f"{ratios[0]} {ratios[1]} {tflops:8.1f} {mfu:>6} {peak_mb:8.0f}")
         row.update(tflops=tflops, flops_per_unit=flops)
     if os.environ.get("OUT"):

@@ -7,8 +7,8 @@
 // output stored in bf16 (the bf16 activations' products; fp32 accumulation); attention: forward +
 // backward, 12 B H T^2 Dh FLOPs (the six products), "attention" materialises the probabilities (the
 // path with TR_FLASH_ATTENTION=0), "attention flash" is the flash kernels (the training path; fp32
-// on the CUDA cores, bf16 on the tensor cores through WMMA; "attention flash mma": the mma.sync
-// ones), "attention cudnn" cuDNN's fused engines (bf16; the
+// on the CUDA cores, bf16 on the tensor cores through mma.sync, the default; "attention flash
+// wmma": the WMMA ones, TR_FLASH_KERNELS=wmma), "attention cudnn" cuDNN's fused engines (bf16; the
 // training path where cuDNN is present), "... dropout": with dropout 0.1 on the probabilities
 // (the encoder-decoder's training attention; PyTorch's row uses dropout_p 0.1); LayerNorm:
 // forward (x read, y written) and backward (dout and x read, din written) in GB/s, fp32;
@@ -270,7 +270,7 @@ void layernorm_case(i64 rows, i64 cols) {
 }
 
 // --only TEXT: the cases whose "kernel precision" label contains TEXT (e.g. "attention flash
-// mma" for a profiler's run).
+// bf16" for a profiler's run).
 std::string g_only;
 bool wanted(const std::string& kernel, const char* precision) {
   return g_only.empty() || (kernel + " " + precision).find(g_only) != std::string::npos;
@@ -314,11 +314,12 @@ int main(int argc, char** argv) {
         flash_attention_case<DeviceFloats>(B, H, T, 64, precision);
     }
   }
-  if (wanted("attention flash mma", "bf16")) {  // the scores in registers (opt-in so far)
-    tr::cuda::set_flash_mma_kernels(true);
-    for (const auto& [B, H, T] : {std::tuple{128, 12, 197}, std::tuple{32, 16, 256}})
-      flash_attention_case<DeviceBf16>(B, H, T, 64, "bf16", "attention flash mma");
+  if (wanted("attention flash wmma", "bf16")) {  // the scores in shared memory (opt-in)
+    const bool mma = tr::cuda::flash_mma_kernels();
     tr::cuda::set_flash_mma_kernels(false);
+    for (const auto& [B, H, T] : {std::tuple{128, 12, 197}, std::tuple{32, 16, 256}})
+      flash_attention_case<DeviceBf16>(B, H, T, 64, "bf16", "attention flash wmma");
+    tr::cuda::set_flash_mma_kernels(mma);
   }
   if (wanted("attention cudnn", "bf16"))
     for (const auto& [B, H, T] : {std::tuple{128, 12, 197}, std::tuple{32, 16, 256}})

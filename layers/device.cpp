@@ -131,9 +131,10 @@ std::string cudnn_status() {
 std::string own_bf16_attention_kernels() {
 #ifdef TR_HAVE_CUDA
   return cuda::flash_mma_kernels()
-             ? "mma.sync, scores in registers (TR_FLASH_KERNELS=mma; not yet checked on a GPU)"
-             : "WMMA (TR_FLASH_KERNELS=mma: mma.sync, scores in registers, not yet checked on a "
-               "GPU)";
+             ? "mma.sync, scores in registers (the default; TR_FLASH_KERNELS=wmma: WMMA, scores "
+               "in shared memory)"
+             : "WMMA, scores in shared memory (TR_FLASH_KERNELS=wmma; the default without it: "
+               "mma.sync, scores in registers)";
 #else
   return "";
 #endif

@@ -45,8 +45,8 @@ std::int64_t widest_flash_attention_head(bool bf16);
 // cudnn_attention_*): its version ("9.19.0") or why it is not used. "" without the backend.
 std::string cudnn_status();
 
-// The own bf16 flash kernels that run where cuDNN does not: "WMMA (...)" or "mma.sync (...)",
-// with how to choose the other (TR_FLASH_KERNELS). "" without the backend.
+// The own bf16 flash kernels that run where cuDNN does not: "mma.sync (...)" (the default) or
+// "WMMA (...)", with how to choose the other (TR_FLASH_KERNELS). "" without the backend.
 std::string own_bf16_attention_kernels();
 
 // Operand precision of the matrix products on CUDA (linear layers, attention): fp32, or bf16

@@ -28,7 +28,10 @@ TEST(InfoCli, ReportsTheBuildAndTheGpus) {
     EXPECT_NE(r.output.find("own bf16 attention kernels: " + own_bf16_attention_kernels() + "\n"),
               std::string::npos)
         << r.output;
-    if (std::getenv("TR_FLASH_KERNELS") == nullptr) {  // the default
+    const char* family = std::getenv("TR_FLASH_KERNELS");
+    if (family == nullptr || std::string(family) != "wmma") {  // the default
+      EXPECT_EQ(own_bf16_attention_kernels().rfind("mma.sync", 0), 0u);
+    } else {
       EXPECT_EQ(own_bf16_attention_kernels().rfind("WMMA", 0), 0u);
     }
   } else {

@@ -1,6 +1,6 @@
 // The CUDA flash attention kernels (layers/cuda/flash_attention.cu) against their CPU twin
 // (layers/cpu/flash_attention.cpp) on the same projections: bf16 ones with both sides under
-// bf16 products (both bf16 families: WMMA, the default, and mma.sync), and f32 ones for the
+// bf16 products (both bf16 families: mma.sync, the default, and WMMA), and f32 ones for the
 // fp32 kernels:
 // outputs, the kept log-sum-exp, and every input gradient, for shapes that cover several
 // 64-row tiles with ragged ends, each padded head width (8 -> 16, 12 without vector loads,
@@ -61,7 +61,7 @@ class CudaFlashAttention : public gpu_test::Bf16ProductsTest<::testing::TestWith
   }
 };
 
-// The bf16 kernels of the process's family (WMMA unless switched to mma.sync) on one case.
+// The bf16 kernels of the process's family (mma.sync unless switched to WMMA) on one case.
 void check_bf16_kernels(const Case& c) {
   const testing::FlashInputs in = testing::flash_inputs(c);
   const Tensor &q = in.q, &k = in.k, &v = in.v, &dout = in.dout, &lens = in.kv_len, &keep = in.keep;
@@ -92,20 +92,24 @@ TEST_P(CudaFlashAttention, EqualsTheCpu) {
   check_bf16_kernels(GetParam());
 }
 
-// The mma.sync kernels (TR_FLASH_KERNELS=mma), to become the default once they pass here.
-class CudaFlashAttentionMma : public CudaFlashAttention {
+// The WMMA kernels (TR_FLASH_KERNELS=wmma), the opt-in family; the process's family after.
+class CudaFlashAttentionWmma : public CudaFlashAttention {
  protected:
   void SetUp() override {
     CudaFlashAttention::SetUp();
-    cuda::set_flash_mma_kernels(true);
+    previous_ = cuda::flash_mma_kernels();
+    cuda::set_flash_mma_kernels(false);
   }
   void TearDown() override {
-    cuda::set_flash_mma_kernels(false);
+    cuda::set_flash_mma_kernels(previous_);
     CudaFlashAttention::TearDown();
   }
+
+ private:
+  bool previous_ = true;
 };
 
-TEST_P(CudaFlashAttentionMma, EqualsTheCpu) {
+TEST_P(CudaFlashAttentionWmma, EqualsTheCpu) {
   check_bf16_kernels(GetParam());
 }
 
@@ -150,7 +154,7 @@ const auto kCases =
                       Case{4, 12, 197, 197, 64, {}, false, 0, 0.1});       // ViT-B/16 layer
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaFlashAttention, kCases);
-INSTANTIATE_TEST_SUITE_P(Shapes, CudaFlashAttentionMma, kCases);
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaFlashAttentionWmma, kCases);
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaFlashAttentionF32, kCases);
 
 TEST(CudaFlashAttentionDispatch, CudaOnlyOneDtypeAndHeadsUpTo128) {

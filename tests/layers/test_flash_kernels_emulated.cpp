@@ -1,15 +1,16 @@
-// The CUDA flash attention kernels (layers/cuda/flash_attention_kernels.cuh for bf16,
-// flash_attention_f32_kernels.cuh for fp32), compiled for the host and run under
-// tests/common/cuda_emulation.h, against their CPU twin (ops::flash_attention_forward/backward
-// on bf16 tensors under bf16 products, on f32 tensors for the fp32 kernels): the kernels'
-// tiling, masks, online softmax, the dk/dv and dq passes and their row and column bounds are
-// checked here in CI; the GPU run (tests/gpu/test_cuda_flash_attention.cpp) checks the same on
-// the hardware. Shapes cover ragged 64-row tiles, each padded head width (16, 32, 64, 128),
-// vector and scalar loads, cross-attention, key padding with an empty sequence, causal masks
-// with query offsets (rows without a visible key), and dropout. Outputs start as NaN, so an
-// element the kernels do not write fails. bf16: bound 1e-2 in the 2-norm (the kernels round
-// each tile's unnormalised probabilities, the CPU the normalised ones). fp32: 1e-5 of each
-// result's largest magnitude, element by element (sums in another order only).
+// The CUDA flash attention kernels (bf16: layers/cuda/flash_attention_mma_kernels.cuh, the
+// default, and flash_attention_kernels.cuh, WMMA; flash_attention_f32_kernels.cuh for fp32),
+// compiled for the host and run under tests/common/cuda_emulation.h, against their CPU twin
+// (ops::flash_attention_forward/backward on bf16 tensors under bf16 products, on f32 tensors for
+// the fp32 kernels): the kernels' tiling, masks, online softmax, the dk/dv and dq passes and
+// their row and column bounds are checked here in CI; the GPU run
+// (tests/gpu/test_cuda_flash_attention.cpp) checks the same on the hardware. Shapes cover ragged
+// 64-row tiles, each padded head width (16, 32, 64, 128), vector and scalar loads, cross-attention,
+// key padding with an empty sequence, causal masks with query offsets (rows without a visible key),
+// and dropout. Outputs start as NaN, so an element the kernels do not write fails. bf16: bound 1e-2
+// in the 2-norm (the kernels round each tile's unnormalised probabilities, the CPU the normalised
+// ones). fp32: 1e-5 of each result's largest magnitude, element by element (sums in another order
+// only).
 #include "common/cuda_emulation.h"
 // (the emulation first: the kernel header compiles against it)
 #include <gtest/gtest.h>
@@ -61,8 +62,9 @@ const cuda::bf16* bits(const Tensor& t) {
   return reinterpret_cast<const cuda::bf16*>(t.data<BFloat16>());
 }
 
-// The bf16 kernels of one family: the WMMA ones (flash_attention_kernels.cuh) or the mma.sync
-// ones (flash_attention_mma_kernels.cuh), launched as flash_attention.cu launches them.
+// The bf16 kernels of one family: the mma.sync ones (flash_attention_mma_kernels.cuh, the
+// default) or the WMMA ones (flash_attention_kernels.cuh, TR_FLASH_KERNELS=wmma), launched as
+// flash_attention.cu launches them.
 enum class Family { wmma, mma };
 
 template <int DHP>
