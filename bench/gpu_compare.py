@@ -170,6 +170,8 @@ def main():
     ap.add_argument("--profile-precisions", default="fp32,bf16")
     ap.add_argument("--materialised", action="store_true",
                     help="also ours with TR_FLASH_ATTENTION=0 (materialised attention)")
+    ap.add_argument("--impls", default="",
+                    help="comma-separated contenders to run only (e.g. \"ours bf16,torch bf16\")")
     ap.add_argument("--own-attention", action="store_true",
                     help="also ours bf16 with TR_CUDNN=0 (the own flash kernels, not cuDNN's): "
                     "mma.sync (the default) and WMMA (TR_FLASH_KERNELS=wmma)")
@@ -221,6 +223,9 @@ def main():
         if args.device != "cuda":
             for name in ("ours bf16", "ours bf16 mat", "ours bf16 own", "ours bf16 wmma"):
                 contenders.pop(name, None)
+        if args.impls:
+            wanted = {name.strip() for name in args.impls.split(",")}
+            contenders = {name: cmd for name, cmd in contenders.items() if name in wanted}
         best = {}
         for _ in range(args.rounds):
             for name, cmd in contenders.items():
