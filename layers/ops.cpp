@@ -68,13 +68,9 @@ cuda::Operand operand(const Tensor& t) {
 cuda::Output output(Tensor* t) {
   return t ? cuda::Output{t->raw(), t->dtype() == DType::bf16} : cuda::Output{};
 }
-// dbias += column sums of dy (f32 or bf16).
-void bias_gradient_on_cuda(Tensor* dbias, const Tensor& dy, std::int64_t N, std::int64_t out) {
-  if (!dbias || !dbias->defined()) return;
-  if (dy.dtype() == DType::bf16)
-    cuda::bias_backward_accumulate(dev(*dbias), bf(dy), N, out);
-  else
-    cuda::bias_backward_accumulate(dev(*dbias), dev(dy), N, out);
+// A linear layer's bias gradient on CUDA, where the layer has one.
+float* bias_gradient(Tensor* dbias) {
+  return dbias && dbias->defined() ? dev(*dbias) : nullptr;
 }
 // The CUDA branch of an op: runs the statements and returns when `t` is a CUDA tensor.
 #define TR_CUDA_OP(t, others, ...) \
@@ -160,9 +156,8 @@ void linear_backward(Tensor* dx, Tensor& dweight, Tensor* dbias, const Tensor& d
   TR_CHECK(dy.dim(-1) == out && rows_of(dy) == N, "linear backward: dy shape");
   if (dx) ensure_shape(*dx, x.shape(), x.dtype(), x.device());
   TR_CUDA_OP(x, TR_OPERANDS(&weight, &dy, &dweight),
-             cuda::linear_backward_mixed(output(dx), 0.0f, dev(dweight), operand(dy), operand(x),
-                                         dev(weight), N, in, out);
-             bias_gradient_on_cuda(dbias, dy, N, out))
+             cuda::linear_backward_mixed(output(dx), 0.0f, dev(dweight), bias_gradient(dbias),
+                                         operand(dy), operand(x), dev(weight), N, in, out))
   Widened w;
   const Tensor &xw = w.in(x), &dyw = w.in(dy);
   Tensor* dxw = dx ? &w.out(*dx) : nullptr;
@@ -185,9 +180,8 @@ void linear_backward_accumulate(Tensor& dx_sum, Tensor& dweight, Tensor* dbias, 
   TR_CHECK(dy.dim(-1) == out && rows_of(dy) == N, "linear backward: dy shape");
   check_same_shape(dx_sum, x, "linear backward_accumulate: dx_sum vs x");
   TR_CUDA_OP(x, TR_OPERANDS(&weight, &dy, &dweight, &dx_sum),
-             cuda::linear_backward_mixed(output(&dx_sum), 1.0f, dev(dweight), operand(dy),
-                                         operand(x), dev(weight), N, in, out);
-             bias_gradient_on_cuda(dbias, dy, N, out))
+             cuda::linear_backward_mixed(output(&dx_sum), 1.0f, dev(dweight), bias_gradient(dbias),
+                                         operand(dy), operand(x), dev(weight), N, in, out))
   Widened w;
   const Tensor &xw = w.in(x), &dyw = w.in(dy);
   Tensor& sumw = w.out(dx_sum, /*accumulating=*/true);

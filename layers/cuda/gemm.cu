@@ -153,14 +153,19 @@ struct Batching {
 };
 
 // What cuBLASLt does to a product in its own pass before storing it: add bias[N] (elements of
-// C's type: cuBLASLt's rule outside fp8 and integer kernels), then take max(., 0) when `relu`.
+// C's type: cuBLASLt's rule outside fp8 and integer kernels), then take max(., 0) when `relu`;
+// or, with `bias_grad`, write there the sums over K of its B operand (our A) for each of C's
+// columns (BGRADB; elements of C's type): a weight gradient's product giving the bias gradient.
 struct Epilogue {
   const void* bias = nullptr;
   bool relu = false;
+  void* bias_grad = nullptr;
   cublasLtEpilogue_t code() const {
+    if (bias_grad) return CUBLASLT_EPILOGUE_BGRADB;
     if (relu) return bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;
     return bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
   }
+  const void* vector() const { return bias_grad ? bias_grad : bias; }
 };
 
 void relu_in_place(cudaDataType type, void* C, i64 n) {
@@ -172,11 +177,13 @@ void relu_in_place(cudaDataType type, void* C, i64 n) {
 
 // Row-major C[M,N] = alpha op(A) op(B) + beta C, then the epilogue, elements of `type`;
 // `batch.count` such products at once. `in_type` is the type of A and B, `type` that of C.
-void lt_matmul(cudaDataType in_type, cudaDataType type, bool trans_a, bool trans_b, i64 M, i64 N,
+// False, nothing done, where cuBLASLt offers no algorithm with a bias-gradient epilogue (the
+// caller sums the columns itself); every other product runs or throws.
+bool lt_matmul(cudaDataType in_type, cudaDataType type, bool trans_a, bool trans_b, i64 M, i64 N,
                i64 K, float alpha, const void* A, i64 lda, const void* B, i64 ldb, float beta,
                void* C, i64 ldc, const Epilogue& epilogue, const Batching& batch = {}) {
-  if (batch.count <= 0) return;
-  if (M == 0 || N == 0) return;
+  if (batch.count <= 0) return true;
+  if (M == 0 || N == 0) return true;
   TR_CHECK(K > 0, "gemm with K = 0");
   Lt& state = lt();
   const cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;   // B^T
@@ -186,9 +193,9 @@ void lt_matmul(cudaDataType in_type, cudaDataType type, bool trans_a, bool trans
   if (code != CUBLASLT_EPILOGUE_DEFAULT)
     TR_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &code,
                                                    sizeof code));
-  if (epilogue.bias) {
+  if (const void* vector = epilogue.vector()) {
     TR_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                                   &epilogue.bias, sizeof epilogue.bias));
+                                                   &vector, sizeof vector));
     const cudaDataType bias_type = type;
     TR_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
                                                    &bias_type, sizeof bias_type));
@@ -204,7 +211,7 @@ void lt_matmul(cudaDataType in_type, cudaDataType type, bool trans_a, bool trans
                       align_second = alignment(A, batched ? batch.a * in_bytes : 0),
                       align_out = alignment(C, batched ? batch.c * out_bytes : 0);
   // The heuristic reads the bias pointer's value for its alignment (cublasLt.h, BIAS_POINTER).
-  const std::uint32_t align_bias = epilogue.bias ? alignment(epilogue.bias, 0) : 0;
+  const std::uint32_t align_bias = epilogue.vector() ? alignment(epilogue.vector(), 0) : 0;
   const AlgoKey key = {in_type, type,        trans_a,      trans_b,   code,        M,       N,
                        K,       lda,         ldb,          ldc,       batch.count, batch.a, batch.b,
                        batch.c, align_first, align_second, align_out, align_bias};
@@ -224,6 +231,7 @@ void lt_matmul(cudaDataType in_type, cudaDataType type, bool trans_a, bool trans
     return heuristic.algo;
   });
   if (!algo) {
+    if (epilogue.bias_grad) return false;
     // ReLU is the one epilogue with a plain fallback: the product with the bias alone, then
     // the ReLU kernel over C (a linear layer's output: one dense matrix).
     TR_CHECK(epilogue.relu, "cuBLASLt has no algorithm for this GEMM");
@@ -231,11 +239,12 @@ void lt_matmul(cudaDataType in_type, cudaDataType type, bool trans_a, bool trans
     lt_matmul(in_type, type, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
               Epilogue{epilogue.bias, false}, batch);
     relu_in_place(type, C, M * N);
-    return;
+    return true;
   }
   TR_CUBLAS_CHECK(cublasLtMatmul(state.handle, desc.desc, &alpha, B, first.layout, A, second.layout,
                                  &beta, C, out.layout, C, out.layout, &*algo, state.workspace,
                                  Lt::kWorkspaceBytes, compute_stream()));
+  return true;
 }
 
 // An fp32 product: as is, or under set_bf16_matmuls(true) with A and B rounded to bf16 first
@@ -271,6 +280,29 @@ void require_bf16_products(const char* what) {
   TR_CHECK(g_bf16_operands, std::string(what) + ": bf16 operands outside bf16 products");
 }
 
+// A linear layer's weight gradient, dweight[out, in] += dy^T x over N rows (dy and x of
+// `in_type`), and with dbias, dbias[out] += the column sums of dy. The sums come from the
+// product's own pass over dy (the BGRADB epilogue, written into scratch, then added: the
+// epilogue overwrites and a gradient accumulates over micro-batches); where cuBLASLt has no
+// algorithm with that epilogue, from `column_sums` (the column-sum kernel) after the product.
+template <typename ColumnSums>
+void weight_gradient(cudaDataType in_type, const void* dy, const void* x, float* dweight,
+                     float* dbias, i64 N, i64 in, i64 out, const ColumnSums& column_sums) {
+  if (dbias) {
+    StreamScratch sums(static_cast<std::size_t>(out) * sizeof(float));
+    Epilogue bias_grad;
+    bias_grad.bias_grad = sums.as<float>();
+    if (lt_matmul(in_type, CUDA_R_32F, true, false, out, in, N, 1.0f, dy, out, x, in, 1.0f, dweight,
+                  in, bias_grad)) {
+      add_accumulate(dbias, sums.as<float>(), out);
+      return;
+    }
+  }
+  lt_matmul(in_type, CUDA_R_32F, true, false, out, in, N, 1.0f, dy, out, x, in, 1.0f, dweight, in,
+            {});
+  if (dbias) column_sums();
+}
+
 }  // namespace
 
 void linear_forward_mixed(Output y, Operand x, const float* w, const float* bias, i64 N, i64 in,
@@ -298,10 +330,10 @@ void linear_forward_mixed(Output y, Operand x, const float* w, const float* bias
             w16, in, 0.0f, y.data, out, Epilogue{b, relu});
 }
 
-void linear_backward_mixed(Output dx, float beta_dx, float* dweight, Operand dy, Operand x,
-                           const float* w, i64 N, i64 in, i64 out) {
+void linear_backward_mixed(Output dx, float beta_dx, float* dweight, float* dbias, Operand dy,
+                           Operand x, const float* w, i64 N, i64 in, i64 out) {
   if (!dx.bf16 && !dy.bf16 && !x.bf16) {
-    linear_backward_products(static_cast<float*>(dx.data), beta_dx, dweight,
+    linear_backward_products(static_cast<float*>(dx.data), beta_dx, dweight, dbias,
                              static_cast<const float*>(dy.data), static_cast<const float*>(x.data),
                              w, N, in, out);
     return;
@@ -319,8 +351,12 @@ void linear_backward_mixed(Output dx, float beta_dx, float* dweight, Operand dy,
     lt_matmul(CUDA_R_16BF, dx.bf16 ? CUDA_R_16BF : CUDA_R_32F, false, false, N, in, out, 1.0f, dy16,
               out, w16, in, beta_dx, dx.data, in, {});
   }
-  lt_matmul(CUDA_R_16BF, CUDA_R_32F, true, false, out, in, N, 1.0f, dy16, out, x16, in, 1.0f,
-            dweight, in, {});
+  weight_gradient(CUDA_R_16BF, dy16, x16, dweight, dbias, N, in, out, [&] {
+    if (dy.bf16)
+      bias_backward_accumulate(dbias, dy16, N, out);
+    else
+      bias_backward_accumulate(dbias, static_cast<const float*>(dy.data), N, out);
+  });
 }
 
 void set_bf16_matmuls(bool on) {
@@ -350,12 +386,14 @@ void gemm_strided_batched_bf16_in(bool trans_a, bool trans_b, i64 M, i64 N, i64 
             {}, Batching{batch, stride_a, stride_b, stride_c});
 }
 
-void linear_backward_products(float* dx, float beta_dx, float* dweight, const float* dy,
-                              const float* x, const float* w, i64 N, i64 in, i64 out) {
-  if (N == 0) return;  // no rows: dx is empty and dweight gains nothing
+void linear_backward_products(float* dx, float beta_dx, float* dweight, float* dbias,
+                              const float* dy, const float* x, const float* w, i64 N, i64 in,
+                              i64 out) {
+  if (N == 0) return;  // no rows: dx is empty, dweight and dbias gain nothing
+  const auto column_sums = [&] { bias_backward_accumulate(dbias, dy, N, out); };
   if (!g_bf16_operands) {
     if (dx) gemm(false, false, N, in, out, 1.0f, dy, out, w, in, beta_dx, dx, in);
-    gemm(true, false, out, in, N, 1.0f, dy, out, x, in, 1.0f, dweight, in);
+    weight_gradient(CUDA_R_32F, dy, x, dweight, dbias, N, in, out, column_sums);
     return;
   }
   // bf16 products: dy rounded once for both (each gemm call would round it again).
@@ -371,8 +409,7 @@ void linear_backward_products(float* dx, float beta_dx, float* dweight, const fl
     lt_matmul(CUDA_R_16BF, CUDA_R_32F, false, false, N, in, out, 1.0f, dy16, out, w16, in, beta_dx,
               dx, in, {});
   }
-  lt_matmul(CUDA_R_16BF, CUDA_R_32F, true, false, out, in, N, 1.0f, dy16, out, x16, in, 1.0f,
-            dweight, in, {});
+  weight_gradient(CUDA_R_16BF, dy16, x16, dweight, dbias, N, in, out, column_sums);
 }
 
 void gemm_bias(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, const float* A, i64 lda,

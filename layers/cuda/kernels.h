@@ -40,9 +40,12 @@ void gemm_strided_batched_bf16_in(bool trans_a, bool trans_b, i64 M, i64 N, i64 
                                   i64 stride_b, float beta, float* C, i64 ldc, i64 stride_c,
                                   i64 batch);
 // A linear layer's backward products, w [out, in]: dx = dy w (beta_dx 0 sets, 1 adds; dx may
-// be null) and dweight += dy^T x. Under bf16 products dy is rounded once for both.
-void linear_backward_products(float* dx, float beta_dx, float* dweight, const float* dy,
-                              const float* x, const float* w, i64 N, i64 in, i64 out);
+// be null), dweight += dy^T x and, with dbias (may be null), dbias += the column sums of dy,
+// summed by the weight gradient's product itself (cuBLASLt's BGRADB epilogue) where cuBLASLt
+// offers it, else by bias_backward_accumulate. Under bf16 products dy is rounded once for all.
+void linear_backward_products(float* dx, float beta_dx, float* dweight, float* dbias,
+                              const float* dy, const float* x, const float* w, i64 N, i64 in,
+                              i64 out);
 // bf16 activations (layers/precision.h): a linear layer's operands and outputs may be f32 or
 // bf16, the weight and its gradient f32. bf16 ones need bf16 products (set_bf16_matmuls): f32
 // operands are rounded into scratch, bf16 ones read in place, outputs written in their type
@@ -60,9 +63,10 @@ struct Output {
 // epilogue, in the GEMM's pass; where cuBLASLt offers no algorithm with it, relu_forward after).
 void linear_forward_mixed(Output y, Operand x, const float* w, const float* bias, i64 N, i64 in,
                           i64 out, bool relu = false);
-// dx = dy w (+ beta_dx dx), dweight += dy^T x.
-void linear_backward_mixed(Output dx, float beta_dx, float* dweight, Operand dy, Operand x,
-                           const float* w, i64 N, i64 in, i64 out);
+// dx = dy w (+ beta_dx dx), dweight += dy^T x, dbias (may be null) += the column sums of dy
+// (as linear_backward_products).
+void linear_backward_mixed(Output dx, float beta_dx, float* dweight, float* dbias, Operand dy,
+                           Operand x, const float* w, i64 N, i64 in, i64 out);
 // C = op(A) op(B) + bias[N] broadcast over rows (cuBLASLt BIAS epilogue: one pass over C).
 // cuBLASLt's GELU epilogue computes the tanh approximation, not the exact erf GELU of the
 // models here, so GELU stays a separate kernel (gelu_forward); ReLU, exact, is fused

@@ -118,6 +118,8 @@ F rounded_to_bf16(F v) {
 // train.precision: bf16. Every fp32 product takes bf16-rounded operands: the result equals the
 // fp32 product of the rounded operands up to summation order (1e-5), differs from the
 // unrounded product by bf16 rounding (in norm above 1e-5, below 1e-2).
+void check_linear_backward_products(bool bf16);
+
 TEST_F(CudaKernels, Bf16MatmulsRoundTheOperands) {
   struct Reset {
     ~Reset() { cuda::set_bf16_matmuls(false); }
@@ -160,25 +162,51 @@ TEST_F(CudaKernels, Bf16MatmulsRoundTheOperands) {
   cuda::gemm_strided_batched(false, true, M, N, K, 0.5f, dx.p(), K, M * K, dy.p(), K, N * K, 0.0f,
                              dout.p(), N, M * N, batch);
   EXPECT_LE(max_rel_error(dout.get(), refb), kTol);
-  // A linear layer's backward (dy rounded once for both products): dx set and added, dweight
-  // accumulated.
+  check_linear_backward_products(/*bf16=*/true);
+}
+
+// A linear layer's backward (under bf16 products dy rounded once for all): dx set and added,
+// dweight and dbias accumulated. The bias gradient is summed by the weight gradient's product
+// (cuBLASLt's BGRADB epilogue: the sums of the operand it multiplies, rounded under bf16
+// products) or, where cuBLASLt has no algorithm for that, by the column-sum kernel (over dy as
+// given): either sum is accepted, and the message says which it matched.
+void check_linear_backward_products(bool bf16) {
   const i64 rows = 45, in = 24, out = 40;
   const F gy = random_floats(rows * out, 69), xs = random_floats(rows * in, 70),
           wt = random_floats(out * in, 71), dx0 = random_floats(rows * in, 72),
-          dw0 = random_floats(out * in, 73);
+          dw0 = random_floats(out * in, 73), db0 = random_floats(out, 74);
+  const auto maybe_rounded = [bf16](const F& v) { return bf16 ? rounded_to_bf16(v) : v; };
+  const F dyr = maybe_rounded(gy), xr = maybe_rounded(xs), wr = maybe_rounded(wt);
+  F db_of_operand = db0, db_of_dy = db0;
+  cpu::bias_backward_accumulate(db_of_operand.data(), dyr.data(), rows, out);
+  cpu::bias_backward_accumulate(db_of_dy.data(), gy.data(), rows, out);
   for (float beta : {0.0f, 1.0f}) {
     F dx_ref = dx0, dw_ref = dw0;
-    const F dyr = rounded_to_bf16(gy), xr = rounded_to_bf16(xs), wr = rounded_to_bf16(wt);
     cpu::gemm<float>(false, false, rows, in, out, 1.0f, dyr.data(), out, wr.data(), in, beta,
                      dx_ref.data(), in);
     cpu::gemm<float>(true, false, out, in, rows, 1.0f, dyr.data(), out, xr.data(), in, 1.0f,
                      dw_ref.data(), in);
-    Dev<float> ddy(gy), dxs(xs), dwt(wt), ddx(dx0), ddw(dw0);
-    cuda::linear_backward_products(ddx.p(), beta, ddw.p(), ddy.p(), dxs.p(), dwt.p(), rows, in,
-                                   out);
+    Dev<float> ddy(gy), dxs(xs), dwt(wt), ddx(dx0), ddw(dw0), ddb(db0);
+    cuda::linear_backward_products(ddx.p(), beta, ddw.p(), ddb.p(), ddy.p(), dxs.p(), dwt.p(), rows,
+                                   in, out);
     EXPECT_LE(max_rel_error(ddx.get(), dx_ref), kTol) << "beta " << beta;
     EXPECT_LE(max_rel_error(ddw.get(), dw_ref), kTol) << "beta " << beta;
+    const double by_epilogue = max_rel_error(ddb.get(), db_of_operand),
+                 by_kernel = max_rel_error(ddb.get(), db_of_dy);
+    EXPECT_LE(std::min(by_epilogue, by_kernel), kTol)
+        << "beta " << beta << ": dbias off both the epilogue's sums (" << by_epilogue
+        << ") and the kernel's (" << by_kernel << ")";
+    // Without a bias the same products.
+    Dev<float> ddx2(dx0), ddw2(dw0);
+    cuda::linear_backward_products(ddx2.p(), beta, ddw2.p(), nullptr, ddy.p(), dxs.p(), dwt.p(),
+                                   rows, in, out);
+    EXPECT_EQ(ddx2.get(), ddx.get());
+    EXPECT_LE(max_rel_error(ddw2.get(), dw_ref), kTol) << "beta " << beta << ", no bias";
   }
+}
+
+TEST_F(CudaKernels, LinearBackwardProductsWithBiasGradient) {
+  check_linear_backward_products(/*bf16=*/false);
 }
 
 TEST_F(CudaKernels, Elementwise) {
