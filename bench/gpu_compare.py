@@ -248,7 +248,10 @@ def main():
                     r = {"error": ["timed out after %d s" % args.timeout]}
                 if "error" in r:
                     best.setdefault(name, r)
+                    print(f"== {model} {name}: failed", flush=True)
                     continue
+                # As each run ends (the table comes at the end: a timeout keeps these).
+                print(f"== {model} {name}: {r['throughput']:.1f} {r.get('unit', '')}", flush=True)
                 gpu = r.get("device", gpu)
                 if r.get("peak_tflops_fp32", 0) > 0:  # train_step's, from the trainer's table
                     peaks = {"fp32": r["peak_tflops_fp32"], "bf16": r["peak_tflops_bf16"]}
