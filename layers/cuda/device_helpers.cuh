@@ -6,6 +6,10 @@
 
 #ifndef TR_CUDA_EMULATION
 #include <vector_types.h>  // dim3
+// Loop unrolling for nvcc (the emulation defines these empty: the host compiler knows no
+// `#pragma unroll`).
+#define TR_UNROLL _Pragma("unroll")
+#define TR_UNROLL_4 _Pragma("unroll 4")
 #endif
 
 #include <algorithm>

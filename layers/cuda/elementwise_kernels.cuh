@@ -167,7 +167,7 @@ __device__ std::uint64_t dropout_row_first(U row, const DropoutLayout& layout,
   std::uint64_t first = offset;
   // Unrolled over the four slots with a test: indexing the parameter's arrays by a run-time j
   // would copy them to local memory.
-#pragma unroll
+  TR_UNROLL
   for (int j = 3; j >= 0; --j) {
     if (j >= layout.n) continue;
     const U dim = static_cast<U>(layout.dims[j]);

@@ -14,14 +14,13 @@
 
 #ifndef TR_CUDA_EMULATION
 #include <cuda_bf16.h>
-#define TR_UNROLL _Pragma("unroll")
-#define TR_UNROLL_4 _Pragma("unroll 4")
 #define TR_DYNAMIC_SMEM(name) extern __shared__ __align__(128) unsigned char name[]
 #endif
 
 #include <cmath>
 #include <cstdint>
 
+#include "layers/cuda/device_helpers.cuh"
 #include "layers/cuda/kernels.h"
 
 // An anonymous namespace: each translation unit (the CUDA build's, an emulated test's) has its

@@ -26,6 +26,16 @@ void layernorm_backward_as(float* din, float* dweight, float* dbias, const DOut*
                            const float* in, const float* weight, const float* mean,
                            const float* rstd, i64 rows, i64 cols, const float* residual) {
   if (rows <= 0) return;
+  if (layernorm_backward_fuses(cols)) {
+    const unsigned blocks = layernorm_fused_grid(rows);
+    const StreamScratch partials(static_cast<std::size_t>(2 * blocks * cols) * sizeof(float));
+    layernorm_backward_fused_kernel<DOut><<<blocks, kRowThreads, 0, compute_stream()>>>(
+        din, partials.as<float>(), dout, in, weight, mean, rstd, residual, rows, cols);
+    TR_CUDA_LAUNCH_CHECK();
+    column_sums_accumulate<2>(
+        {dweight, dbias}, LayerNormBlockPartials{partials.as<float>(), blocks, cols}, blocks, cols);
+    return;
+  }
   layernorm_din_kernel<DOut><<<layernorm_grid(rows), kRowThreads, 0, compute_stream()>>>(
       din, dout, in, weight, mean, rstd, residual, rows, cols);
   TR_CUDA_LAUNCH_CHECK();

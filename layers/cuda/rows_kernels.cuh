@@ -2,8 +2,9 @@
 // transformer widths, 768 or 1024 values: a warp's shuffles give its sums without shared memory
 // or block barriers, and the row stays in L1 across the passes); the others one thread block
 // per row (vocabulary-wide rows). Statistics from reductions in a fixed order (deterministic);
-// LayerNorm's parameter gradients are summed per column by column_sums_kernels.cuh
-// (LayerNormParamTerms, fixed order, no atomics).
+// LayerNorm's parameter gradients are summed per column by column_sums_kernels.cuh, from the
+// fused backward's per-block partial rows (LayerNormBlockPartials) or, for rows wider than it
+// takes, from every element (LayerNormParamTerms); fixed order, no atomics.
 //
 // The device code and the launch geometry, in a header that also compiles for the host under
 // tests/common/cuda_emulation.h (tests/layers/test_rows_kernels_emulated.cpp runs these
@@ -95,6 +96,95 @@ __global__ void layernorm_din_kernel(float* din, const DOut* dout, const float* 
     din[r * cols + c] = d;
   }
 }
+
+// LayerNorm's backward in one pass over dout and in, for rows of at most kFusedLayerNormCols
+// values (the transformer widths): din as layernorm_din_kernel, and the parameter gradients'
+// terms (dout * xhat, dout) summed on the way. Each warp sums its kFusedRowsPerWarp consecutive
+// rows in registers (lane's columns c = lane + 32 j), the block's warps add theirs in warp order
+// through shared memory, and the block writes one partial row per term,
+// partial[(k * gridDim.x + block) * cols + c]; LayerNormBlockPartials then feeds those rows to
+// the column sums. Against din's kernel followed by the column sums of LayerNormParamTerms,
+// dout and in are read once instead of twice. Fixed order throughout, no atomics.
+// layernorm_fused_grid(rows) blocks of kRowThreads.
+constexpr int kFusedRowsPerWarp = 4;
+constexpr int kFusedColsPerLane = 32;
+constexpr i64 kFusedLayerNormCols = 32 * kFusedColsPerLane;
+constexpr i64 kFusedBlockRows = kLayerNormRows * kFusedRowsPerWarp;
+inline bool layernorm_backward_fuses(i64 cols) {
+  return cols <= kFusedLayerNormCols;
+}
+inline unsigned layernorm_fused_grid(i64 rows) {
+  return static_cast<unsigned>((rows + kFusedBlockRows - 1) / kFusedBlockRows);
+}
+
+template <typename DOut>
+__global__ void layernorm_backward_fused_kernel(float* din, float* partial, const DOut* dout,
+                                                const float* in, const float* weight,
+                                                const float* mean, const float* rstd,
+                                                const float* residual, i64 rows, i64 cols) {
+  __shared__ float block_sums[2][kFusedLayerNormCols];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  float dw[kFusedColsPerLane] = {}, db[kFusedColsPerLane] = {};
+  const i64 first = blockIdx.x * kFusedBlockRows + warp * kFusedRowsPerWarp;
+  for (int i = 0; i < kFusedRowsPerWarp; ++i) {
+    const i64 r = first + i;
+    if (r >= rows) break;  // the whole warp: the shuffles below see every lane
+    const float* x = in + r * cols;
+    const DOut* g = dout + r * cols;
+    const float m = mean[r], s = rstd[r];
+    float a = 0, b = 0;
+    TR_UNROLL
+    for (int j = 0; j < kFusedColsPerLane; ++j) {
+      const i64 c = lane + 32 * j;
+      if (c < cols) {
+        const float dxhat = load(g, c) * weight[c];
+        a += dxhat;
+        b += dxhat * (x[c] - m) * s;
+      }
+    }
+    const float mean_dxhat = warp_sum(a) / static_cast<float>(cols);
+    const float mean_dxhat_xhat = warp_sum(b) / static_cast<float>(cols);
+    TR_UNROLL
+    for (int j = 0; j < kFusedColsPerLane; ++j) {
+      const i64 c = lane + 32 * j;
+      if (c < cols) {
+        const float gc = load(g, c), xhat = (x[c] - m) * s;
+        float d = s * (gc * weight[c] - mean_dxhat - xhat * mean_dxhat_xhat);
+        if (residual) d += residual[r * cols + c];
+        din[r * cols + c] = d;
+        dw[j] += gc * xhat;
+        db[j] += gc;
+      }
+    }
+  }
+  for (int w = 0; w < kLayerNormRows; ++w) {
+    if (warp == w) {
+      TR_UNROLL
+      for (int j = 0; j < kFusedColsPerLane; ++j) {
+        const i64 c = lane + 32 * j;
+        if (c < cols) {
+          block_sums[0][c] = (w == 0 ? 0.0f : block_sums[0][c]) + dw[j];
+          block_sums[1][c] = (w == 0 ? 0.0f : block_sums[1][c]) + db[j];
+        }
+      }
+    }
+    __syncthreads();
+  }
+  for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
+    partial[static_cast<i64>(blockIdx.x) * cols + c] = block_sums[0][c];
+    partial[(static_cast<i64>(gridDim.x) + blockIdx.x) * cols + c] = block_sums[1][c];
+  }
+}
+
+// The fused kernel's block partial rows as the column sums' (dweight, dbias) terms.
+struct LayerNormBlockPartials {
+  const float* partial;
+  std::int64_t blocks, cols;
+  __device__ void operator()(std::int64_t r, std::int64_t c, float* v) const {
+    v[0] = partial[r * cols + c];
+    v[1] = partial[(blocks + r) * cols + c];
+  }
+};
 
 // (dweight, dbias) terms of one element: dout * xhat and dout.
 template <typename DOut>

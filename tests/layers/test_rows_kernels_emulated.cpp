@@ -44,6 +44,15 @@ template <typename DOut>
 void layernorm_backward(float* din, float* dweight, float* dbias, const DOut* dout, const float* in,
                         const float* weight, const float* mean, const float* rstd, i64 rows,
                         i64 cols, const float* residual) {
+  if (rw::layernorm_backward_fuses(cols)) {
+    const unsigned blocks = rw::layernorm_fused_grid(rows);
+    F partial = poison(2 * blocks * cols);
+    emu::launch(blocks, rw::kRowThreads, 0, rw::layernorm_backward_fused_kernel<DOut>, din,
+                partial.data(), dout, in, weight, mean, rstd, residual, rows, cols);
+    column_sums_accumulate<2>(
+        {dweight, dbias}, rw::LayerNormBlockPartials{partial.data(), blocks, cols}, blocks, cols);
+    return;
+  }
   emu::launch(rw::layernorm_grid(rows), rw::kRowThreads, 0, rw::layernorm_din_kernel<DOut>, din,
               dout, in, weight, mean, rstd, residual, rows, cols);
   column_sums_accumulate<2>({dweight, dbias},
@@ -143,7 +152,10 @@ INSTANTIATE_TEST_SUITE_P(Shapes, EmulatedLayerNorm,
                                            Shape2{7, 300},   // rows wider than the block; fewer
                                                              // rows than a block's warps
                                            Shape2{5, 7},     // narrower than a warp
-                                           Shape2{3, 256}, Shape2{1, 1}));
+                                           Shape2{3, 256}, Shape2{1, 1},
+                                           Shape2{45, 768},    // ViT's width; a ragged block
+                                           Shape2{33, 1024},   // the widest fused rows
+                                           Shape2{9, 1025}));  // the unfused kernels
 
 // ---- softmax --------------------------------------------------------------------------------
 
