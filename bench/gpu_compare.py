@@ -112,6 +112,14 @@ def torch_kernel(row):
             except (ImportError, RuntimeError):
                 pass
         return torch_kernel_ms(step)
+    if kernel.startswith("linear dW+db"):
+        n, out, inp = (int(x) for x in shape.split("x"))
+        x = torch.rand(n, inp, device="cuda", dtype=dtype) * 2 - 1
+        w = (torch.rand(out, inp, device="cuda", dtype=dtype) * 2 - 1).requires_grad_()
+        b = torch.zeros(out, device="cuda", dtype=dtype, requires_grad=True)
+        y = F.linear(x, w, b)
+        g = torch.rand_like(y)
+        return torch_kernel_ms(lambda: torch.autograd.grad(y, (w, b), g, retain_graph=True))
     if kernel == "dropout mask":
         b, h, t = (int(x[1:]) for x in shape.split())
         keep = torch.empty(b, h, t, t, device="cuda", dtype=torch.bool)

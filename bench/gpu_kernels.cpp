@@ -11,7 +11,10 @@
 // wmma": the WMMA ones, TR_FLASH_KERNELS=wmma), "attention cudnn" cuDNN's fused engines (bf16; the
 // training path where cuDNN is present), "... dropout": with dropout 0.1 on the probabilities
 // (the encoder-decoder's training attention; PyTorch's row uses dropout_p 0.1); LayerNorm:
-// forward (x read, y written) and backward (dout and x read, din written) in GB/s, fp32;
+// forward (x read, y written) and backward (dout and x read, din written) in GB/s, fp32, the
+// backward in one pass (the default) and in two ("layernorm bwd 2-pass"); "linear dW+db": a
+// linear layer's weight and bias gradients from bf16 dy and x, the bias gradient from the
+// product's epilogue (the default) and from the column-sum kernel after it ("... 2-pass");
 // dropout mask: the attention probabilities' keep mask, in GB/s of mask bytes.
 // bench/gpu_compare.py --kernels puts PyTorch's same operations beside them.
 //
@@ -259,14 +262,43 @@ void layernorm_case(i64 rows, i64 cols) {
   const double fwd = median_ms([&] {
     tr::cuda::layernorm_forward(y.p, mean.p, rstd.p, x.p, weight.p, bias.p, rows, cols, 1e-5f);
   });
-  const double bwd = median_ms([&] {
+  const auto backward = [&] {
     tr::cuda::layernorm_backward(din.p, dweight.p, dbias.p, dout.p, x.p, weight.p, mean.p, rstd.p,
                                  rows, cols);
-  });
+  };
+  const double bwd = median_ms(backward);
+  // The same with the two-pass backward (din, then the column sums over every element).
+  tr::cuda::set_layernorm_one_pass_backward(false);
+  const double bwd_two_pass = median_ms(backward);
+  tr::cuda::set_layernorm_one_pass_backward(true);
   const std::string shape = format("%lldx%lld", (long long)rows, (long long)cols);
   const double bytes = static_cast<double>(n) * sizeof(float);
   print("layernorm forward", shape, "fp32", fwd, "gbps", 2 * bytes / (fwd * 1e6));
   print("layernorm backward", shape, "fp32", bwd, "gbps", 3 * bytes / (bwd * 1e6));
+  print("layernorm bwd 2-pass", shape, "fp32", bwd_two_pass, "gbps",
+        3 * bytes / (bwd_two_pass * 1e6));
+}
+
+// A linear layer's weight and bias gradients from bf16 dy [N, out] and x [N, in] (the bf16
+// activations' backward, dx not asked): the bias gradient from the product's BGRADB epilogue
+// ("linear dW+db"), and after it by the column-sum kernel ("linear dW+db 2-pass").
+void linear_weight_grad_case(i64 N, i64 in, i64 out) {
+  tr::cuda::set_bf16_matmuls(true);
+  DeviceBf16 dy(N * out, 24), x(N * in, 25);
+  DeviceFloats w(out * in, 26), dweight(out * in, 27), dbias(out, 28);
+  const auto step = [&] {
+    tr::cuda::linear_backward_mixed({}, 0.0f, dweight.p, dbias.p, {dy.p, true}, {x.p, true}, w.p, N,
+                                    in, out);
+  };
+  const double fused = median_ms(step);
+  tr::cuda::set_bias_gradient_epilogue(false);
+  const double two_pass = median_ms(step);
+  tr::cuda::set_bias_gradient_epilogue(true);
+  tr::cuda::set_bf16_matmuls(false);
+  const std::string shape = format("%lldx%lldx%lld", (long long)N, (long long)out, (long long)in);
+  const double flops = 2.0 * N * in * out;
+  print("linear dW+db", shape, "bf16", fused, "tflops", flops / (fused * 1e9));
+  print("linear dW+db 2-pass", shape, "bf16", two_pass, "tflops", flops / (two_pass * 1e9));
 }
 
 // --only TEXT: the cases whose "kernel precision" label contains TEXT (e.g. "attention flash
@@ -327,6 +359,11 @@ int main(int argc, char** argv) {
   if (wanted("attention flash dropout", "bf16"))
     flash_dropout_case(32, 16, 256, 64);  // the encoder-decoder's training attention
   if (wanted("attention cudnn dropout", "bf16")) cudnn_attention_case(32, 16, 256, 64, true);
+  if (wanted("linear dW+db", "bf16")) {
+    linear_weight_grad_case(25216, 768, 768);   // ViT-B/16 q, k, v, o projections
+    linear_weight_grad_case(25216, 768, 3072);  // ViT-B/16 fc1
+    linear_weight_grad_case(25216, 3072, 768);  // ViT-B/16 fc2
+  }
   if (wanted("layernorm", "fp32")) {
     layernorm_case(25216, 768);
     layernorm_case(8192, 1024);

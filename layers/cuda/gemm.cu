@@ -98,7 +98,8 @@ struct Preference {
   ~Preference() { cublasLtMatmulPreferenceDestroy(pref); }
 };
 
-bool g_bf16_operands = false;  // set_bf16_matmuls
+bool g_bf16_operands = false;          // set_bf16_matmuls
+bool g_bias_gradient_epilogue = true;  // set_bias_gradient_epilogue
 
 // cuBLASLt's heuristic choice for each distinct product, kept for the process. A training step
 // repeats the same few dozen shapes every step, and a heuristic query costs host time on every
@@ -288,7 +289,7 @@ void require_bf16_products(const char* what) {
 template <typename ColumnSums>
 void weight_gradient(cudaDataType in_type, const void* dy, const void* x, float* dweight,
                      float* dbias, i64 N, i64 in, i64 out, const ColumnSums& column_sums) {
-  if (dbias) {
+  if (dbias && g_bias_gradient_epilogue) {
     StreamScratch sums(static_cast<std::size_t>(out) * sizeof(float));
     Epilogue bias_grad;
     bias_grad.bias_grad = sums.as<float>();
@@ -357,6 +358,13 @@ void linear_backward_mixed(Output dx, float beta_dx, float* dweight, float* dbia
     else
       bias_backward_accumulate(dbias, static_cast<const float*>(dy.data), N, out);
   });
+}
+
+void set_bias_gradient_epilogue(bool on) {
+  g_bias_gradient_epilogue = on;
+}
+bool bias_gradient_epilogue() {
+  return g_bias_gradient_epilogue;
 }
 
 void set_bf16_matmuls(bool on) {

@@ -67,6 +67,10 @@ void linear_forward_mixed(Output y, Operand x, const float* w, const float* bias
 // (as linear_backward_products).
 void linear_backward_mixed(Output dx, float beta_dx, float* dweight, float* dbias, Operand dy,
                            Operand x, const float* w, i64 N, i64 in, i64 out);
+// Off: the bias gradient by bias_backward_accumulate after the product, never the epilogue (on
+// by default; for benchmarks and tests comparing the two, process-wide).
+void set_bias_gradient_epilogue(bool on);
+bool bias_gradient_epilogue();
 // C = op(A) op(B) + bias[N] broadcast over rows (cuBLASLt BIAS epilogue: one pass over C).
 // cuBLASLt's GELU epilogue computes the tanh approximation, not the exact erf GELU of the
 // models here, so GELU stays a separate kernel (gelu_forward); ReLU, exact, is fused
@@ -110,6 +114,11 @@ void layernorm_forward(bf16* out, float* mean, float* rstd, const float* in, con
 void layernorm_backward(float* din, float* dweight, float* dbias, const bf16* dout, const float* in,
                         const float* weight, const float* mean, const float* rstd, i64 rows,
                         i64 cols, const float* residual = nullptr);
+// Off: the backward as two passes (din, then the parameter gradients' column sums over every
+// element) also for rows the one-pass kernel takes (on by default; for benchmarks and tests
+// comparing the two, process-wide).
+void set_layernorm_one_pass_backward(bool on);
+bool layernorm_one_pass_backward();
 
 // ---- softmax ------------------------------------------------------------------------------
 void softmax_forward(float* out, const float* in, i64 rows, i64 cols);

@@ -13,6 +13,8 @@ namespace tr::cuda {
 using namespace rowwise;
 
 namespace {
+bool g_one_pass_backward = true;  // set_layernorm_one_pass_backward
+
 template <typename Out>
 void layernorm_forward_as(Out* out, float* mean, float* rstd, const float* in, const float* weight,
                           const float* bias, i64 rows, i64 cols, float eps) {
@@ -26,7 +28,7 @@ void layernorm_backward_as(float* din, float* dweight, float* dbias, const DOut*
                            const float* in, const float* weight, const float* mean,
                            const float* rstd, i64 rows, i64 cols, const float* residual) {
   if (rows <= 0) return;
-  if (layernorm_backward_fuses(cols)) {
+  if (g_one_pass_backward && layernorm_backward_fuses(cols)) {
     const unsigned blocks = layernorm_fused_grid(rows);
     const StreamScratch partials(static_cast<std::size_t>(2 * blocks * cols) * sizeof(float));
     layernorm_backward_fused_kernel<DOut><<<blocks, kRowThreads, 0, compute_stream()>>>(
@@ -51,6 +53,13 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* in, co
 void layernorm_forward(bf16* out, float* mean, float* rstd, const float* in, const float* weight,
                        const float* bias, i64 rows, i64 cols, float eps) {
   layernorm_forward_as(out, mean, rstd, in, weight, bias, rows, cols, eps);
+}
+
+void set_layernorm_one_pass_backward(bool on) {
+  g_one_pass_backward = on;
+}
+bool layernorm_one_pass_backward() {
+  return g_one_pass_backward;
 }
 
 void layernorm_backward(float* din, float* dweight, float* dbias, const float* dout,

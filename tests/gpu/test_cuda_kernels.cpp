@@ -119,6 +119,7 @@ F rounded_to_bf16(F v) {
 // fp32 product of the rounded operands up to summation order (1e-5), differs from the
 // unrounded product by bf16 rounding (in norm above 1e-5, below 1e-2).
 void check_linear_backward_products(bool bf16);
+void check_linear_backward_products_once(bool bf16, bool epilogue);
 
 TEST_F(CudaKernels, Bf16MatmulsRoundTheOperands) {
   struct Reset {
@@ -169,8 +170,20 @@ TEST_F(CudaKernels, Bf16MatmulsRoundTheOperands) {
 // dweight and dbias accumulated. The bias gradient is summed by the weight gradient's product
 // (cuBLASLt's BGRADB epilogue: the sums of the operand it multiplies, rounded under bf16
 // products) or, where cuBLASLt has no algorithm for that, by the column-sum kernel (over dy as
-// given): either sum is accepted, and the message says which it matched.
+// given): either sum is accepted, and the message says which it matched. With the epilogue
+// switched off the kernel's sum is required.
 void check_linear_backward_products(bool bf16) {
+  struct Restore {
+    ~Restore() { cuda::set_bias_gradient_epilogue(true); }
+  } restore;
+  for (bool epilogue : {true, false}) {
+    cuda::set_bias_gradient_epilogue(epilogue);
+    SCOPED_TRACE(epilogue ? "epilogue allowed" : "epilogue off");
+    check_linear_backward_products_once(bf16, epilogue);
+  }
+}
+
+void check_linear_backward_products_once(bool bf16, bool epilogue) {
   const i64 rows = 45, in = 24, out = 40;
   const F gy = random_floats(rows * out, 69), xs = random_floats(rows * in, 70),
           wt = random_floats(out * in, 71), dx0 = random_floats(rows * in, 72),
@@ -193,9 +206,9 @@ void check_linear_backward_products(bool bf16) {
     EXPECT_LE(max_rel_error(ddw.get(), dw_ref), kTol) << "beta " << beta;
     const double by_epilogue = max_rel_error(ddb.get(), db_of_operand),
                  by_kernel = max_rel_error(ddb.get(), db_of_dy);
-    EXPECT_LE(std::min(by_epilogue, by_kernel), kTol)
-        << "beta " << beta << ": dbias off both the epilogue's sums (" << by_epilogue
-        << ") and the kernel's (" << by_kernel << ")";
+    EXPECT_LE(epilogue ? std::min(by_epilogue, by_kernel) : by_kernel, kTol)
+        << "beta " << beta << ": dbias against the epilogue's sums " << by_epilogue
+        << ", the kernel's " << by_kernel;
     // Without a bias the same products.
     Dev<float> ddx2(dx0), ddw2(dw0);
     cuda::linear_backward_products(ddx2.p(), beta, ddw2.p(), nullptr, ddy.p(), dxs.p(), dwt.p(),
@@ -278,18 +291,26 @@ TEST_F(CudaKernels, LayerNormForwardBackward) {
   EXPECT_LE(max_rel_error(dmean.get(), mean), kTol);
   EXPECT_LE(max_rel_error(drstd.get(), rstd), kTol);
 
-  for (bool with_residual : {false, true}) {
-    F din(rows * cols), dwr = w, dbr = b;  // parameter gradients accumulate onto w, b
-    cpu::layernorm_backward(din.data(), dwr.data(), dbr.data(), g.data(), x.data(), w.data(),
-                            mean.data(), rstd.data(), rows, cols,
-                            with_residual ? res.data() : nullptr);
-    Dev<float> ddin(poison(rows * cols)), ddw(w), ddb(b), dg(g), dres(res);
-    cuda::layernorm_backward(ddin.p(), ddw.p(), ddb.p(), dg.p(), dx.p(), dw.p(), dmean.p(),
-                             drstd.p(), rows, cols, with_residual ? dres.p() : nullptr);
-    EXPECT_LE(max_rel_error(ddin.get(), din), kTol) << "residual " << with_residual;
-    EXPECT_LE(max_rel_error(ddw.get(), dwr), kTol);
-    EXPECT_LE(max_rel_error(ddb.get(), dbr), kTol);
-  }
+  // The one-pass backward (the default at this width) and the two-pass one.
+  struct Restore {
+    ~Restore() { cuda::set_layernorm_one_pass_backward(true); }
+  } restore;
+  for (bool one_pass : {true, false})
+    for (bool with_residual : {false, true}) {
+      cuda::set_layernorm_one_pass_backward(one_pass);
+      F din(rows * cols), dwr = w, dbr = b;  // parameter gradients accumulate onto w, b
+      cpu::layernorm_backward(din.data(), dwr.data(), dbr.data(), g.data(), x.data(), w.data(),
+                              mean.data(), rstd.data(), rows, cols,
+                              with_residual ? res.data() : nullptr);
+      Dev<float> ddin(poison(rows * cols)), ddw(w), ddb(b), dg(g), dres(res);
+      cuda::layernorm_backward(ddin.p(), ddw.p(), ddb.p(), dg.p(), dx.p(), dw.p(), dmean.p(),
+                               drstd.p(), rows, cols, with_residual ? dres.p() : nullptr);
+      const std::string which = std::string(one_pass ? "one pass" : "two passes") + ", residual " +
+                                (with_residual ? "yes" : "no");
+      EXPECT_LE(max_rel_error(ddin.get(), din), kTol) << which;
+      EXPECT_LE(max_rel_error(ddw.get(), dwr), kTol) << which;
+      EXPECT_LE(max_rel_error(ddb.get(), dbr), kTol) << which;
+    }
 }
 
 TEST_F(CudaKernels, SoftmaxForwardBackward) {
