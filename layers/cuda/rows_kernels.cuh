@@ -68,7 +68,27 @@ __global__ void layernorm_forward_kernel(Out* out, float* mean, float* rstd, con
   for (i64 c = lane; c < cols; c += 32) store(y, c, (x[c] - m) * rs * weight[c] + bias[c]);
 }
 
-// din = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) (+ residual), dxhat = dout w.
+// din = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) (+ residual), dxhat = dout w:
+// one row's two means, by its warp (every lane), then each element.
+struct LayerNormRowMeans {
+  float dxhat, dxhat_xhat;
+};
+template <typename DOut>
+__device__ LayerNormRowMeans layernorm_row_means(const DOut* g, const float* x, const float* weight,
+                                                 float m, float s, i64 cols, int lane) {
+  float a = 0, b = 0;
+  for (i64 c = lane; c < cols; c += 32) {
+    const float dxhat = load(g, c) * weight[c];
+    a += dxhat;
+    b += dxhat * (x[c] - m) * s;
+  }
+  return {warp_sum(a) / static_cast<float>(cols), warp_sum(b) / static_cast<float>(cols)};
+}
+__device__ inline float layernorm_din_value(float g, float w, float xhat, float s,
+                                            const LayerNormRowMeans& means) {
+  return s * (g * w - means.dxhat - xhat * means.dxhat_xhat);
+}
+
 // DOut: float, or bf16 (the gradient of a bf16 norm output).
 // layernorm_grid(rows) blocks of kRowThreads.
 template <typename DOut>
@@ -81,17 +101,9 @@ __global__ void layernorm_din_kernel(float* din, const DOut* dout, const float* 
   const float* x = in + r * cols;
   const DOut* g = dout + r * cols;
   const float m = mean[r], s = rstd[r];
-  float a = 0, b = 0;
+  const LayerNormRowMeans means = layernorm_row_means(g, x, weight, m, s, cols, lane);
   for (i64 c = lane; c < cols; c += 32) {
-    const float dxhat = load(g, c) * weight[c];
-    a += dxhat;
-    b += dxhat * (x[c] - m) * s;
-  }
-  const float mean_dxhat = warp_sum(a) / static_cast<float>(cols);
-  const float mean_dxhat_xhat = warp_sum(b) / static_cast<float>(cols);
-  for (i64 c = lane; c < cols; c += 32) {
-    const float xhat = (x[c] - m) * s;
-    float d = s * (load(g, c) * weight[c] - mean_dxhat - xhat * mean_dxhat_xhat);
+    float d = layernorm_din_value(load(g, c), weight[c], (x[c] - m) * s, s, means);
     if (residual) d += residual[r * cols + c];
     din[r * cols + c] = d;
   }
@@ -132,24 +144,14 @@ __global__ void layernorm_backward_fused_kernel(float* din, float* partial, cons
     const float* x = in + r * cols;
     const DOut* g = dout + r * cols;
     const float m = mean[r], s = rstd[r];
-    float a = 0, b = 0;
-    TR_UNROLL
-    for (int j = 0; j < kFusedColsPerLane; ++j) {
-      const i64 c = lane + 32 * j;
-      if (c < cols) {
-        const float dxhat = load(g, c) * weight[c];
-        a += dxhat;
-        b += dxhat * (x[c] - m) * s;
-      }
-    }
-    const float mean_dxhat = warp_sum(a) / static_cast<float>(cols);
-    const float mean_dxhat_xhat = warp_sum(b) / static_cast<float>(cols);
+    const LayerNormRowMeans means = layernorm_row_means(g, x, weight, m, s, cols, lane);
+    // Unrolled over the lane's columns: dw and db stay in registers.
     TR_UNROLL
     for (int j = 0; j < kFusedColsPerLane; ++j) {
       const i64 c = lane + 32 * j;
       if (c < cols) {
         const float gc = load(g, c), xhat = (x[c] - m) * s;
-        float d = s * (gc * weight[c] - mean_dxhat - xhat * mean_dxhat_xhat);
+        float d = layernorm_din_value(gc, weight[c], xhat, s, means);
         if (residual) d += residual[r * cols + c];
         din[r * cols + c] = d;
         dw[j] += gc * xhat;
