@@ -236,6 +236,15 @@ void copy_any_memory(void* dst, const void* src, std::size_t bytes) {
   std::memmove(dst, src, bytes);
 }
 
+bool is_device_memory(const void* ptr) {
+#ifdef TR_HAVE_CUDA
+  return cuda::is_device_pointer(ptr);
+#else
+  (void)ptr;
+  return false;
+#endif
+}
+
 void gather_rows(Device device, void* dst, std::size_t dst_pitch, const void* src,
                  std::size_t src_pitch, const std::vector<std::int64_t>& index, std::size_t bytes) {
   if (index.empty() || bytes == 0) return;

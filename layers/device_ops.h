@@ -62,5 +62,8 @@ void gather_rows(Device device, void* dst, std::size_t dst_pitch, const void* sr
 
 // Bytes between buffers that may each be host or device memory (the communicators' copies).
 void copy_any_memory(void* dst, const void* src, std::size_t bytes);
+// True when `ptr` is CUDA device (or managed) memory; false for host memory and in a build
+// without the CUDA backend.
+bool is_device_memory(const void* ptr);
 
 }  // namespace tr

@@ -90,7 +90,8 @@ std::string shared_gpu_problem(const std::vector<GpuPlacement>& ranks, const std
              std::to_string(ranks[b].world_rank) + " of the same " + group +
              " group would share one GPU (" + gpu +
              "), and NCCL needs a GPU of its own for each: start at most as many ranks per node "
-             "as it has GPUs, or give each rank its own GPU (CUDA_VISIBLE_DEVICES)";
+             "as it has GPUs, give each rank its own GPU (CUDA_VISIBLE_DEVICES), or set "
+             "parallel.gpu_comm: mpi (slow; for smoke tests)";
     }
   return "";
 }

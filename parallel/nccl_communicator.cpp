@@ -104,8 +104,8 @@ class NcclCommunicator final : public Communicator {
       throw UserError("train.device: cuda: NCCL refused the " + name_ + " group of " +
                       std::to_string(size_) + " ranks (" + ncclGetErrorString(init) +
                       "; two ranks on one GPU?): start at most as many ranks per node as it has "
-                      "GPUs (mpirun --map-by ppr:GPUS:node, srun --gpus-per-task=1), or use "
-                      "train.device: cpu");
+                      "GPUs (mpirun --map-by ppr:GPUS:node, srun --gpus-per-task=1), or set "
+                      "parallel.gpu_comm: mpi");
     TR_NCCL_CHECK(init);
     TR_CUDART_CHECK(cudaStreamCreateWithFlags(&side_, cudaStreamNonBlocking));
   }

@@ -6,6 +6,7 @@
 #include "layers/device.h"
 #include "parallel/gpu_placement.h"
 #include "parallel/nccl_communicator.h"
+#include "parallel/staged_communicator.h"
 
 #ifdef TR_HAVE_MPI
 #include <mpi.h>
@@ -68,6 +69,9 @@ ParallelRuntime::~ParallelRuntime() {
 
 void ParallelRuntime::setup_grid(int tensor, int data, double watchdog_seconds) {
   grid_ = ProcessGrid::make(world_size_, world_rank_, tensor, data);
+  // Device groups built over the groups replaced here would outlive them.
+  tp_device_.reset();
+  dp_device_.reset();
 #ifdef TR_HAVE_MPI
   if (mpi_) {
     MPI_Comm tp, dp;
@@ -89,20 +93,30 @@ void ParallelRuntime::select_device() {
   select_cuda_device(gpu_for_local_rank(local_rank_));
 }
 
-void ParallelRuntime::setup_device_groups() {
+DeviceTransport device_transport_from_name(const std::string& name) {
+  if (name == "nccl") return DeviceTransport::nccl;
+  if (name == "mpi") return DeviceTransport::mpi;
+  if (name == "auto") return nccl_built() ? DeviceTransport::nccl : DeviceTransport::mpi;
+  throw InternalError("device transport '" + name + "': expected nccl, mpi or auto");
+}
+
+void ParallelRuntime::setup_device_groups(DeviceTransport transport) {
   select_device();
   tp_device_.reset();
   dp_device_.reset();
   // Two ranks of a group on one GPU would fail inside NCCL's init: the world checks every
-  // group first, before any NCCL communicator exists (parallel/gpu_placement.h).
-  if (world_comm_->size() > 1) {
+  // group first, before any NCCL communicator exists (parallel/gpu_placement.h). Staged
+  // through host memory, ranks may share a GPU.
+  if (transport == DeviceTransport::nccl && world_comm_->size() > 1) {
     const CudaDeviceInfo gpu = cuda_device_info(current_cuda_device());
     require_distinct_gpus(*world_comm_, {world_rank_, grid_.dp_rank, grid_.tp_rank, host_name(),
                                          gpu.uuid, gpu.pci_bus_id});
   }
-  const auto device_group = [](Communicator& host) {
+  const auto device_group = [transport](Communicator& host) {
     // A group of one needs no NCCL (tests/gpu/test_gpu_nccl.cpp checks NCCL in a world of one).
     if (host.size() == 1) return make_single_process_communicator(host.name());
+    if (transport == DeviceTransport::mpi)
+      return make_staged_communicator(host, device_staging_memory());
     return make_nccl_communicator(host, current_cuda_device());
   };
   // The same order on every rank: TP groups, then DP groups (each a collective of its group).

@@ -7,11 +7,17 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "parallel/communicator.h"
 #include "parallel/process_grid.h"
 
 namespace tr {
+
+// How device buffers travel between the ranks of a group (parallel.gpu_comm).
+enum class DeviceTransport { nccl, mpi };
+// "nccl", "mpi", or "auto": nccl where this trainer was built with NCCL, else mpi.
+DeviceTransport device_transport_from_name(const std::string& name);
 
 class ParallelRuntime {
  public:
@@ -41,10 +47,11 @@ class ParallelRuntime {
   // For training on CUDA: makes the GPU of this rank's node-local rank current.
   void select_device();
   // For training on CUDA, after setup_grid: select_device(), then builds the TP and DP groups'
-  // device communicators: NCCL for groups of several ranks (UserError where NCCL was not
-  // built, or where two ranks of a group would share a GPU), the single-process one for a
+  // device communicators over `transport` for groups of several ranks (nccl: UserError where
+  // NCCL was not built, or where two ranks of a group would share a GPU; mpi: device buffers
+  // staged through host memory, parallel/staged_communicator.h), the single-process one for a
   // group of one. Collective over the world.
-  void setup_device_groups();
+  void setup_device_groups(DeviceTransport transport);
   Communicator& tp_device() { return *tp_device_; }
   Communicator& dp_device() { return *dp_device_; }
 

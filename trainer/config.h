@@ -81,11 +81,12 @@ struct TrainSection {
 };
 
 struct ParallelSection {
-  std::int64_t tensor = 1;  // tensor-parallel ranks per model replica
-  std::int64_t data = 0;    // data-parallel replicas; 0 = `auto` (world / tensor)
-  std::int64_t zero = 0;    // 1 = shard optimizer state over DP ranks (ZeRO-1)
-  double bucket_mb = 25.0;  // gradient all-reduce bucket size
-  bool overlap = true;      // reduce buckets during backward
+  std::int64_t tensor = 1;        // tensor-parallel ranks per model replica
+  std::int64_t data = 0;          // data-parallel replicas; 0 = `auto` (world / tensor)
+  std::int64_t zero = 0;          // 1 = shard optimizer state over DP ranks (ZeRO-1)
+  double bucket_mb = 25.0;        // gradient all-reduce bucket size
+  bool overlap = true;            // reduce buckets during backward
+  std::string gpu_comm = "auto";  // auto | nccl | mpi: how device buffers travel on CUDA
 };
 
 struct CheckpointSection {

@@ -447,6 +447,10 @@ std::vector<Option> make_options() {
              "Size of a gradient all-reduce bucket in MiB."),
       boolean("parallel.overlap", TR_FIELD(parallel.overlap),
               "All-reduce gradient buckets during backward."),
+      choice("parallel.gpu_comm", TR_FIELD(parallel.gpu_comm), {"auto", "nccl", "mpi"},
+             "How GPU ranks exchange tensors: nccl (a GPU per rank), mpi (copied through host "
+             "memory: slow, but ranks may share a GPU, for a layout's smoke test on one GPU); "
+             "auto = nccl where this trainer has it, else mpi."),
 
       // ---- checkpoint ----
       integer("checkpoint.every_steps", TR_FIELD(checkpoint.every_steps), 0, kNoLimit,

@@ -166,7 +166,8 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   Communicator& dp = runtime.dp();
   Communicator& tp = runtime.tp();
   // On CUDA the model's tensors (TP all-reduces, DP buckets, ZeRO-1) go over the groups'
-  // device communicators (NCCL); host values (counts, the loss, norms) stay on dp/tp.
+  // device communicators (NCCL, or staged through MPI: parallel.gpu_comm); host values (counts, the
+  // loss, norms) stay on dp/tp.
   const Device device = resolve_training_device(config);
   // train.precision is process-wide (layers/device.h): fp32 again when this run ends, however
   // it ends, so that what the process does next (tests run several commands) starts clean.
@@ -178,7 +179,7 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   if (device == Device::cuda) {
     runtime.select_device();
     require_usable_cuda_device(config);  // before NCCL: a GPU this build cannot run ends here
-    runtime.setup_device_groups();
+    runtime.setup_device_groups(device_transport_from_name(config.parallel.gpu_comm));
   }
   Communicator& dp_tensors = device == Device::cuda ? runtime.dp_device() : dp;
   Communicator& tp_tensors = device == Device::cuda ? runtime.tp_device() : tp;

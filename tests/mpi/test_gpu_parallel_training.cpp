@@ -1,13 +1,16 @@
-// `trainer train` on CUDA under the parallel layouts of this job (NCCL groups of 2 and 4 ranks,
-// one GPU per rank) against the single-process run on one GPU: per-step losses and gradient
-// norms, and the parameters after 8 steps, for the golden ViT and pre-LN encoder-decoder, plain
-// and with dropout, ZeRO-1 and gradient accumulation; and in bf16, every layout within twice
-// bf16's own distance from fp32 (as tests/mpi/test_tensor_parallel_training.cpp on the CPU).
+// `trainer train` on CUDA under the parallel layouts of this job against the single-process run
+// on one GPU: per-step losses and gradient norms, and the parameters after 8 steps, for the
+// golden ViT and pre-LN encoder-decoder, plain and with dropout, ZeRO-1 and gradient
+// accumulation; and in bf16, every layout within twice bf16's own distance from fp32 (as
+// tests/mpi/test_tensor_parallel_training.cpp on the CPU).
 //
 // Layouts: np 2: TP 2, DP 2; np 4: TP 4, TP 2 x DP 2, DP 4. Bound 1e-4 relative in fp32 (the
 // CPU layouts meet 1e-5; the GPU's products may pick other algorithms, and so sum in another
-// order, for a rank's narrower shard). Every rank needs a GPU of its own: where a node has
-// fewer GPUs than ranks, or there is no GPU or no NCCL, the tests skip (all ranks together).
+// order, for a rank's narrower shard). Each layout runs over every device transport this job
+// can use (parallel.gpu_comm): NCCL where every rank has a GPU of its own, and device buffers
+// staged through MPI wherever there is a GPU at all (ranks may share it: on a one-GPU machine
+// this still checks every layout's sharded CUDA kernels, vocabulary-parallel loss, DP buckets
+// and ZeRO-1). Without a GPU the tests skip (all ranks together).
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -26,24 +29,30 @@ using testing::g_runtime;
 using testing::golden_args;
 using testing::train;
 
-// Why this job cannot run the layouts on GPUs ("" when it can), the same on every rank.
-std::string why_not_here() {
+// The device transports this job can train over, the same on every rank: nccl where NCCL is
+// built and every rank of the node has a GPU of its own, mpi wherever every rank sees a GPU.
+std::vector<std::string> transports() {
   Communicator& world = g_runtime->world();
   const int gpus = cuda_device_count();
-  const std::int64_t lacking = world.all_reduce_scalar(
-      static_cast<std::int64_t>(gpus < g_runtime->local_size() || !nccl_built()), ReduceOp::max);
-  if (lacking == 0) return "";
-  if (!nccl_built()) return "this build has no NCCL";
-  return "a GPU per rank is needed: " + std::to_string(g_runtime->local_size()) +
-         " ranks on this node, " + std::to_string(gpus) + " GPU(s)" +
-         (gpus == 0 ? " (" + cuda_unavailable_reason() + ")" : "");
+  const auto everywhere = [&](bool mine) {
+    return world.all_reduce_scalar(static_cast<std::int64_t>(!mine), ReduceOp::max) == 0;
+  };
+  std::vector<std::string> out;
+  if (everywhere(nccl_built() && gpus >= g_runtime->local_size())) out.push_back("nccl");
+  if (everywhere(gpus > 0)) out.push_back("mpi");
+  return out;
 }
 
-#define TR_REQUIRE_GPU_PER_RANK()                              \
-  do {                                                         \
-    const std::string why = why_not_here();                    \
-    if (!why.empty()) GTEST_SKIP() << why;                     \
-    setenv("NVIDIA_TF32_OVERRIDE", "0", 1); /* fp32 is fp32 */ \
+std::string why_no_transport() {
+  const int gpus = cuda_device_count();
+  return gpus == 0 ? "no GPU (" + cuda_unavailable_reason() + ")"
+                   : "a rank of this job sees no GPU";
+}
+
+#define TR_REQUIRE_GPU()                                          \
+  do {                                                            \
+    if (transports().empty()) GTEST_SKIP() << why_no_transport(); \
+    setenv("NVIDIA_TF32_OVERRIDE", "0", 1); /* fp32 is fp32 */    \
   } while (0)
 
 struct Layout {
@@ -96,16 +105,18 @@ const fs::path& single_gpu_run(const std::string& name, const Variant& v,
 
 // Trains the layout on every rank's GPU; rank 0 returns its differences from the single GPU.
 Differences layout_against_single(const std::string& name, const Layout& layout, const Variant& v,
-                                  const std::string& precision, double tolerance) {
+                                  const std::string& precision, const std::string& transport,
+                                  double tolerance) {
   Communicator& world = g_runtime->world();
   const fs::path single = single_gpu_run(name, v, precision);
-  const std::string label =
-      layout.describe(world.size()) + " " + name + " " + v.label + " " + precision + " (cuda)";
+  const std::string label = layout.describe(world.size()) + " " + name + " " + v.label + " " +
+                            precision + " (cuda, " + transport + ")";
   const fs::path multi = testing::job_dir("gpu_layout") / (name + "_" + v.label + "_" + precision);
   if (world.rank() == 0) fs::remove_all(multi);
   world.barrier();
   std::vector<std::string> o = model_overrides(name, v, precision);
   o.push_back("parallel.tensor=" + std::to_string(layout.tensor));
+  o.push_back("parallel.gpu_comm=" + transport);
   train(golden_args(name, multi, o), *g_runtime);
   world.barrier();
   if (world.rank() != 0) return {};
@@ -117,31 +128,35 @@ Differences layout_against_single(const std::string& name, const Layout& layout,
 }
 
 TEST(GpuParallelTraining, EveryLayoutMatchesOneGpu) {
-  TR_REQUIRE_GPU_PER_RANK();
-  for (const char* name : {"vit", "encdec_pre"})
-    for (const Layout& layout : layouts())
-      for (const Variant* v : {&kPlain, &kEverything})
-        layout_against_single(name, layout, *v, "fp32", 1e-4);
+  TR_REQUIRE_GPU();
+  for (const std::string& transport : transports())
+    for (const char* name : {"vit", "encdec_pre"})
+      for (const Layout& layout : layouts())
+        for (const Variant* v : {&kPlain, &kEverything})
+          layout_against_single(name, layout, *v, "fp32", transport, 1e-4);
 }
 
 // bf16: a layout rounds at other points than the single GPU (a row-parallel projection's
 // output is all-reduced in fp32 where one GPU rounds it to bf16), so it may move the run at
 // most twice as far from the single bf16 run as bf16 moves the single run from fp32.
 TEST(GpuParallelTraining, Bf16LayoutsStayWithinBf16sOwnDistance) {
-  TR_REQUIRE_GPU_PER_RANK();
-  for (const char* name : {"vit", "encdec_pre"})
-    for (const Layout& layout : layouts()) {
-      const Differences d = layout_against_single(name, layout, kEverything, "bf16", INFINITY);
-      const fs::path fp32 = single_gpu_run(name, kEverything, "fp32");
-      const fs::path bf16 = single_gpu_run(name, kEverything, "bf16");
-      if (g_runtime->world().rank() != 0) continue;
-      const Differences own =
-          differences(fp32, bf16, std::string(name) + " fp32 vs bf16", INFINITY);
-      const std::string label = std::string(name) + " " + layout.describe(g_runtime->world_size());
-      EXPECT_LE(d.loss, 2 * own.loss) << label;
-      EXPECT_LE(d.norm, 2 * own.norm) << label;
-      EXPECT_LE(d.params, 2 * own.params) << label;
-    }
+  TR_REQUIRE_GPU();
+  for (const std::string& transport : transports())
+    for (const char* name : {"vit", "encdec_pre"})
+      for (const Layout& layout : layouts()) {
+        const Differences d =
+            layout_against_single(name, layout, kEverything, "bf16", transport, INFINITY);
+        const fs::path fp32 = single_gpu_run(name, kEverything, "fp32");
+        const fs::path bf16 = single_gpu_run(name, kEverything, "bf16");
+        if (g_runtime->world().rank() != 0) continue;
+        const Differences own =
+            differences(fp32, bf16, std::string(name) + " fp32 vs bf16", INFINITY);
+        const std::string label =
+            std::string(name) + " " + layout.describe(g_runtime->world_size()) + " " + transport;
+        EXPECT_LE(d.loss, 2 * own.loss) << label;
+        EXPECT_LE(d.norm, 2 * own.norm) << label;
+        EXPECT_LE(d.params, 2 * own.params) << label;
+      }
 }
 
 }  // namespace

@@ -149,6 +149,7 @@ TEST(Config, DefaultsFillEveryKeyNotGiven) {
   EXPECT_EQ(c.parallel.data, 0);  // auto
   EXPECT_EQ(c.parallel.zero, 0);
   EXPECT_TRUE(c.parallel.overlap);
+  EXPECT_EQ(c.parallel.gpu_comm, "auto");
   EXPECT_EQ(c.checkpoint.resume, "auto");
   EXPECT_EQ(c.eval.beam, 1);
   EXPECT_EQ(c.eval.max_batches, 0);
@@ -334,6 +335,14 @@ TEST(Config, ParallelDataIsAnIntegerOrAuto) {
   EXPECT_CONTAINS(load_error(kTranslation, {"parallel.data=many"}),
                   "expected an integer >= 1 or auto, got 'many'");
   EXPECT_CONTAINS(run_config_to_yaml(from_text(kTranslation)), "data: auto");
+}
+
+TEST(Config, GpuCommIsNcclMpiOrAuto) {
+  EXPECT_EQ(from_text(kTranslation, {"parallel.gpu_comm=mpi"}).parallel.gpu_comm, "mpi");
+  EXPECT_EQ(from_text(kTranslation, {"parallel.gpu_comm=nccl"}).parallel.gpu_comm, "nccl");
+  EXPECT_CONTAINS(load_error(kTranslation, {"parallel.gpu_comm=gloo"}),
+                  "parallel.gpu_comm: expected one of auto, nccl, mpi, got 'gloo'");
+  EXPECT_CONTAINS(run_config_to_yaml(from_text(kTranslation)), "gpu_comm: auto");
 }
 
 TEST(Config, DuplicateKeysAreErrors) {
