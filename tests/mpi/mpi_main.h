@@ -1,5 +1,5 @@
 // main() for tests run under `mpirun -np N`: one ParallelRuntime for the whole process, and
-// only rank 0 prints gtest's report (every rank still asserts; any failure fails the job).
+// only rank 0 prints (and writes) gtest's report (every rank still asserts; any failure fails the job).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -17,6 +17,9 @@ inline int run_mpi_tests(int argc, char** argv) {
   if (runtime.world_rank() != 0) {
     auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
     delete listeners.Release(listeners.default_result_printer());
+    // --gtest_output names one file for the job: rank 0's report alone (the exit status
+    // below carries every rank's failures).
+    delete listeners.Release(listeners.default_xml_generator());
   }
   int failed = RUN_ALL_TESTS();
   // Every rank must agree on the outcome, or mpirun would report success for rank 0 only.

@@ -45,7 +45,7 @@ std::vector<std::string> transports() {
 
 std::string why_no_transport() {
   const int gpus = cuda_device_count();
-  return gpus == 0 ? "no GPU (" + cuda_unavailable_reason() + ")"
+  return gpus == 0 ? "no CUDA device (" + cuda_unavailable_reason() + ")"
                    : "a rank of this job sees no GPU";
 }
 
