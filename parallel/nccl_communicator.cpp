@@ -23,8 +23,9 @@ bool nccl_built() {
 }
 
 std::unique_ptr<Communicator> make_nccl_communicator(Communicator& host, int) {
-  throw UserError("train.device: cuda with " + std::to_string(host.size()) +
-                  " ranks in a group needs NCCL, and this trainer was built without it");
+  throw UserError("parallel.gpu_comm: nccl: " + std::to_string(host.size()) +
+                  " ranks in a group on CUDA need NCCL, and this trainer was built without it "
+                  "(parallel.gpu_comm: mpi or auto stages the tensors through MPI instead)");
 }
 
 #else
