@@ -1,5 +1,6 @@
 // main() for tests run under `mpirun -np N`: one ParallelRuntime for the whole process, and
-// only rank 0 prints (and writes) gtest's report (every rank still asserts; any failure fails the job).
+// only rank 0 prints (and writes) gtest's report (every rank still asserts; any failure fails the
+// job).
 #pragma once
 
 #include <gtest/gtest.h>
