@@ -11,7 +11,9 @@
 //   index along its axis, comparisons and LOGICAL_AND give 1 or 0, BINARY_SELECT(x, b, t) is
 //   t ? x : b;
 // - reduction: over the axes where the output has extent 1;
-// - reshape: the output reads the input's memory through its own dimensions and strides.
+// - reshape: the output reads the input's memory through its own dimensions and strides;
+// - rng: cuDNN's Philox draws cannot be reproduced here, so its output is the mask the test
+//   binds with bind_rng (a test of the graph's mathematics given some mask).
 // Data types are not modelled (everything is fp64): this checks what a graph computes, not how
 // cuDNN rounds it.
 #pragma once
@@ -39,6 +41,11 @@ class Evaluator {
 
   // A real tensor's memory (read and written in place) or a scalar's value.
   void bind(std::int64_t uid, std::vector<double>* memory) { at(uid).memory = memory; }
+  // What the graph's RNG operation (if any) draws: a [B, H, Tq, Tk] mask of 0 and 1, packed.
+  void bind_rng(const std::vector<double>* mask, double expected_probability) {
+    rng_mask_ = mask;
+    rng_probability_ = expected_probability;
+  }
   void bind_scalar(std::int64_t uid, double value) {
     Tensor& t = at(uid);
     t.own.assign(1, value);
@@ -62,6 +69,7 @@ class Evaluator {
         case OpRecord::Kind::pointwise: pointwise(op); break;
         case OpRecord::Kind::reduction: reduction(op); break;
         case OpRecord::Kind::reshape: at(op.out).own = *at(op.in[0]).memory; break;
+        case OpRecord::Kind::rng: rng(op); break;
       }
     }
   }
@@ -162,8 +170,25 @@ class Evaluator {
     });
   }
 
+  void rng(const OpRecord& op) {
+    if (!rng_mask_) {
+      ADD_FAILURE() << "the graph draws a mask and none was bound (bind_rng)";
+      return;
+    }
+    EXPECT_EQ(op.probability, rng_probability_) << "the RNG's keep probability";
+    at(op.in[0]);  // the seed and offset are tensors of the graph
+    at(op.in[1]);
+    Tensor& y = at(op.out);
+    const Index& d = y.record.dims;
+    std::size_t packed = 0;
+    for_each(d, [&](const Index& i) { element(y, i) = (*rng_mask_)[packed++]; });
+    EXPECT_EQ(packed, rng_mask_->size()) << "the bound mask's size";
+  }
+
   const Graph& graph_;
   std::map<std::int64_t, Tensor> tensors_;
+  const std::vector<double>* rng_mask_ = nullptr;
+  double rng_probability_ = 0;
 };
 
 }  // namespace tr::cudnn::reference

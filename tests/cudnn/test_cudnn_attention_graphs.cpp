@@ -98,7 +98,7 @@ std::string name(const ::testing::TestParamInfo<SdpaShape>& info) {
   std::ostringstream out;
   out << "B" << s.B << "H" << s.H << "Tq" << s.Tq << "Tk" << s.Tk << "Dh" << s.Dh
       << (s.padding ? "_padding" : "") << (s.causal ? "_causal" : "")
-      << (s.dropout ? "_dropout" : "");
+      << (s.dropout ? "_dropout" : "") << (s.philox_keep > 0 ? "_philox" : "");
   return out.str();
 }
 
@@ -114,7 +114,12 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudnnGraphs,
                                            SdpaShape{4, 8, 64, 64, 32, false, true},
                                            SdpaShape{32, 16, 256, 256, 64, true, false, true},
                                            SdpaShape{32, 16, 256, 256, 64, false, true, true},
-                                           SdpaShape{128, 12, 197, 197, 64, false, false, true}),
+                                           SdpaShape{128, 12, 197, 197, 64, false, false, true},
+                                           // dropout drawn by cuDNN's RNG (Philox)
+                                           SdpaShape{32, 16, 256, 256, 64, true, false, true, 0.9},
+                                           SdpaShape{32, 16, 256, 256, 64, false, true, true, 0.9},
+                                           SdpaShape{128, 12, 197, 197, 64, false, false, true,
+                                                     0.9}),
                          name);
 
 // The tensors a call must bind: the runtime binds exactly these (cudnn_attention.cu).
@@ -135,6 +140,15 @@ TEST(CudnnGraphTensors, AreTheCallsOperandsAndScalars) {
   EXPECT_EQ(sorted(sdpa_backward_graph(padded).bound_uids),
             (V{kQ, kK, kV, kO, kStats, kScale, kSeqLenQ, kSeqLenKv, kNegInf, kDO, kDQ, kDK, kDV,
                kDropoutScaleInv, kSoftmaxSum}));
+  const SdpaShape masked{2, 2, 8, 8, 64, false, false, true},
+      drawn{2, 2, 8, 8, 64, false, false, true, 0.9};
+  EXPECT_EQ(sorted(sdpa_forward_graph(masked).bound_uids),
+            (V{kQ, kK, kV, kO, kStats, kScale, kDropoutMask, kDropoutScale}));
+  EXPECT_EQ(sorted(sdpa_forward_graph(drawn).bound_uids),
+            (V{kQ, kK, kV, kO, kStats, kScale, kDropoutScale, kDropoutSeed, kDropoutOffset}));
+  EXPECT_EQ(sorted(sdpa_backward_graph(drawn).bound_uids),
+            (V{kQ, kK, kV, kO, kStats, kScale, kDO, kDQ, kDK, kDV, kDropoutScaleInv, kSoftmaxSum,
+               kDropoutScale, kDropoutSeed, kDropoutOffset}));
 }
 
 TEST(CudnnApi, ReportsItsVersionOrWhyNot) {

@@ -2,7 +2,8 @@
 // the CPU from their records (tests/cudnn/graph_reference.h), against the flash kernels' CPU
 // twin (layers/cpu/kernels.h, fp64) on the same projections: the forward's output and
 // statistics (the lse the own backward reads), and the backward's three gradients, for every
-// combination of padding, causal mask and dropout, cross-attention and a head width of 16.
+// combination of padding, causal mask and dropout, cross-attention and a head width of 16, and
+// with the dropout mask drawn by the graph's own RNG (Philox) instead of read.
 // This checks the graphs' mathematics without cuDNN or a GPU: K^T and V^T as strides of the
 // [B, T, H*Dh] projections, the masks' comparisons, Stats = max + log sum exp, P * mask * scale,
 // the row sums divided by the dropout scale (bound both ways: the graph's factor, and the
@@ -59,11 +60,12 @@ struct Problem {
       for (std::int64_t b = 0; b < s.B; ++b)  // every sequence keeps a key
         kv_len.push_back(static_cast<std::int32_t>(std::max<std::int64_t>(1, s.Tk - 3 * b)));
     if (s.dropout) {
+      const double keep_probability = s.philox_keep > 0 ? s.philox_keep : 0.8;
       std::mt19937 rng(5);
-      std::bernoulli_distribution kept(0.8);
+      std::bernoulli_distribution kept(keep_probability);
       keep.resize(static_cast<std::size_t>(s.B * s.H * s.Tq * s.Tk));
       for (auto& x : keep) x = kept(rng);
-      keep_scale = 1.0 / 0.8;
+      keep_scale = 1.0 / keep_probability;
     }
   }
   const std::int32_t* lens() const { return kv_len.empty() ? nullptr : kv_len.data(); }
@@ -94,7 +96,13 @@ struct Problem {
     }
     if (s.dropout) {
       mask_values.assign(keep.begin(), keep.end());
-      e.bind(kDropoutMask, &mask_values);
+      if (s.philox_keep > 0) {  // the RNG's draws stand in for by the same mask
+        e.bind_rng(&mask_values, s.philox_keep);
+        e.bind_scalar(kDropoutSeed, 1234);
+        e.bind_scalar(kDropoutOffset, 0);
+      } else {
+        e.bind(kDropoutMask, &mask_values);
+      }
       e.bind_scalar(kDropoutScale, keep_scale);
     }
   }
@@ -173,6 +181,10 @@ std::vector<SdpaShape> shapes() {
     out.push_back({2, 2, 7, 7, 8, (bits & 1) != 0, (bits & 2) != 0, (bits & 4) != 0});
   out.push_back({2, 3, 5, 9, 16, true, false, true});  // cross-attention, wider heads
   out.push_back({1, 2, 9, 4, 8, false, true, false});  // more queries than keys, causal
+  // The mask drawn by cuDNN's RNG (given here as a mask of its keep probability).
+  out.push_back({2, 2, 7, 7, 8, true, false, true, 0.75});
+  out.push_back({2, 2, 7, 7, 8, false, true, true, 0.75});
+  out.push_back({2, 3, 5, 9, 16, true, false, true, 0.9});
   return out;
 }
 

@@ -9,15 +9,18 @@
 namespace tr::cudnn {
 
 bool SdpaShape::operator<(const SdpaShape& o) const {
-  return std::tie(B, H, Tq, Tk, Dh, padding, causal, dropout) <
-         std::tie(o.B, o.H, o.Tq, o.Tk, o.Dh, o.padding, o.causal, o.dropout);
+  return std::tie(B, H, Tq, Tk, Dh, padding, causal, dropout, philox_keep) <
+         std::tie(o.B, o.H, o.Tq, o.Tk, o.Dh, o.padding, o.causal, o.dropout, o.philox_keep);
 }
 
 std::string to_string(const SdpaShape& s) {
   return "[B " + std::to_string(s.B) + ", H " + std::to_string(s.H) + ", Tq " +
          std::to_string(s.Tq) + ", Tk " + std::to_string(s.Tk) + ", Dh " + std::to_string(s.Dh) +
          (s.padding ? ", padded" : "") + (s.causal ? ", causal" : "") +
-         (s.dropout ? ", dropout" : "") + "]";
+         (s.dropout ? ", dropout" : "") +
+         (s.dropout && s.philox_keep > 0 ? " (Philox, keep " + std::to_string(s.philox_keep) + ")"
+                                         : "") +
+         "]";
 }
 
 namespace {
@@ -50,19 +53,37 @@ class Builder {
   const Descriptor& virtual_tensor(const Dims& dims, const Dims& strides, cudnnDataType_t type) {
     return tensor(0, dims, strides, type);
   }
-  // A scalar passed by value (a host pointer in the variant pack).
-  const Descriptor& scalar(std::int64_t uid) {
+  // A scalar passed by value (a host pointer in the variant pack): float, or int64 (seeds).
+  const Descriptor& scalar(std::int64_t uid, cudnnDataType_t type = CUDNN_DATA_FLOAT) {
     const Dims ones = {1, 1, 1, 1};
     Descriptor& t = graph_.parts.emplace_back(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
     t.set_int64(CUDNN_ATTR_TENSOR_UNIQUE_ID, uid)
-        .set_type(CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_DATA_FLOAT)
+        .set_type(CUDNN_ATTR_TENSOR_DATA_TYPE, type)
         .set_int64(CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, 16)
         .set_int64s(CUDNN_ATTR_TENSOR_DIMENSIONS, ones.data(), 4)
         .set_int64s(CUDNN_ATTR_TENSOR_STRIDES, ones.data(), 4)
         .set_bool(CUDNN_ATTR_TENSOR_IS_BY_VALUE, true);
     graph_.bound_uids.push_back(uid);
-    return remember(t.finalize("scalar descriptor"),
-                    {uid, ones, ones, CUDNN_DATA_FLOAT, false, /*by_value=*/true});
+    return remember(t.finalize("scalar descriptor"), {uid, ones, ones, type, false, true});
+  }
+
+  // y = Bernoulli draws (1 with `probability`) from cuDNN's Philox RNG keyed by the seed and
+  // offset tensors, one per element of y.
+  void rng(double probability, const Descriptor& seed, const Descriptor& offset,
+           const Descriptor& y) {
+    Descriptor& r = graph_.parts.emplace_back(CUDNN_BACKEND_RNG_DESCRIPTOR);
+    const cudnnRngDistribution_t bernoulli = CUDNN_RNG_DISTRIBUTION_BERNOULLI;
+    r.set(CUDNN_ATTR_RNG_DISTRIBUTION, CUDNN_TYPE_RNG_DISTRIBUTION, 1, &bernoulli)
+        .set(CUDNN_ATTR_RNG_BERNOULLI_DIST_PROBABILITY, CUDNN_TYPE_DOUBLE, 1, &probability)
+        .finalize("rng descriptor");
+    Descriptor& op = graph_.parts.emplace_back(CUDNN_BACKEND_OPERATION_RNG_DESCRIPTOR);
+    op.set_desc(CUDNN_ATTR_OPERATION_RNG_YDESC, y)
+        .set_desc(CUDNN_ATTR_OPERATION_RNG_DESC, r)
+        .set_desc(CUDNN_ATTR_OPERATION_RNG_SEED, seed)
+        .set_desc(CUDNN_ATTR_OPERATION_RNG_OFFSET_DESC, offset);
+    OpRecord record{OpRecord::Kind::rng, 0, -1, {uid(&seed), uid(&offset)}, uid(&y)};
+    record.probability = probability;
+    add(op.finalize("rng operation"), std::move(record));
   }
 
   // y = mode(x, b, t); b and t may be null. `axis` for GEN_INDEX only.
@@ -199,6 +220,16 @@ Lengths lengths(Builder& g, const SdpaShape& s, const Layout& l) {
           &g.tensor(kSeqLenKv, l.lengths, l.length_strides, CUDNN_DATA_INT32)};
 }
 
+// The dropout keep mask over the scores: the caller's tensor, or drawn by cuDNN's RNG.
+const Descriptor& dropout_mask(Builder& g, const SdpaShape& s, const Layout& l) {
+  if (s.philox_keep <= 0) return g.tensor(kDropoutMask, l.scores, l.score_strides, kMaskType);
+  const Descriptor& seed = g.scalar(kDropoutSeed, CUDNN_DATA_INT64);
+  const Descriptor& offset = g.scalar(kDropoutOffset, CUDNN_DATA_INT64);
+  const Descriptor& mask = g.virtual_tensor(l.scores, l.score_strides, CUDNN_DATA_FLOAT);
+  g.rng(s.philox_keep, seed, offset, mask);
+  return mask;
+}
+
 // The padding and causal masks on a score tensor: hidden scores become -inf. Returns the masked
 // scores.
 const Descriptor& masked(Builder& g, const SdpaShape& s, const Layout& l, const Lengths& len,
@@ -284,7 +315,7 @@ Graph sdpa_forward_graph(const SdpaShape& s, cudnnHandle_t handle) {
   g.pointwise(CUDNN_POINTWISE_DIV, CUDNN_DATA_FLOAT, exps, &sum, nullptr, p);
   const Descriptor* dropped = &p;
   if (s.dropout) {
-    const Descriptor& mask = g.tensor(kDropoutMask, l.scores, l.score_strides, kMaskType);
+    const Descriptor& mask = dropout_mask(g, s, l);
     const Descriptor& keep_scale = g.scalar(kDropoutScale);
     const Descriptor& masked_p = g.virtual_tensor(l.scores, l.score_strides, CUDNN_DATA_FLOAT);
     g.pointwise(CUDNN_POINTWISE_MUL, CUDNN_DATA_FLOAT, p, &mask, nullptr, masked_p);
@@ -321,8 +352,7 @@ Graph sdpa_backward_graph(const SdpaShape& s, cudnnHandle_t handle) {
   g.reduction(CUDNN_REDUCE_TENSOR_ADD, d_o_o, row_dot);
   const Descriptor& softmax_sum = g.tensor(kSoftmaxSum, l.rows, l.row_strides, CUDNN_DATA_FLOAT);
   g.pointwise(CUDNN_POINTWISE_MUL, CUDNN_DATA_FLOAT, row_dot, &scale_inv, nullptr, softmax_sum);
-  const Descriptor* mask =
-      s.dropout ? &g.tensor(kDropoutMask, l.scores, l.score_strides, kMaskType) : nullptr;
+  const Descriptor* mask = s.dropout ? &dropout_mask(g, s, l) : nullptr;
   const Descriptor* keep_scale = s.dropout ? &g.scalar(kDropoutScale) : nullptr;
 
   // P = exp(scale * Q K^T (masked) - stats), recomputed.

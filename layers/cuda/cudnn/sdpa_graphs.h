@@ -27,6 +27,11 @@ struct SdpaShape {
   // Dropout on the probabilities with the caller's keep mask (the CPU's masks, bit for bit):
   // P * mask * scale. The mask is bf16 [B, H, Tq, Tk], 1 = keep, 0 = dropped.
   bool dropout = false;
+  // With dropout, > 0: the mask is drawn inside the graph by cuDNN's Philox RNG (an RNG
+  // operation, Bernoulli with this keep probability, keyed by the seed and offset the call
+  // binds), as cudnn_frontend's SDPA with a dropout probability does: no mask tensor, and the
+  // backward draws the same mask again from the same seed and offset. 0: the caller's mask.
+  double philox_keep = 0;
   bool operator<(const SdpaShape& o) const;
 };
 // "[B 32, H 16, Tq 256, Tk 256, Dh 64, padded, causal, dropout]": for messages and test names.
@@ -52,6 +57,8 @@ enum Uid : std::int64_t {
   kSoftmaxSum,       // backward: f32 [B, H, Tq, 1] = rowsum(dO * O), a real tensor of the graph
   kDropoutMask,      // bf16 [B, H, Tq, Tk]
   kDropoutScale,     // by value: 1 / keep probability
+  kDropoutSeed,      // by value, int64: the Philox RNG's seed (philox_keep > 0)
+  kDropoutOffset,    // by value, int64: its offset
 };
 
 // What a graph computes, recorded op by op as it is built: the tensors (dims and strides as
@@ -66,12 +73,13 @@ struct TensorRecord {
   bool is_virtual = false, by_value = false;
 };
 struct OpRecord {
-  enum class Kind { matmul, pointwise, reduction, reshape } kind;
+  enum class Kind { matmul, pointwise, reduction, reshape, rng } kind;
   int mode = 0;                  // cudnnPointwiseMode_t or cudnnReduceTensorOp_t
   std::int64_t axis = -1;        // GEN_INDEX
   std::vector<std::int64_t> in;  // pointwise: x, b, t (0 where absent); matmul: a, b; x
   std::int64_t out = 0;
   std::int64_t m = 0, n = 0, k = 0;  // matmul overrides' uids (0: none)
+  double probability = 0;            // rng: Bernoulli's probability of a 1 (in: seed, offset)
 };
 
 // An operation graph and every descriptor it references (kept alive with it).
