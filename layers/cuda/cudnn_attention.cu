@@ -3,7 +3,8 @@
 // current GPU at the shape's second call (within a budget, below) and kept. Where cuDNN is
 // missing, declines a shape, has no plan for it (yet), or the call needs what
 // its graphs do not express (a causal offset), the callers run the project's own flash kernels
-// instead. Dropout uses the caller's keep mask (the CPU's, bit for bit), widened to bf16.
+// instead. Dropout uses the caller's keep mask (the CPU's, bit for bit), widened to bf16, or,
+// with train.attention_dropout: fused, a mask cuDNN's RNG draws inside the kernels.
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -159,39 +160,57 @@ void make_plan(PlanEntry& entry, DeviceState& state, bool backward, const cudnn:
   }
 }
 
+// Looks for the entry's plan once, within the plan budget (under g_mutex).
+void plan_once(PlanEntry& entry, DeviceState& state, bool backward, const cudnn::SdpaShape& shape) {
+  if (entry.tried) return;
+  entry.tried = true;
+  if (g_plan_seconds >= g_policy.budget_seconds) {
+    char budget[64];
+    std::snprintf(budget, sizeof budget, "%g s", g_policy.budget_seconds);
+    entry.problem = std::string("the plan budget (") + budget + ", TR_CUDNN_PLAN_SECONDS) is spent";
+    g_last_problem = describe(backward, shape, entry.problem);
+    return;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  make_plan(entry, state, backward, shape);
+  g_plan_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (!entry.problem.empty()) g_last_problem = describe(backward, shape, entry.problem);
+}
+
+// This GPU's state (under g_mutex), or nullptr where cuDNN cannot even be set up on it.
+DeviceState* usable_device_state() {
+  try {
+    return &device_state();
+  } catch (const std::exception& e) {
+    g_unusable = true;
+    g_last_problem = std::string("setting up cuDNN: ") + e.what();
+    return nullptr;
+  }
+}
+
+PlanEntry g_no_plan;  // the entry of every shape where cuDNN cannot be set up
+
 // The plan entry of `shape` on the current GPU, counting this call; its plan made at the
 // kCallsBeforePlan-th call within the budget (empty before, or when cuDNN has none). Entries stay
 // where they are (std::map), so callers keep the reference.
 PlanEntry& entry_for(bool backward, const cudnn::SdpaShape& shape) {
   std::lock_guard<std::mutex> lock(g_mutex);
-  static PlanEntry no_plan;  // where cuDNN cannot even be set up on this GPU
-  DeviceState* found = nullptr;
-  try {
-    found = &device_state();
-  } catch (const std::exception& e) {
-    g_unusable = true;
-    g_last_problem = std::string("setting up cuDNN: ") + e.what();
-    return no_plan;
-  }
-  DeviceState& state = *found;
-  PlanEntry& entry = (backward ? state.backward : state.forward)[shape];
+  DeviceState* state = usable_device_state();
+  if (!state) return g_no_plan;
+  PlanEntry& entry = (backward ? state->backward : state->forward)[shape];
   ++entry.calls;
-  if (!entry.tried && entry.calls >= g_policy.calls_before_plan) {
-    entry.tried = true;
-    if (g_plan_seconds >= g_policy.budget_seconds) {
-      char budget[64];
-      std::snprintf(budget, sizeof budget, "%g s", g_policy.budget_seconds);
-      entry.problem =
-          std::string("the plan budget (") + budget + ", TR_CUDNN_PLAN_SECONDS) is spent";
-      g_last_problem = describe(backward, shape, entry.problem);
-      return entry;
-    }
-    const auto start = std::chrono::steady_clock::now();
-    make_plan(entry, state, backward, shape);
-    g_plan_seconds +=
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (!entry.problem.empty()) g_last_problem = describe(backward, shape, entry.problem);
-  }
+  if (entry.calls >= g_policy.calls_before_plan) plan_once(entry, *state, backward, shape);
+  return entry;
+}
+
+// The backward's entry of `shape`, its plan looked for now if it was not yet: a forward whose
+// dropout mask cuDNN draws runs only where the backward can draw it again.
+PlanEntry& backward_entry_planned(const cudnn::SdpaShape& shape) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  DeviceState* state = usable_device_state();
+  if (!state) return g_no_plan;
+  PlanEntry& entry = state->backward[shape];
+  plan_once(entry, *state, true, shape);
   return entry;
 }
 
@@ -241,10 +260,15 @@ void execute(cudnnHandle_t handle, const cudnn::Plan& plan,
                "cudnnBackendExecute (attention)");
 }
 
-// The host scalars both directions' graphs may bind, alive for the call.
+// The host scalars both directions' graphs may bind, alive for the call. The Philox offset is
+// always 0: each call has a seed of its own.
 struct Scalars {
   float scale, keep_scale, one = 1.0f, neg_inf = -INFINITY;
-  Scalars(i64 Dh, float keep) : scale(1.0f / std::sqrt(static_cast<float>(Dh))), keep_scale(keep) {}
+  std::int64_t seed = 0, offset = 0;
+  Scalars(i64 Dh, float keep, std::uint64_t philox_seed = 0)
+      : scale(1.0f / std::sqrt(static_cast<float>(Dh))),
+        keep_scale(keep),
+        seed(static_cast<std::int64_t>(philox_seed)) {}
 };
 
 // The call's scratch: seq_len_q, the bf16 keep mask, the dropout backward's scaled output, the
@@ -287,7 +311,7 @@ struct ScratchSizes {
 
 ScratchSizes scratch_sizes(const cudnn::SdpaShape& s, const cudnn::Plan& plan, bool backward) {
   return {s.padding ? round256(s.B * sizeof(std::int32_t)) : 0,
-          s.dropout ? round256(s.B * s.H * s.Tq * s.Tk * sizeof(bf16)) : 0,
+          s.dropout && s.philox_keep <= 0 ? round256(s.B * s.H * s.Tq * s.Tk * sizeof(bf16)) : 0,
           backward && s.dropout ? round256(s.B * s.Tq * s.H * s.Dh * sizeof(bf16)) : 0,
           backward ? round256(cudnn::sdpa_backward_buffer_bytes(s)) : 0,
           static_cast<std::size_t>(plan.workspace_bytes)};
@@ -323,11 +347,12 @@ std::map<std::int64_t, void*> shared_bindings(const bf16* q, const bf16* k, cons
                                               const float* lse, const std::int32_t* kv_len,
                                               const CallScratch& scratch, Scalars& scalars) {
   return {
-      {cudnn::kQ, const_cast<bf16*>(q)},   {cudnn::kK, const_cast<bf16*>(k)},
-      {cudnn::kV, const_cast<bf16*>(v)},   {cudnn::kStats, const_cast<float*>(lse)},
-      {cudnn::kScale, &scalars.scale},     {cudnn::kNegInf, &scalars.neg_inf},
-      {cudnn::kSeqLenQ, scratch.seq_q},    {cudnn::kSeqLenKv, const_cast<std::int32_t*>(kv_len)},
-      {cudnn::kDropoutMask, scratch.mask}, {cudnn::kDropoutScale, &scalars.keep_scale}};
+      {cudnn::kQ, const_cast<bf16*>(q)},    {cudnn::kK, const_cast<bf16*>(k)},
+      {cudnn::kV, const_cast<bf16*>(v)},    {cudnn::kStats, const_cast<float*>(lse)},
+      {cudnn::kScale, &scalars.scale},      {cudnn::kNegInf, &scalars.neg_inf},
+      {cudnn::kSeqLenQ, scratch.seq_q},     {cudnn::kSeqLenKv, const_cast<std::int32_t*>(kv_len)},
+      {cudnn::kDropoutMask, scratch.mask},  {cudnn::kDropoutScale, &scalars.keep_scale},
+      {cudnn::kDropoutSeed, &scalars.seed}, {cudnn::kDropoutOffset, &scalars.offset}};
 }
 
 // Runs the entry's plan; false, the plan dropped, where cuDNN fails to run it.
@@ -375,20 +400,18 @@ std::string cudnn_attention_last_problem() {
   return g_last_problem;
 }
 
-bool cudnn_attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
-                             const std::int32_t* kv_len, const std::uint8_t* keep_mask,
-                             float keep_scale, i64 B, i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal,
-                             i64 q_offset) {
-  if (!eligible(Dh, causal, q_offset, {out, q, k, v})) return false;
-  const cudnn::SdpaShape shape{B, H, Tq, Tk, Dh, kv_len != nullptr, causal, keep_mask != nullptr};
-  PlanEntry& entry = entry_for(false, shape);
-  if (!entry.plan) return false;
-  if (B == 0 || Tq == 0) return true;
+namespace {
+
+// One forward call on the entry's plan (the shape's dropout: none, the caller's keep mask, or
+// drawn from `scalars.seed`); false, the plan dropped, where cuDNN fails to run it.
+bool run_forward(PlanEntry& entry, const cudnn::SdpaShape& shape, bf16* out, float* lse,
+                 const bf16* q, const bf16* k, const bf16* v, const std::int32_t* kv_len,
+                 const std::uint8_t* keep_mask, Scalars& scalars) {
+  if (shape.B == 0 || shape.Tq == 0) return true;
   OpTimer part("flash_attention_forward: cuDNN");  // the profile's record of who ran it
   const ScratchSizes sizes = scratch_sizes(shape, *entry.plan, false);
   StreamScratch block(sizes.total());
   const CallScratch scratch = lay_out(block, sizes, shape, keep_mask);
-  Scalars scalars(Dh, keep_scale);
   std::map<std::int64_t, void*> available = shared_bindings(q, k, v, lse, kv_len, scratch, scalars);
   available[cudnn::kO] = out;
   if (!run(entry, false, shape, available, scratch.workspace)) return false;
@@ -396,15 +419,12 @@ bool cudnn_attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k
   return true;
 }
 
-bool cudnn_attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* out,
-                              const float* lse, const bf16* q, const bf16* k, const bf16* v,
-                              const std::int32_t* kv_len, const std::uint8_t* keep_mask,
-                              float keep_scale, i64 B, i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal,
-                              i64 q_offset) {
-  if (!eligible(Dh, causal, q_offset, {dq, dk, dv, dout, out, q, k, v})) return false;
-  const cudnn::SdpaShape shape{B, H, Tq, Tk, Dh, kv_len != nullptr, causal, keep_mask != nullptr};
-  PlanEntry& entry = entry_for(true, shape);
-  if (!entry.plan) return false;
+// One backward call on the entry's plan, as run_forward.
+bool run_backward(PlanEntry& entry, const cudnn::SdpaShape& shape, bf16* dq, bf16* dk, bf16* dv,
+                  const bf16* dout, const bf16* out, const float* lse, const bf16* q, const bf16* k,
+                  const bf16* v, const std::int32_t* kv_len, const std::uint8_t* keep_mask,
+                  Scalars& scalars) {
+  const i64 B = shape.B, H = shape.H, Tq = shape.Tq, Tk = shape.Tk, Dh = shape.Dh;
   if (B == 0 || Tk == 0) return true;
   if (Tq == 0) {  // no query reaches a key: zero gradients, as the own kernels give
     memset_zero(dk, static_cast<std::size_t>(B * Tk * H * Dh) * sizeof(bf16));
@@ -432,11 +452,10 @@ bool cudnn_attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, co
     const i64 n = B * Tq * H * Dh;
     cudnn_side::
         scale_bf16_kernel<<<cudnn_side::blocks_for(n), cudnn_side::kThreads, 0, compute_stream()>>>(
-            scratch.kept_out, out, 1.0f / keep_scale, n);
+            scratch.kept_out, out, 1.0f / scalars.keep_scale, n);
     TR_CUDA_LAUNCH_CHECK();
     rows_out = scratch.kept_out;
   }
-  Scalars scalars(Dh, keep_scale);
   std::map<std::int64_t, void*> available = shared_bindings(q, k, v, lse, kv_len, scratch, scalars);
   available.insert({{cudnn::kO, const_cast<bf16*>(rows_out)},
                     {cudnn::kDO, const_cast<bf16*>(dout)},
@@ -448,6 +467,80 @@ bool cudnn_attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, co
   if (!run(entry, true, shape, available, scratch.workspace)) return false;
   if (shape.padding) launch_clear_keyless_rows(dq, nullptr, kv_len, shape);
   return true;
+}
+
+}  // namespace
+
+bool cudnn_attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
+                             const std::int32_t* kv_len, const std::uint8_t* keep_mask,
+                             float keep_scale, i64 B, i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal,
+                             i64 q_offset) {
+  if (!eligible(Dh, causal, q_offset, {out, q, k, v})) return false;
+  const cudnn::SdpaShape shape{B, H, Tq, Tk, Dh, kv_len != nullptr, causal, keep_mask != nullptr};
+  PlanEntry& entry = entry_for(false, shape);
+  if (!entry.plan) return false;
+  Scalars scalars(Dh, keep_scale);
+  return run_forward(entry, shape, out, lse, q, k, v, kv_len, keep_mask, scalars);
+}
+
+bool cudnn_attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* out,
+                              const float* lse, const bf16* q, const bf16* k, const bf16* v,
+                              const std::int32_t* kv_len, const std::uint8_t* keep_mask,
+                              float keep_scale, i64 B, i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal,
+                              i64 q_offset) {
+  if (!eligible(Dh, causal, q_offset, {dq, dk, dv, dout, out, q, k, v})) return false;
+  const cudnn::SdpaShape shape{B, H, Tq, Tk, Dh, kv_len != nullptr, causal, keep_mask != nullptr};
+  PlanEntry& entry = entry_for(true, shape);
+  if (!entry.plan) return false;
+  Scalars scalars(Dh, keep_scale);
+  return run_backward(entry, shape, dq, dk, dv, dout, out, lse, q, k, v, kv_len, keep_mask,
+                      scalars);
+}
+
+namespace {
+cudnn::SdpaShape drawn_dropout_shape(i64 B, i64 H, i64 Tq, i64 Tk, i64 Dh, bool padded, bool causal,
+                                     float keep_probability) {
+  cudnn::SdpaShape shape{B, H, Tq, Tk, Dh, padded, causal, true};
+  shape.philox_keep = keep_probability;
+  return shape;
+}
+}  // namespace
+
+bool cudnn_attention_forward_drawn_dropout(bf16* out, float* lse, const bf16* q, const bf16* k,
+                                           const bf16* v, const std::int32_t* kv_len,
+                                           float keep_probability, std::uint64_t seed, i64 B, i64 H,
+                                           i64 Tq, i64 Tk, i64 Dh, bool causal) {
+  TR_CHECK(keep_probability > 0 && keep_probability < 1,
+           "cuDNN drawn dropout: keep probability outside (0, 1)");
+  if (!eligible(Dh, causal, 0, {out, q, k, v})) return false;
+  const cudnn::SdpaShape shape =
+      drawn_dropout_shape(B, H, Tq, Tk, Dh, kv_len != nullptr, causal, keep_probability);
+  PlanEntry& entry = entry_for(false, shape);
+  if (!entry.plan || !backward_entry_planned(shape).plan) return false;
+  Scalars scalars(Dh, 1.0f / keep_probability, seed);
+  return run_forward(entry, shape, out, lse, q, k, v, kv_len, nullptr, scalars);
+}
+
+void cudnn_attention_backward_drawn_dropout(bf16* dq, bf16* dk, bf16* dv, const bf16* dout,
+                                            const bf16* out, const float* lse, const bf16* q,
+                                            const bf16* k, const bf16* v,
+                                            const std::int32_t* kv_len, float keep_probability,
+                                            std::uint64_t seed, i64 B, i64 H, i64 Tq, i64 Tk,
+                                            i64 Dh, bool causal) {
+  const cudnn::SdpaShape shape =
+      drawn_dropout_shape(B, H, Tq, Tk, Dh, kv_len != nullptr, causal, keep_probability);
+  PlanEntry& entry = backward_entry_planned(shape);
+  const auto fail = [&](const std::string& why) {
+    throw InternalError("cuDNN attention backward " + cudnn::to_string(shape) +
+                        " with the dropout mask its forward drew: " + why +
+                        " (no other kernel can draw that mask again)");
+  };
+  if (!eligible(Dh, causal, 0, {dq, dk, dv, dout, out, q, k, v}))
+    fail("the call is not one cuDNN takes");
+  if (!entry.plan) fail("no plan: " + entry.problem);
+  Scalars scalars(Dh, 1.0f / keep_probability, seed);
+  if (!run_backward(entry, shape, dq, dk, dv, dout, out, lse, q, k, v, kv_len, nullptr, scalars))
+    fail(entry.problem);
 }
 
 #else  // built without cuDNN's headers: the own kernels only
@@ -471,6 +564,17 @@ bool cudnn_attention_backward(bf16*, bf16*, bf16*, const bf16*, const bf16*, con
                               const bf16*, const bf16*, const bf16*, const std::int32_t*,
                               const std::uint8_t*, float, i64, i64, i64, i64, i64, bool, i64) {
   return false;
+}
+bool cudnn_attention_forward_drawn_dropout(bf16*, float*, const bf16*, const bf16*, const bf16*,
+                                           const std::int32_t*, float, std::uint64_t, i64, i64, i64,
+                                           i64, i64, bool) {
+  return false;
+}
+void cudnn_attention_backward_drawn_dropout(bf16*, bf16*, bf16*, const bf16*, const bf16*,
+                                            const float*, const bf16*, const bf16*, const bf16*,
+                                            const std::int32_t*, float, std::uint64_t, i64, i64,
+                                            i64, i64, i64, bool) {
+  throw InternalError("cuDNN attention backward with drawn dropout: this build has no cuDNN");
 }
 
 #endif

@@ -213,6 +213,25 @@ bool cudnn_attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, co
                               const std::int32_t* kv_len, const std::uint8_t* keep_mask,
                               float keep_scale, i64 B, i64 H, i64 Tq, i64 Tk, i64 Dh, bool causal,
                               i64 q_offset);
+// Dropout drawn inside cuDNN's fused kernels (train.attention_dropout: fused): the keep mask
+// comes from cuDNN's Philox RNG keyed by `seed`, Bernoulli with `keep_probability`, and is never
+// stored; the backward draws it again from the same seed. The masks are cuDNN's, not the CPU's.
+// The forward returns false, having done nothing, where cuDNN does not take the call (as
+// above) or has no plans for both directions of the shape (yet: plans are made at a shape's
+// second call); the caller then draws its own mask and runs the calls above or the own
+// kernels. After a forward that returned true, the backward of the same call must come here:
+// it runs on the plan made with the forward's, and throws InternalError where cuDNN fails it
+// (no other kernel can draw that mask again).
+bool cudnn_attention_forward_drawn_dropout(bf16* out, float* lse, const bf16* q, const bf16* k,
+                                           const bf16* v, const std::int32_t* kv_len,
+                                           float keep_probability, std::uint64_t seed, i64 B, i64 H,
+                                           i64 Tq, i64 Tk, i64 Dh, bool causal);
+void cudnn_attention_backward_drawn_dropout(bf16* dq, bf16* dk, bf16* dv, const bf16* dout,
+                                            const bf16* out, const float* lse, const bf16* q,
+                                            const bf16* k, const bf16* v,
+                                            const std::int32_t* kv_len, float keep_probability,
+                                            std::uint64_t seed, i64 B, i64 H, i64 Tq, i64 Tk,
+                                            i64 Dh, bool causal);
 
 // ---- embedding ----------------------------------------------------------------------------
 void embedding_forward(float* out, const std::int32_t* ids, const float* table, i64 N, i64 d,
