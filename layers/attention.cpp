@@ -49,13 +49,25 @@ Tensor MultiHeadAttention::forward(const Tensor& x_q, const Tensor& x_kv, const 
 
 void MultiHeadAttention::attend(const ForwardContext& ctx) {
   dropout_active_ = ctx.training && dropout_ > 0;
+  flash_ = ops::use_flash_attention(q_, k_, heads_);
+  const std::int64_t first_head = tp_ ? head_offset_ : 0;
+  // train.attention_dropout: fused: cuDNN draws the mask inside its kernels where it takes the
+  // call; elsewhere the keyed mask below, as exact.
+  drawn_dropout_ = false;
+  if (dropout_active_ && flash_ && ops::fused_attention_dropout()) {
+    drawn_seed_ = attention_dropout_seed(ctx, layer_id_, first_head);
+    drawn_dropout_ = ops::flash_attention_forward_drawn_dropout(
+        context_, lse_, q_, k_, v_, kv_len_, 1.0 - dropout_, drawn_seed_, heads_, causal_);
+    if (drawn_dropout_) {
+      keep_ = Tensor();
+      return;
+    }
+  }
   if (dropout_active_) {
     const Shape shape{q_.dim(0), heads_, q_.dim(1), k_.dim(1)};
     // A TP rank's heads draw their part of the whole layer's mask.
-    make_attention_dropout_mask(keep_, shape, dropout_, ctx, layer_id_, tp_ ? head_offset_ : 0,
-                                q_.device());
+    make_attention_dropout_mask(keep_, shape, dropout_, ctx, layer_id_, first_head, q_.device());
   }
-  flash_ = ops::use_flash_attention(q_, k_, heads_);
   if (flash_)
     ops::flash_attention_forward(context_, lse_, q_, k_, v_, kv_len_, dropout_mask(), keep_scale(),
                                  heads_, causal_, 0);
@@ -71,6 +83,12 @@ const Tensor& MultiHeadAttention::dropout_mask() const {
 
 void MultiHeadAttention::backward_core(const Tensor& dy) {
   dcontext_ = o_proj.backward(dy);
+  if (flash_ && drawn_dropout_) {
+    ops::flash_attention_backward_drawn_dropout(dq_, dk_, dv_, dcontext_, context_, lse_, q_, k_,
+                                                v_, kv_len_, 1.0 - dropout_, drawn_seed_, heads_,
+                                                causal_);
+    return;
+  }
   if (flash_) {
     ops::flash_attention_backward(dq_, dk_, dv_, dcontext_, context_, lse_, q_, k_, v_, kv_len_,
                                   dropout_mask(), keep_scale(), heads_, causal_, 0);

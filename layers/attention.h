@@ -59,6 +59,10 @@ class MultiHeadAttention {
   std::uint64_t layer_id_;
   TensorParallel* tp_;  // null without tensor parallelism
   bool dropout_active_ = false;
+  // train.attention_dropout: fused, and cuDNN took the forward: its kernels drew the mask from
+  // drawn_seed_ (keep_ stays undefined) and the backward draws it again.
+  bool drawn_dropout_ = false;
+  std::uint64_t drawn_seed_ = 0;
   // Recompute::selective: the probabilities and mask are given back after the forward and
   // recomputed by the backward, under the forward's context.
   bool recompute_probs_ = false;

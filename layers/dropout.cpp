@@ -18,6 +18,28 @@ std::uint64_t dropout_stream(std::uint64_t step, std::uint64_t layer_id) {
 
 namespace {
 
+// SplitMix64's finaliser: every input bit moves about half the output bits.
+std::uint64_t mix(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+std::uint64_t attention_dropout_seed(const ForwardContext& ctx, std::uint64_t layer_id,
+                                     std::int64_t first_head) {
+  std::uint64_t h = mix(ctx.seed);
+  for (const std::uint64_t part :
+       {dropout_stream(ctx.step, layer_id), static_cast<std::uint64_t>(ctx.sample_offset),
+        static_cast<std::uint64_t>(first_head)})
+    h = mix(h ^ part);
+  return h;
+}
+
+namespace {
+
 void keyed_mask(Tensor& keep, const Shape& shape, double p, const ForwardContext& ctx,
                 std::uint64_t layer_id, std::int64_t heads, std::int64_t first_head,
                 Device device) {

@@ -57,6 +57,15 @@ void make_attention_dropout_mask(Tensor& keep, const Shape& shape, double p,
                                  const ForwardContext& ctx, std::uint64_t layer_id,
                                  std::int64_t first_head, Device device = Device::cpu);
 
+// The seed of an attention's dropout drawn inside cuDNN's fused kernels
+// (train.attention_dropout: fused; ops::flash_attention_forward_drawn_dropout), one per (run
+// seed, step, layer, first global sample of the micro-batch, first head of the rank): layers,
+// steps, micro-batches, DP replicas and TP ranks draw different masks, and a recomputed forward
+// the same. Unlike the keyed masks above, what cuDNN draws from a seed depends on the call's
+// shape: those masks differ from the CPU's and from one layout to another.
+std::uint64_t attention_dropout_seed(const ForwardContext& ctx, std::uint64_t layer_id,
+                                     std::int64_t first_head);
+
 class Dropout {
  public:
   Dropout(double p, std::uint64_t layer_id) : p_(p), layer_id_(layer_id) {}

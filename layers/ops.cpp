@@ -508,6 +508,66 @@ void flash_attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Te
   w.finish();
 }
 
+namespace {
+std::atomic<bool> g_fused_attention_dropout{false};
+}  // namespace
+
+void set_fused_attention_dropout(bool on) {
+  g_fused_attention_dropout = on;
+}
+
+bool fused_attention_dropout() {
+  return g_fused_attention_dropout;
+}
+
+bool flash_attention_forward_drawn_dropout(Tensor& out, Tensor& lse, const Tensor& q,
+                                           const Tensor& k, const Tensor& v, const Tensor& kv_len,
+                                           double keep_probability, std::uint64_t seed,
+                                           std::int64_t heads, bool causal) {
+#ifdef TR_HAVE_CUDA
+  const bool bf16_on_cuda = cuda_of(q, DType::bf16) && cuda_of(k, DType::bf16) &&
+                            cuda_of(v, DType::bf16) &&
+                            (!kv_len.defined() || kv_len.device() == Device::cuda);
+  if (!bf16_on_cuda) return false;
+  const auto [B, Tq, Tk, Dh] = attention_dims(q, k, v, heads);
+  ensure_shape(out, q.shape(), q.dtype(), q.device());
+  ensure_shape(lse, {B, heads, Tq}, DType::f32, q.device());
+  const std::int32_t* lens = kv_len.defined() ? kv_len.data<std::int32_t>() : nullptr;
+  OpTimer op_timer_(__func__);
+  return cuda::cudnn_attention_forward_drawn_dropout(bf(out), dev(lse), bf(q), bf(k), bf(v), lens,
+                                                     static_cast<float>(keep_probability), seed, B,
+                                                     heads, Tq, Tk, Dh, causal);
+#else
+  (void)out, (void)lse, (void)q, (void)k, (void)v, (void)kv_len, (void)keep_probability, (void)seed,
+      (void)heads, (void)causal;
+  return false;
+#endif
+}
+
+void flash_attention_backward_drawn_dropout(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout,
+                                            const Tensor& out, const Tensor& lse, const Tensor& q,
+                                            const Tensor& k, const Tensor& v, const Tensor& kv_len,
+                                            double keep_probability, std::uint64_t seed,
+                                            std::int64_t heads, bool causal) {
+#ifdef TR_HAVE_CUDA
+  const auto [B, Tq, Tk, Dh] = attention_dims(q, k, v, heads);
+  check_same_shape(dout, q, "flash attention backward: dout");
+  check_same_shape(out, q, "flash attention backward: out");
+  ensure_shape(dq, q.shape(), q.dtype(), q.device());
+  ensure_shape(dk, k.shape(), k.dtype(), k.device());
+  ensure_shape(dv, v.shape(), v.dtype(), v.device());
+  const std::int32_t* lens = kv_len.defined() ? kv_len.data<std::int32_t>() : nullptr;
+  OpTimer op_timer_(__func__);
+  cuda::cudnn_attention_backward_drawn_dropout(
+      bf(dq), bf(dk), bf(dv), bf(dout), bf(out), dev(lse), bf(q), bf(k), bf(v), lens,
+      static_cast<float>(keep_probability), seed, B, heads, Tq, Tk, Dh, causal);
+#else
+  (void)dq, (void)dk, (void)dv, (void)dout, (void)out, (void)lse, (void)q, (void)k, (void)v,
+      (void)kv_len, (void)keep_probability, (void)seed, (void)heads, (void)causal;
+  throw InternalError("attention backward with drawn dropout: this build has no CUDA backend");
+#endif
+}
+
 void flash_attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout,
                               const Tensor& out, const Tensor& lse, const Tensor& q,
                               const Tensor& k, const Tensor& v, const Tensor& kv_len,

@@ -85,6 +85,27 @@ void flash_attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& 
                               const Tensor& k, const Tensor& v, const Tensor& kv_len,
                               const Tensor& keep_mask, double keep_scale, std::int64_t heads,
                               bool causal, std::int64_t q_offset);
+// Attention dropout drawn inside cuDNN's fused kernels (train.attention_dropout: fused): the
+// keep mask comes from cuDNN's Philox RNG keyed by `seed` (Bernoulli, `keep_probability`), is
+// never stored, and is drawn again from the same seed by the backward. Only bf16 projections on
+// CUDA that cuDNN takes, once its plans for the shape exist: the forward returns false, having
+// done nothing, everywhere else (the CPU, fp32, no cuDNN, a shape's first call), and the caller
+// then draws its own mask and calls flash_attention_forward. After a forward that returned
+// true, the same call's backward must be flash_attention_backward_drawn_dropout.
+bool flash_attention_forward_drawn_dropout(Tensor& out, Tensor& lse, const Tensor& q,
+                                           const Tensor& k, const Tensor& v, const Tensor& kv_len,
+                                           double keep_probability, std::uint64_t seed,
+                                           std::int64_t heads, bool causal);
+void flash_attention_backward_drawn_dropout(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout,
+                                            const Tensor& out, const Tensor& lse, const Tensor& q,
+                                            const Tensor& k, const Tensor& v, const Tensor& kv_len,
+                                            double keep_probability, std::uint64_t seed,
+                                            std::int64_t heads, bool causal);
+// Whether attention layers try flash_attention_forward_drawn_dropout first (process-wide, like
+// train.precision: the trainer sets it from train.attention_dropout and clears it after).
+void set_fused_attention_dropout(bool on);
+bool fused_attention_dropout();
+
 // Whether MultiHeadAttention takes the flash path for these projections: on CUDA with q and k
 // of one dtype (f32, or bf16 under train.precision: bf16) and heads of at most 128 columns,
 // unless the environment has

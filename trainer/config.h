@@ -71,6 +71,7 @@ struct TrainSection {
   std::string device = "auto";     // cpu | cuda | auto
   std::string precision = "fp32";  // fp32 | bf16
   std::string recompute = "none";  // none | selective | full (layers/dropout.h: Recompute)
+  std::string attention_dropout = "exact";  // exact | fused (ops::fused_attention_dropout)
   double label_smoothing = 0.0;
   double grad_clip = 1.0;          // max global gradient norm; 0 = off
   std::int64_t max_bad_steps = 5;  // consecutive non-finite steps skipped before stopping

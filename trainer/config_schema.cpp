@@ -410,6 +410,11 @@ std::vector<Option> make_options() {
       choice("train.recompute", TR_FIELD(train.recompute), {"none", "selective", "full"},
              "Activation recomputation: selective = attention probabilities, full = every "
              "transformer layer from its input; same gradients, less memory, more compute."),
+      choice("train.attention_dropout", TR_FIELD(train.attention_dropout), {"exact", "fused"},
+             "Masks of attention-probability dropout: exact = the keyed masks, the CPU's on "
+             "every device and layout; fused = on CUDA in bf16, drawn inside cuDNN's fused "
+             "attention (faster, never stored; then not the CPU's, and they change with the "
+             "layout); elsewhere as exact."),
       number("train.label_smoothing", TR_FIELD(train.label_smoothing), kUnitInterval,
              "Label smoothing of the cross entropy."),
       number("train.grad_clip", TR_FIELD(train.grad_clip), kNonNegative,

@@ -13,6 +13,7 @@
 #include "data/loader.h"
 #include "data/tokenizer.h"
 #include "layers/device.h"
+#include "layers/ops.h"
 #include "models/model.h"
 #include "parallel/gradient_reducer.h"
 #include "parallel/runtime.h"
@@ -169,11 +170,16 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   // device communicators (NCCL, or staged through MPI: parallel.gpu_comm); host values (counts, the
   // loss, norms) stay on dp/tp.
   const Device device = resolve_training_device(config);
-  // train.precision is process-wide (layers/device.h): fp32 again when this run ends, however
-  // it ends, so that what the process does next (tests run several commands) starts clean.
+  // train.precision and train.attention_dropout are process-wide (layers/device.h, layers/ops.h):
+  // fp32 and exact again when this run ends, however it ends, so that what the process does next
+  // (tests run several commands) starts clean.
   struct PrecisionReset {
-    ~PrecisionReset() { set_training_precision(MatmulPrecision::fp32, Device::cpu); }
+    ~PrecisionReset() {
+      set_training_precision(MatmulPrecision::fp32, Device::cpu);
+      ops::set_fused_attention_dropout(false);
+    }
   } precision_reset;
+  ops::set_fused_attention_dropout(config.train.attention_dropout == "fused");
   // The schema admits the three names only.
   const Recompute recompute = recompute_from_name(config.train.recompute).value();
   if (device == Device::cuda) {

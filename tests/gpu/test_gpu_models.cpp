@@ -21,6 +21,7 @@
 #include "common/tiny_models.h"
 #include "gpu/cuda_test.h"
 #include "layers/cpu/bf16.h"
+#include "layers/cuda/kernels.h"
 #include "layers/device.h"
 #include "layers/op_profile.h"
 #include "layers/ops.h"
@@ -263,6 +264,53 @@ TEST_F(GpuModels, Bf16TrainingFollowsCpuFor100Steps) {
   under(MatmulPrecision::bf16, [] {
     check_training_curve(vit_config(), kBf16);
     check_training_curve(translation_config("pre", true, "sinusoidal"), kBf16);
+  });
+}
+
+// train.attention_dropout: fused: cuDNN draws the attention masks (not the CPU's, so no curve
+// to follow): the run must differ from the exact one (the drawn masks were used), repeat itself
+// bit for bit (the same seeds draw the same masks), and learn as the exact run does.
+TEST_F(GpuModels, Bf16FusedAttentionDropoutLearnsLikeExact) {
+  TR_REQUIRE_CUDA();
+  if (!cuda::cudnn_attention_available())
+    GTEST_SKIP() << "cuDNN not used here: " << cuda::cudnn_attention_status();
+  under(MatmulPrecision::bf16, [] {
+    const ModelConfig c = translation_config("pre", true, "sinusoidal");
+    const auto losses = [&](bool fused) {
+      struct Reset {
+        ~Reset() { ops::set_fused_attention_dropout(false); }
+      } reset;
+      ops::set_fused_attention_dropout(fused);
+      std::unique_ptr<Model> device = twins(c).second;
+      AdamW opt(device->parameters(), AdamWConfig{});
+      Batch hb, db;
+      std::vector<double> out;
+      for (std::int64_t step = 1; step <= 60; ++step) {
+        make_batch(hb, c, step % 4);
+        upload_batch(db, hb, Device::cuda);
+        device->zero_grad();
+        const double sum =
+            device->forward(db, ForwardContext{true, 17, static_cast<std::uint64_t>(step), 0});
+        const double scale = 1.0 / static_cast<double>(device->counted_targets());
+        device->backward(scale);
+        clip_grad_norm(device->parameters(), 1.0);
+        opt.step(1e-3);
+        out.push_back(sum * scale);
+      }
+      return out;
+    };
+    const std::vector<double> exact = losses(false), fused = losses(true), again = losses(true);
+    EXPECT_EQ(fused, again) << "the same seeds drew other masks";
+    EXPECT_NE(fused, exact) << "no attention drew its mask in cuDNN";
+    const auto tail = [](const std::vector<double>& v) {
+      double sum = 0;
+      for (std::size_t k = v.size() - 10; k < v.size(); ++k) sum += v[k];
+      return sum / 10;
+    };
+    std::printf("loss %.4f -> %.4f fused, %.4f -> %.4f exact (means of the last 10 steps)\n",
+                fused.front(), tail(fused), exact.front(), tail(exact));
+    EXPECT_LT(tail(fused), 0.9 * fused.front()) << "the fused run did not learn";
+    EXPECT_NEAR(tail(fused), tail(exact), 0.1 * tail(exact));
   });
 }
 

@@ -337,6 +337,14 @@ TEST(Config, ParallelDataIsAnIntegerOrAuto) {
   EXPECT_CONTAINS(run_config_to_yaml(from_text(kTranslation)), "data: auto");
 }
 
+TEST(Config, AttentionDropoutIsExactOrFused) {
+  EXPECT_EQ(from_text(kTranslation).train.attention_dropout, "exact");
+  EXPECT_EQ(from_text(kTranslation, {"train.attention_dropout=fused"}).train.attention_dropout,
+            "fused");
+  EXPECT_CONTAINS(load_error(kTranslation, {"train.attention_dropout=cudnn"}),
+                  "train.attention_dropout: expected one of exact, fused, got 'cudnn'");
+}
+
 TEST(Config, GpuCommIsNcclMpiOrAuto) {
   EXPECT_EQ(from_text(kTranslation, {"parallel.gpu_comm=mpi"}).parallel.gpu_comm, "mpi");
   EXPECT_EQ(from_text(kTranslation, {"parallel.gpu_comm=nccl"}).parallel.gpu_comm, "nccl");
