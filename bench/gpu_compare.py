@@ -15,6 +15,9 @@ d_ff 3072, 1000 classes, batch 128) and the encoder-decoder of d 1024, 16 heads,
 0.1), on synthetic batches. Contenders, alternated `--rounds` times (best round counts):
   - ours: build/bench/train_step --device cuda, fp32 and bf16 (bf16 operands of every matrix
     product, fp32 accumulation; activations, weights and optimizer state fp32);
+  - for the encoder-decoder also ours bf16 with --attention-dropout fused ("ours bf16 fused":
+    train.attention_dropout: fused, the attention's dropout masks drawn inside cuDNN's kernels,
+    as PyTorch's fused attention draws its own);
   - PyTorch eager fp32 (no TF32) and bf16 autocast (bench/torch_gpu_reference.py);
   - with --materialised also ours with TR_FLASH_ATTENTION=0 ("ours fp32 mat", "ours bf16 mat":
     attention through the materialised kernels instead of flash attention);
@@ -44,7 +47,7 @@ def run_json(cmd, timeout, env=None):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def ours_cmd(train_step, model, steps, warmup, batch, device, precision="fp32"):
+def ours_cmd(train_step, model, steps, warmup, batch, device, precision="fp32", extra=()):
     if model == "vit":
         c = dict(VIT_B16, batch=batch or VIT_B16["batch"])
         shape = ["--image", c["image"], "--patch", c["patch"], "--channels", c["channels"],
@@ -56,7 +59,7 @@ def ours_cmd(train_step, model, steps, warmup, batch, device, precision="fp32"):
                  "--vocab", c["vocab"], "--len", c["length"], "--batch", c["batch"],
                  "--dropout", 0.1]
     return [train_step, model, "--device", device, "--precision", precision, "--steps", str(steps),
-            "--warmup", str(warmup)] + [str(x) for x in shape]
+            "--warmup", str(warmup)] + [str(x) for x in shape] + list(extra)
 
 
 def torch_cmd(here, model, precision, steps, warmup, batch, device):
@@ -219,6 +222,10 @@ def main():
             "torch bf16": torch_cmd(here, model, "bf16", args.steps, args.warmup, args.batch,
                                     args.device),
         }
+        if model == "encdec":  # its attention has dropout: also with the masks drawn in cuDNN
+            contenders["ours bf16 fused"] = ours_cmd(
+                args.train_step, model, args.steps, args.warmup, args.batch, args.device, "bf16",
+                ["--attention-dropout", "fused"])
         if args.materialised:
             for precision in ("fp32", "bf16"):
                 contenders[f"ours {precision} mat"] = ours_cmd(
@@ -229,7 +236,8 @@ def main():
                 contenders[name] = ours_cmd(args.train_step, model, args.steps, args.warmup,
                                             args.batch, args.device, "bf16")
         if args.device != "cuda":
-            for name in ("ours bf16", "ours bf16 mat", "ours bf16 own", "ours bf16 wmma"):
+            for name in ("ours bf16", "ours bf16 mat", "ours bf16 own", "ours bf16 wmma",
+                         "ours bf16 fused"):
                 contenders.pop(name, None)
         if args.impls:
             wanted = {name.strip() for name in args.impls.split(",")}

@@ -10,9 +10,10 @@
 // on the CUDA cores, bf16 on the tensor cores through mma.sync, the default; "attention flash
 // wmma": the WMMA ones, TR_FLASH_KERNELS=wmma), "attention cudnn" cuDNN's fused engines (bf16; the
 // training path where cuDNN is present), "... dropout": with dropout 0.1 on the probabilities
-// (the encoder-decoder's training attention; PyTorch's row uses dropout_p 0.1); LayerNorm:
-// forward (x read, y written) and backward (dout and x read, din written) in GB/s, fp32, the
-// backward in one pass (the default) and in two ("layernorm bwd 2-pass"); "linear dW+db": a
+// (the encoder-decoder's training attention; PyTorch's row uses dropout_p 0.1; "attention cudnn
+// fused dropout": the mask drawn inside cuDNN's kernels, train.attention_dropout: fused);
+// LayerNorm: forward (x read, y written) and backward (dout and x read, din written) in GB/s, fp32,
+// the backward in one pass (the default) and in two ("layernorm bwd 2-pass"); "linear dW+db": a
 // linear layer's weight and bias gradients from bf16 dy and x, the bias gradient from the
 // product's epilogue (the default) and from the column-sum kernel after it ("... 2-pass");
 // dropout mask: the attention probabilities' keep mask, in GB/s of mask bytes.
@@ -234,6 +235,33 @@ void cudnn_attention_case(i64 B, i64 H, i64 T, i64 Dh, bool dropout) {
   print(name, shape, "bf16", ms, "tflops", 12.0 * B * H * T * T * Dh / (ms * 1e9));
 }
 
+// cuDNN's fused attention with the dropout mask (0.1) drawn inside its kernels
+// (train.attention_dropout: fused): no mask is made, stored or widened.
+void cudnn_drawn_dropout_case(i64 B, i64 H, i64 T, i64 Dh) {
+  const i64 n = B * T * H * Dh;
+  DeviceBf16 q(n, 4), k(n, 5), v(n, 6), dout(n, 7), out(n, 8), dq(n, 9), dk(n, 10), dv(n, 11);
+  DeviceFloats lse(B * H * T, 12);
+  bool taken = true;
+  const double ms = median_ms([&] {
+    taken = taken && tr::cuda::cudnn_attention_forward_drawn_dropout(
+                         out.p, lse.p, q.p, k.p, v.p, nullptr, 0.9f, 1234, B, H, T, T, Dh, false);
+    if (taken)
+      tr::cuda::cudnn_attention_backward_drawn_dropout(dq.p, dk.p, dv.p, dout.p, out.p, lse.p, q.p,
+                                                       k.p, v.p, nullptr, 0.9f, 1234, B, H, T, T,
+                                                       Dh, false);
+  });
+  const std::string shape = attention_shape(B, H, T, Dh);
+  if (!taken) {
+    std::fprintf(
+        stderr, "gpu_kernels: attention cudnn fused dropout %s not run: %s\n", shape.c_str(),
+        tr::cuda::cudnn_attention_available() ? tr::cuda::cudnn_attention_last_problem().c_str()
+                                              : tr::cuda::cudnn_attention_status().c_str());
+    return;
+  }
+  print("attention cudnn fused dropout", shape, "bf16", ms, "tflops",
+        12.0 * B * H * T * T * Dh / (ms * 1e9));
+}
+
 // The own bf16 flash kernels with dropout 0.1 (the encoder-decoder's training attention).
 void flash_dropout_case(i64 B, i64 H, i64 T, i64 Dh) {
   const DeviceKeepMask keep(B, H, T);
@@ -359,6 +387,7 @@ int main(int argc, char** argv) {
   if (wanted("attention flash dropout", "bf16"))
     flash_dropout_case(32, 16, 256, 64);  // the encoder-decoder's training attention
   if (wanted("attention cudnn dropout", "bf16")) cudnn_attention_case(32, 16, 256, 64, true);
+  if (wanted("attention cudnn fused dropout", "bf16")) cudnn_drawn_dropout_case(32, 16, 256, 64);
   if (wanted("linear dW+db", "bf16")) {
     linear_weight_grad_case(25216, 768, 768);   // ViT-B/16 q, k, v, o projections
     linear_weight_grad_case(25216, 768, 3072);  // ViT-B/16 fc1

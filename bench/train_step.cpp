@@ -4,7 +4,7 @@
 //
 //   train_step vit|encdec [shape options of bench_common.h] [--steps 10] [--warmup 2]
 //              [--recompute none|selective|full] [--device cpu|cuda] [--precision fp32|bf16]
-//              [--profile] [--flash]
+//              [--profile] [--flash] [--attention-dropout exact|fused]
 //   (defaults: the reference shapes of the CPU-speed benchmark, no recomputation, CPU, fp32;
 //   bf16: as train.precision: bf16: the matrix products take bf16 operands, and on the CPU
 //   the blocks' activations are bf16)
@@ -129,6 +129,13 @@ int main(int argc, char** argv) {
     }
   }
   tr::set_training_precision(matmul, device);
+  // --attention-dropout fused: train.attention_dropout: fused (masks drawn inside cuDNN).
+  const std::string attention_dropout = arg_string(argc, argv, "--attention-dropout", "exact");
+  if (attention_dropout != "exact" && attention_dropout != "fused") {
+    std::fprintf(stderr, "train_step: --attention-dropout: expected exact or fused\n");
+    return 2;
+  }
+  tr::ops::set_fused_attention_dropout(attention_dropout == "fused");
   // --flash on the CPU: the flash attention path a GPU takes (no probabilities kept), so that
   // the CPU's memory figures show what a GPU step holds.
   if (has_flag(argc, argv, "--flash")) tr::ops::set_flash_attention_on_cpu(true);
