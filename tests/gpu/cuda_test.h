@@ -96,4 +96,29 @@ class Bf16ProductsTest : public Base {
   }
 };
 
+// Bf16ProductsTest where cuDNN's attention is used (skipping, saying why, where it is not), with
+// every shape planned at its first call.
+template <typename Base = ::testing::Test>
+class CudnnAttentionTest : public Bf16ProductsTest<Base> {
+ protected:
+  void SetUp() override {
+    Bf16ProductsTest<Base>::SetUp();
+    if (this->IsSkipped()) return;
+    if (!cuda::cudnn_attention_available())
+      GTEST_SKIP() << "cuDNN not used here: " << cuda::cudnn_attention_status();
+    cuda::set_cudnn_plan_policy(1, 1e9);
+  }
+};
+
+// A tensor's device data as the attention kernels take it (undefined tensors: null).
+inline cuda::bf16* bf16_data(const Tensor& t) {
+  return static_cast<cuda::bf16*>(t.raw());
+}
+inline float* f32_data(const Tensor& t) {
+  return static_cast<float*>(t.raw());
+}
+inline const std::int32_t* lengths_data(const Tensor& t) {
+  return t.defined() ? static_cast<const std::int32_t*>(t.raw()) : nullptr;
+}
+
 }  // namespace tr::gpu_test

@@ -31,31 +31,14 @@ using gpu_test::cu;
 using gpu_test::poisoned;
 using gpu_test::values;
 
-cuda::bf16* bf(const Tensor& t) {
-  return static_cast<cuda::bf16*>(t.raw());
-}
-float* f32(const Tensor& t) {
-  return static_cast<float*>(t.raw());
-}
-const std::int32_t* lens_of(const Tensor& t) {
-  return t.defined() ? static_cast<const std::int32_t*>(t.raw()) : nullptr;
-}
+const auto bf = gpu_test::bf16_data;
+const auto f32 = gpu_test::f32_data;
+const auto lens_of = gpu_test::lengths_data;
 const std::uint8_t* keep_of(const Tensor& t) {
   return t.defined() ? static_cast<const std::uint8_t*>(t.raw()) : nullptr;
 }
 
-class CudnnFixture : public gpu_test::Bf16ProductsTest<::testing::TestWithParam<Case>> {
- protected:
-  void SetUp() override {
-    gpu_test::Bf16ProductsTest<::testing::TestWithParam<Case>>::SetUp();
-    if (IsSkipped()) return;
-    if (!cuda::cudnn_attention_available())
-      GTEST_SKIP() << "cuDNN not used here: " << cuda::cudnn_attention_status();
-    cuda::set_cudnn_plan_policy(1, 1e9);  // every shape planned at its first call
-  }
-};
-
-using CudnnAttention = CudnnFixture;
+using CudnnAttention = gpu_test::CudnnAttentionTest<::testing::TestWithParam<Case>>;
 
 // One case's inputs on the device.
 struct DeviceInputs {

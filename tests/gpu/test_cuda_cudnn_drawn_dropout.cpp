@@ -31,26 +31,11 @@ using gpu_test::values;
 
 constexpr float kKeep = 0.9f;
 
-cuda::bf16* bf(const Tensor& t) {
-  return static_cast<cuda::bf16*>(t.raw());
-}
-float* f32(const Tensor& t) {
-  return static_cast<float*>(t.raw());
-}
-const std::int32_t* lens_of(const Tensor& t) {
-  return t.defined() ? static_cast<const std::int32_t*>(t.raw()) : nullptr;
-}
+const auto bf = gpu_test::bf16_data;
+const auto f32 = gpu_test::f32_data;
+const auto lens_of = gpu_test::lengths_data;
 
-class CudnnDrawnDropout : public gpu_test::Bf16ProductsTest<::testing::TestWithParam<Case>> {
- protected:
-  void SetUp() override {
-    gpu_test::Bf16ProductsTest<::testing::TestWithParam<Case>>::SetUp();
-    if (IsSkipped()) return;
-    if (!cuda::cudnn_attention_available())
-      GTEST_SKIP() << "cuDNN not used here: " << cuda::cudnn_attention_status();
-    cuda::set_cudnn_plan_policy(1, 1e9);  // every shape planned at its first call
-  }
-};
+using CudnnDrawnDropout = gpu_test::CudnnAttentionTest<::testing::TestWithParam<Case>>;
 
 bool forward(const Case& c, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& kv_len,
              std::uint64_t seed, Tensor& out, Tensor& lse) {
