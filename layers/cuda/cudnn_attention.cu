@@ -408,7 +408,9 @@ bool run_forward(PlanEntry& entry, const cudnn::SdpaShape& shape, bf16* out, flo
                  const bf16* q, const bf16* k, const bf16* v, const std::int32_t* kv_len,
                  const std::uint8_t* keep_mask, Scalars& scalars) {
   if (shape.B == 0 || shape.Tq == 0) return true;
-  OpTimer part("flash_attention_forward: cuDNN");  // the profile's record of who ran it
+  // The profile's record of who ran it (and whether cuDNN drew the dropout mask).
+  OpTimer part(shape.philox_keep > 0 ? "flash_attention_forward: cuDNN, drawn dropout"
+                                     : "flash_attention_forward: cuDNN");
   const ScratchSizes sizes = scratch_sizes(shape, *entry.plan, false);
   StreamScratch block(sizes.total());
   const CallScratch scratch = lay_out(block, sizes, shape, keep_mask);
@@ -431,7 +433,8 @@ bool run_backward(PlanEntry& entry, const cudnn::SdpaShape& shape, bf16* dq, bf1
     memset_zero(dv, static_cast<std::size_t>(B * Tk * H * Dh) * sizeof(bf16));
     return true;
   }
-  OpTimer part("flash_attention_backward: cuDNN");
+  OpTimer part(shape.philox_keep > 0 ? "flash_attention_backward: cuDNN, drawn dropout"
+                                     : "flash_attention_backward: cuDNN");
   const ScratchSizes sizes = scratch_sizes(shape, *entry.plan, true);
   StreamScratch block(sizes.total());
   const CallScratch scratch = lay_out(block, sizes, shape, keep_mask);
