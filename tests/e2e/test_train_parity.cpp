@@ -140,5 +140,30 @@ INSTANTIATE_TEST_SUITE_P(PyTorch, TrainParity,
                            return test_name;
                          });
 
+// train.attention_dropout: fused draws its masks inside cuDNN; on the CPU there is none, so a
+// run with dropout logs exactly the exact run's losses and norms (the setting reaches the
+// layers, and is cleared again, through `trainer train`).
+TEST(AttentionDropoutModes, FusedTrainsAsExactOnTheCpu) {
+  const fs::path dir = scratch_dir("attention_dropout_modes");
+  std::vector<std::vector<nlohmann::json>> runs;
+  for (const char* mode : {"exact", "fused"}) {
+    const fs::path run_dir = dir / mode;
+    const auto r = run_trainer(
+        "train --config " + quoted(kGolden / "encdec_pre.yaml") +
+        " --set data.train=" + quoted(kGolden / "encdec_pre_data.h5") + " --set model.init=" +
+        quoted(kGolden / "encdec_pre_weights.h5") + " --set run.dir=" + quoted(run_dir) +
+        " --set train.device=cpu --set model.dropout=0.2 --set train.attention_dropout=" + mode);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    runs.push_back(training_rows(run_dir / "metrics.jsonl"));
+  }
+  ASSERT_EQ(runs[0].size(), 8u);
+  ASSERT_EQ(runs[1].size(), runs[0].size());
+  for (std::size_t i = 0; i < runs[0].size(); ++i) {
+    EXPECT_EQ(runs[1][i]["loss"], runs[0][i]["loss"]) << "step " << i + 1;
+    EXPECT_EQ(runs[1][i]["grad_norm"], runs[0][i]["grad_norm"]) << "step " << i + 1;
+  }
+  if (!::testing::Test::HasFailure()) fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace tr
