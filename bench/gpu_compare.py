@@ -278,11 +278,11 @@ def main():
 
     print(f"GPU: {gpu or 'unknown (PyTorch did not run)'}   peaks (dense TFLOP/s): "
           f"{peaks if peaks else 'n/a'}   best of {args.rounds} rounds x {args.steps} steps")
-    print(f"{'model':7} {'impl':14} {'throughput':>11} {'unit':16} {'vs torch fp32':>13} "
+    print(f"{'model':7} {'impl':15} {'throughput':>11} {'unit':16} {'vs torch fp32':>13} "
           f"{'vs torch bf16':>13} {'TFLOP/s':>8} {'MFU':>6} {'peak MB':>8}")
     for row in rows:
         if "error" in row:
-            print(f"{row['model']:7} {row['impl']:14} failed: {' '.join(row['error'])}")
+            print(f"{row['model']:7} {row['impl']:15} failed: {' '.join(row['error'])}")
             continue
         ref = {k: next((x for x in rows if x["model"] == row["model"] and x["impl"] == k
                         and "throughput" in x), None) for k in ("torch fp32", "torch bf16")}
@@ -297,7 +297,7 @@ def main():
         ratios = [f"{row['throughput'] / ref[k]['throughput']:12.2f}x" if ref[k] else f"{'-':>13}"
                   for k in ("torch fp32", "torch bf16")]
         peak_mb = row.get("peak_tensor_mb", row.get("peak_gpu_mb", 0.0))
-        print(f"{row['model']:7} {row['impl']:14} {row['throughput']:11.1f} {row['unit']:16} "
+        print(f"{row['model']:7} {row['impl']:15} {row['throughput']:11.1f} {row['unit']:16} "
               f"{ratios[0]} {ratios[1]} {tflops:8.1f} {mfu:>6} {peak_mb:8.0f}")
         row.update(tflops=tflops, flops_per_unit=flops)
     if os.environ.get("OUT"):
