@@ -205,18 +205,30 @@ struct DeviceKeepMask {
 };
 
 // bf16 attention through cuDNN's fused engines (the path train.precision: bf16 takes where
-// cuDNN is present), beside the own flash kernels' row; with `dropout`, 0.1 on the
-// probabilities through the caller's keep mask (widened to bf16 for cuDNN: included).
-void cudnn_attention_case(i64 B, i64 H, i64 T, i64 Dh, bool dropout) {
+// cuDNN is present), beside the own flash kernels' row. Dropout 0.1 on the probabilities
+// through the caller's keep mask (keep_mask: widened to bf16 for cuDNN, included), or drawn
+// inside cuDNN's kernels (drawn: train.attention_dropout: fused; no mask made or read).
+enum class CudnnDropout { none, keep_mask, drawn };
+
+void cudnn_attention_case(i64 B, i64 H, i64 T, i64 Dh, CudnnDropout dropout) {
   const i64 n = B * T * H * Dh;
   DeviceBf16 q(n, 4), k(n, 5), v(n, 6), dout(n, 7), out(n, 8), dq(n, 9), dk(n, 10), dv(n, 11);
   DeviceFloats lse(B * H * T, 12);
   std::optional<DeviceKeepMask> keep;
-  if (dropout) keep.emplace(B, H, T);
+  if (dropout == CudnnDropout::keep_mask) keep.emplace(B, H, T);
   const std::uint8_t* mask = keep ? keep->p : nullptr;
-  const float keep_scale = dropout ? 1.0f / 0.9f : 1.0f;
+  const float keep_scale = dropout == CudnnDropout::keep_mask ? 1.0f / 0.9f : 1.0f;
   bool taken = true;
   const double ms = median_ms([&] {
+    if (dropout == CudnnDropout::drawn) {
+      taken = taken && tr::cuda::cudnn_attention_forward_drawn_dropout(
+                           out.p, lse.p, q.p, k.p, v.p, nullptr, 0.9f, 1234, B, H, T, T, Dh, false);
+      if (taken)
+        tr::cuda::cudnn_attention_backward_drawn_dropout(dq.p, dk.p, dv.p, dout.p, out.p, lse.p,
+                                                         q.p, k.p, v.p, nullptr, 0.9f, 1234, B, H,
+                                                         T, T, Dh, false);
+      return;
+    }
     taken = taken && tr::cuda::cudnn_attention_forward(out.p, lse.p, q.p, k.p, v.p, nullptr, mask,
                                                        keep_scale, B, H, T, T, Dh, false, 0);
     taken = taken && tr::cuda::cudnn_attention_backward(dq.p, dk.p, dv.p, dout.p, out.p, lse.p, q.p,
@@ -224,7 +236,9 @@ void cudnn_attention_case(i64 B, i64 H, i64 T, i64 Dh, bool dropout) {
                                                         T, T, Dh, false, 0);
   });
   const std::string shape = attention_shape(B, H, T, Dh);
-  const char* name = dropout ? "attention cudnn dropout" : "attention cudnn";
+  const char* name = dropout == CudnnDropout::drawn       ? "attention cudnn fused dropout"
+                     : dropout == CudnnDropout::keep_mask ? "attention cudnn dropout"
+                                                          : "attention cudnn";
   if (!taken) {
     std::fprintf(stderr, "gpu_kernels: %s %s not run: %s\n", name, shape.c_str(),
                  tr::cuda::cudnn_attention_available()
@@ -233,33 +247,6 @@ void cudnn_attention_case(i64 B, i64 H, i64 T, i64 Dh, bool dropout) {
     return;
   }
   print(name, shape, "bf16", ms, "tflops", 12.0 * B * H * T * T * Dh / (ms * 1e9));
-}
-
-// cuDNN's fused attention with the dropout mask (0.1) drawn inside its kernels
-// (train.attention_dropout: fused): no mask is made, stored or widened.
-void cudnn_drawn_dropout_case(i64 B, i64 H, i64 T, i64 Dh) {
-  const i64 n = B * T * H * Dh;
-  DeviceBf16 q(n, 4), k(n, 5), v(n, 6), dout(n, 7), out(n, 8), dq(n, 9), dk(n, 10), dv(n, 11);
-  DeviceFloats lse(B * H * T, 12);
-  bool taken = true;
-  const double ms = median_ms([&] {
-    taken = taken && tr::cuda::cudnn_attention_forward_drawn_dropout(
-                         out.p, lse.p, q.p, k.p, v.p, nullptr, 0.9f, 1234, B, H, T, T, Dh, false);
-    if (taken)
-      tr::cuda::cudnn_attention_backward_drawn_dropout(dq.p, dk.p, dv.p, dout.p, out.p, lse.p, q.p,
-                                                       k.p, v.p, nullptr, 0.9f, 1234, B, H, T, T,
-                                                       Dh, false);
-  });
-  const std::string shape = attention_shape(B, H, T, Dh);
-  if (!taken) {
-    std::fprintf(
-        stderr, "gpu_kernels: attention cudnn fused dropout %s not run: %s\n", shape.c_str(),
-        tr::cuda::cudnn_attention_available() ? tr::cuda::cudnn_attention_last_problem().c_str()
-                                              : tr::cuda::cudnn_attention_status().c_str());
-    return;
-  }
-  print("attention cudnn fused dropout", shape, "bf16", ms, "tflops",
-        12.0 * B * H * T * T * Dh / (ms * 1e9));
 }
 
 // The own bf16 flash kernels with dropout 0.1 (the encoder-decoder's training attention).
@@ -383,11 +370,13 @@ int main(int argc, char** argv) {
   }
   if (wanted("attention cudnn", "bf16"))
     for (const auto& [B, H, T] : {std::tuple{128, 12, 197}, std::tuple{32, 16, 256}})
-      cudnn_attention_case(B, H, T, 64, false);
+      cudnn_attention_case(B, H, T, 64, CudnnDropout::none);
   if (wanted("attention flash dropout", "bf16"))
     flash_dropout_case(32, 16, 256, 64);  // the encoder-decoder's training attention
-  if (wanted("attention cudnn dropout", "bf16")) cudnn_attention_case(32, 16, 256, 64, true);
-  if (wanted("attention cudnn fused dropout", "bf16")) cudnn_drawn_dropout_case(32, 16, 256, 64);
+  if (wanted("attention cudnn dropout", "bf16"))
+    cudnn_attention_case(32, 16, 256, 64, CudnnDropout::keep_mask);
+  if (wanted("attention cudnn fused dropout", "bf16"))
+    cudnn_attention_case(32, 16, 256, 64, CudnnDropout::drawn);
   if (wanted("linear dW+db", "bf16")) {
     linear_weight_grad_case(25216, 768, 768);   // ViT-B/16 q, k, v, o projections
     linear_weight_grad_case(25216, 768, 3072);  // ViT-B/16 fc1

@@ -470,13 +470,35 @@ bool use_flash_attention(const Tensor& q, const Tensor& k, std::int64_t heads) {
 #endif
 }
 
+namespace {
+
+// The flash forward's outputs shaped for q: out like q, lse [B, heads, Tq] (f32 for bf16 q).
+void shape_flash_outputs(Tensor& out, Tensor& lse, const Tensor& q, std::int64_t B,
+                         std::int64_t heads, std::int64_t Tq) {
+  ensure_shape(out, q.shape(), q.dtype(), q.device());
+  ensure_shape(lse, {B, heads, Tq}, wide_dtype(q.dtype()), q.device());
+}
+
+// The flash backward's inputs checked against q, and its gradients shaped like q, k and v.
+void shape_flash_gradients(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout,
+                           const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
+                           const Tensor& v, std::int64_t B, std::int64_t heads, std::int64_t Tq) {
+  check_same_shape(dout, q, "flash attention backward: dout");
+  check_same_shape(out, q, "flash attention backward: out");
+  TR_CHECK(lse.shape() == Shape({B, heads, Tq}), "flash attention backward: lse shape");
+  ensure_shape(dq, q.shape(), q.dtype(), q.device());
+  ensure_shape(dk, k.shape(), k.dtype(), k.device());
+  ensure_shape(dv, v.shape(), v.dtype(), v.device());
+}
+
+}  // namespace
+
 void flash_attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k,
                              const Tensor& v, const Tensor& kv_len, const Tensor& keep_mask,
                              double keep_scale, std::int64_t heads, bool causal,
                              std::int64_t q_offset) {
   const auto [B, Tq, Tk, Dh] = attention_dims(q, k, v, heads);
-  ensure_shape(out, q.shape(), q.dtype(), q.device());
-  ensure_shape(lse, {B, heads, Tq}, wide_dtype(q.dtype()), q.device());
+  shape_flash_outputs(out, lse, q, B, heads, Tq);
   const std::int32_t* lens = kv_len.defined() ? kv_len.data<std::int32_t>() : nullptr;
   const std::uint8_t* keep = keep_mask.defined() ? keep_mask.data<std::uint8_t>() : nullptr;
   TR_CUDA_BF16_OP(
@@ -530,8 +552,7 @@ bool flash_attention_forward_drawn_dropout(Tensor& out, Tensor& lse, const Tenso
                             (!kv_len.defined() || kv_len.device() == Device::cuda);
   if (!bf16_on_cuda) return false;
   const auto [B, Tq, Tk, Dh] = attention_dims(q, k, v, heads);
-  ensure_shape(out, q.shape(), q.dtype(), q.device());
-  ensure_shape(lse, {B, heads, Tq}, DType::f32, q.device());
+  shape_flash_outputs(out, lse, q, B, heads, Tq);
   const std::int32_t* lens = kv_len.defined() ? kv_len.data<std::int32_t>() : nullptr;
   OpTimer op_timer_(__func__);
   return cuda::cudnn_attention_forward_drawn_dropout(bf(out), dev(lse), bf(q), bf(k), bf(v), lens,
@@ -551,11 +572,7 @@ void flash_attention_backward_drawn_dropout(Tensor& dq, Tensor& dk, Tensor& dv, 
                                             std::int64_t heads, bool causal) {
 #ifdef TR_HAVE_CUDA
   const auto [B, Tq, Tk, Dh] = attention_dims(q, k, v, heads);
-  check_same_shape(dout, q, "flash attention backward: dout");
-  check_same_shape(out, q, "flash attention backward: out");
-  ensure_shape(dq, q.shape(), q.dtype(), q.device());
-  ensure_shape(dk, k.shape(), k.dtype(), k.device());
-  ensure_shape(dv, v.shape(), v.dtype(), v.device());
+  shape_flash_gradients(dq, dk, dv, dout, out, lse, q, k, v, B, heads, Tq);
   const std::int32_t* lens = kv_len.defined() ? kv_len.data<std::int32_t>() : nullptr;
   OpTimer op_timer_(__func__);
   cuda::cudnn_attention_backward_drawn_dropout(
@@ -574,12 +591,7 @@ void flash_attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& 
                               const Tensor& keep_mask, double keep_scale, std::int64_t heads,
                               bool causal, std::int64_t q_offset) {
   const auto [B, Tq, Tk, Dh] = attention_dims(q, k, v, heads);
-  check_same_shape(dout, q, "flash attention backward: dout");
-  check_same_shape(out, q, "flash attention backward: out");
-  TR_CHECK(lse.shape() == Shape({B, heads, Tq}), "flash attention backward: lse shape");
-  ensure_shape(dq, q.shape(), q.dtype(), q.device());
-  ensure_shape(dk, k.shape(), k.dtype(), k.device());
-  ensure_shape(dv, v.shape(), v.dtype(), v.device());
+  shape_flash_gradients(dq, dk, dv, dout, out, lse, q, k, v, B, heads, Tq);
   const std::int32_t* lens = kv_len.defined() ? kv_len.data<std::int32_t>() : nullptr;
   const std::uint8_t* keep = keep_mask.defined() ? keep_mask.data<std::uint8_t>() : nullptr;
   TR_CUDA_BF16_OP(

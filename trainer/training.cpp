@@ -173,12 +173,12 @@ int run_training(const TrainArgs& args, ParallelRuntime& runtime) {
   // train.precision and train.attention_dropout are process-wide (layers/device.h, layers/ops.h):
   // fp32 and exact again when this run ends, however it ends, so that what the process does next
   // (tests run several commands) starts clean.
-  struct PrecisionReset {
-    ~PrecisionReset() {
+  struct ProcessSettingsReset {
+    ~ProcessSettingsReset() {
       set_training_precision(MatmulPrecision::fp32, Device::cpu);
       ops::set_fused_attention_dropout(false);
     }
-  } precision_reset;
+  } process_settings_reset;
   ops::set_fused_attention_dropout(config.train.attention_dropout == "fused");
   // The schema admits the three names only.
   const Recompute recompute = recompute_from_name(config.train.recompute).value();

@@ -38,17 +38,7 @@ class Builder {
                            cudnnDataType_t type) {
     const bool is_virtual = uid == 0;
     if (is_virtual) uid = next_virtual_++;
-    Descriptor& t = graph_.parts.emplace_back(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
-    t.set_int64(CUDNN_ATTR_TENSOR_UNIQUE_ID, uid)
-        .set_type(CUDNN_ATTR_TENSOR_DATA_TYPE, type)
-        .set_int64(CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, 16)
-        .set_int64s(CUDNN_ATTR_TENSOR_DIMENSIONS, dims.data(), 4)
-        .set_int64s(CUDNN_ATTR_TENSOR_STRIDES, strides.data(), 4);
-    if (is_virtual)
-      t.set_bool(CUDNN_ATTR_TENSOR_IS_VIRTUAL, true);
-    else
-      graph_.bound_uids.push_back(uid);
-    return remember(t.finalize("tensor descriptor"), {uid, dims, strides, type, is_virtual, false});
+    return described({uid, dims, strides, type, is_virtual, false});
   }
   const Descriptor& virtual_tensor(const Dims& dims, const Dims& strides, cudnnDataType_t type) {
     return tensor(0, dims, strides, type);
@@ -56,15 +46,7 @@ class Builder {
   // A scalar passed by value (a host pointer in the variant pack): float, or int64 (seeds).
   const Descriptor& scalar(std::int64_t uid, cudnnDataType_t type = CUDNN_DATA_FLOAT) {
     const Dims ones = {1, 1, 1, 1};
-    Descriptor& t = graph_.parts.emplace_back(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
-    t.set_int64(CUDNN_ATTR_TENSOR_UNIQUE_ID, uid)
-        .set_type(CUDNN_ATTR_TENSOR_DATA_TYPE, type)
-        .set_int64(CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, 16)
-        .set_int64s(CUDNN_ATTR_TENSOR_DIMENSIONS, ones.data(), 4)
-        .set_int64s(CUDNN_ATTR_TENSOR_STRIDES, ones.data(), 4)
-        .set_bool(CUDNN_ATTR_TENSOR_IS_BY_VALUE, true);
-    graph_.bound_uids.push_back(uid);
-    return remember(t.finalize("scalar descriptor"), {uid, ones, ones, type, false, true});
+    return described({uid, ones, ones, type, false, true});
   }
 
   // y = Bernoulli draws (1 with `probability`) from cuDNN's Philox RNG keyed by the seed and
@@ -163,6 +145,21 @@ class Builder {
   }
 
  private:
+  // The tensor descriptor of a record; the variant pack binds every tensor that is not virtual.
+  const Descriptor& described(const TensorRecord& r) {
+    Descriptor& t = graph_.parts.emplace_back(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
+    t.set_int64(CUDNN_ATTR_TENSOR_UNIQUE_ID, r.uid)
+        .set_type(CUDNN_ATTR_TENSOR_DATA_TYPE, r.type)
+        .set_int64(CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, 16)
+        .set_int64s(CUDNN_ATTR_TENSOR_DIMENSIONS, r.dims.data(), 4)
+        .set_int64s(CUDNN_ATTR_TENSOR_STRIDES, r.strides.data(), 4);
+    if (r.is_virtual)
+      t.set_bool(CUDNN_ATTR_TENSOR_IS_VIRTUAL, true);
+    else
+      graph_.bound_uids.push_back(r.uid);
+    if (r.by_value) t.set_bool(CUDNN_ATTR_TENSOR_IS_BY_VALUE, true);
+    return remember(t.finalize("tensor descriptor"), r);
+  }
   void add(const Descriptor& op, OpRecord record) {
     ops_.push_back(&op);
     graph_.ops.push_back(std::move(record));
