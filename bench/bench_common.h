@@ -81,9 +81,10 @@ inline void make_translation_batch(Batch& b, const tr::ModelConfig& c, std::int6
 // reference shapes of the CPU-speed benchmark (docs/PERFORMANCE.md), and a synthetic batch of
 // --batch / `batch_divisor` samples (a data-parallel rank's share).
 //   vit:    --d 192 --layers 6 --heads 3 --ff 768 --patch 4 --batch 128 --dropout 0
-//           --image 28 --channels 1 --classes 10
+//           --image 28 --channels 1 --classes 10 --activation gelu
 //   encdec: --d 256 --layers 3 --heads 4 --ff 1024 --batch 64 --len 32 --vocab 8000
-//           --dropout 0.1   (pre-LN, shared embeddings, sinusoidal positions)
+//           --dropout 0.1 --activation relu   (pre-LN, shared embeddings, sinusoidal positions)
+//   (--activation: relu, gelu or gelu_tanh, model.activation's values)
 inline tr::ModelConfig reference_model(int argc, char** argv, std::int64_t batch_divisor,
                                        Batch& batch) {
   const bool vit = std::strcmp(argv[1], "vit") == 0;
@@ -96,8 +97,8 @@ inline tr::ModelConfig reference_model(int argc, char** argv, std::int64_t batch
   c.dropout = arg_double(argc, argv, "--dropout", vit ? 0.0 : 0.1);
   const std::int64_t B = arg_int(argc, argv, "--batch", vit ? 128 : 64) / batch_divisor;
   const std::int64_t L = arg_int(argc, argv, "--len", 32);
+  c.activation = arg_string(argc, argv, "--activation", vit ? "gelu" : "relu");
   if (vit) {
-    c.activation = "gelu";
     c.image_size = arg_int(argc, argv, "--image", 28);
     c.patch_size = arg_int(argc, argv, "--patch", 4);
     c.channels = arg_int(argc, argv, "--channels", 1);

@@ -18,6 +18,9 @@ d_ff 3072, 1000 classes, batch 128) and the encoder-decoder of d 1024, 16 heads,
   - for the encoder-decoder also ours bf16 with --attention-dropout fused ("ours bf16 fused":
     train.attention_dropout: fused, the attention's dropout masks drawn inside cuDNN's kernels,
     as PyTorch's fused attention draws its own);
+  - for the ViT also both in bf16 with the tanh GELU ("ours bf16 tanh", "torch bf16 tanh":
+    model.activation: gelu_tanh, whose feed-forward layers run cuBLASLt's GELU epilogues in
+    ours; F.gelu(approximate="tanh") in PyTorch's);
   - PyTorch eager fp32 (no TF32) and bf16 autocast (bench/torch_gpu_reference.py);
   - with --materialised also ours with TR_FLASH_ATTENTION=0 ("ours fp32 mat", "ours bf16 mat":
     attention through the materialised kernels instead of flash attention);
@@ -62,10 +65,10 @@ def ours_cmd(train_step, model, steps, warmup, batch, device, precision="fp32", 
             "--warmup", str(warmup)] + [str(x) for x in shape] + list(extra)
 
 
-def torch_cmd(here, model, precision, steps, warmup, batch, device):
+def torch_cmd(here, model, precision, steps, warmup, batch, device, extra=()):
     return [sys.executable, os.path.join(here, "torch_gpu_reference.py"), model, "--precision",
             precision, "--steps", str(steps), "--warmup", str(warmup), "--batch", str(batch),
-            "--device", device]
+            "--device", device] + list(extra)
 
 
 def torch_kernel_ms(fn, reps=20, warmup=3):
@@ -123,6 +126,21 @@ def torch_kernel(row):
         y = F.linear(x, w, b)
         g = torch.rand_like(y)
         return torch_kernel_ms(lambda: torch.autograd.grad(y, (w, b), g, retain_graph=True))
+    if kernel.startswith("linear gelu_tanh fwd"):  # F.linear then the tanh GELU, no autograd
+        n, out, inp = (int(x) for x in shape.split("x"))
+        x = torch.rand(n, inp, device="cuda", dtype=dtype) * 2 - 1
+        w = torch.rand(out, inp, device="cuda", dtype=dtype) * 2 - 1
+        b = torch.rand(out, device="cuda", dtype=dtype)
+        with torch.no_grad():
+            return torch_kernel_ms(lambda: F.gelu(F.linear(x, w, b), approximate="tanh"))
+    if kernel.startswith("linear gelu_tanh bwd"):  # through F.linear and the GELU before it
+        n, out, inp = (int(x) for x in shape.split("x"))
+        h = (torch.rand(n, inp, device="cuda", dtype=dtype) * 2 - 1).requires_grad_()
+        w = (torch.rand(out, inp, device="cuda", dtype=dtype) * 2 - 1).requires_grad_()
+        b = torch.zeros(out, device="cuda", dtype=dtype, requires_grad=True)
+        y = F.linear(F.gelu(h, approximate="tanh"), w, b)
+        g = torch.rand_like(y)
+        return torch_kernel_ms(lambda: torch.autograd.grad(y, (h, w, b), g, retain_graph=True))
     if kernel == "dropout mask":
         b, h, t = (int(x[1:]) for x in shape.split())
         keep = torch.empty(b, h, t, t, device="cuda", dtype=torch.bool)
@@ -146,7 +164,7 @@ def compare_kernels(gpu_kernels, library_path, timeout):
         print("gpu_kernels failed:", (r.stderr or r.stdout).strip().splitlines()[-1:])
         return
     rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
-    print(f"{'kernel':23} {'shape':22} {'prec':5} {'ours ms':>9} {'torch ms':>9} {'torch/ours':>10} "
+    print(f"{'kernel':29} {'shape':22} {'prec':5} {'ours ms':>9} {'torch ms':>9} {'torch/ours':>10} "
           f"{'ours rate':>12}")
     for row in rows:
         try:
@@ -155,7 +173,7 @@ def compare_kernels(gpu_kernels, library_path, timeout):
             theirs = float("nan")
             print("  torch:", type(e).__name__, str(e).splitlines()[0][:100])
         rate = (f"{row['tflops']:7.1f} TF/s" if "tflops" in row else f"{row['gbps']:7.0f} GB/s")
-        print(f"{row['kernel']:23} {row['shape']:22} {row['precision']:5} {row['ms']:9.3f} "
+        print(f"{row['kernel']:29} {row['shape']:22} {row['precision']:5} {row['ms']:9.3f} "
               f"{theirs:9.3f} {theirs / row['ms']:9.2f}x {rate:>12}")
         row["torch_ms"] = theirs
     if os.environ.get("OUT"):
@@ -222,6 +240,13 @@ def main():
             "torch bf16": torch_cmd(here, model, "bf16", args.steps, args.warmup, args.batch,
                                     args.device),
         }
+        if model == "vit":  # its MLP: also the tanh GELU, which ours fuses into the GEMMs
+            tanh = ["--activation", "gelu_tanh"]
+            contenders["ours bf16 tanh"] = ours_cmd(args.train_step, model, args.steps,
+                                                    args.warmup, args.batch, args.device, "bf16",
+                                                    tanh)
+            contenders["torch bf16 tanh"] = torch_cmd(here, model, "bf16", args.steps,
+                                                      args.warmup, args.batch, args.device, tanh)
         if model == "encdec":  # its attention has dropout: also with the masks drawn in cuDNN
             contenders["ours bf16 fused"] = ours_cmd(
                 args.train_step, model, args.steps, args.warmup, args.batch, args.device, "bf16",
@@ -237,7 +262,7 @@ def main():
                                             args.batch, args.device, "bf16")
         if args.device != "cuda":
             for name in ("ours bf16", "ours bf16 mat", "ours bf16 own", "ours bf16 wmma",
-                         "ours bf16 fused"):
+                         "ours bf16 fused", "ours bf16 tanh"):
                 contenders.pop(name, None)
         if args.impls:
             wanted = {name.strip() for name in args.impls.split(",")}

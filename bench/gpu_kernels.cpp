@@ -16,6 +16,11 @@
 // the backward in one pass (the default) and in two ("layernorm bwd 2-pass"); "linear dW+db": a
 // linear layer's weight and bias gradients from bf16 dy and x, the bias gradient from the
 // product's epilogue (the default) and from the column-sum kernel after it ("... 2-pass");
+// "linear gelu_tanh fwd": a feed-forward layer's first product with the tanh GELU
+// (model.activation: gelu_tanh), bf16, in cuBLASLt's GELU_AUX_BIAS epilogue (the default) and
+// as the product then the GELU kernel ("... 2-pass"); "linear gelu_tanh bwd": the second
+// layer's backward (input, weight and bias gradients), its input gradient carried through the
+// GELU by the DGELU epilogue, or by the GELU kernel after the product ("... 2-pass");
 // dropout mask: the attention probabilities' keep mask, in GB/s of mask bytes.
 // bench/gpu_compare.py --kernels puts PyTorch's same operations beside them.
 //
@@ -316,6 +321,38 @@ void linear_weight_grad_case(i64 N, i64 in, i64 out) {
   print("linear dW+db 2-pass", shape, "bf16", two_pass, "tflops", flops / (two_pass * 1e9));
 }
 
+// The tanh GELU's feed-forward products at [N, d] -> [N, d_ff] -> [N, d], bf16 activations, each
+// with its GELU epilogue and without (cuda::set_gelu_epilogue(false): the kernels after).
+void linear_gelu_case(i64 N, i64 d, i64 d_ff) {
+  tr::cuda::set_bf16_matmuls(true);
+  DeviceBf16 x(N * d, 30), y(N * d_ff, 31), pre(N * d_ff, 32), dy(N * d, 33), dh(N * d_ff, 34);
+  DeviceFloats w1(d_ff * d, 35), b1(d_ff, 36), w2(d * d_ff, 37), dw2(d * d_ff, 38), db2(d, 39);
+  const auto forward = [&] {
+    tr::cuda::linear_gelu_tanh_forward_mixed({y.p, true}, {pre.p, true}, {x.p, true}, w1.p, b1.p, N,
+                                             d, d_ff);
+  };
+  const auto backward = [&] {
+    tr::cuda::linear_backward_mixed({dh.p, true}, 0.0f, dw2.p, db2.p, {dy.p, true}, {y.p, true},
+                                    w2.p, N, d_ff, d, {pre.p, true});
+  };
+  const double fwd = median_ms(forward), bwd = median_ms(backward);
+  tr::cuda::set_gelu_epilogue(false);
+  const double fwd_two_pass = median_ms(forward), bwd_two_pass = median_ms(backward);
+  tr::cuda::set_gelu_epilogue(true);
+  tr::cuda::set_bf16_matmuls(false);
+  const std::string fwd_shape =
+                        format("%lldx%lldx%lld", (long long)N, (long long)d_ff, (long long)d),
+                    bwd_shape =
+                        format("%lldx%lldx%lld", (long long)N, (long long)d, (long long)d_ff);
+  const double flops = 2.0 * N * d * d_ff;
+  print("linear gelu_tanh fwd", fwd_shape, "bf16", fwd, "tflops", flops / (fwd * 1e9));
+  print("linear gelu_tanh fwd 2-pass", fwd_shape, "bf16", fwd_two_pass, "tflops",
+        flops / (fwd_two_pass * 1e9));
+  print("linear gelu_tanh bwd", bwd_shape, "bf16", bwd, "tflops", 2 * flops / (bwd * 1e9));
+  print("linear gelu_tanh bwd 2-pass", bwd_shape, "bf16", bwd_two_pass, "tflops",
+        2 * flops / (bwd_two_pass * 1e9));
+}
+
 // --only TEXT: the cases whose "kernel precision" label contains TEXT (e.g. "attention flash
 // bf16" for a profiler's run).
 std::string g_only;
@@ -382,6 +419,7 @@ int main(int argc, char** argv) {
     linear_weight_grad_case(25216, 768, 3072);  // ViT-B/16 fc1
     linear_weight_grad_case(25216, 3072, 768);  // ViT-B/16 fc2
   }
+  if (wanted("linear gelu_tanh", "bf16")) linear_gelu_case(25216, 768, 3072);  // ViT-B/16's MLP
   if (wanted("layernorm", "fp32")) {
     layernorm_case(25216, 768);
     layernorm_case(8192, 1024);

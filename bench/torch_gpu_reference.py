@@ -5,7 +5,7 @@ with bf16 autocast (fp32 master weights, the fused scaled-dot-product attention 
 nn.MultiheadAttention calls) or in fp32, on synthetic batches.
 
     torch_gpu_reference.py vit|encdec [--precision bf16|fp32] [--steps S] [--warmup W]
-                                      [--batch B] [--device cuda]
+                                      [--batch B] [--device cuda] [--activation gelu|gelu_tanh]
 
 Shapes: ViT-B/16 (224 x 224 x 3, patch 16, d 768, 12 layers, 12 heads, d_ff 3072, 1000
 classes); encoder-decoder d 1024, 16 heads, d_ff 4096, 6+6 layers, 256 tokens, vocabulary
@@ -34,6 +34,8 @@ def main():
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batch", type=int, default=0, help="0 = the shape's default")
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--activation", choices=["gelu", "gelu_tanh"], default="gelu",
+                        help="the ViT's MLP: the exact GELU or its tanh approximation")
     args = parser.parse_args()
     dev = torch.device(args.device)
     torch.manual_seed(0)
@@ -45,7 +47,8 @@ def main():
         c = dict(VIT_B16)
         batch = args.batch or c["batch"]
         model = ViT(image=c["image"], patch=c["patch"], channels=c["channels"], d=c["d"],
-                    layers=c["layers"], heads=c["heads"], ff=c["ff"], classes=c["classes"])
+                    layers=c["layers"], heads=c["heads"], ff=c["ff"], classes=c["classes"],
+                    activation=args.activation)
         images = torch.randn(batch, c["channels"], c["image"], c["image"], device=dev)
         labels = torch.randint(0, c["classes"], (batch,), device=dev)
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 class ViT(nn.Module):
     def __init__(self, image=28, patch=4, channels=1, d=192, layers=6, heads=3, ff=768,
-                 classes=10, dropout=0.0):
+                 classes=10, dropout=0.0, activation="gelu"):
         super().__init__()
         n = (image // patch) ** 2
         self.patch = patch
@@ -33,7 +33,10 @@ class ViT(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
         self.pos_embed = nn.Parameter(torch.randn(1, n + 1, d) * 0.02)
         self.drop = nn.Dropout(dropout)
-        layer = nn.TransformerEncoderLayer(d, heads, ff, dropout, activation="gelu",
+        # "gelu_tanh": the tanh approximation (model.activation: gelu_tanh), as a function:
+        # the layer takes only "relu" and "gelu" by name.
+        act = (lambda x: F.gelu(x, approximate="tanh")) if activation == "gelu_tanh" else "gelu"
+        layer = nn.TransformerEncoderLayer(d, heads, ff, dropout, activation=act,
                                            batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d)

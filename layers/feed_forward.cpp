@@ -5,7 +5,8 @@ namespace tr {
 ops::Activation parse_activation(const std::string& name) {
   if (name == "relu") return ops::Activation::relu;
   if (name == "gelu") return ops::Activation::gelu;
-  throw UserError("model.activation: expected relu or gelu, got '" + name + "'");
+  if (name == "gelu_tanh") return ops::Activation::gelu_tanh;
+  throw UserError("model.activation: expected relu, gelu or gelu_tanh, got '" + name + "'");
 }
 
 FeedForward::FeedForward(const std::string& name, std::int64_t d_model, std::int64_t d_ff,
@@ -29,6 +30,10 @@ Tensor FeedForward::forward(const Tensor& x) {
     // fc1's product and the ReLU in one pass, and no pre-activation kept: backward's mask
     // [h > 0] is [relu(h) > 0].
     a_ = fc1.forward_relu(x);
+  } else if (act_ == ops::Activation::gelu_tanh) {
+    // fc1's product and the tanh GELU in one pass (cuBLASLt's GELU epilogue computes this
+    // approximation), h_ written beside a_ for the backward.
+    a_ = fc1.forward_gelu_tanh(x, h_);
   } else {
     h_ = fc1.forward(x);
     ops::activation_forward(a_, h_, act_);
@@ -37,6 +42,12 @@ Tensor FeedForward::forward(const Tensor& x) {
 }
 
 Tensor FeedForward::backward(const Tensor& dy) {
+  if (act_ == ops::Activation::gelu_tanh) {
+    // The GELU's gradient in fc2's input-gradient product (cuBLASLt's DGELU epilogue).
+    Tensor dx = fc1.backward(fc2.backward_through_gelu_tanh(dy, h_));
+    tp_all_reduce(tp_, dx);
+    return dx;
+  }
   // The activation's gradient overwrites fc2's input gradient (elementwise, each element read
   // before it is written): no third [tokens, d_ff] buffer.
   Tensor dh = fc2.backward(dy);

@@ -12,7 +12,7 @@
 
 namespace tr {
 
-ops::Activation parse_activation(const std::string& name);  // "relu" | "gelu"
+ops::Activation parse_activation(const std::string& name);  // "relu" | "gelu" | "gelu_tanh"
 
 class FeedForward {
  public:
@@ -34,7 +34,7 @@ class FeedForward {
  private:
   ops::Activation act_;
   TensorParallel* tp_;  // null without tensor parallelism
-  Tensor h_, a_;        // fc1's output (GELU only: ReLU's backward reads a_) and act(h_)
+  Tensor h_, a_;        // fc1's output (GELUs only: ReLU's backward reads a_) and act(h_)
 };
 
 }  // namespace tr

@@ -80,6 +80,15 @@ Tensor Linear::forward_relu(const Tensor& x) {
   return y;
 }
 
+Tensor Linear::forward_gelu_tanh(const Tensor& x, Tensor& pre) {
+  TR_CHECK(!row_tp_, "Linear: GELU fused into a row-parallel layer");
+  x_ = x;
+  Tensor y;
+  ops::linear_gelu_tanh_forward(y, pre, x, weight.value, has_bias_ ? bias.value : Tensor(),
+                                forward_dtype(x));
+  return y;
+}
+
 DType Linear::forward_dtype(const Tensor& x) const {
   return block_activation_output_ && !row_tp_ ? block_activation_dtype(x.dtype())
                                               : wide_dtype(x.dtype());
@@ -87,6 +96,12 @@ DType Linear::forward_dtype(const Tensor& x) const {
 
 Tensor Linear::backward(const Tensor& dy) {
   ops::linear_backward(&dx_, weight.grad, has_bias_ ? &bias.grad : nullptr, dy, x_, weight.value);
+  return dx_;
+}
+
+Tensor Linear::backward_through_gelu_tanh(const Tensor& dy, const Tensor& gelu_input) {
+  ops::linear_backward_through_gelu_tanh(dx_, weight.grad, has_bias_ ? &bias.grad : nullptr, dy, x_,
+                                         weight.value, gelu_input);
   return dx_;
 }
 

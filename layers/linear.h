@@ -30,6 +30,10 @@ class Linear {
   // (ops::linear_relu_forward). Not for a row-parallel layer: its output is whole only after the
   // group's sum and the bias.
   Tensor forward_relu(const Tensor& x);
+  // gelu_tanh(forward(x)), with forward(x) itself stored in `pre` (for the backward of the layer
+  // after: backward_through_gelu_tanh), in the product's pass where the device can
+  // (ops::linear_gelu_tanh_forward). Not for a row-parallel layer, as forward_relu.
+  Tensor forward_gelu_tanh(const Tensor& x, Tensor& pre);
   // Inference (no state kept): y = the forward of x, the row-parallel sum included; y is f32
   // for an f32 or bf16 x (decoding keeps fp32 activations).
   void apply(Tensor& y, const Tensor& x) const;
@@ -40,6 +44,10 @@ class Linear {
   void set_block_activation_output(bool on) { block_activation_output_ = on; }
   // Accumulates dW, db; returns dx (overwritten each call).
   Tensor backward(const Tensor& dy);
+  // As backward, for a layer whose input is gelu_tanh(gelu_input): returns the gradient of
+  // gelu_input, dx * gelu_tanh'(gelu_input), carried through in the input gradient's product
+  // where the device can (ops::linear_backward_through_gelu_tanh).
+  Tensor backward_through_gelu_tanh(const Tensor& dy, const Tensor& gelu_input);
   // Drops the kept input and input-gradient buffers (back to the pool).
   void release_activations() { x_ = dx_ = Tensor(); }
   // Accumulates dW, db and adds dx into `dx_sum` (shaped like x), for inputs that

@@ -150,6 +150,34 @@ void linear_relu_forward(Tensor& y, const Tensor& x, const Tensor& weight, const
   activation_forward(y, y, Activation::relu);
 }
 
+void linear_gelu_tanh_forward(Tensor& y, Tensor& pre, const Tensor& x, const Tensor& weight,
+                              const Tensor& bias, DType y_dtype) {
+  const std::int64_t in = weight.dim(1), out = weight.dim(0), N = rows_of(x);
+  shape_linear_output(y, x, weight, y_dtype);
+  shape_linear_output(pre, x, weight, y_dtype);
+  TR_CUDA_OP(x, TR_OPERANDS(&weight, &bias, &y, &pre),
+             cuda::linear_gelu_tanh_forward_mixed(output(&y), output(&pre), operand(x), dev(weight),
+                                                  dev(bias), N, in, out))
+  linear_forward(pre, x, weight, bias, y_dtype);
+  activation_forward(y, pre, Activation::gelu_tanh);
+}
+
+void linear_backward_through_gelu_tanh(Tensor& dx, Tensor& dweight, Tensor* dbias, const Tensor& dy,
+                                       const Tensor& x, const Tensor& weight,
+                                       const Tensor& gelu_input) {
+  const std::int64_t in = weight.dim(1), out = weight.dim(0), N = rows_of(x);
+  TR_CHECK(dy.dim(-1) == out && rows_of(dy) == N, "linear backward: dy shape");
+  check_same_shape(gelu_input, x, "linear backward through GELU: its input vs x");
+  TR_CHECK(gelu_input.dtype() == x.dtype(), "linear backward through GELU: its input's dtype");
+  ensure_shape(dx, x.shape(), x.dtype(), x.device());
+  TR_CUDA_OP(x, TR_OPERANDS(&weight, &dy, &dweight, &gelu_input),
+             cuda::linear_backward_mixed(output(&dx), 0.0f, dev(dweight), bias_gradient(dbias),
+                                         operand(dy), operand(x), dev(weight), N, in, out,
+                                         operand(gelu_input)))
+  linear_backward(&dx, dweight, dbias, dy, x, weight);
+  activation_backward(dx, dx, gelu_input, Activation::gelu_tanh);
+}
+
 void linear_backward(Tensor* dx, Tensor& dweight, Tensor* dbias, const Tensor& dy, const Tensor& x,
                      const Tensor& weight) {
   const std::int64_t in = weight.dim(1), out = weight.dim(0), N = rows_of(x);
@@ -261,20 +289,27 @@ void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor
 
 void activation_forward(Tensor& y, const Tensor& x, Activation act) {
   ensure_shape(y, x.shape(), x.dtype(), x.device());
-  TR_CUDA_BF16_OP(cuda_of(x, DType::bf16), TR_OPERANDS(),
-                  act == Activation::gelu ? cuda::gelu_forward(bf(y), bf(x), x.numel())
-                                          : cuda::relu_forward(bf(y), bf(x), x.numel()))
+#ifdef TR_HAVE_CUDA
+  const auto cuda_forward = [&](auto* out, const auto* in) {
+    if (act == Activation::gelu)
+      cuda::gelu_forward(out, in, x.numel());
+    else if (act == Activation::gelu_tanh)
+      cuda::gelu_tanh_forward(out, in, x.numel());
+    else
+      cuda::relu_forward(out, in, x.numel());
+  };
+#endif
+  TR_CUDA_BF16_OP(cuda_of(x, DType::bf16), TR_OPERANDS(), cuda_forward(bf(y), bf(x)))
   Widened w;
   const Tensor& xw = w.in(x);
   Tensor& yw = w.out(y);
-  TR_CUDA_OP(xw, TR_OPERANDS(),
-             act == Activation::gelu ? cuda::gelu_forward(dev(yw), dev(xw), x.numel())
-                                     : cuda::relu_forward(dev(yw), dev(xw), x.numel());
-             w.finish())
+  TR_CUDA_OP(xw, TR_OPERANDS(), cuda_forward(dev(yw), dev(xw)); w.finish())
   dispatch_float(xw, [&](auto tag) {
     using T = decltype(tag);
     if (act == Activation::gelu)
       cpu::gelu_forward<T>(yw.data<T>(), xw.data<T>(), x.numel());
+    else if (act == Activation::gelu_tanh)
+      cpu::gelu_tanh_forward<T>(yw.data<T>(), xw.data<T>(), x.numel());
     else
       cpu::relu_forward<T>(yw.data<T>(), xw.data<T>(), x.numel());
   });
@@ -286,24 +321,31 @@ void activation_backward(Tensor& dx, const Tensor& dy, const Tensor& x, Activati
   check_same_shape(dy, x, "activation backward");
   if (y.defined()) check_same_shape(y, x, "activation backward: forward output");
   ensure_shape(dx, x.shape(), x.dtype(), x.device());
+#ifdef TR_HAVE_CUDA
+  const auto cuda_backward = [&](auto* din, const auto* dout, const auto* in) {
+    if (act == Activation::gelu)
+      cuda::gelu_backward(din, dout, in, x.numel());
+    else if (act == Activation::gelu_tanh)
+      cuda::gelu_tanh_backward(din, dout, in, x.numel());
+    else
+      cuda::relu_backward(din, dout, in, x.numel());
+  };
+#endif
   TR_CUDA_BF16_OP(cuda_of(x, DType::bf16) && cuda_of(dy, DType::bf16), TR_OPERANDS(),
-                  act == Activation::gelu ? cuda::gelu_backward(bf(dx), bf(dy), bf(x), x.numel())
-                                          : cuda::relu_backward(bf(dx), bf(dy), bf(x), x.numel()))
+                  cuda_backward(bf(dx), bf(dy), bf(x)))
   Widened w;
   const Tensor &xw = w.in(x), &dyw = w.in(dy);
   // A rounded forward output is no exact GELU of x: the backward evaluates erf itself then.
   const Tensor& yw = y.dtype() == DType::bf16 ? Tensor() : y;
   Tensor& dxw = w.out(dx);
-  TR_CUDA_OP(xw, TR_OPERANDS(&dyw),
-             act == Activation::gelu
-                 ? cuda::gelu_backward(dev(dxw), dev(dyw), dev(xw), x.numel(), nullptr)
-                 : cuda::relu_backward(dev(dxw), dev(dyw), dev(xw), x.numel());
-             w.finish())
+  TR_CUDA_OP(xw, TR_OPERANDS(&dyw), cuda_backward(dev(dxw), dev(dyw), dev(xw)); w.finish())
   dispatch_float(xw, [&](auto tag) {
     using T = decltype(tag);
     if (act == Activation::gelu)
       cpu::gelu_backward<T>(dxw.data<T>(), dyw.data<T>(), xw.data<T>(), x.numel(),
                             yw.defined() ? yw.data<T>() : nullptr);
+    else if (act == Activation::gelu_tanh)
+      cpu::gelu_tanh_backward<T>(dxw.data<T>(), dyw.data<T>(), xw.data<T>(), x.numel());
     else
       cpu::relu_backward<T>(dxw.data<T>(), dyw.data<T>(), xw.data<T>(), x.numel());
   });

@@ -31,9 +31,21 @@ void linear_forward(Tensor& y, const Tensor& x, const Tensor& weight, const Tens
 // ReLU follows in place. Exact either way: ReLU commutes with rounding to bf16.
 void linear_relu_forward(Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias,
                          DType y_dtype);
+// y = gelu_tanh(x W^T (+ b)) and pre = x W^T (+ b), both of dtype y_dtype: a feed-forward layer's
+// first product with its tanh GELU, keeping the pre-activation for backward. On CUDA in the
+// GEMM's own pass (cuBLASLt's GELU_AUX_BIAS epilogue, whose GELU is this approximation, from the
+// fp32 accumulator); on the CPU the GELU follows from pre.
+void linear_gelu_tanh_forward(Tensor& y, Tensor& pre, const Tensor& x, const Tensor& weight,
+                              const Tensor& bias, DType y_dtype);
 // dx = dy W (skipped when dx is null), dweight += dy^T x, dbias += colsum(dy) (when defined).
 void linear_backward(Tensor* dx, Tensor& dweight, Tensor* dbias, const Tensor& dy, const Tensor& x,
                      const Tensor& weight);
+// As linear_backward with dx carried back through the tanh GELU whose output x is:
+// dx = (dy W) * gelu_tanh'(gelu_input), gelu_input shaped like x (the layer before's `pre`). On
+// CUDA in the input gradient's product (cuBLASLt's DGELU epilogue).
+void linear_backward_through_gelu_tanh(Tensor& dx, Tensor& dweight, Tensor* dbias, const Tensor& dy,
+                                       const Tensor& x, const Tensor& weight,
+                                       const Tensor& gelu_input);
 // As linear_backward, but dx_sum += dy W (dx_sum shaped like x): the GEMM accumulates in place
 // (beta = 1), for inputs that feed several projections.
 void linear_backward_accumulate(Tensor& dx_sum, Tensor& dweight, Tensor* dbias, const Tensor& dy,
@@ -48,7 +60,8 @@ void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor
                         const Tensor& x, const Tensor& weight, const Tensor& mean,
                         const Tensor& rstd, const Tensor* residual = nullptr);
 
-enum class Activation { relu, gelu };
+// gelu: the exact erf form; gelu_tanh: its tanh approximation (PyTorch's approximate='tanh').
+enum class Activation { relu, gelu, gelu_tanh };
 void activation_forward(Tensor& y, const Tensor& x, Activation act);
 // y: the forward's output act(x), or undefined; with it the fp32 GELU backward skips
 // re-evaluating erf (see cpu::gelu_backward).

@@ -42,8 +42,8 @@ void validate_model_config(const ModelConfig& c) {
           "model.dropout: expected a value in [0, 1), got " + std::to_string(c.dropout));
   require(c.norm == "pre" || c.norm == "post",
           "model.norm: expected pre or post, got '" + c.norm + "'");
-  require(c.activation == "relu" || c.activation == "gelu",
-          "model.activation: expected relu or gelu, got '" + c.activation + "'");
+  require(c.activation == "relu" || c.activation == "gelu" || c.activation == "gelu_tanh",
+          "model.activation: expected relu, gelu or gelu_tanh, got '" + c.activation + "'");
   if (c.type == "encoder_decoder") {
     require(c.decoder_layers > 0, positive("layers", c.decoder_layers));
     require(c.vocab_size > 0, positive("vocab_size", c.vocab_size));

@@ -15,7 +15,7 @@ struct ModelConfig {
   std::int64_t decoder_layers = 3;  // unused by the ViT
   double dropout = 0.0;
   std::string norm = "pre";               // pre | post   (ViT: pre only)
-  std::string activation = "relu";        // relu | gelu  (ViT: gelu)
+  std::string activation = "relu";        // relu | gelu | gelu_tanh  (ViT: gelu or gelu_tanh)
   bool share_embeddings = true;           // encoder_decoder
   std::string positional = "sinusoidal";  // sinusoidal | learned (encoder_decoder)
   std::int64_t max_len = 256;             // longest sequence incl. BOS/EOS

@@ -43,6 +43,9 @@ void check_model(const RunConfig& c, const Origin& origin) {
   } catch (const UserError& e) {
     fail(origin, e.what());
   }
+  // A ViT's activation defaults to gelu (config_schema.cpp); given, it must be a GELU.
+  if (model.type == "vit" && model.activation == "relu")
+    fail(origin, "model.activation: the ViT's MLP is a GELU (gelu or gelu_tanh), got 'relu'");
   // Tensor parallelism splits heads and FFN units evenly (the vocabulary is padded instead).
   try {
     validate_tensor_parallel(model, static_cast<int>(c.parallel.tensor));

@@ -323,8 +323,11 @@ std::vector<Option> make_options() {
       choice("model.norm", TR_FIELD(model.norm), {"pre", "post"},
              "pre-LN, or post-LN (the original Add & Norm; encoder_decoder only).")
           .shapes(),
-      choice("model.activation", TR_FIELD(model.activation), {"relu", "gelu"},
-             "Feed-forward activation; default relu for encoder_decoder, gelu for vit."),
+      choice("model.activation", TR_FIELD(model.activation), {"relu", "gelu", "gelu_tanh"},
+             "Feed-forward activation; default relu for encoder_decoder, gelu for vit (a GELU "
+             "only). gelu is the exact erf form; gelu_tanh its tanh approximation (PyTorch's "
+             "approximate='tanh', GPT-2's), which CUDA fuses into the GEMMs (cuBLASLt's GELU "
+             "epilogues)."),
       boolean("model.share_embeddings", TR_FIELD(model.share_embeddings),
               "One embedding for source, target and output projection (joint vocabulary).")
           .only_for(ed)

@@ -508,6 +508,54 @@ void gelu_backward(T* din, const T* dout, const T* in, i64 n, const T* out) {
   }
 }
 
+// The tanh GELU's gate 0.5 (1 + tanh(u)) is the logistic sigmoid of 2u; the fp32 kernels take it
+// as 1 / (1 + e^-2u) through vm::exp_f (one exp, no libm call; e^-2u overflows to inf far in the
+// negative tail, where the gate is 0), the fp64 ones through std::tanh.
+namespace gelu_tanh_detail {
+constexpr double kSqrt2OverPi = 0.79788456080286535587989211986876;
+constexpr double kCubic = 0.044715;
+template <typename T>
+T gate_argument(T x) {  // u
+  return static_cast<T>(kSqrt2OverPi) * (x + static_cast<T>(kCubic) * x * x * x);
+}
+template <typename T>
+T gate_argument_slope(T x) {  // du/dx
+  return static_cast<T>(kSqrt2OverPi) * (T(1) + static_cast<T>(3 * kCubic) * x * x);
+}
+}  // namespace gelu_tanh_detail
+
+template <typename T>
+void gelu_tanh_forward(T* out, const T* in, i64 n) {
+  using namespace gelu_tanh_detail;
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+  for (i64 i = 0; i < n; ++i) {
+    const T x = in[i];
+    if constexpr (std::is_same_v<T, float>)
+      out[i] = x / (1.0f + vm::exp_f(-2.0f * gate_argument(x)));
+    else
+      out[i] = T(0.5) * x * (T(1) + std::tanh(gate_argument(x)));
+  }
+}
+
+template <typename T>
+void gelu_tanh_backward(T* din, const T* dout, const T* in, i64 n) {
+  using namespace gelu_tanh_detail;
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+  for (i64 i = 0; i < n; ++i) {
+    const T x = in[i];
+    // d/dx [x s(2u)] = s + 2 x s (1 - s) u', s = 0.5 (1 + tanh u); with t = tanh u, 4 s (1 - s)
+    // = 1 - t^2.
+    if constexpr (std::is_same_v<T, float>) {
+      const float s = 1.0f / (1.0f + vm::exp_f(-2.0f * gate_argument(x)));
+      din[i] = dout[i] * (s + 2.0f * x * s * (1.0f - s) * gate_argument_slope(x));
+    } else {
+      const T t = std::tanh(gate_argument(x));
+      din[i] =
+          dout[i] * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * gate_argument_slope(x));
+    }
+  }
+}
+
 template <typename T>
 void relu_forward(T* out, const T* in, i64 n) {
 #pragma omp parallel for simd schedule(static) if (n > kParallelMin)
@@ -805,6 +853,8 @@ void dropout_apply(T* out, const T* in, const std::uint8_t* keep, T scale, i64 n
   template void scale<T>(T*, const T*, T, i64);                                                   \
   template void gelu_forward<T>(T*, const T*, i64);                                               \
   template void gelu_backward<T>(T*, const T*, const T*, i64, const T*);                          \
+  template void gelu_tanh_forward<T>(T*, const T*, i64);                                          \
+  template void gelu_tanh_backward<T>(T*, const T*, const T*, i64);                               \
   template void relu_forward<T>(T*, const T*, i64);                                               \
   template void relu_backward<T>(T*, const T*, const T*, i64);                                    \
   template void layernorm_forward<T>(T*, T*, T*, const T*, const T*, const T*, i64, i64, T);      \

@@ -50,6 +50,13 @@ void gelu_forward(T* out, const T* in, i64 n);
 // of two); the fp64 kernel always evaluates std::erf.
 template <typename T>
 void gelu_backward(T* din, const T* dout, const T* in, i64 n, const T* out = nullptr);
+// GELU, tanh approximation (PyTorch's approximate='tanh', GPT-2's and llm.c's, cuBLASLt's GELU
+// epilogues): x * 0.5 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))).
+template <typename T>
+void gelu_tanh_forward(T* out, const T* in, i64 n);
+// din = dout * gelu_tanh'(in)
+template <typename T>
+void gelu_tanh_backward(T* din, const T* dout, const T* in, i64 n);
 template <typename T>
 void relu_forward(T* out, const T* in, i64 n);
 // din = dout * (in > 0)

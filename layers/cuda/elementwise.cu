@@ -78,6 +78,24 @@ void gelu_backward(float* din, const float* dout, const float* in, i64 n, const 
 void gelu_backward(bf16* din, const bf16* dout, const bf16* in, i64 n) {
   TR_LAUNCH(gelu_backward_kernel<bf16>, bf16_vector_threads(n, din, dout, in), din, dout, in, n);
 }
+// The tanh GELU's kernels by name: a template argument list's comma would split TR_LAUNCH's
+// arguments.
+constexpr auto* gelu_tanh_forward_f32 = &gelu_forward_kernel<float, true>;
+constexpr auto* gelu_tanh_forward_bf16 = &gelu_forward_kernel<bf16, true>;
+constexpr auto* gelu_tanh_backward_f32 = &gelu_backward_kernel<float, true>;
+constexpr auto* gelu_tanh_backward_bf16 = &gelu_backward_kernel<bf16, true>;
+void gelu_tanh_forward(float* out, const float* in, i64 n) {
+  TR_LAUNCH(gelu_tanh_forward_f32, n, out, in, n);
+}
+void gelu_tanh_forward(bf16* out, const bf16* in, i64 n) {
+  TR_LAUNCH(gelu_tanh_forward_bf16, bf16_vector_threads(n, out, in), out, in, n);
+}
+void gelu_tanh_backward(float* din, const float* dout, const float* in, i64 n) {
+  TR_LAUNCH(gelu_tanh_backward_f32, n, din, dout, in, n);
+}
+void gelu_tanh_backward(bf16* din, const bf16* dout, const bf16* in, i64 n) {
+  TR_LAUNCH(gelu_tanh_backward_bf16, bf16_vector_threads(n, din, dout, in), din, dout, in, n);
+}
 void relu_forward(float* out, const float* in, i64 n) {
   TR_LAUNCH(relu_forward_kernel<float>, n, out, in, n);
 }

@@ -33,6 +33,14 @@ constexpr float kInvSqrt2Pi = 0.398942280401432677939946f;
 __device__ float normal_cdf(float x) {
   return 0.5f * (1.0f + erff(x * kInvSqrt2));
 }
+// The tanh GELU's u = sqrt(2/pi) (x + 0.044715 x^3) and du/dx.
+constexpr float kSqrt2OverPi = 0.79788456080286535588f;
+__device__ __forceinline__ float gelu_tanh_argument(float x) {
+  return kSqrt2OverPi * (x + 0.044715f * x * x * x);
+}
+__device__ __forceinline__ float gelu_tanh_argument_slope(float x) {
+  return kSqrt2OverPi * (1.0f + 3.0f * 0.044715f * x * x);
+}
 
 // A block per row (grid_for_rows(rows)).
 __global__ void bias_add_kernel(float* out, const float* in, const float* bias, i64 rows,
@@ -62,10 +70,18 @@ __global__ void add_accumulate_kernel(float* out, const float* a, i64 n) {
 __global__ void scale_kernel(float* out, const float* in, float alpha, i64 n) {
   TR_GRID_STRIDE(i, n) out[i] = alpha * in[i];
 }
+// kTanh: the tanh approximation (model.activation: gelu_tanh), else the exact erf form.
+template <bool kTanh = false>
 __device__ __forceinline__ float gelu(float x) {
+  if constexpr (kTanh) return 0.5f * x * (1.0f + tanhf(gelu_tanh_argument(x)));
   return x * normal_cdf(x);
 }
+template <bool kTanh = false>
 __device__ __forceinline__ float gelu_derivative(float x) {
+  if constexpr (kTanh) {
+    const float t = tanhf(gelu_tanh_argument(x));
+    return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * gelu_tanh_argument_slope(x);
+  }
   return normal_cdf(x) + x * kInvSqrt2Pi * expf(-0.5f * x * x);
 }
 // The elements of bf16 streams that move eight at a time: whole groups of eight where every
@@ -83,7 +99,7 @@ inline i64 bf16_vector_threads(i64 n, const void* a, const void* b, const void* 
   return groups > tail ? groups : tail;
 }
 // T: float, or bf16 (the feed-forward hidden layer under bf16 activations).
-template <typename T>
+template <typename T, bool kTanh = false>
 __global__ void gelu_forward_kernel(T* out, const T* in, i64 n) {
   i64 done = 0;
   if constexpr (std::is_same_v<T, bf16>) {  // the feed-forward hidden layer: the largest stream
@@ -91,14 +107,14 @@ __global__ void gelu_forward_kernel(T* out, const T* in, i64 n) {
     TR_GRID_STRIDE(g, groups) {
       float v[kBf16PerVector];
       load8(in, g * kBf16PerVector, v);
-      for (float& x : v) x = gelu(x);
+      for (float& x : v) x = gelu<kTanh>(x);
       store8(out, g * kBf16PerVector, v);
     }
     done = groups * kBf16PerVector;
   }
-  TR_GRID_STRIDE(i, n - done) store(out, done + i, gelu(load(in, done + i)));
+  TR_GRID_STRIDE(i, n - done) store(out, done + i, gelu<kTanh>(load(in, done + i)));
 }
-template <typename T>
+template <typename T, bool kTanh = false>
 __global__ void gelu_backward_kernel(T* din, const T* dout, const T* in, i64 n) {
   i64 done = 0;
   if constexpr (std::is_same_v<T, bf16>) {
@@ -107,14 +123,14 @@ __global__ void gelu_backward_kernel(T* din, const T* dout, const T* in, i64 n) 
       float x[kBf16PerVector], g_out[kBf16PerVector];
       load8(in, g * kBf16PerVector, x);
       load8(dout, g * kBf16PerVector, g_out);
-      for (int j = 0; j < kBf16PerVector; ++j) x[j] = g_out[j] * gelu_derivative(x[j]);
+      for (int j = 0; j < kBf16PerVector; ++j) x[j] = g_out[j] * gelu_derivative<kTanh>(x[j]);
       store8(din, g * kBf16PerVector, x);
     }
     done = groups * kBf16PerVector;
   }
   TR_GRID_STRIDE(i, n - done) {
     const i64 k = done + i;
-    store(din, k, load(dout, k) * gelu_derivative(load(in, k)));
+    store(din, k, load(dout, k) * gelu_derivative<kTanh>(load(in, k)));
   }
 }
 template <typename T>

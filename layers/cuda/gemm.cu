@@ -100,15 +100,16 @@ struct Preference {
 
 bool g_bf16_operands = false;          // set_bf16_matmuls
 bool g_bias_gradient_epilogue = true;  // set_bias_gradient_epilogue
+bool g_gelu_epilogue = true;           // set_gelu_epilogue
 
 // cuBLASLt's heuristic choice for each distinct product, kept for the process. A training step
 // repeats the same few dozen shapes every step, and a heuristic query costs host time on every
 // call (PyTorch's cuBLAS path caches it the same way); that time shows wherever the host has
 // waited for the device (the loss read, the gradient norm) and refills an empty queue.
 // Everything the heuristic sees is in the key: types, transposes, sizes, leading dimensions,
-// batching, the epilogue and the alignments of the operands and the bias. No algorithm (nullopt) is
-// cached too.
-using AlgoKey = std::array<i64, 19>;
+// batching, the epilogue and the alignments of the operands, the bias and the GELU input. No
+// algorithm (nullopt) is cached too.
+using AlgoKey = std::array<i64, 20>;
 using MaybeAlgo = std::optional<cublasLtMatmulAlgo_t>;
 
 class AlgoCache {
@@ -157,12 +158,22 @@ struct Batching {
 // C's type: cuBLASLt's rule outside fp8 and integer kernels), then take max(., 0) when `relu`;
 // or, with `bias_grad`, write there the sums over K of its B operand (our A) for each of C's
 // columns (BGRADB; elements of C's type): a weight gradient's product giving the bias gradient.
+// GELU, tanh form (cuBLASLt's GELU is the tanh approximation): with `gelu_input` and not
+// `gelu_backward`, store gelu(product + bias) and the argument product + bias at gelu_input
+// (GELU_AUX_BIAS: a feed-forward layer's first product, which keeps its pre-activation for
+// backward); with `gelu_backward`, store product * gelu'(gelu_input) (DGELU: the input gradient
+// of the layer after the GELU, carried through it). gelu_input: a dense matrix like C, of C's
+// type.
 struct Epilogue {
   const void* bias = nullptr;
   bool relu = false;
   void* bias_grad = nullptr;
+  void* gelu_input = nullptr;
+  bool gelu_backward = false;
   cublasLtEpilogue_t code() const {
     if (bias_grad) return CUBLASLT_EPILOGUE_BGRADB;
+    if (gelu_input && gelu_backward) return CUBLASLT_EPILOGUE_DGELU;
+    if (gelu_input) return bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
     if (relu) return bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;
     return bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
   }
@@ -174,6 +185,27 @@ void relu_in_place(cudaDataType type, void* C, i64 n) {
     relu_forward(static_cast<bf16*>(C), static_cast<const bf16*>(C), n);
   else
     relu_forward(static_cast<float*>(C), static_cast<const float*>(C), n);
+}
+
+// The GELU epilogues' work as kernels over a dense C (their fallback): forward, C = gelu(input);
+// backward, C *= gelu'(input).
+void gelu_tanh_after(cudaDataType type, void* C, const void* input, i64 n, bool backward) {
+  if (type == CUDA_R_16BF) {
+    auto* c = static_cast<bf16*>(C);
+    const auto* in = static_cast<const bf16*>(input);
+    backward ? gelu_tanh_backward(c, c, in, n) : gelu_tanh_forward(c, in, n);
+  } else {
+    auto* c = static_cast<float*>(C);
+    const auto* in = static_cast<const float*>(input);
+    backward ? gelu_tanh_backward(c, c, in, n) : gelu_tanh_forward(c, in, n);
+  }
+}
+
+// The epilogues cuBLASLt may decline (no algorithm for the descriptor) and that have a plain
+// fallback: the product with the bias alone (forward GELU: into gelu_input), then the
+// activation's kernel over C (a linear layer's output: one dense matrix).
+bool has_kernel_fallback(const Epilogue& e) {
+  return e.relu || e.gelu_input;
 }
 
 // Row-major C[M,N] = alpha op(A) op(B) + beta C, then the epilogue, elements of `type`;
@@ -201,6 +233,22 @@ bool lt_matmul(cudaDataType in_type, cudaDataType type, bool trans_a, bool trans
     TR_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
                                                    &bias_type, sizeof bias_type));
   }
+  // The GELU input is stored like C (C's type, the default aux type): leading dimension N,
+  // which cuBLASLt requires to be a multiple of 8; otherwise (or with the epilogues switched
+  // off) straight to the fallback.
+  bool gelu_epilogue = epilogue.gelu_input != nullptr;
+  if (gelu_epilogue) {
+    TR_CHECK(batch.count == 1 && ldc == N, "gemm: GELU epilogue on a strided output");
+    gelu_epilogue = g_gelu_epilogue && N % 8 == 0;
+  }
+  if (gelu_epilogue) {
+    const void* aux = epilogue.gelu_input;
+    const std::int64_t aux_ld = N;
+    TR_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        desc.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux));
+    TR_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD,
+                                                   &aux_ld, sizeof aux_ld));
+  }
   // Column-major shapes of the stored operands: B is [K, N] row-major = N x K column-major.
   const Layout first(in_type, trans_b ? K : N, trans_b ? N : K, ldb, batch.count, batch.b);
   const Layout second(in_type, trans_a ? M : K, trans_a ? K : M, lda, batch.count, batch.a);
@@ -213,10 +261,12 @@ bool lt_matmul(cudaDataType in_type, cudaDataType type, bool trans_a, bool trans
                       align_out = alignment(C, batched ? batch.c * out_bytes : 0);
   // The heuristic reads the bias pointer's value for its alignment (cublasLt.h, BIAS_POINTER).
   const std::uint32_t align_bias = epilogue.vector() ? alignment(epilogue.vector(), 0) : 0;
-  const AlgoKey key = {in_type, type,        trans_a,      trans_b,   code,        M,       N,
-                       K,       lda,         ldb,          ldc,       batch.count, batch.a, batch.b,
-                       batch.c, align_first, align_second, align_out, align_bias};
-  const MaybeAlgo algo = algo_cache().get(key, [&]() -> MaybeAlgo {
+  const std::uint32_t align_aux = gelu_epilogue ? alignment(epilogue.gelu_input, 0) : 0;
+  const AlgoKey key = {in_type,    type,     trans_a, trans_b,     code,         M,
+                       N,          K,        lda,     ldb,         ldc,          batch.count,
+                       batch.a,    batch.b,  batch.c, align_first, align_second, align_out,
+                       align_bias, align_aux};
+  const auto query = [&]() -> MaybeAlgo {
     Preference pref(align_first, align_second, align_out);
     cublasLtMatmulHeuristicResult_t heuristic{};
     int found = 0;
@@ -230,16 +280,25 @@ bool lt_matmul(cudaDataType in_type, cudaDataType type, bool trans_a, bool trans
       TR_CUBLAS_CHECK(status);
     if (found == 0) return std::nullopt;
     return heuristic.algo;
-  });
+  };
+  const MaybeAlgo algo =
+      epilogue.gelu_input && !gelu_epilogue ? std::nullopt : algo_cache().get(key, query);
   if (!algo) {
     if (epilogue.bias_grad) return false;
-    // ReLU is the one epilogue with a plain fallback: the product with the bias alone, then
-    // the ReLU kernel over C (a linear layer's output: one dense matrix).
-    TR_CHECK(epilogue.relu, "cuBLASLt has no algorithm for this GEMM");
-    TR_CHECK(batch.count == 1 && ldc == N, "gemm: ReLU fallback on a strided output");
+    TR_CHECK(has_kernel_fallback(epilogue), "cuBLASLt has no algorithm for this GEMM");
+    TR_CHECK(batch.count == 1 && ldc == N, "gemm: activation fallback on a strided output");
+    if (epilogue.gelu_input && !epilogue.gelu_backward) {
+      lt_matmul(in_type, type, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta,
+                epilogue.gelu_input, ldc, Epilogue{epilogue.bias}, batch);
+      gelu_tanh_after(type, C, epilogue.gelu_input, M * N, /*backward=*/false);
+      return true;
+    }
     lt_matmul(in_type, type, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
-              Epilogue{epilogue.bias, false}, batch);
-    relu_in_place(type, C, M * N);
+              Epilogue{epilogue.bias}, batch);
+    if (epilogue.gelu_input)
+      gelu_tanh_after(type, C, epilogue.gelu_input, M * N, /*backward=*/true);
+    else
+      relu_in_place(type, C, M * N);
     return true;
   }
   TR_CUBLAS_CHECK(cublasLtMatmul(state.handle, desc.desc, &alpha, B, first.layout, A, second.layout,
@@ -304,13 +363,28 @@ void weight_gradient(cudaDataType in_type, const void* dy, const void* x, float*
   if (dbias) column_sums();
 }
 
-}  // namespace
+// An input gradient's epilogue: none, or carried through the tanh GELU at gelu_input (DGELU).
+Epilogue gelu_backward_epilogue(Operand gelu_input) {
+  Epilogue epilogue;
+  epilogue.gelu_input = const_cast<void*>(gelu_input.data);  // read only: DGELU's input
+  epilogue.gelu_backward = gelu_input.data != nullptr;
+  return epilogue;
+}
 
-void linear_forward_mixed(Output y, Operand x, const float* w, const float* bias, i64 N, i64 in,
-                          i64 out, bool relu) {
+void check_gelu_input(Operand gelu_input, Output dx, float beta_dx) {
+  if (!gelu_input.data) return;
+  TR_CHECK(dx.data && gelu_input.bf16 == dx.bf16 && beta_dx == 0.0f,
+           "linear backward through GELU: dx overwritten, the GELU input in dx's type");
+}
+
+// y[N, out] = x w^T, with `epilogue` (its bias pointer aside: `bias`, f32, in y's type when y is
+// bf16).
+void linear_forward_with(Output y, Operand x, const float* w, const float* bias, i64 N, i64 in,
+                         i64 out, Epilogue epilogue) {
+  epilogue.bias = bias;
   if (!x.bf16 && !y.bf16) {
     f32_matmul(false, true, N, out, in, 1.0f, static_cast<const float*>(x.data), in, w, in, 0.0f,
-               static_cast<float*>(y.data), out, Epilogue{bias, relu});
+               static_cast<float*>(y.data), out, epilogue);
     return;
   }
   require_bf16_products("linear forward");
@@ -322,23 +396,41 @@ void linear_forward_mixed(Output y, Operand x, const float* w, const float* bias
   bf16* base = scratch.as<bf16>();
   const bf16* x16 = as_bf16(x, N * in, base);
   const bf16* w16 = as_bf16(Operand{w, false}, out * in, base + nx);
-  const void* b = bias;
   if (bias && y.bf16) {
     f32_to_bf16(base + nx + nw, bias, out);
-    b = base + nx + nw;
+    epilogue.bias = base + nx + nw;
   }
   lt_matmul(CUDA_R_16BF, y.bf16 ? CUDA_R_16BF : CUDA_R_32F, false, true, N, out, in, 1.0f, x16, in,
-            w16, in, 0.0f, y.data, out, Epilogue{b, relu});
+            w16, in, 0.0f, y.data, out, epilogue);
+}
+
+}  // namespace
+
+void linear_forward_mixed(Output y, Operand x, const float* w, const float* bias, i64 N, i64 in,
+                          i64 out, bool relu) {
+  Epilogue epilogue;
+  epilogue.relu = relu;
+  linear_forward_with(y, x, w, bias, N, in, out, epilogue);
+}
+
+void linear_gelu_tanh_forward_mixed(Output y, Output pre_activation, Operand x, const float* w,
+                                    const float* bias, i64 N, i64 in, i64 out) {
+  TR_CHECK(pre_activation.data && pre_activation.bf16 == y.bf16,
+           "linear GELU forward: the pre-activation is stored in the output's type");
+  Epilogue epilogue;
+  epilogue.gelu_input = pre_activation.data;
+  linear_forward_with(y, x, w, bias, N, in, out, epilogue);
 }
 
 void linear_backward_mixed(Output dx, float beta_dx, float* dweight, float* dbias, Operand dy,
-                           Operand x, const float* w, i64 N, i64 in, i64 out) {
-  if (!dx.bf16 && !dy.bf16 && !x.bf16) {
+                           Operand x, const float* w, i64 N, i64 in, i64 out, Operand gelu_input) {
+  if (!dx.bf16 && !dy.bf16 && !x.bf16 && !gelu_input.bf16) {
     linear_backward_products(static_cast<float*>(dx.data), beta_dx, dweight, dbias,
                              static_cast<const float*>(dy.data), static_cast<const float*>(x.data),
-                             w, N, in, out);
+                             w, N, in, out, static_cast<const float*>(gelu_input.data));
     return;
   }
+  check_gelu_input(gelu_input, dx, beta_dx);
   require_bf16_products("linear backward");
   if (N == 0) return;
   const i64 ndy = dy.bf16 ? 0 : aligned16(N * out), nx = x.bf16 ? 0 : aligned16(N * in);
@@ -350,7 +442,7 @@ void linear_backward_mixed(Output dx, float beta_dx, float* dweight, float* dbia
   if (dx.data) {
     const bf16* w16 = as_bf16(Operand{w, false}, out * in, base + ndy + nx);
     lt_matmul(CUDA_R_16BF, dx.bf16 ? CUDA_R_16BF : CUDA_R_32F, false, false, N, in, out, 1.0f, dy16,
-              out, w16, in, beta_dx, dx.data, in, {});
+              out, w16, in, beta_dx, dx.data, in, gelu_backward_epilogue(gelu_input));
   }
   weight_gradient(CUDA_R_16BF, dy16, x16, dweight, dbias, N, in, out, [&] {
     if (dy.bf16)
@@ -365,6 +457,13 @@ void set_bias_gradient_epilogue(bool on) {
 }
 bool bias_gradient_epilogue() {
   return g_bias_gradient_epilogue;
+}
+
+void set_gelu_epilogue(bool on) {
+  g_gelu_epilogue = on;
+}
+bool gelu_epilogue() {
+  return g_gelu_epilogue;
 }
 
 void set_bf16_matmuls(bool on) {
@@ -396,11 +495,15 @@ void gemm_strided_batched_bf16_in(bool trans_a, bool trans_b, i64 M, i64 N, i64 
 
 void linear_backward_products(float* dx, float beta_dx, float* dweight, float* dbias,
                               const float* dy, const float* x, const float* w, i64 N, i64 in,
-                              i64 out) {
+                              i64 out, const float* gelu_input) {
   if (N == 0) return;  // no rows: dx is empty, dweight and dbias gain nothing
+  const Operand gelu{gelu_input, false};
+  check_gelu_input(gelu, Output{dx, false}, beta_dx);
   const auto column_sums = [&] { bias_backward_accumulate(dbias, dy, N, out); };
   if (!g_bf16_operands) {
-    if (dx) gemm(false, false, N, in, out, 1.0f, dy, out, w, in, beta_dx, dx, in);
+    if (dx)
+      f32_matmul(false, false, N, in, out, 1.0f, dy, out, w, in, beta_dx, dx, in,
+                 gelu_backward_epilogue(gelu));
     weight_gradient(CUDA_R_32F, dy, x, dweight, dbias, N, in, out, column_sums);
     return;
   }
@@ -415,7 +518,7 @@ void linear_backward_products(float* dx, float beta_dx, float* dweight, float* d
   if (dx) {
     f32_to_bf16(w16, w, out * in);
     lt_matmul(CUDA_R_16BF, CUDA_R_32F, false, false, N, in, out, 1.0f, dy16, out, w16, in, beta_dx,
-              dx, in, {});
+              dx, in, gelu_backward_epilogue(gelu));
   }
   weight_gradient(CUDA_R_16BF, dy16, x16, dweight, dbias, N, in, out, column_sums);
 }

@@ -43,9 +43,12 @@ void gemm_strided_batched_bf16_in(bool trans_a, bool trans_b, i64 M, i64 N, i64 
 // be null), dweight += dy^T x and, with dbias (may be null), dbias += the column sums of dy,
 // summed by the weight gradient's product itself (cuBLASLt's BGRADB epilogue) where cuBLASLt
 // offers it, else by bias_backward_accumulate. Under bf16 products dy is rounded once for all.
+// With gelu_input (beta_dx 0), dx = (dy w) * gelu_tanh'(gelu_input): the input gradient of the
+// layer after a tanh GELU carried through it in the product's pass (cuBLASLt's DGELU epilogue;
+// gelu_tanh_backward after where cuBLASLt offers no algorithm with it).
 void linear_backward_products(float* dx, float beta_dx, float* dweight, float* dbias,
                               const float* dy, const float* x, const float* w, i64 N, i64 in,
-                              i64 out);
+                              i64 out, const float* gelu_input = nullptr);
 // bf16 activations (layers/precision.h): a linear layer's operands and outputs may be f32 or
 // bf16, the weight and its gradient f32. bf16 ones need bf16 products (set_bf16_matmuls): f32
 // operands are rounded into scratch, bf16 ones read in place, outputs written in their type
@@ -63,18 +66,29 @@ struct Output {
 // epilogue, in the GEMM's pass; where cuBLASLt offers no algorithm with it, relu_forward after).
 void linear_forward_mixed(Output y, Operand x, const float* w, const float* bias, i64 N, i64 in,
                           i64 out, bool relu = false);
+// y = gelu_tanh(x w^T + bias) and pre_activation = x w^T + bias (y's type), in the GEMM's pass
+// (cuBLASLt's GELU_AUX_BIAS epilogue; cuBLASLt's GELU is the tanh approximation). Where
+// cuBLASLt offers no algorithm with it (or `out` is not a multiple of 8, the pre-activation's
+// leading dimension it requires): the product into pre_activation, then gelu_tanh_forward.
+void linear_gelu_tanh_forward_mixed(Output y, Output pre_activation, Operand x, const float* w,
+                                    const float* bias, i64 N, i64 in, i64 out);
 // dx = dy w (+ beta_dx dx), dweight += dy^T x, dbias (may be null) += the column sums of dy
-// (as linear_backward_products).
+// (as linear_backward_products, gelu_input included: in dx's type).
 void linear_backward_mixed(Output dx, float beta_dx, float* dweight, float* dbias, Operand dy,
-                           Operand x, const float* w, i64 N, i64 in, i64 out);
+                           Operand x, const float* w, i64 N, i64 in, i64 out,
+                           Operand gelu_input = {});
 // Off: the bias gradient by bias_backward_accumulate after the product, never the epilogue (on
 // by default; for benchmarks and tests comparing the two, process-wide).
 void set_bias_gradient_epilogue(bool on);
 bool bias_gradient_epilogue();
+// Off: the tanh GELU's products without their GELU epilogues, the GELU kernels after them (on
+// by default; for benchmarks and tests comparing the two, process-wide).
+void set_gelu_epilogue(bool on);
+bool gelu_epilogue();
 // C = op(A) op(B) + bias[N] broadcast over rows (cuBLASLt BIAS epilogue: one pass over C).
-// cuBLASLt's GELU epilogue computes the tanh approximation, not the exact erf GELU of the
-// models here, so GELU stays a separate kernel (gelu_forward); ReLU, exact, is fused
-// (linear_forward_mixed).
+// cuBLASLt's GELU epilogue computes the tanh approximation, not the exact erf GELU
+// (model.activation: gelu), which stays a separate kernel (gelu_forward); ReLU, exact, and the
+// tanh GELU (gelu_tanh) are fused (linear_forward_mixed, linear_gelu_tanh_forward_mixed).
 void gemm_bias(bool trans_a, bool trans_b, i64 M, i64 N, i64 K, const float* A, i64 lda,
                const float* B, i64 ldb, const float* bias, float* C, i64 ldc);
 // bf16 inputs and output, fp32 accumulation (and fp32 alpha, beta).
@@ -91,6 +105,9 @@ void scale(float* out, const float* in, float alpha, i64 n);
 void gelu_forward(float* out, const float* in, i64 n);
 void gelu_backward(float* din, const float* dout, const float* in, i64 n,
                    const float* out = nullptr);
+// The tanh approximation of GELU (model.activation: gelu_tanh), as cpu::gelu_tanh_forward.
+void gelu_tanh_forward(float* out, const float* in, i64 n);
+void gelu_tanh_backward(float* din, const float* dout, const float* in, i64 n);
 void relu_forward(float* out, const float* in, i64 n);
 void relu_backward(float* din, const float* dout, const float* in, i64 n);
 // bf16 activations (layers/precision.h): the same with the models' bf16 operands, loading
@@ -99,6 +116,8 @@ void bias_backward_accumulate(float* dbias, const bf16* dout, i64 rows, i64 cols
 void add(float* out, const float* a, const bf16* b, i64 n);
 void gelu_forward(bf16* out, const bf16* in, i64 n);
 void gelu_backward(bf16* din, const bf16* dout, const bf16* in, i64 n);
+void gelu_tanh_forward(bf16* out, const bf16* in, i64 n);
+void gelu_tanh_backward(bf16* din, const bf16* dout, const bf16* in, i64 n);
 void relu_forward(bf16* out, const bf16* in, i64 n);
 void relu_backward(bf16* din, const bf16* dout, const bf16* in, i64 n);
 

@@ -4,9 +4,9 @@
 How to run (by hand, from anywhere; needs Debian's python3-torch and python3-h5py, so use the
 system interpreter, not a pyenv/venv python3 that may be first on PATH):
 
-    /usr/bin/python3 tests/golden/make_golden.py
+    /usr/bin/python3 tests/golden/make_golden.py [FILE ...]
 
-It rewrites three files next to this script and prints a summary. The C++ tests read the files
+It rewrites the files next to this script (all four, or only those named) and prints a summary. The C++ tests read the files
 and need no Python. Rerun only when the model definitions (DESIGN.md section 4) or the file
 layout change; the output is deterministic (fixed seeds, no timestamps in the files).
 
@@ -14,6 +14,7 @@ Files
   encdec_pre.h5   encoder-decoder, norm pre, share_embeddings true, relu, sinusoidal positions
   encdec_post.h5  encoder-decoder, norm post, share_embeddings false, gelu, learned positions
   vit.h5          ViT, 8x8 images with 2 channels, patch 4 (4 patches + CLS), 5 classes
+  vit_gelu_tanh.h5  the same ViT and batch with the tanh GELU (model.activation: gelu_tanh)
 
 Layout of each file (docs/FORMATS.md, "Golden files")
   /<canonical name>          float32, one per parameter: the root is a weights file
@@ -69,6 +70,8 @@ ENCDEC_KEYS = ["type", "d_model", "heads", "d_ff", "encoder_layers", "decoder_la
                "vocab_size", "pad_id", "bos_id", "eos_id"]
 VIT_KEYS = ["type", "d_model", "heads", "d_ff", "encoder_layers", "image_size", "patch_size",
             "channels", "num_classes", "dropout"]
+VIT_GELU_TANH = dict(VIT, activation="gelu_tanh")
+VIT_GELU_TANH_KEYS = VIT_KEYS + ["activation"]
 
 
 def config_yaml(cfg, keys):
@@ -199,7 +202,15 @@ def gelu(x):
     return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))  # exact erf form
 
 
-ACTIVATIONS = {"relu": relu, "gelu": gelu}
+def gelu_tanh(x):
+    # the tanh approximation, torch's F.gelu(approximate="tanh")
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+ACTIVATIONS = {"relu": relu, "gelu": gelu, "gelu_tanh": gelu_tanh}
+# torch.nn's layers take "relu" and "gelu" by name, the tanh GELU as a function.
+TORCH_ACTIVATIONS = {"relu": "relu", "gelu": "gelu",
+                     "gelu_tanh": lambda x: F.gelu(x, approximate="tanh")}
 
 
 def attention(p, prefix, x_q, x_kv, heads, key_pad=None, causal=False):
@@ -365,7 +376,7 @@ def vit_logits(p, cfg, batch):
     d = cfg["d_model"]
     x = linear(p, "patch_embed", patchify(images, cfg["patch_size"]))
     x = torch.cat([p["cls_token"].expand(B, 1, d), x], dim=1) + p["pos_embed"]
-    layer_cfg = dict(heads=cfg["heads"], activation="gelu", norm="pre")
+    layer_cfg = dict(heads=cfg["heads"], activation=cfg.get("activation", "gelu"), norm="pre")
     for i in range(cfg["encoder_layers"]):
         x = encoder_layer(p, f"encoder.layers.{i}", x, layer_cfg, None)
     x = layer_norm(p, "norm", x)
@@ -423,8 +434,9 @@ def check_against_torch_modules(p, cfg, batch, logits):
         B = x.shape[0]
         x = torch.cat([p["cls_token"].expand(B, 1, d), x], dim=1) + p["pos_embed"]
         for i in range(cfg["encoder_layers"]):
-            layer = torch.nn.TransformerEncoderLayer(activation="gelu", norm_first=True,
-                                                     **kwargs)
+            layer = torch.nn.TransformerEncoderLayer(
+                activation=TORCH_ACTIVATIONS[cfg.get("activation", "gelu")], norm_first=True,
+                **kwargs)
             x = to_torch_layer(p, f"encoder.layers.{i}", layer, False)(x)
         x = torch_layer_norm(p, "norm", x)
         ref = F.linear(x[:, 0], p["head.weight"], p["head.bias"])
@@ -567,24 +579,30 @@ def build(filename, cfg, keys, specs, init, batch, label_smoothing):
     print(f"  batch: " + ", ".join(f"{k} {list(v.shape)}" for k, v in batch.items()))
 
 
-def main():
+def main(only):
+    def build_named(filename, *args):
+        if not only or filename in only:
+            build(filename, *args)
+
     # Three sequences with different source and target lengths, so every batch row is padded
     # differently (and one row is not padded at all on each side).
     encdec_batch = make_encdec_batch(ENCDEC_PRE, src_lengths=[6, 10, 3], tgt_lengths=[7, 4, 9],
                                      seed=11)
-    build("encdec_pre.h5", ENCDEC_PRE, ENCDEC_KEYS, encdec_specs(ENCDEC_PRE),
+    build_named("encdec_pre.h5", ENCDEC_PRE, ENCDEC_KEYS, encdec_specs(ENCDEC_PRE),
           init_params(encdec_specs(ENCDEC_PRE), seed=1), encdec_batch, 0.1)
-    build("encdec_post.h5", ENCDEC_POST, ENCDEC_KEYS, encdec_specs(ENCDEC_POST),
+    build_named("encdec_post.h5", ENCDEC_POST, ENCDEC_KEYS, encdec_specs(ENCDEC_POST),
           init_params(encdec_specs(ENCDEC_POST), seed=2), encdec_batch, 0.1)
 
     g = torch.Generator().manual_seed(13)
     images = torch.randn(4, VIT["channels"], VIT["image_size"], VIT["image_size"],
                          generator=g, dtype=torch.float32).to(torch.float64)
     vit_batch = {"images": images, "labels": torch.tensor([3, 0, 4, 1])}
-    build("vit.h5", VIT, VIT_KEYS, vit_specs(VIT), init_params(vit_specs(VIT), seed=3),
-          vit_batch, 0.0)
+    build_named("vit.h5", VIT, VIT_KEYS, vit_specs(VIT), init_params(vit_specs(VIT), seed=3),
+                vit_batch, 0.0)
+    build_named("vit_gelu_tanh.h5", VIT_GELU_TANH, VIT_GELU_TANH_KEYS, vit_specs(VIT),
+                init_params(vit_specs(VIT), seed=3), vit_batch, 0.0)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -84,6 +84,33 @@ TEST_F(CudaOps, LinearWithReluEqualsLinearThenRelu) {
   }
 }
 
+// The tanh GELU's epilogues against the CPU's product then GELU: forward (GELU_AUX_BIAS: the
+// output and the pre-activation) and a next layer's input gradient through the GELU (DGELU),
+// with the epilogues (24 outputs, a multiple of 8) and without (13: the kernels after the
+// product), and with the epilogues switched off.
+TEST_F(CudaOps, LinearWithGeluTanhEqualsLinearThenGelu) {
+  for (bool epilogue : {true, false})
+    for (i64 width : {24, 13}) {
+      SCOPED_TRACE("width " + std::to_string(width) + (epilogue ? "" : ", epilogues off"));
+      cuda::set_gelu_epilogue(epilogue);
+      const Tensor x = rnd({3, 5, 16}, 1, -2, 2), w = rnd({width, 16}, 2), b = rnd({width}, 3);
+      Tensor a, pre, ca, cpre;
+      ops::linear_gelu_tanh_forward(a, pre, x, w, b, DType::f32);
+      ops::linear_gelu_tanh_forward(ca, cpre, cu(x), cu(w), cu(b), DType::f32);
+      EXPECT_LE(err(cpre, pre), kTol);
+      EXPECT_LE(err(ca, a), kTol);
+      const Tensor w2 = rnd({7, width}, 4), dy = rnd({3, 5, 7}, 5);
+      Tensor dh, dw2 = rnd({7, width}, 6), db2 = rnd({7}, 7);
+      Tensor cdh, cdw2 = cu(dw2), cdb2 = cu(db2);
+      ops::linear_backward_through_gelu_tanh(dh, dw2, &db2, dy, a, w2, pre);
+      ops::linear_backward_through_gelu_tanh(cdh, cdw2, &cdb2, cu(dy), ca, cu(w2), cpre);
+      EXPECT_LE(err(cdh, dh), kTol);
+      EXPECT_LE(err(cdw2, dw2), kTol);
+      EXPECT_LE(err(cdb2, db2), kTol);
+    }
+  cuda::set_gelu_epilogue(true);
+}
+
 TEST_F(CudaOps, LayerNormAndActivations) {
   const Tensor x = rnd({4, 7, 32}, 10, -3, 3), w = rnd({32}, 11), b = rnd({32}, 12),
                dy = rnd({4, 7, 32}, 13), res = rnd({4, 7, 32}, 14);
@@ -98,7 +125,7 @@ TEST_F(CudaOps, LayerNormAndActivations) {
   EXPECT_LE(err(cdx, dx), kTol);
   EXPECT_LE(err(cdw, dw), kTol);
   EXPECT_LE(err(cdb, db), kTol);
-  for (auto act : {ops::Activation::gelu, ops::Activation::relu}) {
+  for (auto act : {ops::Activation::gelu, ops::Activation::gelu_tanh, ops::Activation::relu}) {
     Tensor a, da, ca, cda;
     ops::activation_forward(a, x, act);
     ops::activation_forward(ca, cu(x), act);

@@ -191,24 +191,29 @@ class GpuModels : public ::testing::Test {
     EXPECT_LT(ld.back(), 0.9 * ld.front()) << "the CUDA run did not learn";
   }
 
+  // The ops one training step (forward and backward) of `c` ran on the device, with their calls.
+  static std::vector<op_profile::Entry> profiled_device_step(const ModelConfig& c) {
+    auto [host, device] = twins(c);
+    Batch hb, db;
+    make_batch(hb, c, 0);
+    upload_batch(db, hb, Device::cuda);
+    op_profile::reset();
+    op_profile::enable(true, [] { synchronize_device(Device::cuda); });
+    device->forward(db, ForwardContext{true, 17, 3, 0});
+    device->backward(1.0 / static_cast<double>(device->counted_targets()));
+    op_profile::enable(false, nullptr);
+    return op_profile::totals();
+  }
+
   // One training step of both models on the device under the op profile: the attention is the
   // flash kernels in both precisions (no materialised probabilities), and every op finds a
   // kernel for its operands' dtypes (no widening of bf16 into f32 copies, which the profile
   // counts).
   static void check_device_step_kernels() {
     for (const ModelConfig& c : {vit_config(), translation_config("pre", true, "sinusoidal")}) {
-      auto [host, device] = twins(c);
-      Batch hb, db;
-      make_batch(hb, c, 0);
-      upload_batch(db, hb, Device::cuda);
-      op_profile::reset();
-      op_profile::enable(true, [] { synchronize_device(Device::cuda); });
-      device->forward(db, ForwardContext{true, 17, 3, 0});
-      device->backward(1.0 / static_cast<double>(device->counted_targets()));
-      op_profile::enable(false, nullptr);
       long flash_forward = 0, flash_backward = 0, materialised = 0, widened = 0;
       std::string ops;  // every op the step ran, for a failure message
-      for (const op_profile::Entry& e : op_profile::totals()) {
+      for (const op_profile::Entry& e : profiled_device_step(c)) {
         if (e.name == "flash_attention_forward") flash_forward = e.calls;
         if (e.name == "flash_attention_backward") flash_backward = e.calls;
         if (e.name == "attention_forward" || e.name == "attention_backward")
@@ -250,6 +255,30 @@ TEST_F(GpuModels, Bf16LossAndGradientsFollowCpu) {
     check_loss_and_gradients(pre_gelu, kBf16);
     check_loss_and_gradients(translation_config("post", false, "learned"), kBf16);
   });
+}
+
+// model.activation: gelu_tanh, whose feed-forward layers run cuBLASLt's GELU epilogues on the
+// device: loss and gradients as the CPU's in both precisions, and every feed-forward layer of a
+// step took the fused ops (no GELU pass of its own).
+TEST_F(GpuModels, GeluTanhLossAndGradientsMatchCpu) {
+  TR_REQUIRE_CUDA();
+  ModelConfig vit = vit_config(), translation = translation_config("pre", true, "sinusoidal");
+  vit.activation = translation.activation = "gelu_tanh";
+  check_loss_and_gradients(vit);
+  check_loss_and_gradients(translation);
+  under(MatmulPrecision::bf16, [&] {
+    check_loss_and_gradients(vit, kBf16);
+    check_loss_and_gradients(translation, kBf16);
+  });
+  long fused_forward = 0, fused_backward = 0, separate = 0;
+  for (const op_profile::Entry& e : profiled_device_step(vit)) {
+    if (e.name == "linear_gelu_tanh_forward") fused_forward = e.calls;
+    if (e.name == "linear_backward_through_gelu_tanh") fused_backward = e.calls;
+    if (e.name == "activation_forward" || e.name == "activation_backward") separate += e.calls;
+  }
+  EXPECT_EQ(fused_forward, vit.encoder_layers);
+  EXPECT_EQ(fused_backward, vit.encoder_layers);
+  EXPECT_EQ(separate, 0);
 }
 
 // The comparisons above mean something only if the device runs took the intended kernels.

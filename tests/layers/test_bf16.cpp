@@ -198,6 +198,41 @@ TEST(Bf16Ops, LinearForwardAndBackward) {
   EXPECT_LT(relative_error(sum, sum64), kBf16Tol);
 }
 
+// The tanh GELU's fused linear ops (one cuBLASLt pass each on CUDA) in bf16 against the fp64
+// product and GELU: y and its pre-activation, and a next layer's input gradient carried back
+// through the GELU.
+TEST(Bf16Ops, LinearGeluTanhForwardAndBackwardThroughIt) {
+  Bf16Products on;
+  const Tensor x = random_tensor({3, 4, 24}, DType::bf16, 1);
+  const Tensor w1 = random_tensor({16, 24}, DType::f32, 2, 0.3f),
+               b1 = random_tensor({16}, DType::f32, 3);
+  const Tensor w2 = random_tensor({10, 16}, DType::f32, 4, 0.3f),
+               b2 = random_tensor({10}, DType::f32, 5);
+  const Tensor x64 = as_dtype(x, DType::f64), w1_64 = as_dtype(w1, DType::f64),
+               b1_64 = as_dtype(b1, DType::f64), w2_64 = as_dtype(w2, DType::f64);
+  Tensor a, pre, a64, pre64;
+  ops::linear_gelu_tanh_forward(a, pre, x, w1, b1, DType::bf16);
+  ops::linear_forward(pre64, x64, w1_64, b1_64);
+  ops::activation_forward(a64, pre64, ops::Activation::gelu_tanh);
+  EXPECT_EQ(a.dtype(), DType::bf16);
+  EXPECT_EQ(pre.dtype(), DType::bf16);
+  EXPECT_LT(relative_error(pre, pre64), kBf16Tol);
+  EXPECT_LT(relative_error(a, a64), 2 * kBf16Tol);  // GELU of the rounded pre-activation
+
+  const Tensor dy = random_tensor({3, 4, 10}, DType::bf16, 6);
+  Tensor dh, dw = Tensor::zeros(w2.shape(), DType::f32), db = Tensor::zeros(b2.shape(), DType::f32);
+  ops::linear_backward_through_gelu_tanh(dh, dw, &db, dy, a, w2, pre);
+  Tensor da64, dh64, dw64 = Tensor::zeros(w2.shape(), DType::f64),
+                     db64 = Tensor::zeros(b2.shape(), DType::f64);
+  ops::linear_backward(&da64, dw64, &db64, as_dtype(dy, DType::f64), as_dtype(a, DType::f64),
+                       w2_64);
+  ops::activation_backward(dh64, da64, as_dtype(pre, DType::f64), ops::Activation::gelu_tanh);
+  EXPECT_EQ(dh.dtype(), DType::bf16);
+  EXPECT_LT(relative_error(dh, dh64), 2 * kBf16Tol);
+  EXPECT_LT(relative_error(dw, dw64), 1e-5);
+  EXPECT_LT(relative_error(db, db64), 1e-5);
+}
+
 TEST(Bf16Ops, LayerNormTakesF32ResidualAndGivesBf16) {
   const Tensor x = random_tensor({6, 32}, DType::f32, 5, 2.0f);
   const Tensor g = random_tensor({32}, DType::f32, 6), b = random_tensor({32}, DType::f32, 7);
@@ -227,7 +262,8 @@ TEST(Bf16Ops, ElementwiseDtypesAndValues) {
   const Shape shape{4, 50};
   const Tensor h = random_tensor(shape, DType::bf16, 10, 3.0f);
   const Tensor h64 = as_dtype(h, DType::f64);
-  for (ops::Activation act : {ops::Activation::gelu, ops::Activation::relu}) {
+  for (ops::Activation act :
+       {ops::Activation::gelu, ops::Activation::gelu_tanh, ops::Activation::relu}) {
     Tensor a, a64;
     ops::activation_forward(a, h, act);
     ops::activation_forward(a64, h64, act);

@@ -228,6 +228,20 @@ TYPED_TEST(CpuKernels, AddAddAccumulateScale) {
   }
 }
 
+// An elementwise kernel pair's analytic derivative (backward of a unit gradient) against
+// central differences of its forward, at every 50th of the points xs.
+template <typename Forward, typename Backward>
+void expect_derivative_is_central_difference(const Vec& xs, Forward forward, Backward backward) {
+  for (std::size_t i = 0; i < xs.size(); i += 50) {
+    const double h = 1e-6, xp = xs[i] + h, xm = xs[i] - h, one = 1;
+    double yp, ym, d;
+    forward(&yp, &xp);
+    forward(&ym, &xm);
+    backward(&d, &one, &xs[i]);
+    EXPECT_NEAR(d, (yp - ym) / (2 * h), 1e-8) << "x=" << xs[i];
+  }
+}
+
 TYPED_TEST(CpuKernels, GeluForwardBackward) {
   using T = TypeParam;
   const i64 n = 1001;
@@ -264,18 +278,10 @@ TYPED_TEST(CpuKernels, GeluForwardBackward) {
   gelu_backward<T>(din2.data(), g.t.data(), xs.data(), n, y.data());
   expect_close("gelu_backward from output", din2.data(), bwd2, tol<T>());
 
-  if constexpr (std::is_same_v<T, double>) {
-    // The analytic derivative itself, checked by central differences of the kernel.
-    for (i64 i = 0; i < n; i += 50) {
-      const double h = 1e-6;
-      double xp = x.d[i] + h, xm = x.d[i] - h, yp, ym;
-      gelu_forward<double>(&yp, &xp, 1);
-      gelu_forward<double>(&ym, &xm, 1);
-      double one = 1, d;
-      gelu_backward<double>(&d, &one, &x.d[i], 1);
-      EXPECT_NEAR(d, (yp - ym) / (2 * h), 1e-8) << "x=" << x.d[i];
-    }
-  }
+  if constexpr (std::is_same_v<T, double>)
+    expect_derivative_is_central_difference(
+        x.d, [](double* y, const double* v) { gelu_forward<double>(y, v, 1); },
+        [](double* d, const double* dy, const double* v) { gelu_backward<double>(d, dy, v, 1); });
 }
 
 TEST(CpuKernelsFloat, GeluNonFiniteAndTails) {
@@ -294,6 +300,55 @@ TEST(CpuKernelsFloat, GeluNonFiniteAndTails) {
   EXPECT_NEAR(y[6], far_tail, 1e-5 * -far_tail);
   EXPECT_EQ(y[7], 0.0f);
   EXPECT_NEAR(y[8], 0.5e-38, 1e-44);
+}
+
+// The tanh GELU (PyTorch's approximate='tanh') against its formula in fp64, its derivative by
+// central differences, and the fp32 kernel's far tails (its gate is 1 / (1 + e^-2u)).
+TYPED_TEST(CpuKernels, GeluTanhForwardBackward) {
+  using T = TypeParam;
+  const i64 n = 1001;
+  auto x = rand_arr<T>(n, 43, -6.0, 6.0);
+  x.t[0] = T(0);
+  x.d[0] = 0;
+  auto g = rand_arr<T>(n, 44);
+  const double k = std::sqrt(2.0 / M_PI);
+  Vec fwd(n), bwd(n);
+  for (i64 i = 0; i < n; ++i) {
+    const double v = x.d[i], t = std::tanh(k * (v + 0.044715 * v * v * v));
+    fwd[i] = 0.5 * v * (1 + t);
+    bwd[i] = g.d[i] * (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * k * (1 + 3 * 0.044715 * v * v));
+  }
+  std::vector<T> out(n), din(n);
+  gelu_tanh_forward<T>(out.data(), x.t.data(), n);
+  expect_close("gelu_tanh_forward", out.data(), fwd, tol<T>());
+  gelu_tanh_backward<T>(din.data(), g.t.data(), x.t.data(), n);
+  expect_close("gelu_tanh_backward", din.data(), bwd, tol<T>());
+  // Not the erf GELU: the two differ by up to ~5e-4 around |x| = 2.
+  std::vector<T> exact(n);
+  gelu_forward<T>(exact.data(), x.t.data(), n);
+  double largest = 0;
+  for (i64 i = 0; i < n; ++i)
+    largest = std::max(largest, std::abs(static_cast<double>(exact[i] - out[i])));
+  EXPECT_GT(largest, 1e-4);
+  if constexpr (std::is_same_v<T, double>) {
+    expect_derivative_is_central_difference(
+        x.d, [](double* y, const double* v) { gelu_tanh_forward<double>(y, v, 1); },
+        [](double* d, const double* dy, const double* v) {
+          gelu_tanh_backward<double>(d, dy, v, 1);
+        });
+  } else {
+    std::vector<float> tails = {30.0f, -30.0f, 100.0f, -100.0f}, y(4), d(4), ones(4, 1.0f);
+    gelu_tanh_forward<float>(y.data(), tails.data(), 4);
+    gelu_tanh_backward<float>(d.data(), ones.data(), tails.data(), 4);
+    EXPECT_EQ(y[0], 30.0f);
+    EXPECT_EQ(y[1], 0.0f);
+    EXPECT_EQ(y[2], 100.0f);
+    EXPECT_EQ(y[3], 0.0f);
+    EXPECT_EQ(d[0], 1.0f);
+    EXPECT_EQ(d[1], 0.0f);
+    EXPECT_EQ(d[2], 1.0f);
+    EXPECT_EQ(d[3], 0.0f);
+  }
 }
 
 TYPED_TEST(CpuKernels, ReluForwardBackward) {

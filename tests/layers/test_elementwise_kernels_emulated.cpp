@@ -101,6 +101,14 @@ TEST(EmulatedElementwiseKernels, Activations) {
   launch_n(n, ew::gelu_backward_kernel<float>, got.data(), dy.data(), x.data(), n);
   EXPECT_LE(max_rel_error(got, ref), kTol) << "gelu_backward";
   got = poison(n);
+  cpu::gelu_tanh_forward<float>(ref.data(), x.data(), n);
+  launch_n(n, ew::gelu_forward_kernel<float, true>, got.data(), x.data(), n);
+  EXPECT_LE(max_rel_error(got, ref), kTol) << "gelu_tanh_forward";
+  got = poison(n);
+  cpu::gelu_tanh_backward<float>(ref.data(), dy.data(), x.data(), n);
+  launch_n(n, ew::gelu_backward_kernel<float, true>, got.data(), dy.data(), x.data(), n);
+  EXPECT_LE(max_rel_error(got, ref), kTol) << "gelu_tanh_backward";
+  got = poison(n);
   cpu::relu_forward<float>(ref.data(), x.data(), n);
   launch_n(n, ew::relu_forward_kernel<float>, got.data(), x.data(), n);
   EXPECT_LE(max_rel_error(got, ref), kTol) << "relu_forward";
@@ -254,26 +262,33 @@ TEST(EmulatedElementwiseKernels, Bf16Variants) {
   const i64 rows = 37, cols = 29, n = rows * cols;
   const Bits x = to_bf16(random_floats(n, 21, -4.0f, 4.0f)), dy = to_bf16(random_floats(n, 22));
   const Tensor tx = tensor(x, {rows, cols}), tdy = tensor(dy, {rows, cols});
-  for (const auto act : {ops::Activation::gelu, ops::Activation::relu}) {
-    const bool gelu = act == ops::Activation::gelu;
+  for (const auto act :
+       {ops::Activation::gelu, ops::Activation::gelu_tanh, ops::Activation::relu}) {
+    const bool gelu = act != ops::Activation::relu;
+    const char* name = act == ops::Activation::gelu ? "gelu" : gelu ? "gelu_tanh" : "relu";
     Tensor y, dx;
     ops::activation_forward(y, tx, act);
     ops::activation_backward(dx, tdy, tx, act);
     ASSERT_EQ(y.dtype(), DType::bf16);
     ASSERT_EQ(dx.dtype(), DType::bf16);
     Bits ky = poison_bf16(n), kdx = poison_bf16(n);
-    if (gelu) {
+    if (act == ops::Activation::gelu) {
       // Launched as elementwise.cu does: a thread per group of eight (and per tail element).
       launch_n(ew::bf16_vector_threads(n, ky.data(), x.data()), ew::gelu_forward_kernel<bf16>,
                ky.data(), x.data(), n);
       launch_n(ew::bf16_vector_threads(n, kdx.data(), dy.data(), x.data()),
                ew::gelu_backward_kernel<bf16>, kdx.data(), dy.data(), x.data(), n);
+    } else if (gelu) {
+      launch_n(ew::bf16_vector_threads(n, ky.data(), x.data()), ew::gelu_forward_kernel<bf16, true>,
+               ky.data(), x.data(), n);
+      launch_n(ew::bf16_vector_threads(n, kdx.data(), dy.data(), x.data()),
+               ew::gelu_backward_kernel<bf16, true>, kdx.data(), dy.data(), x.data(), n);
     } else {
       launch_n(n, ew::relu_forward_kernel<bf16>, ky.data(), x.data(), n);
       launch_n(n, ew::relu_backward_kernel<bf16>, kdx.data(), dy.data(), x.data(), n);
     }
-    EXPECT_LE(max_rel_error(widen(ky), values(y)), 1e-2) << (gelu ? "gelu" : "relu");
-    EXPECT_LE(max_rel_error(widen(kdx), values(dx)), 1e-2) << (gelu ? "gelu" : "relu");
+    EXPECT_LE(max_rel_error(widen(ky), values(y)), 1e-2) << name;
+    EXPECT_LE(max_rel_error(widen(kdx), values(dx)), 1e-2) << name;
   }
 
   // A bf16 branch added to the f32 stream, with and without dropout; a bf16 tensor's dropout.

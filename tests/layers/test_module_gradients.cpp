@@ -86,8 +86,8 @@ TEST(ModuleGradients, LayerNorm) {
   expect_gradients_match(loss, both, checks);
 }
 
-TEST(ModuleGradients, FeedForwardReluAndGelu) {
-  for (auto act : {ops::Activation::relu, ops::Activation::gelu}) {
+TEST(ModuleGradients, FeedForwardReluGeluAndGeluTanh) {
+  for (auto act : {ops::Activation::relu, ops::Activation::gelu, ops::Activation::gelu_tanh}) {
     std::mt19937_64 rng(3);
     FeedForward ffn("ffn", 6, 11, act, f64);
     ParameterList params;

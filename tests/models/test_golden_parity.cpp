@@ -123,7 +123,8 @@ TEST_P(GoldenParity, EightAdamWSteps) {
 }
 
 INSTANTIATE_TEST_SUITE_P(PyTorch, GoldenParity,
-                         ::testing::Values("encdec_pre.h5", "encdec_post.h5", "vit.h5"),
+                         ::testing::Values("encdec_pre.h5", "encdec_post.h5", "vit.h5",
+                                           "vit_gelu_tanh.h5"),
                          [](const auto& info) {
                            std::string n = info.param;
                            return n.substr(0, n.find('.'));

@@ -57,6 +57,32 @@ TEST(ModelGradients, VisionTransformer) {
   check_model(tiny_vit(), 0.0);
 }
 
+TEST(ModelGradients, VisionTransformerGeluTanh) {
+  ModelConfig c = tiny_vit();
+  c.activation = "gelu_tanh";
+  check_model(c, 0.0);
+}
+
+// model.activation reaches the ViT's MLP: gelu_tanh gives another loss than gelu, and a config
+// written in code (ModelConfig's relu default) builds the exact GELU.
+TEST(ModelGradients, VitActivationSelectsTheGelu) {
+  const auto loss_of = [](const std::string& activation) {
+    ModelConfig c = tiny_vit();
+    c.activation = activation;
+    auto model = make_model(c, DType::f64, 0.0, 5);
+    std::mt19937_64 rng(3);
+    for (Parameter* p : model->parameters())
+      p->value.copy_from(testing::random_tensor(p->value.shape(), rng, 0.5));
+    Batch batch;
+    synthetic_image_batch(batch, c, 3, 9, 0, DType::f64);
+    return model->forward(batch, ForwardContext{false, 0, 0, 0});
+  };
+  const double gelu = loss_of("gelu"), tanh = loss_of("gelu_tanh");
+  EXPECT_NE(gelu, tanh);
+  EXPECT_NEAR(gelu, tanh, 1e-2 * std::abs(gelu));
+  EXPECT_EQ(loss_of("relu"), gelu);
+}
+
 // The ViT's last layer runs EncoderLayer::forward_first_rows: it must give the full layer's
 // first rows, and backward_first_rows the full backward's dx and parameter gradients for a dy
 // that is zero outside the first rows (both norms; keys padded by lengths too).

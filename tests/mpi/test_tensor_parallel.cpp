@@ -272,6 +272,20 @@ TEST_P(ModelTensorParallel, EvaluationLogitsAreWhole) {
 INSTANTIATE_TEST_SUITE_P(Golden, ModelTensorParallel,
                          ::testing::Values("encdec_pre", "encdec_post", "vit"));
 
+// The tanh GELU's fused feed-forward ops split as the others: fc1 column-parallel with its GELU
+// and pre-activation per rank, fc2's input gradient carried back through it on each rank's
+// hidden units.
+TEST(TensorParallel, GeluTanhModelsMatchSingleProcess) {
+  for (const char* name : {"encdec_post", "vit"}) {
+    Golden g = load_golden(name);
+    g.config.activation = "gelu_tanh";
+    for (int tp_n : tp_sizes()) {
+      auto tp = setup(tp_n);
+      expect_same_model_step(g, tp.get(), ForwardContext{true, 7, 5, 16}, 0.3);
+    }
+  }
+}
+
 TEST(TensorParallel, SeededInitialisationIsTheSlice) {
   for (int tp_n : tp_sizes()) {
     auto tp = setup(tp_n);

@@ -159,7 +159,13 @@ TEST(Config, DefaultsFillEveryKeyNotGiven) {
 
 TEST(Config, VitDefaultsToGeluUnlessGiven) {
   EXPECT_EQ(from_text(kVit).model.activation, "gelu");
-  EXPECT_EQ(from_text(kVit, {"model.activation=relu"}).model.activation, "relu");
+  EXPECT_EQ(from_text(kVit, {"model.activation=gelu_tanh"}).model.activation, "gelu_tanh");
+  EXPECT_EQ(from_text(kTranslation, {"model.activation=gelu_tanh"}).model.activation, "gelu_tanh");
+  EXPECT_CONTAINS(
+      load_error(kVit, {"model.activation=relu"}),
+      "--set model.activation: the ViT's MLP is a GELU (gelu or gelu_tanh), got 'relu'");
+  EXPECT_CONTAINS(load_error(kTranslation, {"model.activation=swish"}),
+                  "--set model.activation: expected one of relu, gelu, gelu_tanh");
 }
 
 TEST(Config, LayersSetsBothAndSpecificKeysWin) {
@@ -568,13 +574,13 @@ TEST(Config, WeightsMustAgreeOnShapes) {
 }
 
 TEST(Config, ModelYamlOfWeightsFilesRoundTrips) {
-  const RunConfig vit = from_text(kVit, {"model.activation=relu"});
+  const RunConfig vit = from_text(kVit, {"model.activation=gelu_tanh"});
   const std::string text = model_config_to_yaml_text(vit.model);
   EXPECT_EQ(text.find("init"), std::string::npos);
   EXPECT_EQ(text.find("vocab_size"), std::string::npos);  // not a ViT key
   const ModelConfig back = model_config_from_yaml_text(text, "w.h5: config");
   EXPECT_EQ(back.type, "vit");
-  EXPECT_EQ(back.activation, "relu");  // kept, not reset to the ViT's gelu
+  EXPECT_EQ(back.activation, "gelu_tanh");  // kept, not reset to the ViT's gelu
   EXPECT_EQ(back.d_model, 32);
   EXPECT_EQ(back.image_size, 28);
   EXPECT_EQ(model_config_to_yaml_text(back), text);
