@@ -270,11 +270,15 @@ bool lt_matmul(cudaDataType in_type, cudaDataType type, bool trans_a, bool trans
     Preference pref(align_first, align_second, align_out);
     cublasLtMatmulHeuristicResult_t heuristic{};
     int found = 0;
-    // A heuristic with no algorithm for the descriptor answers NOT_SUPPORTED or found = 0.
+    // A heuristic with no algorithm for the descriptor answers NOT_SUPPORTED or found = 0; for
+    // an epilogue that this type combination lacks it may answer INVALID_VALUE, which the
+    // epilogues with a fallback take as no algorithm too.
     const cublasStatus_t status =
         cublasLtMatmulAlgoGetHeuristic(state.handle, desc.desc, first.layout, second.layout,
                                        out.layout, out.layout, pref.pref, 1, &heuristic, &found);
-    if (status == CUBLAS_STATUS_NOT_SUPPORTED)
+    const bool has_fallback = epilogue.bias_grad || has_kernel_fallback(epilogue);
+    if (status == CUBLAS_STATUS_NOT_SUPPORTED ||
+        (status == CUBLAS_STATUS_INVALID_VALUE && has_fallback))
       found = 0;
     else
       TR_CUBLAS_CHECK(status);
