@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <vector>
 
 #include "data/h5.h"
 #include "layers/error.h"
@@ -255,19 +256,44 @@ CheckpointMeta read_checkpoint_meta(const std::string& checkpoint_dir) {
   return m;
 }
 
-std::string find_latest_checkpoint(const std::string& run_dir, std::string* warning) {
+namespace {
+
+// The newest complete checkpoint whose meta.yaml and checksums hold, and in `skipped` why each
+// newer one does not.
+std::string newest_intact_checkpoint(const std::string& run_dir,
+                                     std::vector<std::string>& skipped) {
   auto all = complete_checkpoints(fs::path(run_dir) / "checkpoints");
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
     try {
       read_checkpoint_meta(it->string());
       return it->string();
     } catch (const UserError& e) {
-      if (warning)
-        *warning += std::string(warning->empty() ? "" : "\n") + "warning: " + e.what() +
-                    "; falling back to the previous checkpoint";
+      skipped.emplace_back(e.what());
     }
   }
   return "";
+}
+
+}  // namespace
+
+std::string find_latest_checkpoint(const std::string& run_dir, std::string* warning) {
+  std::vector<std::string> skipped;
+  const std::string found = newest_intact_checkpoint(run_dir, skipped);
+  if (warning)
+    for (const std::string& reason : skipped)
+      *warning += std::string(warning->empty() ? "" : "\n") + "warning: " + reason +
+                  "; falling back to the previous checkpoint";
+  return found;
+}
+
+std::string newest_intact_checkpoint_or_throw(const std::string& run_dir) {
+  std::vector<std::string> skipped;
+  const std::string found = newest_intact_checkpoint(run_dir, skipped);
+  if (found.empty() && !skipped.empty())
+    throw UserError(run_dir + ": holds no intact checkpoint (the newest: " + skipped.front() + ")");
+  for (const std::string& reason : skipped)
+    std::fprintf(stderr, "warning: %s; reading the checkpoint before it\n", reason.c_str());
+  return found;
 }
 
 std::vector<std::string> tidy_checkpoints(const std::string& run_dir, std::int64_t resume_step) {

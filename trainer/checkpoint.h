@@ -70,6 +70,11 @@ std::string finish_checkpoint(const std::string& run_dir, const CheckpointMeta& 
 // checkpoint whose files do not match their checksums is reported through `warning` and the
 // one before it is tried.
 std::string find_latest_checkpoint(const std::string& run_dir, std::string* warning = nullptr);
+// The checkpoint to read of a run directory for eval, translate, export and inspect: the newest
+// intact one, after a warning line on stderr for each newer one passed over; "" when the
+// directory holds no checkpoint. One that holds checkpoints but none intact is a UserError
+// naming it and why its newest checkpoint is unusable.
+std::string newest_intact_checkpoint_or_throw(const std::string& run_dir);
 
 // Reads meta.yaml and verifies every file's checksum; UserError naming the file otherwise.
 CheckpointMeta read_checkpoint_meta(const std::string& checkpoint_dir);

@@ -33,9 +33,7 @@ namespace {
 std::string resolve_checkpoint(const std::string& path) {
   if (fs::exists(fs::path(path) / "meta.yaml")) return path;
   if (fs::is_directory(path)) {
-    std::string warning;
-    const std::string latest = find_latest_checkpoint(path, &warning);
-    if (!warning.empty()) std::fprintf(stderr, "%s\n", warning.c_str());
+    const std::string latest = newest_intact_checkpoint_or_throw(path);
     if (!latest.empty()) return latest;
   }
   throw UserError(path + ": not a checkpoint (no meta.yaml) nor a run directory holding one");

@@ -104,7 +104,7 @@ std::string describe_checkpoint(const std::string& dir) {
 std::string inspect_path(const std::string& path) {
   if (fs::is_directory(path)) {
     if (fs::exists(fs::path(path) / "meta.yaml")) return describe_checkpoint(path);
-    const std::string latest = find_latest_checkpoint(path);
+    const std::string latest = newest_intact_checkpoint_or_throw(path);
     if (!latest.empty()) return describe_checkpoint(latest);
     throw UserError(path + ": a directory, but not a checkpoint or a run directory with one");
   }

@@ -80,6 +80,34 @@ TEST_P(CorruptCheckpoint, ResumeWarnsAndFallsBackToThePreviousOne) {
   if (!HasFailure()) fs::remove_all(dir);
 }
 
+// A run directory whose only checkpoint is damaged: the commands that read a checkpoint (eval,
+// export, translate, inspect) end with exit 2 and one line naming the directory and the damaged
+// file, instead of a warning followed by "not a run directory".
+TEST(CorruptCheckpointOnly, ReadingItIsOneLineNamingTheFile) {
+  use_one_thread();
+  const fs::path dir = scratch_dir("corrupt_only");
+  const RunSetup setup{"encdec_pre", {"checkpoint.keep=1"}};
+  const fs::path run = dir / "run";
+  const CliResult first = run_trainer(setup.command(run, 2));
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  const fs::path model_file = run / "checkpoints" / "step_00000002" / "model_tp00.h5";
+  damage(model_file, Damage::truncate);
+  for (const std::string& command :
+       {"eval --config " + (run / "config.yaml").string() + " --data " +
+            std::string(TR_GOLDEN_DIR) + "/train/encdec_pre_data.h5 --checkpoint " + run.string(),
+        "export --checkpoint " + run.string() + " --out " + (dir / "w.h5").string(),
+        "inspect " + run.string(),
+        "translate --ids --checkpoint " + run.string() + " < /dev/null"}) {
+    const CliResult r = run_trainer(command);
+    EXPECT_EQ(r.exit_code, 2) << command << "\n" << r.output;
+    EXPECT_EQ(r.output, "trainer: " + run.string() + ": holds no intact checkpoint (the newest: " +
+                            model_file.string() + ": checksum mismatch (truncated or corrupted))\n")
+        << command;
+  }
+  EXPECT_FALSE(fs::exists(dir / "w.h5"));
+  if (!HasFailure()) fs::remove_all(dir);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Damages, CorruptCheckpoint,
     ::testing::Values(Damage{"truncated_model", "model_tp00.h5", Damage::truncate},
