@@ -52,9 +52,12 @@ void MultiHeadAttention::attend(const ForwardContext& ctx) {
   flash_ = ops::use_flash_attention(q_, k_, heads_);
   const std::int64_t first_head = tp_ ? head_offset_ : 0;
   // train.attention_dropout: fused: cuDNN draws the mask inside its kernels where it takes the
-  // call; elsewhere the keyed mask below, as exact.
+  // call; elsewhere the keyed mask below, as exact. A replay draws only where the first forward
+  // drew: a plan made since its call would otherwise draw a mask it did not use.
+  const bool first_forward_drew = drawn_dropout_;
   drawn_dropout_ = false;
-  if (dropout_active_ && flash_ && ops::fused_attention_dropout()) {
+  if (dropout_active_ && flash_ && ops::fused_attention_dropout() &&
+      (!ctx.replay || first_forward_drew)) {
     drawn_seed_ = attention_dropout_seed(ctx, layer_id_, first_head);
     drawn_dropout_ = ops::flash_attention_forward_drawn_dropout(
         context_, lse_, q_, k_, v_, kv_len_, 1.0 - dropout_, drawn_seed_, heads_, causal_);

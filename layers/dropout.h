@@ -34,6 +34,10 @@ struct ForwardContext {
   std::uint64_t step = 0;                 // optimizer step (1-based)
   std::int64_t sample_offset = 0;         // global index of this micro-batch's first sample
   Recompute recompute = Recompute::none;  // read only when training
+  // The second forward of a full recomputation (in backward): where the first forward's path
+  // depended on process state that may have changed since (a cuDNN plan made in between), it
+  // takes the first forward's path again, so that both see the same dropout masks.
+  bool replay = false;
 };
 
 // Stream id of (step, layer): distinct for every pair, so masks never repeat across layers/steps.

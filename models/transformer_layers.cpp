@@ -113,7 +113,10 @@ Tensor EncoderLayer::run_forward(bool first_rows) {
 }
 
 Tensor EncoderLayer::run_backward(const Tensor& dy, bool first_rows) {
-  if (recompute_) run_forward(first_rows);  // bitwise the forward's activations again
+  if (recompute_) {  // bitwise the forward's activations again
+    ctx_.replay = true;
+    run_forward(first_rows);
+  }
   Tensor dx1 = ffn_block_.finish_backward(ffn_.backward(ffn_block_.begin_backward(dy)));
   Tensor df = attn_block_.begin_backward(dx1);
   Tensor dx = attn_block_.finish_backward(first_rows ? self_attn_.backward_self_first_rows(df)
@@ -176,7 +179,10 @@ Tensor DecoderLayer::run_forward() {
 }
 
 Tensor DecoderLayer::backward(const Tensor& dy, Tensor& dmemory_sum) {
-  if (recompute_) run_forward();  // bitwise the forward's activations again
+  if (recompute_) {  // bitwise the forward's activations again
+    ctx_.replay = true;
+    run_forward();
+  }
   Tensor dx2 = ffn_block_.finish_backward(ffn_.backward(ffn_block_.begin_backward(dy)));
   Tensor dx1 = cross_block_.finish_backward(
       cross_attn_.backward_cross(cross_block_.begin_backward(dx2), dmemory_sum));

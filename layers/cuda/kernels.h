@@ -67,9 +67,10 @@ struct Output {
 void linear_forward_mixed(Output y, Operand x, const float* w, const float* bias, i64 N, i64 in,
                           i64 out, bool relu = false);
 // y = gelu_tanh(x w^T + bias) and pre_activation = x w^T + bias (y's type), in the GEMM's pass
-// (cuBLASLt's GELU_AUX_BIAS epilogue; cuBLASLt's GELU is the tanh approximation). Where
-// cuBLASLt offers no algorithm with it (or `out` is not a multiple of 8, the pre-activation's
-// leading dimension it requires): the product into pre_activation, then gelu_tanh_forward.
+// under bf16 products (cuBLASLt's GELU_AUX_BIAS epilogue; cuBLASLt's GELU is the tanh
+// approximation). fp32 products, or where cuBLASLt offers no algorithm with it (or `out` is not
+// a multiple of 8, the pre-activation's leading dimension it requires): the product into
+// pre_activation, then gelu_tanh_forward.
 void linear_gelu_tanh_forward_mixed(Output y, Output pre_activation, Operand x, const float* w,
                                     const float* bias, i64 N, i64 in, i64 out);
 // dx = dy w (+ beta_dx dx), dweight += dy^T x, dbias (may be null) += the column sums of dy

@@ -113,29 +113,37 @@ TEST_F(CudaBf16Ops, LinearWithReluEqualsLinearThenRelu) {
 }
 
 // The tanh GELU's epilogues in bf16 (the bf16 activations' feed-forward: bf16 x, output and
-// pre-activation) against the CPU's product then GELU, epilogue and fallback widths.
+// pre-activation) against the CPU's product then GELU: forward (GELU_AUX_BIAS: the output and
+// the pre-activation) and a next layer's input gradient through the GELU (DGELU), with the
+// epilogues (24 outputs, a multiple of 8), without (13: the kernels after the product), and
+// with the epilogues switched off.
 TEST_F(CudaBf16Ops, LinearWithGeluTanhEqualsLinearThenGelu) {
-  for (i64 width : {24, 13}) {
-    SCOPED_TRACE("width " + std::to_string(width));
-    const Tensor x = rnd({3, 5, 16}, 1), w = rnd({width, 16}, 2, DType::f32),
-                 b = rnd({width}, 3, DType::f32);
-    Tensor a, pre, ca, cpre;
-    ops::linear_gelu_tanh_forward(a, pre, x, w, b, DType::bf16);
-    ops::linear_gelu_tanh_forward(ca, cpre, cu(x), cu(w), cu(b), DType::bf16);
-    EXPECT_EQ(ca.dtype(), DType::bf16);
-    EXPECT_EQ(cpre.dtype(), DType::bf16);
-    EXPECT_LE(err(cpre, pre), kTol);
-    EXPECT_LE(err(ca, a), kTol);
-    const Tensor w2 = rnd({7, width}, 4, DType::f32), dy = rnd({3, 5, 7}, 5);
-    Tensor dh, dw2 = Tensor::zeros({7, width}, DType::f32), db2 = Tensor::zeros({7}, DType::f32);
-    Tensor cdh, cdw2 = cu(dw2), cdb2 = cu(db2);
-    ops::linear_backward_through_gelu_tanh(dh, dw2, &db2, dy, a, w2, pre);
-    ops::linear_backward_through_gelu_tanh(cdh, cdw2, &cdb2, cu(dy), ca, cu(w2), cpre);
-    EXPECT_EQ(cdh.dtype(), DType::bf16);
-    EXPECT_LE(err(cdh, dh), kTol);
-    EXPECT_LE(err(cdw2, dw2), kTol);
-    EXPECT_LE(err(cdb2, db2), kTol);
-  }
+  struct Reset {
+    ~Reset() { cuda::set_gelu_epilogue(true); }
+  } reset;
+  for (bool epilogue : {true, false})
+    for (i64 width : {24, 13}) {
+      SCOPED_TRACE("width " + std::to_string(width) + (epilogue ? "" : ", epilogues off"));
+      cuda::set_gelu_epilogue(epilogue);
+      const Tensor x = rnd({3, 5, 16}, 1), w = rnd({width, 16}, 2, DType::f32),
+                   b = rnd({width}, 3, DType::f32);
+      Tensor a, pre, ca, cpre;
+      ops::linear_gelu_tanh_forward(a, pre, x, w, b, DType::bf16);
+      ops::linear_gelu_tanh_forward(ca, cpre, cu(x), cu(w), cu(b), DType::bf16);
+      EXPECT_EQ(ca.dtype(), DType::bf16);
+      EXPECT_EQ(cpre.dtype(), DType::bf16);
+      EXPECT_LE(err(cpre, pre), kTol);
+      EXPECT_LE(err(ca, a), kTol);
+      const Tensor w2 = rnd({7, width}, 4, DType::f32), dy = rnd({3, 5, 7}, 5);
+      Tensor dh, dw2 = Tensor::zeros({7, width}, DType::f32), db2 = Tensor::zeros({7}, DType::f32);
+      Tensor cdh, cdw2 = cu(dw2), cdb2 = cu(db2);
+      ops::linear_backward_through_gelu_tanh(dh, dw2, &db2, dy, a, w2, pre);
+      ops::linear_backward_through_gelu_tanh(cdh, cdw2, &cdb2, cu(dy), ca, cu(w2), cpre);
+      EXPECT_EQ(cdh.dtype(), DType::bf16);
+      EXPECT_LE(err(cdh, dh), kTol);
+      EXPECT_LE(err(cdw2, dw2), kTol);
+      EXPECT_LE(err(cdb2, db2), kTol);
+    }
 }
 
 TEST_F(CudaBf16Ops, LayerNormActivationsAndSums) {

@@ -84,10 +84,11 @@ TEST_F(CudaOps, LinearWithReluEqualsLinearThenRelu) {
   }
 }
 
-// The tanh GELU's epilogues against the CPU's product then GELU: forward (GELU_AUX_BIAS: the
-// output and the pre-activation) and a next layer's input gradient through the GELU (DGELU),
-// with the epilogues (24 outputs, a multiple of 8) and without (13: the kernels after the
-// product), and with the epilogues switched off.
+// The tanh GELU's fused linear ops in fp32 against the CPU's product then GELU: forward (the
+// output and the pre-activation) and a next layer's input gradient through the GELU. fp32
+// products take the GELU kernels after the product (the epilogues serve bf16 products:
+// CudaBf16Ops.LinearWithGeluTanhEqualsLinearThenGelu), at widths 24 and 13 and with the
+// epilogues switched off alike.
 TEST_F(CudaOps, LinearWithGeluTanhEqualsLinearThenGelu) {
   for (bool epilogue : {true, false})
     for (i64 width : {24, 13}) {

@@ -374,6 +374,63 @@ TEST_F(GpuModels, Bf16FusedAttentionDropoutLearnsLikeExact) {
   });
 }
 
+// train.recompute: full with train.attention_dropout: fused, where a shape's cuDNN plan is made
+// at its second call: the first step's forward (call 1) uses the keyed masks, and its replay in
+// backward (call 2) must too, not draw a mask the loss never saw. So the first step takes no
+// drawn attention and its gradients are the exact mode's (bf16 rounding apart); the second
+// step draws in both forwards and the backward.
+TEST_F(GpuModels, FullRecomputeReplaysTheFirstForwardsDropoutMasks) {
+  TR_REQUIRE_CUDA();
+  if (!cuda::cudnn_attention_available())
+    GTEST_SKIP() << "cuDNN not used here: " << cuda::cudnn_attention_status();
+  under(MatmulPrecision::bf16, [] {
+    ModelConfig c = translation_config("pre", true, "sinusoidal");
+    c.d_model = 96;  // 3 heads of 32: shapes no other test here has planned
+    c.heads = 3;
+    struct Reset {
+      ~Reset() {
+        cuda::set_cudnn_plan_policy(2, 60);
+        ops::set_fused_attention_dropout(false);
+      }
+    } reset;
+    cuda::set_cudnn_plan_policy(2, 1e9);
+    Batch hb, db;
+    make_batch(hb, c, 0);
+    upload_batch(db, hb, Device::cuda);
+    const auto step = [&](Model& model, std::uint64_t index, Recompute recompute) {
+      model.zero_grad();
+      op_profile::reset();
+      op_profile::enable(true, [] { synchronize_device(Device::cuda); });
+      model.forward(db, ForwardContext{true, 17, index, 0, recompute});
+      model.backward(1.0 / static_cast<double>(model.counted_targets()));
+      op_profile::enable(false, nullptr);
+      long drawn_forward = 0, drawn_backward = 0;
+      for (const op_profile::Entry& e : op_profile::totals()) {
+        if (e.name == "flash_attention_forward: cuDNN, drawn dropout") drawn_forward = e.calls;
+        if (e.name == "flash_attention_backward: cuDNN, drawn dropout") drawn_backward = e.calls;
+      }
+      return std::pair{drawn_forward, drawn_backward};
+    };
+    ops::set_fused_attention_dropout(true);
+    std::unique_ptr<Model> recomputed = twins(c).second;
+    EXPECT_EQ(step(*recomputed, 1, Recompute::full), std::pair(0L, 0L))
+        << "the first step drew in cuDNN: its replay did not repeat the first forward";
+    std::vector<Tensor> grads;
+    for (Parameter* p : recomputed->parameters()) grads.push_back(p->grad.clone());
+    const auto [drawn_forward, drawn_backward] = step(*recomputed, 2, Recompute::full);
+    EXPECT_GT(drawn_backward, 0) << cuda::cudnn_attention_last_problem();
+    EXPECT_EQ(drawn_forward, 2 * drawn_backward);  // the forward and its replay
+
+    ops::set_fused_attention_dropout(false);
+    std::unique_ptr<Model> exact = twins(c).second;
+    step(*exact, 1, Recompute::none);
+    for (std::size_t i = 0; i < grads.size(); ++i) {
+      const Parameter& p = *exact->parameters()[i];
+      EXPECT_LE(error_to_max(grads[i], p.grad, 1e-6), kBf16.gradient) << p.name;
+    }
+  });
+}
+
 TEST_F(GpuModels, VitTrainingFollowsCpuFor100Steps) {
   TR_REQUIRE_CUDA();
   check_training_curve(vit_config());
