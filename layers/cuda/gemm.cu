@@ -5,6 +5,7 @@
 #include <cuda_bf16.h>
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -98,9 +99,10 @@ struct Preference {
   ~Preference() { cublasLtMatmulPreferenceDestroy(pref); }
 };
 
-bool g_bf16_operands = false;          // set_bf16_matmuls
-bool g_bias_gradient_epilogue = true;  // set_bias_gradient_epilogue
-bool g_gelu_epilogue = true;           // set_gelu_epilogue
+bool g_bf16_operands = false;           // set_bf16_matmuls
+bool g_bias_gradient_epilogue = true;   // set_bias_gradient_epilogue
+bool g_gelu_epilogue = true;            // set_gelu_epilogue
+std::atomic<long> g_gelu_fallbacks{0};  // gelu_epilogue_fallbacks
 
 // cuBLASLt's heuristic choice for each distinct product, kept for the process. A training step
 // repeats the same few dozen shapes every step, and a heuristic query costs host time on every
@@ -294,6 +296,7 @@ bool lt_matmul(cudaDataType in_type, cudaDataType type, bool trans_a, bool trans
     if (epilogue.bias_grad) return false;
     TR_CHECK(has_kernel_fallback(epilogue), "cuBLASLt has no algorithm for this GEMM");
     TR_CHECK(batch.count == 1 && ldc == N, "gemm: activation fallback on a strided output");
+    if (epilogue.gelu_input && gelu_epilogue) ++g_gelu_fallbacks;  // asked, and declined
     if (epilogue.gelu_input && !epilogue.gelu_backward) {
       lt_matmul(in_type, type, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta,
                 epilogue.gelu_input, ldc, Epilogue{epilogue.bias}, batch);
@@ -468,6 +471,9 @@ bool bias_gradient_epilogue() {
 
 void set_gelu_epilogue(bool on) {
   g_gelu_epilogue = on;
+}
+long gelu_epilogue_fallbacks() {
+  return g_gelu_fallbacks.load();
 }
 bool gelu_epilogue() {
   return g_gelu_epilogue;

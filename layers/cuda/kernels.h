@@ -86,6 +86,9 @@ bool bias_gradient_epilogue();
 // by default; for benchmarks and tests comparing the two, process-wide).
 void set_gelu_epilogue(bool on);
 bool gelu_epilogue();
+// How many products that could take a GELU epilogue (bf16, width a multiple of 8, epilogues
+// on) ran the fallback because cuBLASLt offered no algorithm with it, since the process began.
+long gelu_epilogue_fallbacks();
 // C = op(A) op(B) + bias[N] broadcast over rows (cuBLASLt BIAS epilogue: one pass over C).
 // cuBLASLt's GELU epilogue computes the tanh approximation, not the exact erf GELU
 // (model.activation: gelu), which stays a separate kernel (gelu_forward); ReLU, exact, and the
