@@ -155,9 +155,13 @@ std::vector<Variant> all_variants() {
     for (const char* positional : {"sinusoidal", "learned"})
       for (bool shared : {true, false})
         for (DType dtype : {DType::f32, DType::f64})
-          // Both activations without doubling the variants: ReLU (fused into fc1's product)
-          // with shared embeddings, as the translation configs have them.
-          out.push_back({norm, positional, shared, dtype, shared ? "relu" : "gelu"});
+          // Every activation without multiplying the variants: ReLU (fused into fc1's product)
+          // with shared embeddings, as the translation configs have them; the exact GELU and
+          // its tanh approximation with separate ones.
+          out.push_back({norm, positional, shared, dtype,
+                         shared                                 ? "relu"
+                         : std::string(positional) == "learned" ? "gelu_tanh"
+                                                                : "gelu"});
   return out;
 }
 
