@@ -326,8 +326,8 @@ std::vector<Option> make_options() {
       choice("model.activation", TR_FIELD(model.activation), {"relu", "gelu", "gelu_tanh"},
              "Feed-forward activation; default relu for encoder_decoder, gelu for vit (a GELU "
              "only). gelu is the exact erf form; gelu_tanh its tanh approximation (PyTorch's "
-             "approximate='tanh', GPT-2's), which CUDA fuses into the GEMMs (cuBLASLt's GELU "
-             "epilogues)."),
+             "approximate='tanh', GPT-2's), which CUDA fuses into the GEMMs under "
+             "train.precision: bf16 (cuBLASLt's GELU epilogues)."),
       boolean("model.share_embeddings", TR_FIELD(model.share_embeddings),
               "One embedding for source, target and output projection (joint vocabulary).")
           .only_for(ed)
