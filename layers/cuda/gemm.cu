@@ -99,10 +99,11 @@ struct Preference {
   ~Preference() { cublasLtMatmulPreferenceDestroy(pref); }
 };
 
-bool g_bf16_operands = false;           // set_bf16_matmuls
-bool g_bias_gradient_epilogue = true;   // set_bias_gradient_epilogue
-bool g_gelu_epilogue = true;            // set_gelu_epilogue
-std::atomic<long> g_gelu_fallbacks{0};  // gelu_epilogue_fallbacks
+bool g_bf16_operands = false;                    // set_bf16_matmuls
+bool g_bias_gradient_epilogue = true;            // set_bias_gradient_epilogue
+bool g_gelu_epilogue = true;                     // set_gelu_epilogue
+std::atomic<long> g_gelu_fallbacks{0};           // gelu_epilogue_fallbacks
+std::atomic<long> g_bias_gradient_fallbacks{0};  // bias_gradient_epilogue_fallbacks
 
 // cuBLASLt's heuristic choice for each distinct product, kept for the process. A training step
 // repeats the same few dozen shapes every step, and a heuristic query costs host time on every
@@ -367,6 +368,7 @@ void weight_gradient(cudaDataType in_type, const void* dy, const void* x, float*
       add_accumulate(dbias, sums.as<float>(), out);
       return;
     }
+    ++g_bias_gradient_fallbacks;
   }
   lt_matmul(in_type, CUDA_R_32F, true, false, out, in, N, 1.0f, dy, out, x, in, 1.0f, dweight, in,
             {});
@@ -467,6 +469,9 @@ void set_bias_gradient_epilogue(bool on) {
 }
 bool bias_gradient_epilogue() {
   return g_bias_gradient_epilogue;
+}
+long bias_gradient_epilogue_fallbacks() {
+  return g_bias_gradient_fallbacks.load();
 }
 
 void set_gelu_epilogue(bool on) {

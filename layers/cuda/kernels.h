@@ -82,6 +82,9 @@ void linear_backward_mixed(Output dx, float beta_dx, float* dweight, float* dbia
 // by default; for benchmarks and tests comparing the two, process-wide).
 void set_bias_gradient_epilogue(bool on);
 bool bias_gradient_epilogue();
+// How many bias gradients asked of the epilogue came from the column-sum kernel instead,
+// cuBLASLt offering no algorithm with BGRADB, since the process began.
+long bias_gradient_epilogue_fallbacks();
 // Off: the tanh GELU's products without their GELU epilogues, the GELU kernels after them (on
 // by default; for benchmarks and tests comparing the two, process-wide).
 void set_gelu_epilogue(bool on);

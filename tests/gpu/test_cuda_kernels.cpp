@@ -200,8 +200,14 @@ void check_linear_backward_products_once(bool bf16, bool epilogue) {
     cpu::gemm<float>(true, false, out, in, rows, 1.0f, dyr.data(), out, xr.data(), in, 1.0f,
                      dw_ref.data(), in);
     Dev<float> ddy(gy), dxs(xs), dwt(wt), ddx(dx0), ddw(dw0), ddb(db0);
+    const long declined = cuda::bias_gradient_epilogue_fallbacks();
     cuda::linear_backward_products(ddx.p(), beta, ddw.p(), ddb.p(), ddy.p(), dxs.p(), dwt.p(), rows,
                                    in, out);
+    if (epilogue && beta == 0.0f)
+      std::printf("[ measured ] %s products: the bias gradient from %s\n", bf16 ? "bf16" : "fp32",
+                  cuda::bias_gradient_epilogue_fallbacks() > declined
+                      ? "the column-sum kernel (cuBLASLt declined BGRADB)"
+                      : "cuBLASLt's BGRADB epilogue");
     EXPECT_LE(max_rel_error(ddx.get(), dx_ref), kTol) << "beta " << beta;
     EXPECT_LE(max_rel_error(ddw.get(), dw_ref), kTol) << "beta " << beta;
     const double by_epilogue = max_rel_error(ddb.get(), db_of_operand),
