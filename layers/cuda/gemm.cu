@@ -298,16 +298,12 @@ bool lt_matmul(cudaDataType in_type, cudaDataType type, bool trans_a, bool trans
     TR_CHECK(has_kernel_fallback(epilogue), "cuBLASLt has no algorithm for this GEMM");
     TR_CHECK(batch.count == 1 && ldc == N, "gemm: activation fallback on a strided output");
     if (epilogue.gelu_input && gelu_epilogue) ++g_gelu_fallbacks;  // asked, and declined
-    if (epilogue.gelu_input && !epilogue.gelu_backward) {
-      lt_matmul(in_type, type, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta,
-                epilogue.gelu_input, ldc, Epilogue{epilogue.bias}, batch);
-      gelu_tanh_after(type, C, epilogue.gelu_input, M * N, /*backward=*/false);
-      return true;
-    }
-    lt_matmul(in_type, type, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
-              Epilogue{epilogue.bias}, batch);
+    // The product with the bias alone: into C, or, for a forward GELU, into its input.
+    const bool into_gelu_input = epilogue.gelu_input && !epilogue.gelu_backward;
+    lt_matmul(in_type, type, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta,
+              into_gelu_input ? epilogue.gelu_input : C, ldc, Epilogue{epilogue.bias}, batch);
     if (epilogue.gelu_input)
-      gelu_tanh_after(type, C, epilogue.gelu_input, M * N, /*backward=*/true);
+      gelu_tanh_after(type, C, epilogue.gelu_input, M * N, epilogue.gelu_backward);
     else
       relu_in_place(type, C, M * N);
     return true;
